@@ -1,0 +1,294 @@
+"""SLURM: ``sbatch`` directives, submit/cancel argv, and parsing of ``sacct``/``squeue`` output.
+
+Status comes from ``sacct`` (one call for every job of the run; ``-j`` with job ids includes all
+array elements) when accounting exists, with ``squeue -t all`` for jobs ``sacct`` does not list
+yet. With ``accounting = "none"``, or when ``sacct`` fails or says accounting is disabled
+(``"auto"``), only ``squeue`` is used: finished jobs are visible there for ``MinJobAge`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import ClassVar
+
+from corral.errors import CommandError, ConfigError, ExecutorError
+from corral.executors.batch.base import BatchExecutor
+from corral.executors.batch.script import JobRequest, directive_value
+from corral.executors.batch.settings import BatchSettings
+from corral.executors.batch.status import JobState, JobStatus, expand_range, parse_size
+
+log = logging.getLogger(__name__)
+
+ACCOUNTING_MODES = ("auto", "sacct", "none")
+SACCT_FIELDS = "JobID,JobName,State,ExitCode,Submit,Start,End,MaxRSS,NodeList,Reason"
+SQUEUE_FORMAT = "%i|%j|%T|%r"
+
+STATES: dict[str, JobState] = {
+    "PENDING": JobState.PENDING, "CONFIGURING": JobState.PENDING,
+    "REQUEUED": JobState.PENDING, "REQUEUE_FED": JobState.PENDING,
+    "REQUEUE_HOLD": JobState.PENDING, "RESV_DEL_HOLD": JobState.PENDING,
+    "RUNNING": JobState.RUNNING, "COMPLETING": JobState.RUNNING, "SUSPENDED": JobState.RUNNING,
+    "STAGE_OUT": JobState.RUNNING, "SIGNALING": JobState.RUNNING, "RESIZING": JobState.RUNNING,
+    "STOPPED": JobState.RUNNING,
+    "COMPLETED": JobState.COMPLETED,
+    "FAILED": JobState.FAILED, "SPECIAL_EXIT": JobState.FAILED,
+    "OUT_OF_MEMORY": JobState.OUT_OF_MEMORY,
+    "TIMEOUT": JobState.TIMEOUT, "DEADLINE": JobState.TIMEOUT,
+    "NODE_FAIL": JobState.NODE_FAILURE, "BOOT_FAIL": JobState.NODE_FAILURE,
+    "PREEMPTED": JobState.PREEMPTED,
+    "CANCELLED": JobState.CANCELLED, "REVOKED": JobState.CANCELLED,
+}
+
+
+@dataclass
+class SlurmSettings(BatchSettings):
+    """Profile options of the SLURM executor."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    accounting: str = "auto"
+    """``auto`` (sacct, falling back to squeue), ``sacct`` or ``none`` (squeue only)."""
+
+    def check(self) -> None:
+        super().check()
+        if self.accounting not in ACCOUNTING_MODES:
+            raise ConfigError(
+                f"accounting={self.accounting!r} is not one of {', '.join(ACCOUNTING_MODES)}"
+            )
+
+
+# ---------------------------------------------------------------------- building
+def sbatch_directives(req: JobRequest, settings: SlurmSettings) -> list[str]:
+    """``#SBATCH`` lines for one job or array; every value is validated."""
+    r = req.resources
+    opts = [f"--job-name={req.name}", f"--output={req.stdout}", f"--error={req.stderr}"]
+    for flag, value, what in (
+        ("--partition", r.queue or settings.partition, "queue"),
+        ("--account", r.account or settings.account, "account"),
+        ("--qos", r.qos or settings.qos, "qos"),
+        ("--constraint", r.constraint, "constraint"),
+    ):
+        if value:
+            opts.append(f"{flag}={directive_value(what, value)}")
+    if r.nodes > 1:
+        opts += [f"--nodes={r.nodes}", "--ntasks-per-node=1"]
+    else:
+        opts += ["--nodes=1", "--ntasks=1"]
+    opts.append(f"--cpus-per-task={r.cores}")
+    if r.memory_bytes:
+        opts.append(f"--mem={math.ceil(r.memory_bytes / 1024**2)}M")
+    if r.walltime_seconds:
+        opts.append(f"--time={slurm_time(r.walltime_seconds)}")
+    if r.gpus:
+        opts.append(f"--gres=gpu:{r.gpus}")
+    if r.exclusive:
+        opts.append("--exclusive")
+    if req.array_size:
+        opts.append(f"--array=1-{req.array_size}%{req.throttle or req.array_size}")
+    opts += list(req.extra_args)
+    return [f"#SBATCH {o}" for o in opts]
+
+
+def slurm_time(seconds: int) -> str:
+    """``D-HH:MM:SS`` (SLURM rounds limits up to whole minutes)."""
+    days, rest = divmod(int(seconds), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{days}-{hours:02d}:{minutes:02d}:{secs:02d}"
+
+
+def sbatch_argv(script: str, depends_on: Sequence[str] = ()) -> list[str]:
+    """``sbatch --parsable``; with dependencies, ``afterok`` and ``--kill-on-invalid-dep=yes``."""
+    argv = ["sbatch", "--parsable"]
+    if depends_on:
+        argv += [f"--dependency=afterok:{':'.join(depends_on)}", "--kill-on-invalid-dep=yes"]
+    return [*argv, script]
+
+
+def parse_sbatch(stdout: str) -> str:
+    """The job id from ``sbatch --parsable`` output (``ID`` or ``ID;cluster``)."""
+    for line in stdout.splitlines():
+        job_id = line.strip().split(";")[0]
+        if job_id.isdigit():
+            return job_id
+    raise ExecutorError(f"cannot find a job id in the sbatch output {stdout.strip()!r}")
+
+
+def sacct_argv(job_ids: Sequence[str]) -> list[str]:
+    return ["sacct", "-n", "-P", f"--jobs={','.join(job_ids)}", f"--format={SACCT_FIELDS}"]
+
+
+def squeue_argv(job_ids: Sequence[str]) -> list[str]:
+    return ["squeue", "-h", "-r", "-t", "all", f"--jobs={','.join(job_ids)}",
+            "-o", SQUEUE_FORMAT]
+
+
+def scancel_argv(native_ids: Sequence[str]) -> list[str]:
+    return ["scancel", *native_ids]
+
+
+# ---------------------------------------------------------------------- parsing
+def _time(text: str) -> float | None:
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
+def _exit_code(text: str) -> int | None:
+    code, _, signal = text.partition(":")
+    if not code.isdigit():
+        return None
+    if signal.isdigit() and int(signal) and not int(code):
+        return 128 + int(signal)
+    return int(code)
+
+
+def _element_ids(job_id: str) -> list[str]:
+    """``"4_[2-5%2]"`` -> ``["4_2", ..., "4_5"]``; other ids unchanged."""
+    m = re.match(r"^(\d+)_\[(.+)\]$", job_id)
+    if not m:
+        return [job_id]
+    return [f"{m.group(1)}_{i}" for i in expand_range(m.group(2))]
+
+
+def parse_sacct(stdout: str) -> dict[str, JobStatus]:
+    """Parse ``sacct -n -P --format=SACCT_FIELDS``: allocation rows give the state, steps RSS."""
+    out: dict[str, JobStatus] = {}
+    for line in stdout.splitlines():
+        cols = line.split("|")
+        if len(cols) < 10:
+            continue
+        jid, _name, state, exit_code, submit, start, end, rss, node, reason = cols[:10]
+        base, _, step = jid.partition(".")
+        word = state.split()[0] if state.strip() else ""
+        if step:
+            status = out.get(base)
+            if status is not None:
+                size = parse_size(rss, "K")
+                if size is not None:
+                    status.max_rss = max(status.max_rss or 0, size)
+                if STATES.get(word) is JobState.OUT_OF_MEMORY:
+                    status.state = JobState.OUT_OF_MEMORY
+            continue
+        for eid in _element_ids(base):
+            out[eid] = JobStatus(
+                STATES.get(word, JobState.RUNNING),
+                exit_code=_exit_code(exit_code),
+                reason=_reason(state, reason),
+                submitted=_time(submit),
+                started=_time(start),
+                ended=_time(end),
+                host=node if node and node != "None assigned" else None,
+            )
+    return out
+
+
+def _reason(state: str, reason: str) -> str | None:
+    if state.startswith("CANCELLED by"):
+        return state.lower()
+    return reason if reason and reason not in ("None", "NonZeroExitCode") else None
+
+
+def parse_squeue(stdout: str) -> dict[str, JobStatus]:
+    """Parse ``squeue -h -r -t all -o SQUEUE_FORMAT``."""
+    out: dict[str, JobStatus] = {}
+    for line in stdout.splitlines():
+        cols = line.strip().split("|")
+        if len(cols) < 4:
+            continue
+        jid, _name, state, reason = cols[:4]
+        for eid in _element_ids(jid):
+            out[eid] = JobStatus(
+                STATES.get(state, JobState.RUNNING),
+                reason=reason if reason not in ("None", "NonZeroExitCode") else None,
+            )
+    return out
+
+
+def accounting_disabled(text: str) -> bool:
+    low = text.lower()
+    return "accounting storage is disabled" in low
+
+
+# ---------------------------------------------------------------------- executor
+class SlurmExecutor(BatchExecutor):
+    """Runs attempts as SLURM jobs (arrays for scatters)."""
+
+    kind: ClassVar[str] = "slurm"
+    settings_class: ClassVar[type[BatchSettings]] = SlurmSettings
+    name_limit: ClassVar[int] = 200
+    array_token: ClassVar[str] = "%a"
+    settings: SlurmSettings
+
+    _use_sacct: bool | None = None
+
+    def directives(self, req: JobRequest) -> list[str]:
+        return sbatch_directives(req, self.settings)
+
+    def submit_argv(self, script: str, depends_on: Sequence[str] = ()) -> list[str]:
+        return sbatch_argv(script, depends_on)
+
+    def parse_submit(self, stdout: str) -> str:
+        return parse_sbatch(stdout)
+
+    def element_id(self, job_id: str, index: int) -> str:
+        return f"{job_id}_{index}"
+
+    def job_of(self, native_id: str) -> str:
+        return native_id.split("_")[0]
+
+    def cancel_argv(self, native_ids: Sequence[str]) -> list[str]:
+        return scancel_argv(native_ids)
+
+    def query(self, native_ids: Sequence[str]) -> dict[str, JobStatus]:
+        job_ids = sorted({self.job_of(n) for n in native_ids})
+        statuses: dict[str, JobStatus] = {}
+        if self._sacct_enabled():
+            try:
+                result = self._run(sacct_argv(job_ids))
+                statuses = parse_sacct(result.stdout)
+            except CommandError as exc:
+                if self.settings.accounting == "sacct":
+                    raise
+                log.info("sacct failed; using squeue from now on: %s", exc)
+                self._use_sacct = False
+        listed = {sid.split("_")[0] for sid in statuses}
+        missing = [j for j in job_ids if j not in listed]
+        if missing:
+            result = self._run(squeue_argv(missing), check=False)
+            if result.returncode != 0 and "invalid job id" not in result.stderr.lower():
+                raise CommandError(result.argv, result.returncode, result.stdout, result.stderr)
+            statuses.update(parse_squeue(result.stdout))
+        return statuses
+
+    def _sacct_enabled(self) -> bool:
+        if self.settings.accounting == "none":
+            return False
+        if self.settings.accounting == "sacct":
+            return True
+        if self._use_sacct is None:
+            probe = self._run(["sacct", "-n", "-X", "-j", "1", "-o", "JobID"], check=False)
+            text = probe.stderr + probe.stdout
+            self._use_sacct = probe.returncode == 0 and not accounting_disabled(text)
+        return self._use_sacct
+
+
+__all__ = [
+    "SlurmExecutor",
+    "SlurmSettings",
+    "parse_sacct",
+    "parse_sbatch",
+    "parse_squeue",
+    "sacct_argv",
+    "sbatch_argv",
+    "sbatch_directives",
+    "scancel_argv",
+    "squeue_argv",
+]
