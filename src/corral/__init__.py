@@ -1,0 +1,51 @@
+"""Corral: Python workflows for scientific computing.
+
+Write tasks as functions, call them in a pipeline, run anywhere::
+
+    from corral import task, pipeline, Resources
+
+    @task(resources=Resources(cores=1, memory="2G"))
+    def square(x: int) -> int:
+        return x * x
+
+    @task
+    def total(xs: list[int]) -> int:
+        return sum(xs)
+
+    @pipeline
+    def sums(n: int = 10):
+        return total(square.map(x=range(n)))
+"""
+
+from corral.api import Client, RunHandle, RunResult, load_pipeline, plan, run, start
+from corral.errors import CorralError, GraphError, ParameterError, TaskFailed, UsageError
+from corral.graph import Future, MapFuture
+from corral.model import Pipeline, TaskDef, each, fixed, pipeline, shell, task
+from corral.resources import Resources
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client",
+    "CorralError",
+    "Future",
+    "GraphError",
+    "MapFuture",
+    "ParameterError",
+    "Pipeline",
+    "Resources",
+    "RunHandle",
+    "RunResult",
+    "TaskDef",
+    "TaskFailed",
+    "UsageError",
+    "each",
+    "fixed",
+    "load_pipeline",
+    "pipeline",
+    "plan",
+    "run",
+    "shell",
+    "start",
+    "task",
+]

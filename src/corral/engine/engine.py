@@ -1,0 +1,564 @@
+"""The engine loop: release ready tasks to the executor, record what comes back, obey control
+requests (pause, resume, cancel), retry failures, expand dynamic scatters.
+
+Everything the engine decides is persisted through the :class:`Recorder` in one transaction per
+iteration, so a killed engine leaves a store from which the next engine resumes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import sqlalchemy as sa
+
+from corral.errors import CorralError
+from corral.executors.base import AttemptRef, Completion, Executor, Outcome, TaskSpec
+from corral.graph import Future, Node, NodeKind
+from corral.store import Store
+from corral.store import schema as t
+
+from .plan import Plan, key_nodes
+from .recorder import Recorder
+from .specs import (
+    PayloadBuilder,
+    make_spec,
+    node_cacheable,
+    node_resources,
+    node_retries,
+    short_params,
+)
+from .states import RunState, TaskState
+from .values import GatherRef, output_files, shell_value
+
+log = logging.getLogger("corral.engine")
+
+WAITING, READY, RUNNING, DONE, FAILED, SKIPPED, CANCELLED = range(7)
+CONTROL_INTERVAL = 0.5
+FLUSH_INTERVAL = 0.25
+
+
+@dataclass
+class EngineOptions:
+    jobs: int = 2
+    force: list[str] = field(default_factory=list)
+    """Task names or glob patterns to rerun (with everything downstream)."""
+    no_cache: bool = False
+    fail_fast: bool = False
+
+
+@dataclass
+class Progress:
+    total: int = 0
+    done: int = 0
+    cached: int = 0
+    running: int = 0
+    failed: int = 0
+    skipped: int = 0
+    started: float = field(default_factory=time.time)
+    paused: bool = False
+
+
+class Engine:
+    """Runs one planned graph as one run of the store."""
+
+    def __init__(
+        self, store: Store, plan: Plan, run_id: str, executor: Executor, options: EngineOptions,
+        work_root: Path, on_progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        self.store, self.plan, self.run_id = store, plan, run_id
+        self.graph = plan.graph
+        self.executor, self.options, self.work_root = executor, options, work_root
+        self.on_progress = on_progress
+        n = len(self.graph.nodes)
+        self.state = [WAITING] * n
+        self.waiting = [len(node.deps) for node in self.graph.nodes]
+        self.attempt_no = [0] * n
+        self.task_id: list[int] = [0] * n
+        self.ready: deque[int] = deque()
+        self.inflight: dict[str, int] = {}
+        self.values: dict[str, Any] = {}
+        self.rec = Recorder(store)
+        self.payloads = PayloadBuilder()
+        self.progress = Progress(total=n)
+        self.paused = False
+        self.cancelling = False
+        self.errors: list[str] = []
+        self._last_control = 0.0
+        self._forced: set[int] = set()
+
+    # ------------------------------------------------------------------ set-up
+
+    def prepare(self) -> None:
+        """Persist task rows, decide what is cached, re-attach surviving attempts."""
+        self._forced = self._forced_nodes()
+        self._persist_tasks(self.graph.nodes)
+        self._persist_edges()
+        self._resolve_cached(list(range(len(self.graph.nodes))))
+        self._reattach()
+        for i, node in enumerate(self.graph.nodes):
+            if self.state[i] == WAITING and self.waiting[i] == 0:
+                self._make_ready(i)
+        self.rec.flush()
+
+    def _forced_nodes(self) -> set[int]:
+        if not self.options.force:
+            return set()
+        hit = [
+            n.idx for n in self.graph.nodes
+            if any(fnmatch.fnmatchcase(n.name, p) or fnmatch.fnmatchcase(n.group, p)
+                   or n.name.split(".")[-1].split("[")[0] == p for p in self.options.force)
+        ]
+        if not hit:
+            names = sorted({n.group for n in self.graph.nodes})
+            raise CorralError(
+                f"--force {' '.join(self.options.force)} matches no task; task names are "
+                f"{', '.join(names[:10])}"
+            )
+        out, stack = set(hit), list(hit)
+        while stack:
+            for c in self.plan.children[stack.pop()]:
+                if c not in out:
+                    out.add(c)
+                    stack.append(c)
+        return out
+
+    def _persist_tasks(self, nodes: list[Node]) -> None:
+        existing = self.store.task_ids(self.run_id)
+        fresh, changed = [], []
+        for node in nodes:
+            row = {
+                "run_id": self.run_id, "idx": node.idx, "name": node.name, "grp": node.group,
+                "kind": node.kind.value, "key": node.key, "state": TaskState.PENDING.value,
+                "code_hash": _code_of(node), "params": short_params(node),
+                "inputs": self.plan.inputs.get(node.idx),
+                "upstream": {self.graph.nodes[d].name: self.graph.nodes[d].key for d in node.deps},
+                "resources": node_resources(node, 1).to_dict() if node.task or node.shell else None,
+            }
+            old = existing.get(node.name)
+            if old is None:
+                fresh.append(row)
+            else:
+                self.task_id[node.idx] = old["id"]
+                self.attempt_no[node.idx] = old["attempts"]
+                changed.append({"_id": old["id"], **{k: row[k] for k in ("idx", "key", "params")}})
+        with self.store.transaction() as c:
+            if fresh:
+                c.execute(t.tasks.insert(), fresh)
+            if changed:
+                c.execute(
+                    t.tasks.update().where(t.tasks.c.id == sa.bindparam("_id")).values(
+                        idx=sa.bindparam("idx"), key=sa.bindparam("key"),
+                        params=sa.bindparam("params"), state=TaskState.PENDING.value,
+                    ),
+                    changed,
+                )
+            c.execute(t.runs.update().where(t.runs.c.id == self.run_id).values(
+                n_tasks=len(self.graph.nodes)))
+        if fresh:
+            for name, row in self.store.task_ids(self.run_id).items():
+                idx = self.graph.names.get(name)
+                if idx is not None:
+                    self.task_id[idx] = row["id"]
+
+    def _persist_edges(self) -> None:
+        rows = [{"run_id": self.run_id, "parent": d, "child": n.idx}
+                for n in self.graph.nodes for d in n.deps]
+        with self.store.transaction() as c:
+            c.execute(t.edges.delete().where(t.edges.c.run_id == self.run_id))
+            if rows:
+                c.execute(t.edges.insert(), rows)
+
+    def _resolve_cached(self, idxs: list[int]) -> None:
+        nodes = self.graph.nodes
+        candidates = [i for i in idxs if nodes[i].kind is not NodeKind.EXPAND
+                      and i not in self._forced and not self.options.no_cache
+                      and node_cacheable(nodes[i])]
+        found = self.store.completed_keys(nodes[i].key for i in candidates)
+        with_outputs = [nodes[i].key for i in candidates if nodes[i].key in found and nodes[i].outputs]
+        outputs = self.store.result_outputs(with_outputs) if with_outputs else {}
+        for i in candidates:
+            key = nodes[i].key
+            if key in found and self._outputs_ok(nodes[i], outputs.get(key, {})):
+                self.state[i] = DONE
+                self.progress.cached += 1
+                self.rec.task(self.task_id[i], state=TaskState.CACHED.value, cached=True)
+        for i in idxs:
+            node = nodes[i]
+            if node.kind is NodeKind.EXPAND and node.expand and self.state[node.expand.gather] == DONE:
+                self.state[i] = DONE
+        for i in idxs:
+            if self.state[i] == DONE:
+                for c in self.plan.children[i]:
+                    self.waiting[c] -= 1
+
+    def _outputs_ok(self, node: Node, recorded: dict[str, str]) -> bool:
+        """Cached outputs must be on disk as recorded: missing ones are restored from the CAS;
+        a file changed since then makes the task run again."""
+        from corral.hashing import file_digest
+
+        for path, digest in recorded.items():
+            p = Path(path)
+            if not p.exists():
+                if not self.store.cas.restore(digest, p):
+                    return False
+            elif file_digest(p) != digest:
+                return False
+        return True
+
+    def _reattach(self) -> None:
+        rows = self.store.inflight_attempts(self.run_id)
+        if not rows:
+            return
+        by_task = {tid: i for i, tid in enumerate(self.task_id)}
+        refs = [AttemptRef(r["id"], r["native_id"], Path(r["workdir"] or "."), r["submitted_at"])
+                for r in rows if r["native_id"]]
+        taken = set(self.executor.reattach(refs)) if refs else set()
+        for r in rows:
+            idx = by_task.get(r["task_id"])
+            if r["id"] in taken and idx is not None and self.state[idx] != DONE:
+                self.state[idx] = RUNNING
+                self.inflight[r["id"]] = idx
+                self.attempt_no[idx] = max(self.attempt_no[idx], r["number"])
+                self.progress.running += 1
+                log.info("re-attached %s (%s)", self.graph.nodes[idx].name, r["native_id"])
+            else:
+                self.rec.attempt(r["id"], state="abandoned", ended_at=time.time(),
+                                 error="the engine that submitted this attempt stopped")
+
+    # ------------------------------------------------------------------ main loop
+
+    def run(self) -> RunState:
+        self.prepare()
+        self._report()
+        while True:
+            self._control()
+            if self.cancelling and not self.inflight:
+                break
+            if not self.paused and not self.cancelling:
+                self._release()
+            if not self.inflight and not self.ready:
+                if not self.paused:
+                    break
+            timeout = 0.0 if (self.ready and not self.paused) else 0.2
+            for comp in self.executor.poll(timeout):
+                self._complete(comp)
+            if self.rec.dirty and (not self.inflight or
+                                   time.monotonic() - self.rec.last_flush > FLUSH_INTERVAL):
+                self.rec.flush()
+            self._report()
+        self.rec.flush()
+        return self._final_state()
+
+    def _final_state(self) -> RunState:
+        if self.cancelling:
+            return RunState.CANCELLED
+        if any(s in (FAILED, SKIPPED) for s in self.state):
+            return RunState.FAILED
+        return RunState.SUCCEEDED
+
+    def _report(self) -> None:
+        if self.on_progress is not None:
+            self.progress.running = len(self.inflight)
+            self.progress.total = len(self.graph.nodes)
+            self.progress.paused = self.paused
+            self.on_progress(self.progress)
+
+    def _control(self) -> None:
+        now = time.monotonic()
+        if now - self._last_control < CONTROL_INTERVAL:
+            return
+        self._last_control = now
+        control = self.store.heartbeat(self.run_id)
+        if control == "cancel" and not self.cancelling:
+            self.cancel()
+        elif control == "pause" and not self.paused:
+            self.paused = True
+            withdraw = getattr(self.executor, "withdraw", None)
+            for attempt_id in withdraw() if withdraw else []:
+                idx = self.inflight.pop(attempt_id)
+                self.state[idx] = READY
+                self.ready.appendleft(idx)
+                self.rec.attempt(attempt_id, state="withdrawn", ended_at=time.time())
+            self.store.update_run(self.run_id, state=RunState.PAUSED.value)
+        elif control == "none" and self.paused:
+            self.paused = False
+            self.store.update_run(self.run_id, state=RunState.RUNNING.value)
+
+    def cancel(self) -> None:
+        """Stop releasing tasks and cancel the running ones."""
+        self.cancelling = True
+        if self.inflight:
+            self.executor.cancel(list(self.inflight))
+        for i in list(self.ready):
+            self.state[i] = CANCELLED
+            self.rec.task(self.task_id[i], state=TaskState.CANCELLED.value)
+        self.ready.clear()
+
+    def _make_ready(self, idx: int) -> None:
+        node = self.graph.nodes[idx]
+        if node.kind in (NodeKind.GATHER, NodeKind.EXPAND):
+            self._run_inline(idx)
+            return
+        self.state[idx] = READY
+        self.ready.append(idx)
+
+    def _release(self) -> None:
+        cap = self.executor.capacity()
+        limit = len(self.ready) if cap is None else cap
+        if self.executor.kind != "local":
+            limit = min(limit, self.options.jobs - len(self.inflight))
+        batch: list[TaskSpec] = []
+        while self.ready and len(batch) < limit:
+            idx = self.ready.popleft()
+            spec = self._spec(idx)
+            if spec is not None:
+                batch.append(spec)
+        if batch:
+            self.executor.submit(batch)
+
+    def _spec(self, idx: int) -> TaskSpec | None:
+        node = self.graph.nodes[idx]
+        self.attempt_no[idx] += 1
+        n = self.attempt_no[idx]
+        try:
+            resources = node_resources(node, n)
+            self.executor.validate(resources)
+            kind, payload = self.payloads.payload(node, self._load)
+        except CorralError as exc:
+            self._fail(idx, str(exc))
+            return None
+        spec = make_spec(node, self.run_id, n, self.work_root, self.plan.cwd, kind, payload, resources)
+        self.state[idx] = RUNNING
+        self.inflight[spec.attempt_id] = idx
+        now = time.time()
+        self.rec.task(self.task_id[idx], state=TaskState.RUNNING.value, attempts=n,
+                      **({"started_at": now} if n == 1 else {}))
+        self.rec.attempt_new({
+            "id": spec.attempt_id, "task_id": self.task_id[idx], "run_id": self.run_id,
+            "number": n, "state": "submitted", "executor": self.executor.kind,
+            "workdir": str(spec.workdir), "resources": resources.to_dict(), "submitted_at": now,
+        })
+        return spec
+
+    # ------------------------------------------------------------------ values
+
+    def _load(self, fut: Future) -> Any:
+        node = fut.node
+        if node.kind is NodeKind.SHELL and node.shell is not None:
+            return shell_value(node.shell)
+        return self.load_key(node.key)
+
+    def load_key(self, key: str) -> Any:
+        if key in self.values:
+            return self.values[key]
+        data = self.rec.pending_value(key)
+        value = cloudpickle.loads(data if data is not None else self.store.load_value(key))
+        if isinstance(value, GatherRef):
+            value = [self.load_key(k) for k in value.keys]
+        return value
+
+    # ------------------------------------------------------------------ completions
+
+    def _complete(self, comp: Completion) -> None:
+        idx = self.inflight.pop(comp.attempt_id, None)
+        if idx is None:
+            return
+        m = comp.metrics
+        self.rec.attempt(
+            comp.attempt_id, state=comp.outcome.value, started_at=m.started, ended_at=m.ended,
+            wall=m.wall, cpu_user=m.cpu_user, cpu_system=m.cpu_system, peak_rss=m.peak_rss,
+            read_bytes=m.read_bytes, write_bytes=m.write_bytes, exit_code=m.exit_code,
+            host=m.host, error=comp.error, **({"native_id": m.native_id} if m.native_id else {}),
+        )
+        if comp.stdout or comp.stderr:
+            self._write_logs(idx, comp)
+        if comp.outcome is Outcome.SUCCEEDED:
+            try:
+                self._succeed(idx, comp)
+            except (CorralError, OSError, ValueError) as exc:
+                self._fail(idx, f"its result could not be stored: {exc}")
+            return
+        node = self.graph.nodes[idx]
+        if comp.outcome.retryable and self.attempt_no[idx] <= node_retries(node) \
+                and not self.cancelling:
+            log.info("retrying %s after %s", node.name, comp.outcome.value)
+            self.state[idx] = READY
+            self.ready.append(idx)
+            return
+        if comp.outcome is Outcome.CANCELLED:
+            self.state[idx] = CANCELLED
+            self.rec.task(self.task_id[idx], state=TaskState.CANCELLED.value,
+                          finished_at=time.time())
+            return
+        reason = comp.outcome.value.replace("_", " ")
+        first = (comp.error or "").strip().splitlines()
+        self._fail(idx, f"{reason}: {first[-1] if first else 'no details'}")
+
+    def _write_logs(self, idx: int, comp: Completion) -> None:
+        node = self.graph.nodes[idx]
+        spec_dir = self.work_root / f"{node.idx}-{_safe(node.name)}" / str(self.attempt_no[idx])
+        spec_dir.mkdir(parents=True, exist_ok=True)
+        if comp.stdout:
+            (spec_dir / "stdout.log").write_text(comp.stdout)
+        if comp.stderr:
+            (spec_dir / "stderr.log").write_text(comp.stderr)
+
+    def _succeed(self, idx: int, comp: Completion) -> None:
+        node = self.graph.nodes[idx]
+        now = time.time()
+        data = comp.result if comp.result is not None else cloudpickle.dumps(None)
+        value: Any = None
+        if node.kind is NodeKind.SHELL and node.shell is not None:
+            value = shell_value(node.shell)
+            files = [Path(self.plan.cwd, o).resolve() for o in node.outputs]
+        else:
+            value = cloudpickle.loads(data)
+            files = output_files(value, self.plan.cwd)
+        self._store_result(idx, data, files, comp.attempt_id, now)
+        if len(data) < 4096:
+            self.values[node.key] = value
+        self.state[idx] = DONE
+        self.progress.done += 1
+        self.rec.task(self.task_id[idx], state=TaskState.SUCCEEDED.value, finished_at=now,
+                      cached=False, error=None)
+        self._release_children(idx)
+
+    def _store_result(self, idx: int, data: bytes, files: list[Path], attempt_id: str | None,
+                      now: float) -> None:
+        node = self.graph.nodes[idx]
+        outputs: dict[str, str] = {}
+        for f in files:
+            digest = self.store.cas.put_file(f)
+            outputs[str(f)] = digest
+            self.rec.artifact({"digest": digest, "path": str(f), "kind": "file",
+                               "size": f.stat().st_size, "run_id": self.run_id,
+                               "task_id": self.task_id[idx], "attempt_id": attempt_id,
+                               "task_key": node.key, "created_at": now})
+        record = self.store.value_record(data)
+        from corral.hashing import digest_bytes
+
+        self.rec.artifact({"digest": record["digest"] or digest_bytes(data), "path": None,
+                           "kind": "value", "size": len(data), "run_id": self.run_id,
+                           "task_id": self.task_id[idx], "attempt_id": attempt_id,
+                           "task_key": node.key, "created_at": now})
+        self.rec.result({"key": node.key, "task_name": node.name, "run_id": self.run_id,
+                         "attempt_id": attempt_id, "created_at": now, "last_used": now,
+                         "outputs": outputs or None, **record})
+
+    def _release_children(self, idx: int) -> None:
+        for c in self.plan.children[idx]:
+            self.waiting[c] -= 1
+            if self.waiting[c] == 0 and self.state[c] == WAITING:
+                self._make_ready(c)
+
+    def _fail(self, idx: int, reason: str) -> None:
+        node = self.graph.nodes[idx]
+        self.state[idx] = FAILED
+        self.progress.failed += 1
+        self.errors.append(f"{node.name}: {reason}")
+        self.rec.task(self.task_id[idx], state=TaskState.FAILED.value, error=reason,
+                      finished_at=time.time())
+        stack = list(self.plan.children[idx])
+        while stack:
+            c = stack.pop()
+            if self.state[c] in (WAITING, READY):
+                if self.state[c] == READY and c in self.ready:
+                    self.ready.remove(c)
+                self.state[c] = SKIPPED
+                self.progress.skipped += 1
+                self.rec.task(self.task_id[c], state=TaskState.SKIPPED.value,
+                              error=f"upstream task {node.name} failed")
+                stack.extend(self.plan.children[c])
+        if self.options.fail_fast and not self.cancelling:
+            self.cancel()
+
+    # ------------------------------------------------------------------ inline nodes
+
+    def _run_inline(self, idx: int) -> None:
+        node = self.graph.nodes[idx]
+        try:
+            if node.kind is NodeKind.EXPAND:
+                self._expand(idx)
+                self.state[idx] = DONE
+                self.rec.task(self.task_id[idx], state=TaskState.SUCCEEDED.value,
+                              finished_at=time.time())
+                self._release_children(idx)
+            else:
+                keys = [self.graph.nodes[m].key for m in node.members or []]
+                data = cloudpickle.dumps(GatherRef(keys))
+                self._store_result(idx, data, [], None, time.time())
+                self.state[idx] = DONE
+                self.progress.done += 1
+                self.rec.task(self.task_id[idx], state=TaskState.SUCCEEDED.value,
+                              finished_at=time.time())
+                self._release_children(idx)
+        except CorralError as exc:
+            self._fail(idx, str(exc))
+
+    def _expand(self, idx: int) -> None:
+        """Add one node per element of the runtime list, and make the gather wait for them."""
+        spec = self.graph.nodes[idx].expand
+        assert spec is not None
+        items = self._load(spec.source)
+        if not isinstance(items, list | tuple):
+            raise CorralError(
+                f"task {spec.source.node.name} returned {type(items).__name__}, not a list; "
+                f"each(...) needs a task that returns a list"
+            )
+        gather = self.graph.nodes[spec.gather]
+        base = gather.name[: -len("[*]")]
+        new: list[Node] = []
+        for i, item in enumerate(items):
+            kwargs = {**spec.fixed_kwargs, spec.arg_name: item}
+            fut = spec.task._add(self.graph, (), kwargs, f"{base}[{i}]")
+            new.append(fut.node)
+        gather.members = [n.idx for n in new]
+        gather.deps = [idx, *gather.members]
+        n = len(self.graph.nodes)
+        self.state += [WAITING] * (n - len(self.state))
+        self.attempt_no += [0] * (n - len(self.attempt_no))
+        self.task_id += [0] * (n - len(self.task_id))
+        self.waiting += [len(x.deps) for x in new]
+        for node in new:
+            self.plan.add_node_children(node)
+            self.plan.children[node.idx].append(gather.idx)
+        self.waiting[gather.idx] += len(new)
+        key_nodes(self.plan, new, set())
+        self._persist_tasks(new)
+        self._resolve_cached([x.idx for x in new])
+        with self.store.transaction() as c:
+            c.execute(t.edges.insert(), [
+                {"run_id": self.run_id, "parent": d, "child": x.idx} for x in new for d in x.deps
+            ] + [{"run_id": self.run_id, "parent": x.idx, "child": gather.idx} for x in new]
+                or [{"run_id": self.run_id, "parent": idx, "child": gather.idx}])
+        for node in new:
+            if self.state[node.idx] == WAITING:
+                self.waiting[node.idx] = sum(1 for d in node.deps if self.state[d] != DONE)
+                if self.waiting[node.idx] == 0:
+                    self._make_ready(node.idx)
+
+
+def _code_of(node: Node) -> str | None:
+    if node.task is not None:
+        return node.task.code
+    if node.expand is not None:
+        return node.expand.task.code
+    if node.shell is not None:
+        from corral.hashing import hash_value
+
+        return hash_value(node.shell.command)
+    return None
+
+
+def _safe(name: str) -> str:
+    from .specs import safe_name
+
+    return safe_name(name)

@@ -1,0 +1,119 @@
+"""Batched writes of one engine iteration: one transaction for many task and attempt changes."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from corral.store import Store
+from corral.store import schema as t
+
+
+def insert_ignore(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], key: str) -> None:
+    """Insert rows, skipping those whose primary key already exists (SQLite and PostgreSQL)."""
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        conn.execute(sqlite_insert(table).on_conflict_do_nothing(index_elements=[key]), rows)
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        conn.execute(pg_insert(table).on_conflict_do_nothing(index_elements=[key]), rows)
+    else:
+        existing = {
+            r[0] for r in conn.execute(
+                sa.select(table.c[key]).where(table.c[key].in_([r[key] for r in rows]))
+            )
+        }
+        fresh = [r for r in rows if r[key] not in existing]
+        if fresh:
+            conn.execute(table.insert(), fresh)
+
+
+class Recorder:
+    """Collects changes and writes them in one transaction on :meth:`flush`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.task_updates: dict[int, dict[str, Any]] = {}
+        self.new_attempts: list[dict[str, Any]] = []
+        self.attempt_updates: dict[str, dict[str, Any]] = {}
+        self.results: list[dict[str, Any]] = []
+        self.artifacts: list[dict[str, Any]] = []
+        self._pending: dict[str, dict[str, Any]] = {}
+        self.last_flush = time.monotonic()
+
+    @property
+    def dirty(self) -> bool:
+        return bool(
+            self.task_updates or self.new_attempts or self.attempt_updates or self.results
+            or self.artifacts
+        )
+
+    def task(self, task_id: int, **values: Any) -> None:
+        self.task_updates.setdefault(task_id, {}).update(values)
+
+    def attempt_new(self, row: dict[str, Any]) -> None:
+        self.new_attempts.append(row)
+
+    def attempt(self, attempt_id: str, **values: Any) -> None:
+        for row in self.new_attempts:
+            if row["id"] == attempt_id:
+                row.update(values)
+                return
+        self.attempt_updates.setdefault(attempt_id, {}).update(values)
+
+    def result(self, row: dict[str, Any]) -> None:
+        self.results.append(row)
+        self._pending[row["key"]] = row
+
+    def pending_value(self, key: str) -> bytes | None:
+        """The pickled value of a result recorded but not yet flushed."""
+        row = self._pending.get(key)
+        if row is None:
+            return None
+        if row["value"] is not None:
+            return bytes(row["value"])
+        return self.store.cas.get_bytes(row["digest"])
+
+    def artifact(self, row: dict[str, Any]) -> None:
+        self.artifacts.append(row)
+
+    def flush(self) -> None:
+        if not self.dirty:
+            return
+        with self.store.transaction() as c:
+            insert_ignore(c, t.results, self.results, "key")
+            if self.new_attempts:
+                c.execute(t.attempts.insert(), self.new_attempts)
+            if self.artifacts:
+                c.execute(t.artifacts.insert(), self.artifacts)
+            self._updates(c, t.tasks, "id", self.task_updates)
+            self._updates(c, t.attempts, "id", self.attempt_updates)
+        self.task_updates.clear()
+        self.new_attempts.clear()
+        self.attempt_updates.clear()
+        self.results.clear()
+        self.artifacts.clear()
+        self._pending.clear()
+        self.last_flush = time.monotonic()
+
+    @staticmethod
+    def _updates(c: Connection, table: sa.Table, key: str, updates: dict[Any, dict[str, Any]]) -> None:
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for ident, values in updates.items():
+            cols = tuple(sorted(values))
+            groups.setdefault(cols, []).append({"_id": ident, **values})
+        for cols, rows in groups.items():
+            stmt = (
+                table.update()
+                .where(table.c[key] == sa.bindparam("_id"))
+                .values({col: sa.bindparam(col) for col in cols})
+            )
+            c.execute(stmt, rows)

@@ -1,0 +1,124 @@
+"""Building executor payloads from graph nodes."""
+
+from __future__ import annotations
+
+import pickle
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from corral.errors import SerializationError
+from corral.executors.base import TaskKind, TaskSpec
+from corral.graph import Future, Node, NodeKind
+from corral.hashing import digest_bytes
+from corral.model import TaskDef
+from corral.resources import Resources, resolve_resources
+from corral.worker.execute import PythonPayload, ShellPayload
+
+from .values import _flatten, format_command, substitute
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def safe_name(name: str, limit: int = 60) -> str:
+    return _SAFE.sub("_", name)[:limit] or "task"
+
+
+class PayloadBuilder:
+    """Pickles task calls for executors; each task function is pickled once."""
+
+    def __init__(self) -> None:
+        self._funcs: dict[int, tuple[str, bytes]] = {}
+
+    def function(self, task: TaskDef[Any, Any]) -> tuple[str, bytes]:
+        cached = self._funcs.get(id(task))
+        if cached is None:
+            data = cloudpickle.dumps(task.func, protocol=pickle.HIGHEST_PROTOCOL)
+            cached = (digest_bytes(data), data)
+            self._funcs[id(task)] = cached
+        return cached
+
+    def payload(self, node: Node, load: Callable[[Future], Any]) -> tuple[TaskKind, bytes]:
+        if node.kind is NodeKind.PYTHON:
+            assert node.task is not None
+            digest, func = self.function(node.task)
+            args = substitute(node.args, load)
+            kwargs = substitute(node.kwargs, load)
+            try:
+                packed = cloudpickle.dumps((args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as exc:
+                raise SerializationError(
+                    f"task {node.name}: its arguments cannot be pickled ({exc})"
+                ) from None
+            return TaskKind.PYTHON, pickle.dumps(
+                PythonPayload(digest, func, packed), protocol=pickle.HIGHEST_PROTOCOL
+            )
+        assert node.shell is not None
+        spec = node.shell
+        inputs = substitute(spec.inputs, load)
+        params = substitute(spec.params, load)
+        command = format_command(spec, inputs, params)
+        outputs = [str(o) for o in _flatten(spec.outputs)]
+        return TaskKind.SHELL, pickle.dumps(ShellPayload(command, outputs))
+
+
+def node_resources(node: Node, attempt: int) -> Resources:
+    opts = node.task.opts if node.task is not None else node.shell.opts if node.shell else None
+    return resolve_resources(opts.resources if opts else None, attempt)
+
+
+def node_retries(node: Node) -> int:
+    opts = node.task.opts if node.task is not None else node.shell.opts if node.shell else None
+    return opts.retries if opts else 0
+
+
+def node_cacheable(node: Node) -> bool:
+    opts = node.task.opts if node.task is not None else node.shell.opts if node.shell else None
+    return opts.cache if opts else True
+
+
+def make_spec(
+    node: Node, run_id: str, attempt: int, work_root: Path, cwd: Path,
+    kind: TaskKind, payload: bytes, resources: Resources,
+) -> TaskSpec:
+    attempt_id = f"{run_id}.{node.idx}.{attempt}"
+    workdir = work_root / f"{node.idx}-{safe_name(node.name)}" / str(attempt)
+    return TaskSpec(
+        attempt_id=attempt_id, run_id=run_id, task_key=node.key, name=node.name,
+        group=node.group, kind=kind, payload=payload, resources=resources, attempt=attempt,
+        workdir=workdir, cwd=cwd,
+    )
+
+
+def short_params(node: Node) -> dict[str, Any]:
+    """A JSON-friendly summary of a node's arguments, for `corral why` and reports."""
+    if node.kind is NodeKind.SHELL and node.shell is not None:
+        return {"command": node.shell.command, **{k: _short(v) for k, v in node.shell.params.items()}}
+    out: dict[str, Any] = {}
+    for i, a in enumerate(node.args):
+        out[f"arg{i}"] = _short(a)
+    for k, v in node.kwargs.items():
+        out[k] = _short(v)
+    return out
+
+
+def _short(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, Future):
+        return f"<{value.node.name}>"
+    if isinstance(value, bool | int | float | type(None)):
+        return value
+    if isinstance(value, str):
+        return value if len(value) <= 200 else value[:197] + "..."
+    if isinstance(value, list | tuple):
+        if depth > 1 or len(value) > 20:
+            return f"<{type(value).__name__} of {len(value)}>"
+        return [_short(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        if depth > 1 or len(value) > 20:
+            return f"<dict of {len(value)}>"
+        return {str(k): _short(v, depth + 1) for k, v in value.items()}
+    text = repr(value)
+    return text if len(text) <= 200 else f"<{type(value).__name__}>"

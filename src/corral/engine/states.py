@@ -1,0 +1,45 @@
+"""States of runs and tasks as stored in the database."""
+
+from __future__ import annotations
+
+import enum
+
+
+class RunState(str, enum.Enum):
+    PENDING = "pending"
+    """Created, no engine has started it yet."""
+    RUNNING = "running"
+    """An engine is releasing tasks."""
+    PAUSED = "paused"
+    """No new task is released; running ones finish. ``corral resume`` continues."""
+    SUCCEEDED = "succeeded"
+    """Every task succeeded or was reused from the cache."""
+    FAILED = "failed"
+    """At least one task failed after its retries; the rest finished or were skipped."""
+    CANCELLED = "cancelled"
+    """Cancelled by the user."""
+    INTERRUPTED = "interrupted"
+    """The engine stopped (signal) before the run ended; running the command again resumes."""
+
+
+TERMINAL_RUN_STATES = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
+
+
+class TaskState(str, enum.Enum):
+    PENDING = "pending"
+    """Waiting for its inputs or for a free slot."""
+    RUNNING = "running"
+    """An attempt was submitted and has not ended."""
+    SUCCEEDED = "succeeded"
+    """Ran in this run and stored its result."""
+    CACHED = "cached"
+    """Its key had a stored result: reused, not run."""
+    FAILED = "failed"
+    """Its last attempt failed and no retry is left."""
+    SKIPPED = "skipped"
+    """Not run because an upstream task failed."""
+    CANCELLED = "cancelled"
+    """Cancelled before it could finish."""
+
+
+DONE_TASK_STATES = frozenset({TaskState.SUCCEEDED, TaskState.CACHED})

@@ -1,0 +1,379 @@
+"""The local executor: a pool of worker processes for Python tasks, subprocesses for shell tasks.
+
+Python tasks travel to long-lived workers (cloudpickle; functions cached per worker) in small
+chunks, so thousands of tiny tasks cost little; a task with a walltime or memory limit is sent
+alone, so that killing its worker to enforce the limit hurts no other task. Shell tasks run as
+``bash`` subprocesses in their own session; their exit is seen through a pidfd and reaped with
+``wait4`` for exact CPU time and peak memory. At most ``max_parallel`` slots are busy at once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import pickle
+import signal
+import subprocess
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import psutil
+
+from corral.errors import ConfigError
+from corral.executors.base import (
+    Completion,
+    Executor,
+    ExecutorContext,
+    Listener,
+    Metrics,
+    Outcome,
+    TaskKind,
+    TaskSpec,
+)
+from corral.worker.execute import (
+    STDERR_FILE,
+    STDOUT_FILE,
+    AttemptResult,
+    ShellPayload,
+    shell_argv,
+    shell_outcome,
+)
+from corral.worker.metrics import hostname, tree_rss
+from corral.worker.pool import worker_main
+
+CHUNK = 32
+LIMIT_CHECK_INTERVAL = 0.2
+
+
+@dataclass
+class _Worker:
+    proc: Any
+    conn: Connection
+    running: dict[str, TaskSpec] = field(default_factory=dict)
+    """Attempts sent to this worker and not yet reported, in order."""
+    limited: bool = False
+    since: float = 0.0
+
+
+@dataclass
+class _Shell:
+    spec: TaskSpec
+    proc: subprocess.Popen[bytes]
+    pidfd: int
+    started: float
+    limit_outcome: tuple[Outcome, str] | None = None
+
+
+@dataclass
+class LocalSettings:
+    workers: int | None = None
+    """Python worker processes (default: the -j limit)."""
+    start_method: str = "forkserver"
+
+
+class LocalExecutor(Executor):
+    kind = "local"
+
+    def __init__(self, settings: LocalSettings, ctx: ExecutorContext) -> None:
+        self.settings = settings
+        self.ctx = ctx
+        self.slots = max(1, ctx.max_parallel)
+        self.n_workers = max(1, min(settings.workers or self.slots, self.slots))
+        self.pending: deque[TaskSpec] = deque()
+        self.workers: list[_Worker] = []
+        self.shells: dict[int, _Shell] = {}
+        self.done: list[Completion] = []
+        self.cancelled: set[str] = set()
+        self._mp = mp.get_context(settings.start_method)
+        self._last_limit_check = 0.0
+        self._listener: Listener | None = None
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any], ctx: ExecutorContext) -> LocalExecutor:
+        valid = set(LocalSettings.__dataclass_fields__)
+        unknown = set(options) - valid
+        if unknown:
+            raise ConfigError(
+                f"unknown option(s) {sorted(unknown)} for the local executor; "
+                f"valid options are {sorted(valid)}"
+            )
+        return cls(LocalSettings(**options), ctx)
+
+    # ------------------------------------------------------------------ seam
+
+    def start(self, listener: Listener) -> None:
+        self._listener = listener
+
+    def capacity(self) -> int | None:
+        return max(0, self.slots * CHUNK * 2 - len(self.pending))
+
+    def submit(self, batch: Sequence[TaskSpec]) -> None:
+        self.pending.extend(batch)
+        self._dispatch()
+
+    def withdraw(self) -> list[str]:
+        """Drop attempts not started yet (for pause); returns their ids."""
+        ids = [s.attempt_id for s in self.pending]
+        self.pending.clear()
+        return ids
+
+    def poll(self, timeout: float) -> list[Completion]:
+        self._dispatch()
+        if not self.done:
+            waitables: list[Any] = [w.conn for w in self.workers if w.running]
+            waitables += [w.proc.sentinel for w in self.workers if w.running]
+            waitables += list(self.shells)
+            if waitables:
+                limit_due = self._has_limits()
+                wait(waitables, LIMIT_CHECK_INTERVAL if limit_due else timeout)
+            elif timeout > 0 and not self.pending:
+                time.sleep(min(timeout, 0.05))
+        self._collect_workers()
+        self._collect_shells()
+        self._enforce_limits()
+        self._dispatch()
+        done, self.done = self.done, []
+        return done
+
+    def cancel(self, attempt_ids: Sequence[str]) -> None:
+        ids = set(attempt_ids)
+        self.cancelled |= ids
+        for spec in [s for s in self.pending if s.attempt_id in ids]:
+            self.pending.remove(spec)
+            self.done.append(Completion(spec.attempt_id, Outcome.CANCELLED, error="cancelled"))
+        for sh in self.shells.values():
+            if sh.spec.attempt_id in ids:
+                _kill_group(sh.proc.pid)
+        for w in list(self.workers):
+            if ids & set(w.running):
+                self._kill_worker(w, Outcome.CANCELLED, "cancelled", ids)
+
+    def shutdown(self) -> None:
+        for sh in self.shells.values():
+            _kill_group(sh.proc.pid)
+        for w in self.workers:
+            try:
+                w.conn.send(None)
+            except OSError:
+                pass
+        for w in self.workers:
+            w.proc.join(timeout=2)
+            if w.proc.is_alive():
+                w.proc.kill()
+        for fd in list(self.shells):
+            os.close(fd)
+        self.workers.clear()
+        self.shells.clear()
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _busy(self) -> int:
+        return len(self.shells) + sum(1 for w in self.workers if w.running)
+
+    def _has_limits(self) -> bool:
+        return any(w.limited for w in self.workers if w.running) or any(
+            _limited(s.spec) for s in self.shells.values()
+        )
+
+    def _dispatch(self) -> None:
+        while self.pending and self._busy() < self.slots:
+            spec = self.pending[0]
+            if spec.kind is TaskKind.SHELL:
+                self.pending.popleft()
+                self._start_shell(spec)
+                continue
+            worker = self._idle_worker()
+            if worker is None:
+                return
+            chunk = [self.pending.popleft()]
+            if not _limited(spec):
+                size = max(1, min(CHUNK, len(self.pending) // self.slots + 1))
+                while self.pending and len(chunk) < size:
+                    nxt = self.pending[0]
+                    if nxt.kind is not TaskKind.PYTHON or _limited(nxt):
+                        break
+                    chunk.append(self.pending.popleft())
+            self._send(worker, chunk)
+
+    def _idle_worker(self) -> _Worker | None:
+        for w in self.workers:
+            if not w.running:
+                return w
+        if len(self.workers) < self.n_workers:
+            parent, child = self._mp.Pipe()
+            proc = self._mp.Process(target=worker_main, args=(child,), daemon=True)
+            proc.start()
+            child.close()
+            w = _Worker(proc, parent)
+            self.workers.append(w)
+            return w
+        return None
+
+    def _send(self, worker: _Worker, chunk: list[TaskSpec]) -> None:
+        worker.running = {s.attempt_id: s for s in chunk}
+        worker.limited = any(_limited(s) for s in chunk)
+        worker.since = time.time()
+        worker.conn.send([(s.attempt_id, s.payload) for s in chunk])
+
+    def _start_shell(self, spec: TaskSpec) -> None:
+        payload = pickle.loads(spec.payload)
+        assert isinstance(payload, ShellPayload)
+        spec.workdir.mkdir(parents=True, exist_ok=True)
+        started = time.time()
+        with open(spec.workdir / STDOUT_FILE, "wb") as out, open(
+            spec.workdir / STDERR_FILE, "wb"
+        ) as err:
+            proc = subprocess.Popen(  # noqa: S603 - argv list; the command is the task's own
+                shell_argv(payload.command), cwd=spec.cwd, stdout=out, stderr=err,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+                env={**os.environ, **spec.env} if spec.env else None,
+            )
+        fd = os.pidfd_open(proc.pid)
+        self.shells[fd] = _Shell(spec, proc, fd, started)
+        if self._listener is not None:
+            self._listener.started(spec.attempt_id, started, hostname())
+
+    # ------------------------------------------------------------------ collection
+
+    def _collect_workers(self) -> None:
+        for w in list(self.workers):
+            while w.running and w.conn.poll():
+                try:
+                    batch: list[tuple[str, AttemptResult]] = w.conn.recv()
+                except (EOFError, OSError):
+                    break
+                for attempt_id, res in batch:
+                    w.running.pop(attempt_id, None)
+                    self.done.append(_completion(attempt_id, res))
+            if w.running and not w.proc.is_alive():
+                code = w.proc.exitcode
+                reason = f"the worker process died (exit code {code})"
+                if code is not None and code < 0:
+                    reason = f"the worker process was killed by signal {-code}"
+                self._kill_worker(w, Outcome.FAILED, reason, set(w.running))
+
+    def _kill_worker(self, w: _Worker, outcome: Outcome, reason: str, ids: set[str]) -> None:
+        """Stop a worker; attempts in ``ids`` end with ``outcome``, its others are requeued."""
+        if w.proc.is_alive():
+            w.proc.kill()
+            w.proc.join(timeout=5)
+        first = True
+        for attempt_id, spec in w.running.items():
+            if attempt_id in ids or first:
+                self.done.append(Completion(attempt_id, outcome, error=reason))
+            else:
+                self.pending.appendleft(spec)
+            first = False
+        w.conn.close()
+        self.workers.remove(w)
+
+    def _collect_shells(self) -> None:
+        for fd, sh in list(self.shells.items()):
+            pid, status, ru = os.wait4(sh.proc.pid, os.WNOHANG)
+            if pid == 0:
+                continue
+            sh.proc.returncode = os.waitstatus_to_exitcode(status)
+            os.close(fd)
+            del self.shells[fd]
+            self.done.append(self._shell_completion(sh, ru))
+
+    def _shell_completion(self, sh: _Shell, ru: Any) -> Completion:
+        code = sh.proc.returncode
+        metrics = Metrics(
+            started=sh.started, ended=time.time(), cpu_user=ru.ru_utime, cpu_system=ru.ru_stime,
+            peak_rss=ru.ru_maxrss * 1024, exit_code=code, host=hostname(),
+        )
+        attempt_id = sh.spec.attempt_id
+        limit = sh.limit_outcome
+        if attempt_id in self.cancelled:
+            return Completion(attempt_id, Outcome.CANCELLED, metrics, error="cancelled")
+        if limit is not None:
+            return Completion(attempt_id, limit[0], metrics, error=limit[1])
+        payload = pickle.loads(sh.spec.payload)
+        outcome, error = shell_outcome(code, payload.outputs, sh.spec.cwd)
+        if error and outcome != "succeeded":
+            tail = _tail(sh.spec.workdir / STDERR_FILE)
+            error = f"{error}\n{tail}" if tail else error
+        return Completion(attempt_id, Outcome(outcome), metrics, error=error)
+
+    # ------------------------------------------------------------------ limits
+
+    def _enforce_limits(self) -> None:
+        now = time.time()
+        if now - self._last_limit_check < LIMIT_CHECK_INTERVAL:
+            return
+        self._last_limit_check = now
+        for sh in list(self.shells.values()):
+            verdict = _over_limit(sh.spec, sh.started, sh.proc.pid, now)
+            if verdict is not None:
+                sh.limit_outcome = verdict
+                _kill_group(sh.proc.pid)
+        for w in list(self.workers):
+            if not (w.limited and len(w.running) == 1):
+                continue
+            (spec,) = w.running.values()
+            verdict = _over_limit(spec, w.since, w.proc.pid, now)
+            if verdict is not None:
+                self._kill_worker(w, verdict[0], verdict[1], set(w.running))
+
+
+def _limited(spec: TaskSpec) -> bool:
+    r = spec.resources
+    return r.walltime_seconds is not None or r.memory_bytes is not None
+
+
+def _over_limit(
+    spec: TaskSpec, started: float, pid: int, now: float
+) -> tuple[Outcome, str] | None:
+    r = spec.resources
+    wt = r.walltime_seconds
+    if wt is not None and now - started > wt:
+        return Outcome.TIMEOUT, f"killed after exceeding its walltime of {wt} s"
+    mem = r.memory_bytes
+    if mem is not None:
+        try:
+            rss = tree_rss(psutil.Process(pid))
+        except psutil.Error:
+            return None
+        if rss > mem:
+            return Outcome.OUT_OF_MEMORY, (
+                f"killed for using {rss / 2**20:.0f} MiB, over its memory request of "
+                f"{mem / 2**20:.0f} MiB; raise Resources(memory=...) for this task"
+            )
+    return None
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _tail(path: Any, lines: int = 20) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 8192))
+            text = fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _completion(attempt_id: str, res: AttemptResult) -> Completion:
+    m = res.metrics
+    metrics = Metrics(
+        started=m.get("started"), ended=m.get("ended"), cpu_user=m.get("cpu_user"),
+        cpu_system=m.get("cpu_system"), peak_rss=m.get("peak_rss"),
+        read_bytes=m.get("read_bytes"), write_bytes=m.get("write_bytes"), host=m.get("host"),
+        exit_code=0 if res.outcome == "succeeded" else 1,
+    )
+    return Completion(
+        attempt_id, Outcome(res.outcome), metrics, res.result, res.error, res.stdout, res.stderr
+    )

@@ -1,0 +1,274 @@
+"""Stable, type-dispatched hashing for cache keys.
+
+Values are hashed by type (:func:`functools.singledispatch`): plain data, containers, paths,
+dataclasses, enums and numpy arrays. A type with no registered hasher is refused with a
+:class:`~corral.errors.HashingError` instead of falling back to ``repr`` or ``id``, which would
+make cache keys silently unstable. Register more with :func:`register`.
+
+Code is hashed from the AST of its source (comments and formatting do not matter), together with
+the module-level helper functions it calls, so editing a helper reruns the tasks that use it.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import enum
+import functools
+import hashlib
+import inspect
+import os
+import struct
+import textwrap
+import types
+from collections.abc import Callable
+from pathlib import Path, PurePath
+from typing import Any
+
+from corral.errors import HashingError
+
+DIGEST_SIZE = 16
+
+
+def new_hasher() -> Any:
+    return hashlib.blake2b(digest_size=DIGEST_SIZE)
+
+
+def digest_bytes(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=DIGEST_SIZE).hexdigest()
+
+
+class _Unhashable(Exception):
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+@functools.singledispatch
+def _feed(value: Any, h: Any) -> None:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        h.update(b"D" + type(value).__qualname__.encode() + b"\0")
+        for f in dataclasses.fields(value):
+            h.update(f.name.encode() + b"=")
+            _feed(getattr(value, f.name), h)
+        return
+    mod = type(value).__module__
+    if mod == "numpy" and type(value).__name__ == "ndarray":
+        _feed_ndarray(value, h)
+        return
+    if mod == "numpy" and hasattr(value, "dtype") and hasattr(value, "item"):
+        h.update(b"n" + str(value.dtype).encode() + b":" + repr(value.item()).encode())
+        return
+    raise _Unhashable(value)
+
+
+def _feed_ndarray(value: Any, h: Any) -> None:
+    import numpy as np
+
+    arr = np.ascontiguousarray(value)
+    if arr.dtype == object:
+        raise _Unhashable(value)
+    h.update(b"A" + str(arr.dtype).encode() + repr(arr.shape).encode())
+    h.update(memoryview(arr).cast("B"))
+
+
+@_feed.register(type(None))
+def _(value: None, h: Any) -> None:
+    h.update(b"N")
+
+
+@_feed.register(bool)
+def _(value: bool, h: Any) -> None:
+    h.update(b"T" if value else b"F")
+
+
+@_feed.register(int)
+def _(value: int, h: Any) -> None:
+    h.update(b"i" + str(value).encode() + b";")
+
+
+@_feed.register(float)
+def _(value: float, h: Any) -> None:
+    h.update(b"f" + struct.pack("<d", value))
+
+
+@_feed.register(complex)
+def _(value: complex, h: Any) -> None:
+    h.update(b"c" + struct.pack("<dd", value.real, value.imag))
+
+
+@_feed.register(str)
+def _(value: str, h: Any) -> None:
+    data = value.encode()
+    h.update(b"s" + str(len(data)).encode() + b":" + data)
+
+
+@_feed.register(bytes)
+def _(value: bytes, h: Any) -> None:
+    h.update(b"b" + str(len(value)).encode() + b":" + value)
+
+
+@_feed.register(tuple)
+@_feed.register(list)
+def _(value: list[Any] | tuple[Any, ...], h: Any) -> None:
+    h.update(b"L" if isinstance(value, list) else b"U")
+    h.update(str(len(value)).encode() + b"[")
+    for item in value:
+        _feed(item, h)
+    h.update(b"]")
+
+
+@_feed.register(dict)
+def _(value: dict[Any, Any], h: Any) -> None:
+    items = sorted((hash_value(k), v) for k, v in value.items())
+    h.update(b"M" + str(len(items)).encode() + b"{")
+    for k, v in items:
+        h.update(k.encode())
+        _feed(v, h)
+    h.update(b"}")
+
+
+@_feed.register(frozenset)
+@_feed.register(set)
+def _(value: set[Any] | frozenset[Any], h: Any) -> None:
+    for k in sorted(hash_value(v) for v in value):
+        h.update(b"S" + k.encode())
+
+
+@_feed.register(PurePath)
+def _(value: PurePath, h: Any) -> None:
+    h.update(b"P" + str(value).encode() + b"\0")
+
+
+@_feed.register(enum.Enum)
+def _(value: enum.Enum, h: Any) -> None:
+    h.update(b"E" + type(value).__qualname__.encode() + b".")
+    _feed(value.value, h)
+
+
+@_feed.register(range)
+def _(value: range, h: Any) -> None:
+    h.update(f"R{value.start}:{value.stop}:{value.step}".encode())
+
+
+def register(cls: type, hasher: Callable[[Any], bytes]) -> None:
+    """Teach Corral to hash values of ``cls``: ``hasher(value)`` returns stable bytes."""
+
+    def feed(value: Any, h: Any) -> None:
+        h.update(b"X" + cls.__qualname__.encode() + b":" + hasher(value))
+
+    _feed.register(cls)(feed)
+
+
+def hash_value(value: Any, where: str = "") -> str:
+    """Hex digest of a value; raises HashingError naming ``where`` for unhashable types."""
+    h = new_hasher()
+    try:
+        _feed(value, h)
+    except _Unhashable as exc:
+        kind = type(exc.value).__name__
+        place = f"{where}: " if where else ""
+        raise HashingError(
+            f"{place}a value of type {kind} cannot be hashed stably for the cache key; pass plain "
+            "data (numbers, strings, lists, dicts, paths, numpy arrays) or register a hasher "
+            f"with corral.hashing.register({kind}, fn)"
+        ) from None
+    return str(h.hexdigest())
+
+
+def feed_into(h: Any, value: Any) -> None:
+    """Feed a value into an existing hasher (raises the internal error for unhashable types)."""
+    _feed(value, h)
+
+
+# ---------------------------------------------------------------------------- files
+
+_FILE_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """Content digest of a file (or of a directory tree), memoised by (path, size, mtime)."""
+    p = os.fspath(path)
+    st = os.stat(p)
+    if os.path.isdir(p):
+        h = new_hasher()
+        for root, dirs, files in os.walk(p):
+            dirs.sort()
+            for name in sorted(files):
+                full = os.path.join(root, name)
+                h.update(os.path.relpath(full, p).encode() + b"\0" + file_digest(full).encode())
+        return str(h.hexdigest())
+    key = (p, st.st_size, st.st_mtime_ns)
+    cached = _FILE_CACHE.get(key)
+    if cached is not None:
+        return cached
+    h = new_hasher()
+    with open(p, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    digest = str(h.hexdigest())
+    _FILE_CACHE[key] = digest
+    return digest
+
+
+# ---------------------------------------------------------------------------- code
+
+_CODE_CACHE: dict[Any, str] = {}
+
+
+def _source_ast(obj: Any) -> str:
+    try:
+        src = textwrap.dedent(inspect.getsource(obj))
+    except (OSError, TypeError):
+        code = getattr(obj, "__code__", None)
+        if code is None:
+            return repr(obj)
+        return repr((code.co_code, code.co_consts, code.co_names))
+    try:
+        tree = ast.parse(src)
+    except SyntaxError:
+        return src
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            node.decorator_list = []  # decorators carry options, hashed separately
+    return ast.dump(tree, annotate_fields=False, include_attributes=False)
+
+
+def _helpers(func: types.FunctionType, depth: int) -> list[types.FunctionType]:
+    """Module-level functions of the same module that ``func`` refers to by name."""
+    if depth <= 0:
+        return []
+    found = []
+    globs = func.__globals__
+    for name in func.__code__.co_names:
+        target = globs.get(name)
+        target = getattr(target, "__wrapped__", target)
+        if (
+            isinstance(target, types.FunctionType)
+            and target is not func
+            and target.__module__ == func.__module__
+        ):
+            found.append(target)
+    return found
+
+
+def code_hash(func: Callable[..., Any], depth: int = 2) -> str:
+    """Hash of a function's code and of the same-module helpers it calls (``depth`` levels)."""
+    cached = _CODE_CACHE.get(func)
+    if cached is not None:
+        return cached
+    h = new_hasher()
+    h.update(getattr(func, "__qualname__", repr(func)).encode())
+    h.update(_source_ast(func).encode())
+    if isinstance(func, types.FunctionType):
+        for helper in sorted(_helpers(func, depth), key=lambda f: f.__qualname__):
+            h.update(b"helper:" + code_hash(helper, depth - 1).encode())
+    digest = str(h.hexdigest())
+    try:
+        _CODE_CACHE[func] = digest
+    except TypeError:
+        pass
+    return digest
+
+
+def path_of(value: Any) -> Path | None:
+    return Path(value) if isinstance(value, PurePath) else None

@@ -1,0 +1,372 @@
+"""The state store API. Engine, CLI, reports and a future server all go through :class:`Store`.
+
+SQLite (WAL) under ``.corral/`` is the default; any SQLAlchemy URL works (PostgreSQL is tested).
+Writes of one engine iteration are grouped in one transaction (:meth:`Store.transaction`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from corral.errors import RunLockedError, RunNotFound, StoreError
+from corral.store import schema as t
+from corral.store.cas import CAS
+
+HEAD_REVISION = "0001"
+INLINE_LIMIT = 64 * 1024
+"""Results up to this size live in the database row; larger ones in the CAS."""
+HEARTBEAT_STALE = 60.0
+"""Seconds after which another host's engine is considered dead."""
+
+
+def default_url(workdir: Path) -> str:
+    return f"sqlite:///{(workdir / '.corral' / 'state.db').resolve()}"
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class Store:
+    """Database plus CAS. Cheap to create; share one per process."""
+
+    def __init__(self, url: str, cas_root: Path) -> None:
+        self.url = url
+        self.cas = CAS(cas_root)
+        try:
+            self.engine: Engine = self._create_engine(url)
+            self._migrate()
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(
+                f"cannot open the state store {self._safe_url()}: {exc.__class__.__name__}: "
+                f"{str(exc).splitlines()[0]}; check the --db URL and that the server is up"
+            ) from exc
+
+    @classmethod
+    def open(cls, workdir: Path, url: str | None = None) -> Store:
+        """The store of a working directory (``.corral/``), or the database at ``url``."""
+        root = workdir / ".corral"
+        root.mkdir(parents=True, exist_ok=True)
+        return cls(url or default_url(workdir), root / "cas")
+
+    def _safe_url(self) -> str:
+        try:
+            return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+        except Exception:
+            return "<invalid url>"
+
+    @staticmethod
+    def _create_engine(url: str) -> Engine:
+        if url.startswith("sqlite"):
+            engine = sa.create_engine(url, connect_args={"timeout": 30})
+            sa.event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        return sa.create_engine(url, pool_pre_ping=True)
+
+    def _migrate(self) -> None:
+        with self.engine.connect() as conn:
+            insp = sa.inspect(conn)
+            current = None
+            if insp.has_table("alembic_version"):
+                current = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        if current == HEAD_REVISION:
+            return
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # ------------------------------------------------------------------ runs
+
+    def create_run(self, row: dict[str, Any]) -> None:
+        with self.transaction() as c:
+            c.execute(t.runs.insert().values(**row))
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """A run by id or unique id prefix; ``latest`` means the newest run."""
+        with self.engine.connect() as c:
+            if run_id in ("latest", "last", "-"):
+                q = sa.select(t.runs).order_by(t.runs.c.created_at.desc()).limit(1)
+            else:
+                q = sa.select(t.runs).where(t.runs.c.id.startswith(run_id, autoescape=True))
+            rows = c.execute(q.limit(2)).mappings().all()
+        if not rows:
+            raise RunNotFound(f"no run matches {run_id!r}; list runs with `corral runs`")
+        if len(rows) > 1:
+            raise RunNotFound(f"{run_id!r} matches several runs; give more characters of the id")
+        return dict(rows[0])
+
+    def list_runs(self, limit: int = 50, owner: str | None = None) -> list[dict[str, Any]]:
+        q = sa.select(t.runs).order_by(t.runs.c.created_at.desc()).limit(limit)
+        if owner is not None:
+            q = q.where(t.runs.c.owner == owner)
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(q).mappings()]
+
+    def find_resumable(self, identity: str) -> dict[str, Any] | None:
+        """The newest unfinished run of the same pipeline, file and parameters."""
+        q = (
+            sa.select(t.runs)
+            .where(t.runs.c.identity == identity, t.runs.c.state != "succeeded")
+            .order_by(t.runs.c.created_at.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as c:
+            row = c.execute(q).mappings().first()
+        return dict(row) if row else None
+
+    def update_run(self, run_id: str, **values: Any) -> None:
+        with self.transaction() as c:
+            c.execute(t.runs.update().where(t.runs.c.id == run_id).values(**values))
+
+    def claim_run(self, run_id: str) -> str | None:
+        """Make this process the run's engine. Returns a note when a stale lock was taken over.
+
+        A lock is stale when its engine is dead: on this host its pid is gone; on another host
+        its heartbeat is older than :data:`HEARTBEAT_STALE` seconds."""
+        host, pid, now = socket.gethostname(), os.getpid(), time.time()
+        with self.transaction() as c:
+            row = c.execute(
+                sa.select(t.runs.c.engine_host, t.runs.c.engine_pid, t.runs.c.heartbeat_at)
+                .where(t.runs.c.id == run_id)
+                .with_for_update()
+            ).first()
+            if row is None:
+                raise RunNotFound(f"no run {run_id!r}")
+            note = None
+            if row.engine_pid and (row.engine_host, row.engine_pid) != (host, pid):
+                if row.engine_host == host:
+                    alive = pid_alive(row.engine_pid)
+                else:
+                    alive = (now - (row.heartbeat_at or 0)) < HEARTBEAT_STALE
+                if alive:
+                    raise RunLockedError(
+                        f"run {run_id} is being executed by engine pid {row.engine_pid} on "
+                        f"{row.engine_host}; wait for it, or stop it with `corral cancel {run_id}`"
+                    )
+                note = (
+                    f"took over run {run_id} from a dead engine "
+                    f"(pid {row.engine_pid} on {row.engine_host})"
+                )
+            c.execute(
+                t.runs.update()
+                .where(t.runs.c.id == run_id)
+                .values(engine_host=host, engine_pid=pid, heartbeat_at=now)
+            )
+        return note
+
+    def release_run(self, run_id: str, **values: Any) -> None:
+        self.update_run(run_id, engine_pid=None, heartbeat_at=time.time(), **values)
+
+    def engine_alive(self, run: dict[str, Any]) -> bool:
+        if not run.get("engine_pid"):
+            return False
+        if run.get("engine_host") == socket.gethostname():
+            return pid_alive(int(run["engine_pid"]))
+        return (time.time() - (run.get("heartbeat_at") or 0)) < HEARTBEAT_STALE
+
+    def heartbeat(self, run_id: str) -> str:
+        """Record that the engine is alive; return the run's control request."""
+        with self.transaction() as c:
+            c.execute(
+                t.runs.update().where(t.runs.c.id == run_id).values(heartbeat_at=time.time())
+            )
+            control = c.execute(sa.select(t.runs.c.control).where(t.runs.c.id == run_id)).scalar()
+        return str(control or "none")
+
+    # ------------------------------------------------------------------ tasks
+
+    def task_ids(self, run_id: str) -> dict[str, dict[str, Any]]:
+        q = sa.select(
+            t.tasks.c.id, t.tasks.c.name, t.tasks.c.state, t.tasks.c.key, t.tasks.c.attempts
+        ).where(t.tasks.c.run_id == run_id)
+        with self.engine.connect() as c:
+            return {r.name: dict(r._mapping) for r in c.execute(q)}
+
+    def tasks(self, run_id: str, name: str | None = None) -> list[dict[str, Any]]:
+        q = sa.select(t.tasks).where(t.tasks.c.run_id == run_id).order_by(t.tasks.c.idx)
+        if name is not None:
+            q = q.where(t.tasks.c.name == name)
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(q).mappings()]
+
+    def find_task(self, run_id: str, name: str) -> dict[str, Any]:
+        """A task of a run by exact name, or by unique prefix of its name."""
+        rows = self.tasks(run_id, name)
+        if not rows:
+            rows = [r for r in self.tasks(run_id) if r["name"].startswith(name)]
+        if len(rows) != 1:
+            what = "no task" if not rows else f"{len(rows)} tasks"
+            raise RunNotFound(
+                f"{what} of run {run_id} match {name!r}; see the names with `corral status {run_id}`"
+            )
+        return rows[0]
+
+    def attempts(self, run_id: str, task_id: int | None = None) -> list[dict[str, Any]]:
+        q = sa.select(t.attempts).where(t.attempts.c.run_id == run_id)
+        if task_id is not None:
+            q = q.where(t.attempts.c.task_id == task_id)
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(q.order_by(t.attempts.c.number)).mappings()]
+
+    def inflight_attempts(self, run_id: str) -> list[dict[str, Any]]:
+        q = sa.select(t.attempts).where(
+            t.attempts.c.run_id == run_id, t.attempts.c.state.in_(("submitted", "running"))
+        )
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(q).mappings()]
+
+    def edges(self, run_id: str) -> list[tuple[int, int]]:
+        q = sa.select(t.edges.c.parent, t.edges.c.child).where(t.edges.c.run_id == run_id)
+        with self.engine.connect() as c:
+            return [(r.parent, r.child) for r in c.execute(q)]
+
+    # ------------------------------------------------------------------ results
+
+    def completed_keys(self, keys: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        keys = list(keys)
+        with self.engine.connect() as c:
+            for i in range(0, len(keys), 900):
+                chunk = keys[i : i + 900]
+                q = sa.select(t.results.c.key).where(t.results.c.key.in_(chunk))
+                found.update(r[0] for r in c.execute(q))
+        return found
+
+    def result_row(self, key: str) -> dict[str, Any] | None:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(t.results).where(t.results.c.key == key)).mappings().first()
+        return dict(row) if row else None
+
+    def result_outputs(self, keys: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Output files recorded for results: {key: {path: digest}} (only keys with outputs)."""
+        out: dict[str, dict[str, str]] = {}
+        with self.engine.connect() as c:
+            for i in range(0, len(keys), 900):
+                q = sa.select(t.results.c.key, t.results.c.outputs).where(
+                    t.results.c.key.in_(keys[i : i + 900]), t.results.c.outputs.is_not(None)
+                )
+                for r in c.execute(q):
+                    if r.outputs:
+                        out[r.key] = r.outputs
+        return out
+
+    def load_value(self, key: str) -> bytes:
+        row = self.result_row(key)
+        if row is None:
+            raise StoreError(f"no stored result for key {key}; rerun with --force for that task")
+        if row["value"] is not None:
+            return bytes(row["value"])
+        return self.cas.get_bytes(row["digest"])
+
+    def value_record(self, data: bytes) -> dict[str, Any]:
+        """Columns for storing a pickled value: inline when small, else in the CAS."""
+        if len(data) <= INLINE_LIMIT:
+            return {"value": data, "digest": None, "size": len(data)}
+        return {"value": None, "digest": self.cas.put_bytes(data), "size": len(data)}
+
+    # ------------------------------------------------------------------ artifacts
+
+    def artifacts_for_path(self, path: Path) -> list[dict[str, Any]]:
+        q = (
+            sa.select(t.artifacts)
+            .where(t.artifacts.c.path == str(path.resolve()))
+            .order_by(t.artifacts.c.created_at.desc())
+        )
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(q).mappings()]
+
+    def artifacts(self, run_id: str) -> list[dict[str, Any]]:
+        q = sa.select(t.artifacts).where(t.artifacts.c.run_id == run_id)
+        with self.engine.connect() as c:
+            return [dict(r) for r in c.execute(q).mappings()]
+
+    def task_by_id(self, task_id: int) -> dict[str, Any] | None:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(t.tasks).where(t.tasks.c.id == task_id)).mappings().first()
+        return dict(row) if row else None
+
+    def producer_of_key(self, key: str) -> dict[str, Any] | None:
+        """The most recent task row that ran (not reused) and produced the result ``key``."""
+        q = (
+            sa.select(t.tasks)
+            .where(t.tasks.c.key == key, t.tasks.c.state == "succeeded")
+            .order_by(t.tasks.c.finished_at.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as c:
+            row = c.execute(q).mappings().first()
+        return dict(row) if row else None
+
+    # ------------------------------------------------------------------ garbage collection
+
+    def collect_garbage(self, keep_runs: int | None = None, dry_run: bool = False) -> dict[str, int]:
+        """Delete results not used by the newest ``keep_runs`` runs (all kept if None), and CAS
+        blobs no longer referenced. Returns counts and bytes freed."""
+        with self.transaction() as c:
+            removed_results = 0
+            if keep_runs is not None:
+                keep = [
+                    r[0]
+                    for r in c.execute(
+                        sa.select(t.runs.c.id).order_by(t.runs.c.created_at.desc()).limit(keep_runs)
+                    )
+                ]
+                used = sa.select(t.tasks.c.key).where(t.tasks.c.run_id.in_(keep))
+                stale = sa.select(t.results.c.key).where(t.results.c.key.not_in(used))
+                removed_results = len(c.execute(stale).all())
+                if not dry_run:
+                    c.execute(t.results.delete().where(t.results.c.key.not_in(used)))
+                    old = sa.select(t.runs.c.id).where(t.runs.c.id.not_in(keep))
+                    c.execute(t.artifacts.delete().where(t.artifacts.c.run_id.in_(old)))
+                    c.execute(t.runs.delete().where(t.runs.c.id.not_in(keep)))
+            referenced = {r[0] for r in c.execute(sa.select(t.results.c.digest)) if r[0]}
+            for row in c.execute(sa.select(t.results.c.outputs)):
+                referenced.update((row[0] or {}).values())
+            referenced.update(r[0] for r in c.execute(sa.select(t.artifacts.c.digest)))
+        freed = blobs = 0
+        for digest in self.cas.digests():
+            if digest not in referenced:
+                blobs += 1
+                freed += self.cas.path(digest).stat().st_size if dry_run else self.cas.remove(digest)
+        return {"results": removed_results, "blobs": blobs, "bytes": freed}

@@ -1,0 +1,1 @@
+"""Transports: where scheduler commands run and how files reach the work directory."""

@@ -1,0 +1,63 @@
+"""The transport seam: running commands and moving files on the machine that has the scheduler.
+
+Batch executors never call ``subprocess`` themselves; they go through a :class:`Transport` so that
+the same executor works on the login node (``LocalTransport``) or from a laptop over SSH
+(``SSHTransport``). Every command is an argv list; a failure raises
+:class:`corral.errors.CommandError` carrying argv, exit code, stdout and stderr.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass
+class CommandResult:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Transport(ABC):
+    """Runs commands and reads/writes files on the scheduler's side."""
+
+    #: Whether paths are the same on both sides (no staging needed).
+    shared_filesystem: bool = True
+
+    @abstractmethod
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        input: str | None = None,
+        timeout: float = 60.0,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+    ) -> CommandResult:
+        """Run ``argv``; raise ``CommandError`` on non-zero exit when ``check``."""
+
+    @abstractmethod
+    def write_bytes(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Write a file atomically (temporary name, then rename), creating parent dirs."""
+
+    @abstractmethod
+    def read_bytes(self, path: str) -> bytes | None:
+        """Read a file; ``None`` if it does not exist."""
+
+    @abstractmethod
+    def exists(self, path: str) -> bool: ...
+
+    @abstractmethod
+    def makedirs(self, path: str) -> None: ...
+
+    def put(self, local: str, remote: str) -> None:
+        """Copy a local file to the remote side (no-op on a shared file system)."""
+
+    def get(self, remote: str, local: str) -> None:
+        """Copy a remote file to the local side (no-op on a shared file system)."""
+
+    def close(self) -> None:
+        """Release connections."""

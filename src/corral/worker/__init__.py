@@ -1,0 +1,1 @@
+"""Running attempts: in local pool processes or as ``python -m corral.worker`` on a node."""

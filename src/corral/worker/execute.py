@@ -1,0 +1,197 @@
+"""Running one attempt, wherever it runs: in a local pool process, or on a cluster node.
+
+A payload is a pickled :class:`PythonPayload` or :class:`ShellPayload`. :func:`run_python` and
+:func:`run_shell` execute it and return an :class:`AttemptResult`; :func:`run_attempt_dir` is the
+file-based form used by batch, SSH and Dask executors: it reads ``payload.pkl`` in an attempt
+directory and writes ``result.pkl`` and then the exit marker ``exit.json``, each atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import pickle
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from corral.worker.metrics import Probe, TreeMonitor, hostname
+
+PAYLOAD_FILE = "payload.pkl"
+RESULT_FILE = "result.pkl"
+MARKER_FILE = "exit.json"
+STDOUT_FILE = "stdout.log"
+STDERR_FILE = "stderr.log"
+STARTED_FILE = "started.json"
+
+SHELL_PREAMBLE = "set -eo pipefail\n"
+
+
+@dataclass
+class PythonPayload:
+    """A Python task call: the pickled function (cached by digest in workers) and its arguments."""
+
+    func_digest: str
+    func: bytes
+    args: bytes
+    """cloudpickle of ``(args, kwargs)`` with futures already replaced by values."""
+
+
+@dataclass
+class ShellPayload:
+    """A shell task: the command line (values already substituted and quoted)."""
+
+    command: str
+    outputs: list[str] = field(default_factory=list)
+    """Declared output paths that must exist after a successful exit."""
+
+
+@dataclass
+class AttemptResult:
+    """What running a payload produced."""
+
+    outcome: str
+    """An :class:`corral.executors.base.Outcome` value."""
+    metrics: dict[str, Any]
+    result: bytes | None = None
+    error: str | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+
+
+_FUNC_CACHE: dict[str, Any] = {}
+_MONITOR: TreeMonitor | None = None
+
+
+def _monitor() -> TreeMonitor:
+    global _MONITOR
+    if _MONITOR is None:
+        _MONITOR = TreeMonitor()
+    return _MONITOR
+
+
+def load_function(payload: PythonPayload) -> Any:
+    func = _FUNC_CACHE.get(payload.func_digest)
+    if func is None:
+        func = cloudpickle.loads(payload.func)
+        _FUNC_CACHE[payload.func_digest] = func
+    return func
+
+
+def run_python(payload: PythonPayload, capture: bool = True) -> AttemptResult:
+    """Call the task function, measuring it; exceptions become a FAILED result with traceback."""
+    monitor = _monitor()
+    out, err = io.StringIO(), io.StringIO()
+    probe = Probe.begin(monitor)
+    outcome, result, error = "succeeded", None, None
+    try:
+        func = load_function(payload)
+        args, kwargs = cloudpickle.loads(payload.args)
+        if capture:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                value = func(*args, **kwargs)
+        else:
+            value = func(*args, **kwargs)
+        try:
+            result = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            outcome = "failed"
+            error = (
+                f"the task returned a {type(value).__name__} that cannot be pickled ({exc}); "
+                "return plain data, numpy arrays or paths"
+            )
+    except MemoryError:
+        outcome, error = "out_of_memory", traceback.format_exc()
+    except BaseException:
+        outcome, error = "failed", traceback.format_exc()
+    metrics = probe.end(monitor)
+    return AttemptResult(
+        outcome, metrics, result, error, out.getvalue() or None, err.getvalue() or None
+    )
+
+
+def shell_argv(command: str) -> list[str]:
+    """The argv that runs a task's command line: bash with ``-e`` and ``pipefail``."""
+    return ["bash", "-c", SHELL_PREAMBLE + command]
+
+
+def missing_outputs(outputs: list[str], cwd: Path) -> list[str]:
+    return [o for o in outputs if not (cwd / o).exists()]
+
+
+def shell_outcome(returncode: int, outputs: list[str], cwd: Path) -> tuple[str, str | None]:
+    """Classify a finished shell command."""
+    if returncode == 0:
+        missing = missing_outputs(outputs, cwd)
+        if missing:
+            return "failed", (
+                f"the command exited 0 but did not create declared output(s) {missing}; "
+                "check the command writes to {output}"
+            )
+        return "succeeded", None
+    if returncode < 0:
+        return "failed", f"the command was killed by signal {-returncode}"
+    return "failed", f"the command exited with status {returncode}"
+
+
+def run_shell(payload: ShellPayload, cwd: Path, stdout: Path, stderr: Path) -> AttemptResult:
+    """Run a shell payload to completion (used on cluster nodes and SSH hosts)."""
+    monitor = _monitor()
+    probe = Probe.begin(monitor)
+    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+        proc = subprocess.run(  # noqa: S603 - argv list, command is the task's own
+            shell_argv(payload.command), cwd=cwd, stdout=out, stderr=err, check=False
+        )
+    metrics = probe.end(monitor)
+    metrics["exit_code"] = proc.returncode
+    outcome, error = shell_outcome(proc.returncode, payload.outputs, cwd)
+    return AttemptResult(outcome, metrics, None, error)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file, fsync and rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def run_attempt_dir(attempt_dir: Path, cwd: Path | None = None) -> int:
+    """Run the payload of an attempt directory; write result and exit marker. Returns exit code."""
+    attempt_dir = attempt_dir.resolve()
+    cwd = cwd or Path.cwd()
+    atomic_write(
+        attempt_dir / STARTED_FILE,
+        json.dumps({"started": time.time(), "host": hostname(), "pid": os.getpid()}).encode(),
+    )
+    payload = pickle.loads((attempt_dir / PAYLOAD_FILE).read_bytes())
+    if isinstance(payload, ShellPayload):
+        res = run_shell(payload, cwd, attempt_dir / STDOUT_FILE, attempt_dir / STDERR_FILE)
+    else:
+        res = run_python(payload, capture=False)
+        if res.error:
+            sys.stderr.write(res.error)
+    if res.result is not None:
+        atomic_write(attempt_dir / RESULT_FILE, res.result)
+    marker = {"outcome": res.outcome, "metrics": res.metrics, "error": res.error}
+    atomic_write(attempt_dir / MARKER_FILE, json.dumps(marker).encode())
+    return 0 if res.outcome == "succeeded" else 1
+
+
+def read_marker(attempt_dir: Path) -> dict[str, Any] | None:
+    """The exit marker of an attempt directory, or ``None`` if not (yet) written."""
+    try:
+        data: dict[str, Any] = json.loads((attempt_dir / MARKER_FILE).read_bytes())
+        return data
+    except (OSError, ValueError):
+        return None

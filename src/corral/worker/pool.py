@@ -1,0 +1,36 @@
+"""The loop of a local pool worker process: receive chunks of payloads, run, send results."""
+
+from __future__ import annotations
+
+import pickle
+import signal
+import time
+from multiprocessing.connection import Connection
+
+from corral.worker.execute import AttemptResult, PythonPayload, run_python
+
+FLUSH_AFTER = 0.02
+"""Send results at once when a task took longer than this; batch tiny tasks."""
+
+
+def worker_main(conn: Connection) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            chunk: list[tuple[str, bytes]] | None = conn.recv()
+        except (EOFError, OSError):
+            return
+        if chunk is None:
+            return
+        out: list[tuple[str, AttemptResult]] = []
+        last = time.monotonic()
+        for attempt_id, data in chunk:
+            payload: PythonPayload = pickle.loads(data)
+            out.append((attempt_id, run_python(payload)))
+            now = time.monotonic()
+            if now - last > FLUSH_AFTER:
+                conn.send(out)
+                out = []
+                last = now
+        if out:
+            conn.send(out)
