@@ -1,0 +1,233 @@
+"""Helpers of the remote executor tests: hand-built specs, a recording listener, task functions
+and the conformance checks every executor must pass (ssh shared, ssh staged, dask).
+
+This module is pickled *by value* with cloudpickle, so its task functions run on workers that
+cannot import the test tree.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pickle
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cloudpickle
+
+from corral.executors.base import Completion, Executor, ExecutorContext, Outcome, TaskKind, TaskSpec
+from corral.resources import Resources
+from corral.worker.execute import PythonPayload, ShellPayload
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+_COUNTER = itertools.count(1)
+
+
+# ---------------------------------------------------------------------------------- payloads
+
+
+def python_payload(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bytes:
+    func = cloudpickle.dumps(fn)
+    digest = f"{fn.__name__}-{len(func)}-{hash(func)}"
+    return pickle.dumps(PythonPayload(digest, func, cloudpickle.dumps((args, kwargs))))
+
+
+def shell_payload(command: str, outputs: list[str] | None = None) -> bytes:
+    return pickle.dumps(ShellPayload(command, outputs or []))
+
+
+# ---------------------------------------------------------------------------------- task functions
+
+
+def square(x: int) -> int:
+    print(f"squaring {x}")
+    return x * x
+
+
+def boom(message: str) -> None:
+    raise ValueError(message)
+
+
+def sleeper(seconds: float, flag: str | None = None) -> str:
+    if flag:
+        Path(flag).write_text("running")
+    time.sleep(seconds)
+    return "woke"
+
+
+def suicide() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def read_env(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+# ---------------------------------------------------------------------------------- listener
+
+
+@dataclass
+class Recorder:
+    """A :class:`corral.executors.base.Listener` that records what it is told."""
+
+    submitted_ids: dict[str, str] = field(default_factory=dict)
+    started_at: dict[str, tuple[float, str | None]] = field(default_factory=dict)
+
+    def submitted(self, attempt_id: str, native_id: str) -> None:
+        self.submitted_ids[attempt_id] = native_id
+
+    def started(self, attempt_id: str, when: float, host: str | None) -> None:
+        self.started_at[attempt_id] = (when, host)
+
+
+# ---------------------------------------------------------------------------------- workspace
+
+
+@dataclass
+class Workspace:
+    """A run's local directories and a factory of specs (a fresh attempt dir per attempt)."""
+
+    root: Path
+    run_id: str
+
+    @property
+    def cwd(self) -> Path:
+        return self.root / "project"
+
+    @property
+    def work_root(self) -> Path:
+        return self.root / "work" / self.run_id
+
+    def context(self, max_parallel: int = 8) -> ExecutorContext:
+        return ExecutorContext(self.run_id, self.work_root, self.cwd, max_parallel)
+
+    def spec(
+        self,
+        payload: bytes,
+        *,
+        kind: TaskKind = TaskKind.PYTHON,
+        resources: Resources | None = None,
+        name: str = "task",
+        env: dict[str, str] | None = None,
+    ) -> TaskSpec:
+        n = next(_COUNTER)
+        attempt_id = f"{self.run_id}.{n}.1"
+        workdir = self.work_root / attempt_id
+        workdir.mkdir(parents=True, exist_ok=True)
+        return TaskSpec(
+            attempt_id=attempt_id,
+            run_id=self.run_id,
+            task_key=f"{n:064x}",
+            name=f"{name}[{n}]",
+            group=name,
+            kind=kind,
+            payload=payload,
+            resources=resources or Resources(),
+            attempt=1,
+            workdir=workdir,
+            cwd=self.cwd,
+            env=env or {},
+        )
+
+
+def new_workspace(tmp: Path) -> Workspace:
+    ws = Workspace(tmp, f"r{os.getpid()}x{next(_COUNTER)}")
+    ws.cwd.mkdir(parents=True, exist_ok=True)
+    return ws
+
+
+def wait_all(
+    executor: Executor, ids: set[str], timeout: float = 60.0, seen: dict[str, Completion] | None = None
+) -> dict[str, Completion]:
+    """Poll until every attempt in ``ids`` completed; each must be reported exactly once."""
+    done: dict[str, Completion] = dict(seen or {})
+    deadline = time.monotonic() + timeout
+    while not ids <= set(done):
+        assert time.monotonic() < deadline, f"still waiting for {sorted(ids - set(done))}"
+        for completion in executor.poll(1.0):
+            assert completion.attempt_id not in done, f"{completion.attempt_id} reported twice"
+            done[completion.attempt_id] = completion
+    return done
+
+
+def wait_for_file(path: Path, executor: Executor, timeout: float = 30.0) -> dict[str, Completion]:
+    """Poll ``executor`` until ``path`` exists; returns completions seen meanwhile."""
+    seen: dict[str, Completion] = {}
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        for c in executor.poll(0.2):
+            seen[c.attempt_id] = c
+    return seen
+
+
+# ---------------------------------------------------------------------------------- conformance
+
+
+def check_scatter(executor: Executor, ws: Workspace, rec: Recorder, n: int = 6) -> None:
+    executor.start(rec)
+    specs = [ws.spec(python_payload(square, i), name="square") for i in range(n)]
+    executor.submit(specs)
+    done = wait_all(executor, {s.attempt_id for s in specs})
+    assert set(done) == {s.attempt_id for s in specs}
+    for i, spec in enumerate(specs):
+        c = done[spec.attempt_id]
+        assert c.outcome is Outcome.SUCCEEDED, c.error
+        assert c.result is not None and pickle.loads(c.result) == i * i
+        assert c.metrics.started is not None and c.metrics.ended is not None
+        assert c.metrics.native_id == rec.submitted_ids[spec.attempt_id]
+
+
+def check_failure(executor: Executor, ws: Workspace, rec: Recorder) -> Completion:
+    executor.start(rec)
+    spec = ws.spec(python_payload(boom, "kaboom 42"))
+    executor.submit([spec])
+    c = wait_all(executor, {spec.attempt_id})[spec.attempt_id]
+    assert c.outcome is Outcome.FAILED
+    assert c.error is not None
+    assert "Traceback" in c.error and "ValueError: kaboom 42" in c.error
+    return c
+
+
+def check_shell_output(executor: Executor, ws: Workspace, rec: Recorder) -> Completion:
+    executor.start(rec)
+    command = "mkdir -p sub && echo 'hello  world' > sub/out.txt && echo said"
+    spec = ws.spec(shell_payload(command, ["sub/out.txt"]), kind=TaskKind.SHELL)
+    bad = ws.spec(shell_payload("echo nope >&2; exit 3"), kind=TaskKind.SHELL)
+    missing = ws.spec(shell_payload("true", ["never.txt"]), kind=TaskKind.SHELL)
+    executor.submit([spec, bad, missing])
+    done = wait_all(executor, {spec.attempt_id, bad.attempt_id, missing.attempt_id})
+    c = done[spec.attempt_id]
+    assert c.outcome is Outcome.SUCCEEDED, c.error
+    assert (ws.cwd / "sub" / "out.txt").read_text() == "hello  world\n"
+    assert (spec.workdir / "stdout.log").read_text() == "said\n"
+    assert c.metrics.exit_code == 0
+    assert done[bad.attempt_id].outcome is Outcome.FAILED
+    assert "status 3" in (done[bad.attempt_id].error or "")
+    assert (bad.workdir / "stderr.log").read_text() == "nope\n"
+    assert done[missing.attempt_id].outcome is Outcome.FAILED
+    assert "never.txt" in (done[missing.attempt_id].error or "")
+    return c
+
+
+def check_cancel(executor: Executor, ws: Workspace, rec: Recorder) -> Completion:
+    executor.start(rec)
+    flag = ws.root / "sleeping.flag"
+    spec = ws.spec(python_payload(sleeper, 60, str(flag)))
+    quick = ws.spec(python_payload(square, 7))
+    started = time.monotonic()
+    executor.submit([spec, quick])
+    seen = wait_for_file(flag, executor)
+    executor.cancel([spec.attempt_id])
+    done = wait_all(executor, {spec.attempt_id, quick.attempt_id}, timeout=20, seen=seen)
+    assert done[spec.attempt_id].outcome is Outcome.CANCELLED
+    assert done[quick.attempt_id].outcome is Outcome.SUCCEEDED
+    assert time.monotonic() - started < 30
+    executor.cancel([spec.attempt_id, quick.attempt_id])  # late cancels are harmless
+    assert executor.poll(0.3) == []
+    return done[spec.attempt_id]
