@@ -23,12 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from corral.report.compare import compare_runs, explain_task
+    from corral.report.environment import collect_environment
     from corral.report.html import write_report
     from corral.report.lineage import lineage
-    from corral.report.rocrate import export_prov, export_ro_crate
-
-    from corral.report.environment import collect_environment
     from corral.report.metrics import run_metrics
+    from corral.report.rocrate import export_prov, export_ro_crate
 
 _WHERE = {
     "collect_environment": "environment",
