@@ -129,7 +129,8 @@ class Store:
                 q = sa.select(t.runs).order_by(t.runs.c.created_at.desc()).limit(1)
             else:
                 q = sa.select(t.runs).where(t.runs.c.id.startswith(run_id, autoescape=True))
-            rows = c.execute(q.limit(2)).mappings().all()
+                q = q.limit(2)
+            rows = c.execute(q).mappings().all()
         if not rows:
             raise RunNotFound(f"no run matches {run_id!r}; list runs with `corral runs`")
         if len(rows) > 1:

@@ -1,0 +1,360 @@
+"""``corral``: run pipelines and inspect runs.
+
+Exit codes: 0 success; 1 the run failed or was cancelled; 2 bad input (usage, graph, parameters,
+configuration); 3 the run is locked by a live engine; 4 the state store cannot be used.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from corral.api import RunConfig, execute, load_pipeline, request_control
+from corral.config import load_config
+from corral.engine.states import RunState
+from corral.errors import CorralError, RunLockedError, StoreError, UsageError
+from corral.params import parse_cli_params
+from corral.store import Store
+
+from . import views
+
+app = typer.Typer(
+    name="corral", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+    help="Corral: Python workflows that run locally, on clusters, over SSH or on Dask.",
+)
+console = Console()
+err_console = Console(stderr=True)
+
+EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_STORE = 1, 2, 3, 4
+
+WorkdirOpt = Annotated[Path, typer.Option("--workdir", "-C", help="Working directory (.corral/ lives here).")]
+DbOpt = Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL of the state store.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def exit_code_for(exc: CorralError) -> int:
+    if isinstance(exc, RunLockedError):
+        return EXIT_LOCKED
+    if isinstance(exc, StoreError):
+        return EXIT_STORE
+    if isinstance(exc, UsageError):
+        return EXIT_USAGE
+    return EXIT_FAILED
+
+
+def open_store(workdir: Path, db: str | None) -> Store:
+    return Store.open(workdir.resolve(), db)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="Pipeline file.")],
+    pipeline: Annotated[str | None, typer.Argument(help="Pipeline name (if the file has several).")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Tasks running at once.")] = None,
+    executor: Annotated[str | None, typer.Option("--executor", "-e", help="Executor kind or corral.toml profile.")] = None,
+    force: Annotated[list[str] | None, typer.Option("--force", help="Rerun this task (name or glob) and everything downstream.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Rerun every task.")] = False,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Cancel everything at the first failure.")] = False,
+    new: Annotated[bool, typer.Option("--new", help="Start a new run instead of resuming an unfinished one.")] = False,
+    config: Annotated[Path | None, typer.Option("--config", help="corral.toml to use.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    workdir: WorkdirOpt = Path("."),
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a pipeline: [bold]corral run FILE [PIPELINE] [--param value ...][/]."""
+    extra = list(ctx.args)
+    if pipeline is not None and pipeline.startswith("-"):
+        extra, pipeline = [pipeline, *extra], None
+    try:
+        pipe = load_pipeline(file, pipeline)
+        params = parse_cli_params(pipe, extra)
+        cfg_file = load_config(workdir, config)
+        kind, options = cfg_file.executor(executor)
+        cfg = RunConfig(
+            executor=kind, executor_options=options, jobs=jobs or cfg_file.defaults.get("jobs"),
+            workdir=workdir, db=db, force=force or [], no_cache=no_cache, fail_fast=fail_fast,
+            new=new, source=str(file.resolve()),
+            on_note=lambda m: err_console.print(f"[dim]{m}[/]"),
+        )
+        result = _run_with_display(pipe, params, cfg, quiet or as_json)
+    except CorralError as exc:
+        raise fail(str(exc), exit_code_for(exc)) from None
+    _print_outcome(result, as_json)
+
+
+def _run_with_display(pipe: Any, params: dict[str, Any], cfg: RunConfig, quiet: bool) -> Any:
+    from .progress import LiveProgress
+
+    _install_signal_handlers()
+    if quiet or not console.is_terminal:
+        return execute(pipe, params, cfg)
+    with LiveProgress(console, pipe.name) as live:
+        cfg.on_progress = live.update
+        result = execute(pipe, params, cfg)
+        if result._engine is not None:
+            live.update(result._engine.progress, force=True)
+    return result
+
+
+def _install_signal_handlers() -> None:
+    def stop(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+def _print_outcome(result: Any, as_json: bool) -> None:
+    if as_json:
+        value = None
+        if result.ok:
+            try:
+                value = result.value
+            except CorralError:
+                value = None
+        views.print_json(console, {"run": result.run_id, "state": result.state.value,
+                                   "errors": result.errors, "result": value})
+    elif result.ok:
+        console.print(f"[green]run {result.run_id} succeeded[/]")
+        value = result.value
+        if value is not None:
+            console.print("result:", _summarise(value), highlight=False)
+    else:
+        err_console.print(f"[red]run {result.run_id} {result.state.value}[/]")
+        for line in result.errors[:10]:
+            err_console.print(f"  [red]✗[/] {line}", highlight=False)
+        err_console.print(f"see [bold]corral status {result.run_id}[/] and "
+                          f"[bold]corral logs {result.run_id} TASK[/]")
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _summarise(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) < 400 else text[:400] + "..."
+
+
+@app.command()
+def runs(workdir: WorkdirOpt = Path("."), db: DbOpt = None, as_json: JsonOpt = False,
+         limit: Annotated[int, typer.Option(help="How many runs.")] = 20,
+         compare: Annotated[tuple[str, str] | None, typer.Option("--compare", help="Compare two runs: A B.")] = None) -> None:
+    """List runs, newest first (or compare two with --compare A B)."""
+    try:
+        store = open_store(workdir, db)
+        if compare:
+            _compare(store, compare, as_json)
+            return
+        rows = store.list_runs(limit)
+    except CorralError as exc:
+        raise fail(str(exc), exit_code_for(exc)) from None
+    if as_json:
+        views.print_json(console, rows)
+    else:
+        views.runs_table(console, rows)
+
+
+def _compare(store: Store, pair: tuple[str, str], as_json: bool) -> None:
+    from corral.report import compare as cmp
+    from corral.report import terminal
+
+    a, b = (store.get_run(x)["id"] for x in pair)
+    diff = cmp.compare_runs(store, a, b)
+    if as_json:
+        views.print_json(console, cmp.to_json(diff) if hasattr(cmp, "to_json") else diff)
+    else:
+        terminal.print_comparison(console, diff)
+
+
+@app.command()
+def status(run_id: Annotated[str, typer.Argument(help="Run id (or prefix, or 'latest').")] = "latest",
+           workdir: WorkdirOpt = Path("."), db: DbOpt = None, as_json: JsonOpt = False,
+           metrics: Annotated[bool, typer.Option("--metrics", help="Run metrics and recommendations.")] = False,
+           limit: Annotated[int, typer.Option(help="Tasks shown (0: all).")] = 50) -> None:
+    """Show a run and its tasks (state, duration, peak memory, cached or not)."""
+    try:
+        store = open_store(workdir, db)
+        run_row = store.get_run(run_id)
+        _reconcile(store, run_row)
+        run_row = store.get_run(run_row["id"])
+        rows = views.task_rows(store.tasks(run_row["id"]), store.attempts(run_row["id"]))
+        if metrics:
+            _metrics(store, run_row["id"], as_json)
+            return
+    except CorralError as exc:
+        raise fail(str(exc), exit_code_for(exc)) from None
+    if as_json:
+        views.print_json(console, {"run": run_row, "tasks": rows})
+    else:
+        views.status_view(console, run_row, rows, limit)
+
+
+def _reconcile(store: Store, run_row: dict[str, Any]) -> None:
+    """A run whose engine died while 'running' is shown as interrupted."""
+    if run_row["state"] in ("running", "pending") and not store.engine_alive(run_row):
+        store.update_run(run_row["id"], state=RunState.INTERRUPTED.value)
+
+
+def _metrics(store: Store, run_id: str, as_json: bool) -> None:
+    from corral.report import metrics as rm
+    from corral.report import terminal
+
+    summary = rm.run_summary(store, run_id)
+    if as_json:
+        views.print_json(console, rm.to_json(summary))
+    else:
+        terminal.print_metrics(console, summary)
+
+
+@app.command()
+def logs(run_id: Annotated[str, typer.Argument(help="Run id.")],
+         task: Annotated[str, typer.Argument(help="Task name (or unique prefix).")],
+         attempt: Annotated[int | None, typer.Option(help="Attempt number (default: all).")] = None,
+         workdir: WorkdirOpt = Path("."), db: DbOpt = None) -> None:
+    """Show a task's output, error output and traceback, attempt by attempt."""
+    try:
+        store = open_store(workdir, db)
+        run_row = store.get_run(run_id)
+        row = store.find_task(run_row["id"], task)
+        attempts = store.attempts(run_row["id"], row["id"])
+    except CorralError as exc:
+        raise fail(str(exc), exit_code_for(exc)) from None
+    if not attempts:
+        state = "reused from the cache" if row["cached"] else row["state"]
+        console.print(f"task {row['name']} has no attempts in run {run_row['id']} ({state})")
+        return
+    for a in attempts:
+        if attempt is not None and a["number"] != attempt:
+            continue
+        console.rule(f"{row['name']} attempt {a['number']}: {a['state']} "
+                     f"on {a['host'] or '?'} {a['native_id'] or ''}")
+        for name in ("stdout.log", "stderr.log"):
+            text = views.read_log(a["workdir"], name)
+            if text:
+                console.print(f"[bold]{name}[/]")
+                console.out(text.rstrip("\n"), highlight=False)
+        if a["error"]:
+            console.print("[bold red]error[/]")
+            console.out(a["error"].rstrip("\n"), highlight=False)
+
+
+def _control(run_id: str, workdir: Path, db: str | None, control: str, verb: str) -> None:
+    try:
+        store = open_store(workdir, db)
+        run_row = store.get_run(run_id)
+        request_control(store, run_row["id"], control)
+    except CorralError as exc:
+        raise fail(str(exc), exit_code_for(exc)) from None
+    console.print(f"{verb} run {run_row['id']}")
+
+
+@app.command()
+def pause(run_id: str, workdir: WorkdirOpt = Path("."), db: DbOpt = None) -> None:
+    """Stop releasing new tasks (running ones finish)."""
+    _control(run_id, workdir, db, "pause", "pausing")
+
+
+@app.command()
+def resume(run_id: str, workdir: WorkdirOpt = Path("."), db: DbOpt = None,
+           jobs: Annotated[int | None, typer.Option("--jobs", "-j")] = None) -> None:
+    """Continue a paused run; a run whose engine is gone (failed, interrupted) is run again
+    from where it stopped, in the foreground."""
+    try:
+        store = open_store(workdir, db)
+        run_row = store.get_run(run_id)
+        if store.engine_alive(run_row):
+            request_control(store, run_row["id"], "none")
+            console.print(f"resuming run {run_row['id']}")
+            return
+        if run_row["state"] == "succeeded":
+            console.print(f"run {run_row['id']} already succeeded")
+            return
+        source, name = run_row["source"], run_row["pipeline"]
+        pipe = load_pipeline(source, name)
+        ex = run_row["executor"] or {}
+        cfg = RunConfig(executor=ex.get("kind", "local"), executor_options=ex.get("options", {}),
+                        jobs=jobs or ex.get("jobs"), workdir=Path(run_row["workdir"]), db=db,
+                        source=source, on_note=lambda m: err_console.print(f"[dim]{m}[/]"))
+        store.update_run(run_row["id"], control="none")
+        result = _run_with_display(pipe, run_row["params"], cfg, False)
+    except CorralError as exc:
+        raise fail(str(exc), exit_code_for(exc)) from None
+    _print_outcome(result, False)
+
+
+@app.command()
+def cancel(run_id: str, workdir: WorkdirOpt = Path("."), db: DbOpt = None) -> None:
+    """Cancel a run: its engine cancels running tasks (on clusters too). A run without a live
+    engine has its recorded cluster jobs cancelled directly."""
+    try:
+        store = open_store(workdir, db)
+        run_row = store.get_run(run_id)
+        if store.engine_alive(run_row):
+            request_control(store, run_row["id"], "cancel")
+            console.print(f"cancelling run {run_row['id']}")
+            return
+        n = _cancel_orphans(store, run_row)
+        store.update_run(run_row["id"], state=RunState.CANCELLED.value, control="none")
+    except CorralError as exc:
+        raise fail(str(exc), exit_code_for(exc)) from None
+    console.print(f"cancelled run {run_row['id']}" + (f" ({n} cluster jobs)" if n else ""))
+
+
+def _cancel_orphans(store: Store, run_row: dict[str, Any]) -> int:
+    from corral.executors import create_executor
+    from corral.executors.base import AttemptRef, ExecutorContext
+
+    rows = [r for r in store.inflight_attempts(run_row["id"]) if r["native_id"]]
+    if not rows:
+        return 0
+    ex = run_row["executor"] or {}
+    wd = Path(run_row["workdir"])
+    ctx = ExecutorContext(run_row["id"], wd / ".corral" / "work" / run_row["id"], wd,
+                          int(ex.get("jobs") or 1), sys.executable)
+    executor = create_executor(ex.get("kind", "local"), ex.get("options", {}), ctx)
+    executor.cancel_native([AttemptRef(r["id"], r["native_id"], Path(r["workdir"] or "."),
+                                       r["submitted_at"]) for r in rows])
+    with store.transaction() as c:
+        from corral.store import schema as t
+
+        c.execute(t.attempts.update().where(t.attempts.c.id.in_([r["id"] for r in rows]))
+                  .values(state="cancelled"))
+    return len(rows)
+
+
+@app.command()
+def clean(workdir: WorkdirOpt = Path("."), db: DbOpt = None,
+          keep_runs: Annotated[int | None, typer.Option(help="Keep results used by the newest N runs; drop older runs.")] = None,
+          dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would go.")] = False) -> None:
+    """Garbage-collect the cache: unreferenced blobs, and results of old runs with --keep-runs."""
+    try:
+        stats = open_store(workdir, db).collect_garbage(keep_runs, dry_run)
+    except CorralError as exc:
+        raise fail(str(exc), exit_code_for(exc)) from None
+    verb = "would remove" if dry_run else "removed"
+    console.print(f"{verb} {stats['results']} results and {stats['blobs']} blobs "
+                  f"({stats['bytes'] / 2**20:.1f} MiB)")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted; run the same command again to resume[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,114 @@
+"""Tables and text the CLI prints (rich), and their JSON forms."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from corral.resources import format_memory
+
+STATE_STYLE = {
+    "succeeded": "green", "cached": "cyan", "running": "yellow", "pending": "dim",
+    "failed": "bold red", "skipped": "magenta", "cancelled": "red", "paused": "yellow",
+    "interrupted": "yellow",
+}
+
+
+def when(ts: float | None) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+def styled(state: str) -> str:
+    return f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
+
+
+def print_json(console: Console, data: Any) -> None:
+    console.print_json(json.dumps(data, default=str))
+
+
+def runs_table(console: Console, runs: list[dict[str, Any]]) -> None:
+    table = Table(title="Runs", header_style="bold")
+    for col in ("run", "pipeline", "state", "tasks", "created", "duration", "params"):
+        table.add_column(col)
+    for r in runs:
+        took = (r["finished_at"] or 0) - (r["started_at"] or 0) if r["finished_at"] else None
+        params = " ".join(f"{k}={v}" for k, v in (r["params"] or {}).items())
+        table.add_row(r["id"], r["pipeline"], styled(r["state"]), str(r["n_tasks"]),
+                      when(r["created_at"]), duration(took), params[:60])
+    console.print(table)
+
+
+def last_attempts(attempts: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    last: dict[int, dict[str, Any]] = {}
+    for a in attempts:
+        if a["task_id"] not in last or a["number"] >= last[a["task_id"]]["number"]:
+            last[a["task_id"]] = a
+    return last
+
+
+def task_rows(tasks: list[dict[str, Any]], attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    last = last_attempts(attempts)
+    rows = []
+    for t in tasks:
+        a = last.get(t["id"], {})
+        rows.append({
+            "name": t["name"], "state": t["state"], "cached": bool(t["cached"]),
+            "attempts": t["attempts"], "wall": a.get("wall"), "peak_rss": a.get("peak_rss"),
+            "cpu": (a.get("cpu_user") or 0) + (a.get("cpu_system") or 0) if a else None,
+            "host": a.get("host"), "native_id": a.get("native_id"), "key": t["key"],
+            "error": t["error"],
+        })
+    return rows
+
+
+def status_view(console: Console, run: dict[str, Any], rows: list[dict[str, Any]],
+                limit: int) -> None:
+    took = None
+    if run["started_at"]:
+        took = (run["finished_at"] or run["heartbeat_at"] or run["started_at"]) - run["started_at"]
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+    summary = ", ".join(f"{styled(k)} {v}" for k, v in sorted(counts.items()))
+    console.print(f"[bold]run {run['id']}[/] {run['pipeline']} ({run['source']}) — "
+                  f"{styled(run['state'])}, {duration(took)}; {summary}")
+    if run.get("error"):
+        console.print(f"[red]{run['error']}[/]")
+    table = Table(header_style="bold")
+    for col in ("task", "state", "tries", "wall", "cpu", "peak mem", "host", "job"):
+        table.add_column(col, justify="right" if col in ("tries", "wall", "cpu", "peak mem")
+                         else "left")
+    shown = rows if limit <= 0 else rows[:limit]
+    for r in shown:
+        state = r["state"] + (" (cached)" if r["cached"] and r["state"] != "cached" else "")
+        table.add_row(r["name"], styled(state), str(r["attempts"]), duration(r["wall"]),
+                      duration(r["cpu"]) if r["cpu"] is not None else "-",
+                      format_memory(r["peak_rss"]), r["host"] or "-", r["native_id"] or "-")
+    console.print(table)
+    if len(shown) < len(rows):
+        console.print(f"[dim]... {len(rows) - len(shown)} more tasks; --limit 0 shows all[/]")
+
+
+def read_log(workdir: str | None, name: str) -> str | None:
+    if not workdir:
+        return None
+    path = Path(workdir) / name
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return None
