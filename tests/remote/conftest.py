@@ -2,8 +2,10 @@
 
 The sshd comes from ``scripts/rig/start-sshd.sh``: ``CORRAL_TEST_SSH_KEY`` (private key) and
 ``CORRAL_TEST_SSH_PORT`` from the environment, else from ``/run/corral-rig/env``; optional
-``CORRAL_TEST_SSH_USER`` (default: the current user). Without a reachable sshd the ssh tests are
-skipped, unless ``CORRAL_REQUIRE_CLUSTERS=1`` (then they fail). Only 127.0.0.1 is ever used.
+``CORRAL_TEST_SSH_USER`` (default: the current user) and ``CORRAL_TEST_SSH_KNOWN_HOSTS`` (without
+it host keys are not checked: ``known_hosts=None``, set explicitly). Without a reachable sshd the
+ssh tests are skipped, unless ``CORRAL_REQUIRE_CLUSTERS=1`` (then they fail). Only 127.0.0.1 is
+ever used.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class SSHRig:
     key: str
     port: int
     user: str
+    known_hosts: str | None = None
+    """The rig's known_hosts file; without one, checking is disabled explicitly (tests only)."""
 
     @property
     def url(self) -> str:
@@ -54,8 +58,7 @@ class SSHRig:
 
     @property
     def options(self) -> dict[str, Any]:
-        # the rig's host key is throwaway: checking is disabled explicitly, for tests only
-        return {"identity_file": self.key, "known_hosts": None}
+        return {"identity_file": self.key, "known_hosts": self.known_hosts}
 
 
 def _unavailable(reason: str) -> None:
@@ -73,6 +76,9 @@ def _find_rig() -> SSHRig:
         or rig_file.get("CORRAL_TEST_SSH_USER")
         or getpass.getuser()
     )
+    known_hosts = os.environ.get("CORRAL_TEST_SSH_KNOWN_HOSTS") or rig_file.get(
+        "CORRAL_TEST_SSH_KNOWN_HOSTS"
+    )
     if not key or not port:
         _unavailable(f"CORRAL_TEST_SSH_KEY/CORRAL_TEST_SSH_PORT are not set (nor in {RIG_ENV})")
     assert key is not None and port is not None
@@ -83,7 +89,9 @@ def _find_rig() -> SSHRig:
             pass
     except (OSError, ValueError) as exc:
         _unavailable(f"nothing listens on {LOOPBACK}:{port} ({exc})")
-    return SSHRig(key, int(port), user)
+    if known_hosts and not Path(known_hosts).is_file():
+        known_hosts = None
+    return SSHRig(key, int(port), user, known_hosts)
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,10 @@ import pickle
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cloudpickle
 
@@ -142,7 +143,10 @@ def new_workspace(tmp: Path) -> Workspace:
 
 
 def wait_all(
-    executor: Executor, ids: set[str], timeout: float = 60.0, seen: dict[str, Completion] | None = None
+    executor: Executor,
+    ids: set[str],
+    timeout: float = 60.0,
+    seen: dict[str, Completion] | None = None,
 ) -> dict[str, Completion]:
     """Poll until every attempt in ``ids`` completed; each must be reported exactly once."""
     done: dict[str, Completion] = dict(seen or {})

@@ -1,0 +1,846 @@
+"""The ``ssh`` executor: run attempts directly on a list of hosts reached over SSH.
+
+Each host gets one :class:`~corral.transport.ssh.SSHTransport` (one connection, many channels)
+and ``slots_per_host`` slots; an attempt takes ``resources.cores`` slots. For every attempt:
+
+1. ``payload.pkl`` is written to the local attempt directory. Without a shared file system it is
+   copied, with the task's declared input files, to ``<remote_workdir>/<run>/<attempt>`` and
+   ``<remote_workdir>/<run>/cwd`` by SFTP.
+2. One remote command per host and submit starts the workers (``python -m corral.worker DIR
+   --cwd CWD``) in new sessions, so each worker leads its own process group, and prints their
+   pids; the native id is ``user@host:port:pid``. Starting is idempotent (a lock directory per
+   attempt), so a command retried after a dropped connection never starts a worker twice.
+3. One remote command per host and interval (back-off from 0.25 s to ``poll_interval``) reports,
+   for all attempts on that host, which are alive and which wrote ``exit.json``.
+4. Finished attempts have ``exit.json``, ``result.pkl``, logs and declared shell outputs copied
+   back by SFTP (one batch per host), then become :class:`~corral.executors.base.Completion`.
+
+Cancelling sends SIGTERM to the worker's process group, then SIGKILL after ``kill_grace``
+seconds. A worker that vanished without an exit marker is reported ``LOST`` with the tail of its
+log. ``resources.walltime`` is enforced here (TERM, then KILL; reported ``TIMEOUT``); memory, gpus
+and queue-like fields are ignored (there is no scheduler to honour them).
+
+The remote helper is a stdlib-only Python script sent with ``python -c``; requests and answers
+are JSON on stdin/stdout, so no path or value is ever interpolated into a shell command line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+from corral.errors import CommandError, ConfigError, CorralError, ExecutorError, ResourceError
+from corral.executors.base import (
+    AttemptRef,
+    Completion,
+    Executor,
+    ExecutorContext,
+    Listener,
+    Metrics,
+    Outcome,
+    TaskKind,
+    TaskSpec,
+)
+from corral.resources import Resources
+from corral.transport.ssh import DEFAULT_KNOWN_HOSTS, SSHTransport, check_options
+from corral.transport.ssh import parse_transport_url as _parse_url
+from corral.worker.execute import (
+    MARKER_FILE,
+    PAYLOAD_FILE,
+    RESULT_FILE,
+    STARTED_FILE,
+    STDERR_FILE,
+    STDOUT_FILE,
+    ShellPayload,
+    atomic_write,
+)
+
+log = logging.getLogger(__name__)
+
+WORKER_LOG = "worker.log"
+"""Output of the worker process itself for shell tasks (their command writes stdout/stderr.log)."""
+LAUNCH_FILE = "ssh-launch.json"
+"""Written to the local attempt dir after launch: what re-attach and ``corral cancel`` need."""
+_JSON_TAG = "CORRAL-JSON:"
+MIN_INTERVAL = 0.25
+
+# Runs on the host with the remote python (stdlib only). argv[1] is the action; stdin is a JSON
+# list of items; the answer is one line "CORRAL-JSON:{...}" so login-script noise is ignored.
+REMOTE_HELPER = r"""
+import json, os, signal, subprocess, sys, time
+HAVE_PROC = os.path.isdir("/proc/self")
+def alive(pid, d):
+    if not pid:
+        return False
+    if HAVE_PROC:
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as fh:
+                return d.encode() in fh.read()
+        except OSError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+def load(path):
+    try:
+        with open(path, "rb") as fh:
+            return json.loads(fh.read())
+    except (OSError, ValueError):
+        return None
+def tail(path, n=2000):
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, os.path.getsize(path) - n))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+def launch(it):
+    d = it["dir"]
+    lock = os.path.join(d, ".launch")
+    pidfile = os.path.join(lock, "pid")
+    os.makedirs(d, exist_ok=True)
+    try:
+        os.mkdir(lock)
+    except FileExistsError:
+        for _ in range(50):
+            pid = load(pidfile)
+            if pid:
+                return {"pid": pid}
+            time.sleep(0.1)
+        return {"error": "a previous launch left no pid in " + lock}
+    os.makedirs(it["cwd"], exist_ok=True)
+    env = dict(os.environ)
+    env.update(it["env"])
+    out = open(it["stdout"], "ab")
+    err = out if it["stderr"] == it["stdout"] else open(it["stderr"], "ab")
+    try:
+        proc = subprocess.Popen(it["argv"], cwd=it["cwd"], env=env, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=err, start_new_session=True)
+    except OSError as exc:
+        return {"error": "cannot start %s: %s" % (it["argv"][0], exc)}
+    tmp = pidfile + ".tmp"
+    with open(tmp, "w") as fh:
+        fh.write(str(proc.pid))
+    os.replace(tmp, pidfile)
+    return {"pid": proc.pid}
+def status(it):
+    d = it["dir"]
+    rec = {"alive": alive(it.get("pid"), d)}
+    rec["marker"] = load(os.path.join(d, "exit.json"))
+    rec["started"] = load(os.path.join(d, "started.json"))
+    if rec["marker"] is None and not rec["alive"]:
+        rec["tail"] = tail(os.path.join(d, it["log"]))
+    return rec
+def send(it):
+    if not alive(it.get("pid"), it["dir"]):
+        return False
+    try:
+        os.killpg(it["pid"], getattr(signal, it["signal"]))
+    except ProcessLookupError:
+        return False
+    return True
+def probe(it):
+    import importlib.util
+    return {"cpus": os.cpu_count() or 1, "home": os.path.expanduser("~"),
+            "corral": importlib.util.find_spec("corral.worker") is not None,
+            "python": sys.version.split()[0]}
+action = {"launch": launch, "status": status, "signal": send, "probe": probe}[sys.argv[1]]
+answer = {it["id"]: action(it) for it in json.load(sys.stdin)}
+sys.stdout.write("CORRAL-JSON:" + json.dumps(answer) + "\n")
+"""
+
+
+# ---------------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class SSHExecutorSettings:
+    """Options of an ``ssh`` executor profile."""
+
+    hosts: tuple[str, ...]
+    """Host URLs ``ssh://user@host:port`` (or ``user@host``); query options override the rest."""
+    slots_per_host: int | None = None
+    """Attempts (cores) run at once on each host; default: the host's CPU count."""
+    python: str = "python3"
+    """Remote interpreter that can ``import corral``."""
+    remote_workdir: str = "~/.corral/remote"
+    """Root of staged attempt directories (``~`` is the remote home); unused when shared."""
+    shared_filesystem: bool = False
+    """Whether hosts see the local work and pipeline directories at the same paths."""
+    identity_file: str | None = None
+    known_hosts: str | None = DEFAULT_KNOWN_HOSTS
+    """known_hosts file; ``None`` (or ``"none"``) disables host key checking: tests only."""
+    connect_timeout: float = 15.0
+    poll_interval: float = 2.0
+    """Longest interval between two status checks of a host."""
+    kill_grace: float = 5.0
+    """Seconds between SIGTERM and SIGKILL when cancelling or enforcing a walltime."""
+    host_timeout: float = 300.0
+    """A host unreachable this long has its attempts reported ``NODE_FAILURE``."""
+
+
+_SETTING_NAMES = tuple(f.name for f in fields(SSHExecutorSettings))
+
+
+def _positive(name: str, value: Any, kind: type[int] | type[float]) -> Any:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    if not ok or (kind is int and not isinstance(value, int)):
+        what = "a positive integer" if kind is int else "a positive number"
+        raise ConfigError(f"ssh executor option {name}={value!r} must be {what}")
+    return kind(value)
+
+
+def _string(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"ssh executor option {name}={value!r} must be a non-empty string")
+    return value
+
+
+def parse_settings(options: Mapping[str, Any]) -> SSHExecutorSettings:
+    """Validate profile options into :class:`SSHExecutorSettings` (unknown keys: ConfigError)."""
+    unknown = sorted(set(options) - set(_SETTING_NAMES))
+    if unknown:
+        raise ConfigError(
+            f"unknown ssh executor option(s) {', '.join(unknown)}; "
+            f"valid options are {', '.join(_SETTING_NAMES)}"
+        )
+    hosts = options.get("hosts")
+    if isinstance(hosts, str):
+        hosts = [hosts]
+    if not isinstance(hosts, list | tuple) or not hosts:
+        raise ConfigError('the ssh executor needs hosts = ["ssh://user@host:22", ...]')
+    values: dict[str, Any] = {"hosts": tuple(_string("hosts", h) for h in hosts)}
+    conn = check_options(
+        {
+            k: options[k]
+            for k in ("identity_file", "known_hosts", "shared_filesystem")
+            if k in options
+        }
+    )
+    values.update(conn)
+    for name in ("python", "remote_workdir"):
+        if name in options:
+            values[name] = _string(name, options[name])
+    if options.get("slots_per_host") is not None:
+        values["slots_per_host"] = _positive("slots_per_host", options["slots_per_host"], int)
+    for name in ("connect_timeout", "poll_interval", "kill_grace", "host_timeout"):
+        if name in options:
+            values[name] = _positive(name, options[name], float)
+    return SSHExecutorSettings(**values)
+
+
+# ---------------------------------------------------------------------------------- state
+
+
+@dataclass
+class _Host:
+    label: str
+    transport: SSHTransport
+    slots: int = 1
+    used: int = 0
+    root: str = ""
+    """Absolute remote work root (non-shared mode)."""
+    down_until: float = 0.0
+    unreachable_since: float | None = None
+
+    @property
+    def free(self) -> int:
+        return max(0, self.slots - self.used)
+
+
+@dataclass
+class _Attempt:
+    attempt_id: str
+    local_dir: Path
+    local_cwd: Path
+    remote_dir: str
+    remote_cwd: str
+    log: str
+    """Log file (in the attempt dir) of the worker process: tail shown when it is LOST."""
+    slots: int = 1
+    walltime: int | None = None
+    outputs: list[str] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    host: _Host | None = None
+    pid: int | None = None
+    submitted: float | None = None
+    launched_at: float | None = None
+    """Local monotonic time of the launch (walltime is measured from it, not the remote clock)."""
+    started_reported: bool = False
+    stop_reason: Outcome | None = None
+    stop_at: float | None = None
+    killed: bool = False
+
+    @property
+    def native_id(self) -> str:
+        assert self.host is not None
+        return f"{self.host.label}:{self.pid}"
+
+
+def split_native_id(native_id: str) -> tuple[str, int | None]:
+    """``user@host:port:pid`` -> (``user@host:port``, pid)."""
+    label, _, pid = native_id.rpartition(":")
+    return label, int(pid) if pid.isdigit() else None
+
+
+def parse_answer(text: str) -> dict[str, Any]:
+    """The JSON answer of the remote helper (the line tagged ``CORRAL-JSON:``)."""
+    for line in reversed(text.splitlines()):
+        if line.startswith(_JSON_TAG):
+            data: dict[str, Any] = json.loads(line[len(_JSON_TAG) :])
+            return data
+    raise ValueError(f"no answer from the remote helper in {text[-500:]!r}")
+
+
+def declared_inputs(spec: TaskSpec) -> list[str]:
+    """Input files of the task to stage (paths relative to ``spec.cwd``, or absolute inside it).
+
+    ``TaskSpec`` does not carry inputs yet; an ``inputs`` attribute is honoured when present.
+    """
+    inputs = getattr(spec, "inputs", None) or []
+    return [str(p) for p in inputs]
+
+
+def worker_argv(python: str, remote_dir: str, remote_cwd: str) -> list[str]:
+    return [python, "-m", "corral.worker", remote_dir, "--cwd", remote_cwd]
+
+
+def completion_from_marker(att: _Attempt, marker: Mapping[str, Any]) -> Completion:
+    """The completion of an attempt whose exit marker was read (result from the local dir)."""
+    metrics = Metrics.from_dict(dict(marker.get("metrics") or {}))
+    metrics.submitted = att.submitted
+    metrics.native_id = att.native_id if att.host else None
+    try:
+        outcome = Outcome(marker.get("outcome"))
+    except ValueError:
+        outcome = Outcome.FAILED
+    result_path = att.local_dir / RESULT_FILE
+    result = result_path.read_bytes() if result_path.exists() else None
+    return Completion(att.attempt_id, outcome, metrics, result, marker.get("error"))
+
+
+# ---------------------------------------------------------------------------------- executor
+
+
+class SSHExecutor(Executor):
+    """Runs attempts as background processes on SSH hosts. See the module docstring."""
+
+    kind: ClassVar[str] = "ssh"
+
+    def __init__(self, settings: SSHExecutorSettings, ctx: ExecutorContext) -> None:
+        self.settings = settings
+        self.ctx = ctx
+        self._hosts: dict[str, _Host] = {}
+        self._listener: Listener | None = None
+        self._pending: deque[_Attempt] = deque()
+        self._running: dict[str, _Attempt] = {}
+        self._done: list[Completion] = []
+        self._interval = MIN_INTERVAL
+        self._next_check = 0.0
+        self._started = False
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any], ctx: ExecutorContext) -> SSHExecutor:
+        return cls(parse_settings(options), ctx)
+
+    # ------------------------------------------------------------------ hosts
+
+    def _make_hosts(self) -> dict[str, _Host]:
+        if self._hosts:
+            return self._hosts
+        s = self.settings
+        defaults = {
+            "identity_file": s.identity_file,
+            "known_hosts": s.known_hosts,
+            "connect_timeout": s.connect_timeout,
+            "shared_filesystem": s.shared_filesystem,
+        }
+        hosts: dict[str, _Host] = {}
+        for url in s.hosts:
+            transport = SSHTransport(_parse_url(url, defaults))
+            label = transport.settings.label
+            if label in hosts:
+                raise ConfigError(f"ssh executor host {label} is listed twice in hosts")
+            hosts[label] = _Host(label, transport, slots=s.slots_per_host or 1)
+        self._hosts = hosts
+        return hosts
+
+    def _helper(
+        self, host: _Host, action: str, items: list[dict[str, Any]], timeout: float = 60.0
+    ) -> dict[str, Any]:
+        """Run the remote helper on ``host`` for ``items``; one SSH command."""
+        res = host.transport.run(
+            [self.settings.python, "-c", REMOTE_HELPER, action],
+            input=json.dumps(items),
+            timeout=timeout,
+        )
+        try:
+            return parse_answer(res.stdout)
+        except ValueError as exc:
+            raise CommandError(
+                res.argv[:1] + [action], res.returncode, res.stdout, str(exc)
+            ) from exc
+
+    def _probe(self, host: _Host) -> None:
+        info = self._helper(host, "probe", [{"id": "probe"}])["probe"]
+        if not info.get("corral"):
+            raise ExecutorError(
+                f"{self.settings.python} on {host.label} (Python {info.get('python')}) cannot "
+                "import corral.worker; install corral there or set the ssh executor's python"
+            )
+        host.slots = self.settings.slots_per_host or int(info["cpus"])
+        root = self.settings.remote_workdir
+        if root == "~" or root.startswith("~/"):
+            root = str(info["home"]) + root[1:]
+        elif not root.startswith("/"):
+            root = f"{info['home']}/{root}"
+        host.root = root.rstrip("/")
+
+    def start(self, listener: Listener) -> None:
+        """Connect to every host and check its interpreter; unreachable hosts are left out."""
+        self._listener = listener
+        failures: list[str] = []
+        for label, host in list(self._make_hosts().items()):
+            try:
+                self._probe(host)
+            except CorralError as exc:
+                failures.append(f"{label}: {exc}")
+                log.warning("ssh executor: leaving out host %s: %s", label, exc)
+                host.transport.close()
+                del self._hosts[label]
+        if not self._hosts:
+            raise ExecutorError("no ssh host is usable: " + "; ".join(failures))
+        self._started = True
+
+    # ------------------------------------------------------------------ paths and validation
+
+    def _remote_paths(self, host: _Host, attempt_id: str, local_dir: Path) -> tuple[str, str]:
+        if self.settings.shared_filesystem:
+            return str(local_dir), str(self.ctx.cwd)
+        base = f"{host.root}/{self.ctx.run_id}"
+        return f"{base}/{attempt_id}", f"{base}/cwd"
+
+    def validate(self, resources: Resources) -> None:
+        if resources.nodes > 1:
+            raise ResourceError(
+                f"the ssh executor runs each task on one host; nodes={resources.nodes} "
+                "needs a batch scheduler (slurm, pbs, ...)"
+            )
+        most = max((h.slots for h in self._hosts.values()), default=None)
+        if self._started and most is not None and resources.cores > most:
+            raise ResourceError(
+                f"cores={resources.cores} is more than the {most} slots of the largest ssh "
+                "host; lower cores or raise slots_per_host"
+            )
+
+    def capacity(self) -> int | None:
+        free = sum(h.free for h in self._hosts.values()) - len(self._pending)
+        if self.ctx.max_parallel > 0:
+            free = min(free, self.ctx.max_parallel - len(self._pending) - len(self._running))
+        return max(0, free)
+
+    # ------------------------------------------------------------------ submit and launch
+
+    def _prepare(self, spec: TaskSpec) -> _Attempt:
+        spec.workdir.mkdir(parents=True, exist_ok=True)
+        atomic_write(spec.workdir / PAYLOAD_FILE, spec.payload)
+        payload = pickle.loads(spec.payload)
+        outputs = list(payload.outputs) if isinstance(payload, ShellPayload) else []
+        shell = spec.kind == TaskKind.SHELL
+        return _Attempt(
+            attempt_id=spec.attempt_id,
+            local_dir=spec.workdir,
+            local_cwd=spec.cwd,
+            remote_dir="",
+            remote_cwd="",
+            log=WORKER_LOG if shell else STDERR_FILE,
+            slots=spec.resources.cores,
+            walltime=spec.resources.walltime_seconds,
+            outputs=outputs,
+            inputs=declared_inputs(spec),
+            env=dict(spec.env),
+        )
+
+    def submit(self, batch: Sequence[TaskSpec]) -> None:
+        if self._listener is None:
+            raise ExecutorError("the ssh executor was not started; call start(listener) first")
+        for spec in batch:
+            self.validate(spec.resources)
+        for spec in batch:
+            self._pending.append(self._prepare(spec))
+        self._launch_pending()
+        self._interval = MIN_INTERVAL
+        self._next_check = min(self._next_check, time.monotonic() + MIN_INTERVAL)
+
+    def _pick_host(self, slots: int, now: float) -> _Host | None:
+        up = [h for h in self._hosts.values() if h.down_until <= now and h.free >= slots]
+        return max(up, key=lambda h: h.free, default=None)
+
+    def _launch_pending(self) -> None:
+        now = time.monotonic()
+        by_host: dict[str, list[_Attempt]] = {}
+        while self._pending:
+            att = self._pending[0]
+            host = self._pick_host(min(att.slots, max(h.slots for h in self._hosts.values())), now)
+            if host is None:
+                break
+            self._pending.popleft()
+            att.host = host
+            host.used += att.slots
+            att.remote_dir, att.remote_cwd = self._remote_paths(host, att.attempt_id, att.local_dir)
+            by_host.setdefault(host.label, []).append(att)
+        for label, atts in by_host.items():
+            self._launch_on(self._hosts[label], atts)
+
+    def _staging_pairs(self, att: _Attempt) -> list[tuple[str, str]]:
+        pairs = [(str(att.local_dir / PAYLOAD_FILE), f"{att.remote_dir}/{PAYLOAD_FILE}")]
+        for name in att.inputs:
+            path = Path(name)
+            if path.is_absolute():
+                try:
+                    path = path.relative_to(att.local_cwd)
+                except ValueError:
+                    log.debug("not staging %s: outside the pipeline directory", name)
+                    continue
+            local = att.local_cwd / path
+            if not local.exists():
+                log.warning("input %s of %s does not exist; not staged", local, att.attempt_id)
+                continue
+            pairs.append((str(local), f"{att.remote_cwd}/{path.as_posix()}"))
+        return pairs
+
+    def _launch_item(self, att: _Attempt) -> dict[str, Any]:
+        d = att.remote_dir
+        shell = att.log == WORKER_LOG
+        return {
+            "id": att.attempt_id,
+            "dir": d,
+            "cwd": att.remote_cwd,
+            "argv": worker_argv(self.settings.python, d, att.remote_cwd),
+            "env": att.env,
+            "stdout": f"{d}/{WORKER_LOG if shell else STDOUT_FILE}",
+            "stderr": f"{d}/{WORKER_LOG if shell else STDERR_FILE}",
+        }
+
+    def _launch_on(self, host: _Host, atts: list[_Attempt]) -> None:
+        """Stage (unless shared) and start ``atts`` on ``host`` with one helper call."""
+        try:
+            if not self.settings.shared_filesystem:
+                host.transport.put_many([p for a in atts for p in self._staging_pairs(a)])
+            answer = self._helper(host, "launch", [self._launch_item(a) for a in atts])
+        except CorralError as exc:
+            host.down_until = time.monotonic() + 30.0
+            for att in atts:
+                self._fail_launch(att, f"could not start on {host.label}: {exc}")
+            return
+        for att in atts:
+            rec = answer.get(att.attempt_id) or {"error": "no answer from the remote helper"}
+            if "pid" not in rec:
+                self._fail_launch(att, f"could not start on {host.label}: {rec.get('error')}")
+                continue
+            self._launched(att, int(rec["pid"]))
+
+    def _launched(self, att: _Attempt, pid: int) -> None:
+        assert att.host is not None and self._listener is not None
+        att.pid = pid
+        att.submitted = time.time()
+        att.launched_at = time.monotonic()
+        self._running[att.attempt_id] = att
+        record = {
+            "host": att.host.label,
+            "pid": pid,
+            "remote_dir": att.remote_dir,
+            "remote_cwd": att.remote_cwd,
+            "slots": att.slots,
+            "walltime": att.walltime,
+            "log": att.log,
+            "outputs": att.outputs,
+            "submitted": att.submitted,
+        }
+        atomic_write(att.local_dir / LAUNCH_FILE, json.dumps(record).encode())
+        self._listener.submitted(att.attempt_id, att.native_id)
+
+    def _fail_launch(self, att: _Attempt, message: str) -> None:
+        if att.host is not None:
+            att.host.used -= att.slots
+        log.warning("ssh executor: %s: %s", att.attempt_id, message)
+        self._done.append(Completion(att.attempt_id, Outcome.NODE_FAILURE, error=message))
+
+    # ------------------------------------------------------------------ polling
+
+    def poll(self, timeout: float) -> list[Completion]:
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            self._launch_pending()
+            if self._running and time.monotonic() >= self._next_check:
+                changed = self._check_all()
+                self._interval = (
+                    MIN_INTERVAL
+                    if changed
+                    else min(self._interval * 1.5, self.settings.poll_interval)
+                )
+                self._next_check = time.monotonic() + self._interval
+            if self._done:
+                done, self._done = self._done, []
+                return done
+            now = time.monotonic()
+            if now >= deadline:
+                return []
+            wake = min(deadline, self._next_check) if self._running else deadline
+            time.sleep(max(0.01, min(wake - now, self.settings.poll_interval)))
+
+    def _check_all(self) -> bool:
+        """One status command per host with running attempts; True if any attempt ended."""
+        before = len(self._done)
+        for host in self._hosts.values():
+            atts = [a for a in self._running.values() if a.host is host]
+            if atts:
+                self._check_host(host, atts)
+        return len(self._done) > before
+
+    def _check_host(self, host: _Host, atts: list[_Attempt]) -> None:
+        items = [
+            {"id": a.attempt_id, "dir": a.remote_dir, "pid": a.pid, "log": a.log} for a in atts
+        ]
+        try:
+            answer = self._helper(host, "status", items)
+        except CorralError as exc:
+            self._unreachable(host, atts, exc)
+            return
+        host.unreachable_since = None
+        finished: list[tuple[_Attempt, dict[str, Any]]] = []
+        for att in atts:
+            rec = answer.get(att.attempt_id)
+            if rec is None:
+                continue
+            self._report_started(att, rec.get("started"))
+            if rec.get("marker") is not None:
+                finished.append((att, rec["marker"]))
+            elif not rec.get("alive"):
+                self._vanished(att, str(rec.get("tail") or ""))
+            else:
+                self._enforce_stop(att)
+        if finished:
+            self._finish(host, finished)
+
+    def _unreachable(self, host: _Host, atts: list[_Attempt], exc: CorralError) -> None:
+        now = time.monotonic()
+        host.unreachable_since = host.unreachable_since or now
+        log.warning("ssh executor: status of %s failed: %s", host.label, exc)
+        since = now - host.unreachable_since
+        if since < self.settings.host_timeout:
+            return
+        for att in atts:
+            self._complete(
+                att,
+                Completion(
+                    att.attempt_id,
+                    Outcome.NODE_FAILURE,
+                    self._metrics(att),
+                    error=f"host {host.label} unreachable for {since:.0f}s: {exc}",
+                ),
+            )
+
+    def _report_started(self, att: _Attempt, started: Any) -> None:
+        if att.started_reported or not isinstance(started, dict) or self._listener is None:
+            return
+        att.started_reported = True
+        self._listener.started(att.attempt_id, float(started["started"]), started.get("host"))
+
+    def _metrics(self, att: _Attempt) -> Metrics:
+        return Metrics(
+            submitted=att.submitted,
+            native_id=att.native_id if att.pid else None,
+            host=att.host.label if att.host else None,
+        )
+
+    def _vanished(self, att: _Attempt, tail: str) -> None:
+        if att.stop_reason is not None:
+            why = (
+                "cancelled"
+                if att.stop_reason is Outcome.CANCELLED
+                else (f"killed after exceeding its walltime of {att.walltime}s")
+            )
+            self._complete(
+                att, Completion(att.attempt_id, att.stop_reason, self._metrics(att), error=why)
+            )
+            return
+        last = "\n".join(tail.strip().splitlines()[-15:]) or "(empty)"
+        assert att.host is not None
+        error = (
+            f"the worker (pid {att.pid}) on {att.host.label} exited without writing an exit "
+            f"marker: it was killed, or {self.settings.python} could not run corral.worker. "
+            f"Last lines of {att.log}:\n{last}"
+        )
+        self._complete(
+            att, Completion(att.attempt_id, Outcome.LOST, self._metrics(att), error=error)
+        )
+
+    def _enforce_stop(self, att: _Attempt) -> None:
+        now = time.monotonic()
+        if (
+            att.stop_reason is None
+            and att.walltime is not None
+            and att.launched_at is not None
+            and now - att.launched_at > att.walltime
+        ):
+            att.stop_reason, att.stop_at = Outcome.TIMEOUT, now
+            self._signal([att], "SIGTERM")
+        elif (
+            att.stop_at is not None
+            and not att.killed
+            and now - att.stop_at > self.settings.kill_grace
+        ):
+            att.killed = True
+            self._signal([att], "SIGKILL")
+
+    def _finish(self, host: _Host, finished: list[tuple[_Attempt, dict[str, Any]]]) -> None:
+        """Fetch results, logs and outputs of finished attempts (one SFTP batch), complete them."""
+        if not self.settings.shared_filesystem:
+            pairs: list[tuple[str, str]] = []
+            for att, marker in finished:
+                for name in (
+                    RESULT_FILE,
+                    MARKER_FILE,
+                    STARTED_FILE,
+                    STDOUT_FILE,
+                    STDERR_FILE,
+                    WORKER_LOG,
+                ):
+                    pairs.append((f"{att.remote_dir}/{name}", str(att.local_dir / name)))
+                if marker.get("outcome") == Outcome.SUCCEEDED.value:
+                    pairs.extend(
+                        (f"{att.remote_cwd}/{o}", str(att.local_cwd / o)) for o in att.outputs
+                    )
+            try:
+                host.transport.get_many(pairs)
+            except CorralError as exc:
+                log.warning("ssh executor: fetching results from %s failed: %s", host.label, exc)
+                return  # the markers stay; the next check tries again
+        for att, marker in finished:
+            self._complete(att, completion_from_marker(att, marker))
+
+    def _complete(self, att: _Attempt, completion: Completion) -> None:
+        if self._running.pop(att.attempt_id, None) is None:
+            return
+        if att.host is not None:
+            att.host.used -= att.slots
+        self._done.append(completion)
+
+    # ------------------------------------------------------------------ cancel
+
+    def _signal(self, atts: Sequence[_Attempt], signame: str) -> None:
+        by_host: dict[str, list[_Attempt]] = {}
+        for att in atts:
+            if att.host is not None and att.pid:
+                by_host.setdefault(att.host.label, []).append(att)
+        for label, group in by_host.items():
+            items = [
+                {"id": a.attempt_id, "dir": a.remote_dir, "pid": a.pid, "signal": signame}
+                for a in group
+            ]
+            try:
+                self._helper(self._hosts[label], "signal", items)
+            except CorralError as exc:
+                log.warning("ssh executor: %s on %s failed: %s", signame, label, exc)
+
+    def cancel(self, attempt_ids: Sequence[str]) -> None:
+        wanted = set(attempt_ids)
+        for att in [a for a in self._pending if a.attempt_id in wanted]:
+            self._pending.remove(att)
+            self._done.append(Completion(att.attempt_id, Outcome.CANCELLED, error="cancelled"))
+        now = time.monotonic()
+        running = [self._running[i] for i in wanted if i in self._running]
+        for att in running:
+            if att.stop_reason is None:
+                att.stop_reason, att.stop_at = Outcome.CANCELLED, now
+        self._signal(running, "SIGTERM")
+        self._next_check = min(self._next_check, now + MIN_INTERVAL)
+
+    # ------------------------------------------------------------------ re-attach
+
+    def _attempt_from_ref(self, ref: AttemptRef) -> _Attempt | None:
+        label, pid = split_native_id(ref.native_id)
+        host = self._make_hosts().get(label)
+        if host is None or pid is None:
+            return None
+        try:
+            record = json.loads((ref.workdir / LAUNCH_FILE).read_bytes())
+        except (OSError, ValueError):
+            record = {}
+        remote_dir, remote_cwd = self._remote_paths(host, ref.attempt_id, ref.workdir)
+        return _Attempt(
+            attempt_id=ref.attempt_id,
+            local_dir=ref.workdir,
+            local_cwd=self.ctx.cwd,
+            remote_dir=str(record.get("remote_dir") or remote_dir),
+            remote_cwd=str(record.get("remote_cwd") or remote_cwd),
+            log=str(record.get("log") or STDERR_FILE),
+            slots=int(record.get("slots") or 1),
+            walltime=record.get("walltime"),
+            outputs=list(record.get("outputs") or []),
+            host=host,
+            pid=pid,
+            submitted=ref.submitted or record.get("submitted"),
+            launched_at=time.monotonic(),
+        )
+
+    def reattach(self, refs: Sequence[AttemptRef]) -> list[str]:
+        """Take over attempts whose worker is still alive or has written its exit marker."""
+        atts = [a for a in (self._attempt_from_ref(r) for r in refs) if a is not None]
+        taken: list[str] = []
+        for host in self._hosts.values():
+            mine = [a for a in atts if a.host is host]
+            if not mine:
+                continue
+            items = [
+                {"id": a.attempt_id, "dir": a.remote_dir, "pid": a.pid, "log": a.log} for a in mine
+            ]
+            try:
+                answer = self._helper(host, "status", items)
+            except CorralError as exc:
+                log.warning("ssh executor: cannot re-attach on %s: %s", host.label, exc)
+                continue
+            for att in mine:
+                rec = answer.get(att.attempt_id) or {}
+                if rec.get("alive") or rec.get("marker") is not None:
+                    self._running[att.attempt_id] = att
+                    host.used += att.slots
+                    taken.append(att.attempt_id)
+        self._next_check = 0.0
+        return taken
+
+    def cancel_native(self, refs: Sequence[AttemptRef]) -> None:
+        """Kill the workers of a run whose engine is gone (process group, pid checked first)."""
+        atts = [a for a in (self._attempt_from_ref(r) for r in refs) if a is not None]
+        self._signal(atts, "SIGTERM")
+
+    # ------------------------------------------------------------------ misc
+
+    def shutdown(self) -> None:
+        """Close the connections; remote workers keep running (re-attach can take them over)."""
+        for host in self._hosts.values():
+            host.transport.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "hosts": {h.label: h.slots for h in self._hosts.values()} or list(self.settings.hosts),
+            "shared_filesystem": self.settings.shared_filesystem,
+            "python": self.settings.python,
+        }
+
+
+__all__ = ["SSHExecutor", "SSHExecutorSettings", "parse_settings", "split_native_id"]

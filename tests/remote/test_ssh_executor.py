@@ -1,0 +1,306 @@
+"""The ssh executor against the loopback sshd: conformance (shared and staged), re-attach, LOST,
+walltime, slots, staging of inputs, batched status queries, and option validation."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from conftest import SSHRig
+from remote_helpers import (
+    Recorder,
+    Workspace,
+    check_cancel,
+    check_failure,
+    check_scatter,
+    check_shell_output,
+    python_payload,
+    read_env,
+    shell_payload,
+    sleeper,
+    square,
+    suicide,
+    wait_all,
+    wait_for_file,
+)
+
+from corral.errors import ConfigError, ResourceError
+from corral.executors import create_executor
+from corral.executors.base import AttemptRef, ExecutorContext, Outcome, TaskKind
+from corral.executors.ssh import SSHExecutor, parse_answer, split_native_id
+from corral.resources import Resources
+
+pytestmark = pytest.mark.ssh
+
+Factory = Callable[..., SSHExecutor]
+
+
+@pytest.fixture
+def make_executor(ssh_rig: SSHRig, workspace: Workspace) -> Iterator[Factory]:
+    """Build ssh executors on the rig; ``shared=False`` stages to a separate remote_workdir."""
+    made: list[SSHExecutor] = []
+
+    def make(shared: bool = True, **extra: Any) -> SSHExecutor:
+        options: dict[str, Any] = {
+            "hosts": [ssh_rig.url],
+            "python": sys.executable,
+            "shared_filesystem": shared,
+            "remote_workdir": str(workspace.root / "remote"),
+            "slots_per_host": 4,
+            "poll_interval": 0.5,
+            "kill_grace": 1.0,
+            **ssh_rig.options,
+            **extra,
+        }
+        executor = create_executor("ssh", options, workspace.context())
+        assert isinstance(executor, SSHExecutor)
+        made.append(executor)
+        return executor
+
+    yield make
+    for executor in made:
+        executor.shutdown()
+
+
+MODES = [pytest.param(True, id="shared"), pytest.param(False, id="staged")]
+
+
+# ---------------------------------------------------------------------------------- conformance
+
+
+@pytest.mark.parametrize("shared", MODES)
+def test_scatter(
+    make_executor: Factory, workspace: Workspace, recorder: Recorder, shared: bool
+) -> None:
+    check_scatter(make_executor(shared), workspace, recorder)
+    host, pid = split_native_id(next(iter(recorder.submitted_ids.values())))
+    assert host.endswith("@127.0.0.1:" + host.rsplit(":", 1)[1]) and pid
+    assert len(recorder.started_at) == 6
+
+
+@pytest.mark.parametrize("shared", MODES)
+def test_failure(
+    make_executor: Factory, workspace: Workspace, recorder: Recorder, shared: bool
+) -> None:
+    c = check_failure(make_executor(shared), workspace, recorder)
+    assert c.result is None
+
+
+@pytest.mark.parametrize("shared", MODES)
+def test_shell_output(
+    make_executor: Factory, workspace: Workspace, recorder: Recorder, shared: bool
+) -> None:
+    check_shell_output(make_executor(shared), workspace, recorder)
+
+
+@pytest.mark.parametrize("shared", MODES)
+def test_cancel(
+    make_executor: Factory, workspace: Workspace, recorder: Recorder, shared: bool
+) -> None:
+    executor = make_executor(shared)
+    check_cancel(executor, workspace, recorder)
+    assert executor.capacity() == 4
+
+
+# ---------------------------------------------------------------------------------- staging
+
+
+def test_staging_is_real(make_executor: Factory, workspace: Workspace, recorder: Recorder) -> None:
+    """Without a shared file system the attempt runs in remote_workdir, inputs go there and
+    results, logs and outputs come back."""
+    executor = make_executor(shared=False)
+    executor.start(recorder)
+    (workspace.cwd / "data").mkdir()
+    (workspace.cwd / "data" / "in.txt").write_text("staged input\n")
+    spec = workspace.spec(
+        shell_payload("cat data/in.txt > out.txt; pwd > where.txt; pwd", ["out.txt", "where.txt"]),
+        kind=TaskKind.SHELL,
+    )
+    spec.inputs = ["data/in.txt"]  # type: ignore[attr-defined]  # not in TaskSpec yet
+    py = workspace.spec(python_payload(square, 9))
+    executor.submit([spec, py])
+    done = wait_all(executor, {spec.attempt_id, py.attempt_id})
+    assert done[spec.attempt_id].outcome is Outcome.SUCCEEDED, done[spec.attempt_id].error
+    remote_run = workspace.root / "remote" / workspace.run_id
+    assert (workspace.cwd / "out.txt").read_text() == "staged input\n"
+    assert (workspace.cwd / "where.txt").read_text().strip() == str(remote_run / "cwd")
+    assert (spec.workdir / "stdout.log").read_text().strip() == str(remote_run / "cwd")
+    assert (remote_run / spec.attempt_id / "payload.pkl").read_bytes() == spec.payload
+    assert (remote_run / "cwd" / "data" / "in.txt").exists()
+    for name in ("exit.json", "started.json", "stdout.log", "stderr.log"):
+        assert (spec.workdir / name).exists(), name  # fetched back
+    assert pickle.loads(done[py.attempt_id].result or b"") == 81
+    assert (py.workdir / "result.pkl").exists() and (py.workdir / "stdout.log").read_text() == (
+        "squaring 9\n"
+    )
+
+
+def test_env_is_passed(make_executor: Factory, workspace: Workspace, recorder: Recorder) -> None:
+    executor = make_executor(shared=False)
+    executor.start(recorder)
+    value = "a 'b' $(c) \"d\""
+    spec = workspace.spec(python_payload(read_env, "CORRAL_T"), env={"CORRAL_T": value})
+    executor.submit([spec])
+    c = wait_all(executor, {spec.attempt_id})[spec.attempt_id]
+    assert pickle.loads(c.result or b"") == value
+
+
+# ---------------------------------------------------------------------------------- failures
+
+
+def test_vanished_worker_is_lost(
+    make_executor: Factory, workspace: Workspace, recorder: Recorder
+) -> None:
+    executor = make_executor(shared=False)
+    executor.start(recorder)
+    spec = workspace.spec(python_payload(suicide))
+    executor.submit([spec])
+    c = wait_all(executor, {spec.attempt_id})[spec.attempt_id]
+    assert c.outcome is Outcome.LOST
+    assert "exited without writing an exit marker" in (c.error or "")
+    assert c.metrics.native_id == recorder.submitted_ids[spec.attempt_id]
+
+
+def test_walltime_is_enforced(
+    make_executor: Factory, workspace: Workspace, recorder: Recorder
+) -> None:
+    executor = make_executor()
+    executor.start(recorder)
+    spec = workspace.spec(python_payload(sleeper, 60), resources=Resources(walltime=1))
+    t0 = time.monotonic()
+    executor.submit([spec])
+    c = wait_all(executor, {spec.attempt_id}, timeout=20)[spec.attempt_id]
+    assert c.outcome is Outcome.TIMEOUT and "walltime" in (c.error or "")
+    assert time.monotonic() - t0 < 10
+
+
+def test_slots_are_respected(
+    make_executor: Factory, workspace: Workspace, recorder: Recorder
+) -> None:
+    executor = make_executor(slots_per_host=2)
+    executor.start(recorder)
+    assert executor.capacity() == 2
+    specs = [workspace.spec(python_payload(sleeper, 0.6)) for _ in range(4)]
+    executor.submit(specs)
+    assert executor.capacity() == 0
+    done = wait_all(executor, {s.attempt_id for s in specs})
+    spans = sorted((c.metrics.started or 0, c.metrics.ended or 0) for c in done.values())
+    for i, (start, _) in enumerate(spans):
+        running = sum(1 for s, e in spans[: i + 1] if e > start)
+        assert running <= 2, spans
+    assert executor.capacity() == 2
+    with pytest.raises(ResourceError, match="slots"):
+        executor.validate(Resources(cores=3))
+    with pytest.raises(ResourceError, match="nodes"):
+        executor.validate(Resources(nodes=2))
+
+
+def test_status_is_batched(
+    make_executor: Factory, workspace: Workspace, recorder: Recorder
+) -> None:
+    """One launch command per host and submit; one status command per host and interval."""
+    executor = make_executor(shared=False)
+    calls: list[tuple[str, int]] = []
+    helper = executor._helper
+
+    def counting(host: Any, action: str, items: list[dict[str, Any]], timeout: float = 60.0) -> Any:
+        calls.append((action, len(items)))
+        return helper(host, action, items, timeout)
+
+    executor._helper = counting  # type: ignore[method-assign]
+    executor.start(recorder)
+    specs = [workspace.spec(python_payload(sleeper, 0.5)) for _ in range(4)]
+    executor.submit(specs)
+    wait_all(executor, {s.attempt_id for s in specs})
+    assert [c for c in calls if c[0] == "launch"] == [("launch", 4)]
+    status = [n for action, n in calls if action == "status"]
+    assert status and max(status) == 4
+    assert len(status) < 15  # back-off, not a tight loop
+
+
+# ---------------------------------------------------------------------------------- re-attach
+
+
+def test_reattach_takes_over_running_task(
+    make_executor: Factory, workspace: Workspace, recorder: Recorder
+) -> None:
+    first = make_executor(shared=False)
+    first.start(recorder)
+    flag = workspace.root / "remote" / "flag"
+    spec = workspace.spec(python_payload(sleeper, 2.5, str(flag)))
+    gone = workspace.spec(python_payload(square, 1))
+    first.submit([spec])
+    wait_for_file(flag, first)
+    first.shutdown()  # the engine goes away; the remote worker keeps running
+
+    second = make_executor(shared=False)
+    second.start(Recorder())
+    native = recorder.submitted_ids[spec.attempt_id]
+    host, _ = split_native_id(native)
+    refs = [
+        AttemptRef(spec.attempt_id, native, spec.workdir, time.time()),
+        AttemptRef(gone.attempt_id, f"{host}:999999", gone.workdir, None),  # never ran
+        AttemptRef("x.1.1", "nohost:1", workspace.work_root / "x", None),  # unknown host
+    ]
+    assert second.reattach(refs) == [spec.attempt_id]
+    c = wait_all(second, {spec.attempt_id}, timeout=20)[spec.attempt_id]
+    assert c.outcome is Outcome.SUCCEEDED, c.error
+    assert pickle.loads(c.result or b"") == "woke"
+    assert c.metrics.native_id == native
+
+
+def test_cancel_native_kills_orphans(
+    make_executor: Factory, workspace: Workspace, recorder: Recorder
+) -> None:
+    first = make_executor()
+    first.start(recorder)
+    flag = workspace.root / "flag"
+    spec = workspace.spec(python_payload(sleeper, 60, str(flag)))
+    first.submit([spec])
+    wait_for_file(flag, first)
+    first.shutdown()
+    native = recorder.submitted_ids[spec.attempt_id]
+    pid = split_native_id(native)[1]
+    assert pid is not None and psutil.pid_exists(pid)  # loopback: the remote pid is ours too
+    make_executor().cancel_native([AttemptRef(spec.attempt_id, native, spec.workdir, None)])
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline, "the orphaned worker still runs"
+        time.sleep(0.1)
+
+
+# ---------------------------------------------------------------------------------- options
+
+
+def test_options_are_validated(tmp_path: Path) -> None:
+    ctx = ExecutorContext("r", tmp_path, tmp_path, 4)
+    with pytest.raises(ConfigError) as err:
+        SSHExecutor.from_options({"hosts": ["h"], "slots": 2}, ctx)
+    message = str(err.value)
+    assert "unknown ssh executor option(s) slots" in message and "slots_per_host" in message
+    with pytest.raises(ConfigError, match="needs hosts"):
+        SSHExecutor.from_options({}, ctx)
+    with pytest.raises(ConfigError, match="positive integer"):
+        SSHExecutor.from_options({"hosts": ["h"], "slots_per_host": 0}, ctx)
+    with pytest.raises(ConfigError, match="known_hosts"):
+        SSHExecutor.from_options({"hosts": ["h"], "known_hosts": 3}, ctx)
+    ok = SSHExecutor.from_options({"hosts": "ssh://u@h:2", "known_hosts": "none"}, ctx)
+    assert ok.settings.hosts == ("ssh://u@h:2",) and ok.settings.known_hosts is None
+    assert ok.settings.shared_filesystem is False
+    with pytest.raises(ConfigError, match="listed twice"):
+        SSHExecutor.from_options({"hosts": ["u@h", "ssh://u@h:22"]}, ctx)._make_hosts()
+
+
+def test_helper_answer_parsing() -> None:
+    noisy = "Welcome to the cluster!\n" + "CORRAL-JSON:" + json.dumps({"a": {"pid": 3}}) + "\n"
+    assert parse_answer(noisy) == {"a": {"pid": 3}}
+    with pytest.raises(ValueError):
+        parse_answer("no answer")
+    assert split_native_id("root@127.0.0.1:2222:4242") == ("root@127.0.0.1:2222", 4242)
