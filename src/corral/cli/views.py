@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from corral.resources import format_memory
@@ -96,7 +97,7 @@ def status_view(console: Console, run: dict[str, Any], rows: list[dict[str, Any]
     shown = rows if limit <= 0 else rows[:limit]
     for r in shown:
         state = r["state"] + (" (cached)" if r["cached"] and r["state"] != "cached" else "")
-        table.add_row(r["name"], styled(state), str(r["attempts"]), duration(r["wall"]),
+        table.add_row(escape(r["name"]), styled(state), str(r["attempts"]), duration(r["wall"]),
                       duration(r["cpu"]) if r["cpu"] is not None else "-",
                       format_memory(r["peak_rss"]), r["host"] or "-", r["native_id"] or "-")
     console.print(table)

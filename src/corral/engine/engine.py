@@ -194,6 +194,7 @@ class Engine:
             node = nodes[i]
             if node.kind is NodeKind.EXPAND and node.expand and self.state[node.expand.gather] == DONE:
                 self.state[i] = DONE
+                self.rec.task(self.task_id[i], state=TaskState.CACHED.value, cached=True)
         for i in idxs:
             if self.state[i] == DONE:
                 for c in self.plan.children[i]:

@@ -205,7 +205,7 @@ class LocalExecutor(Executor):
                 return w
         if len(self.workers) < self.n_workers:
             parent, child = self._mp.Pipe()
-            proc = self._mp.Process(target=worker_main, args=(child,), daemon=True)
+            proc = self._mp.Process(target=worker_main, args=(child, str(self.ctx.cwd)), daemon=True)
             proc.start()
             child.close()
             w = _Worker(proc, parent)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import signal
 import time
@@ -13,8 +14,10 @@ FLUSH_AFTER = 0.02
 """Send results at once when a task took longer than this; batch tiny tasks."""
 
 
-def worker_main(conn: Connection) -> None:
+def worker_main(conn: Connection, cwd: str | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if cwd:
+        os.chdir(cwd)
     while True:
         try:
             chunk: list[tuple[str, bytes]] | None = conn.recv()

@@ -67,6 +67,7 @@ from corral.worker.execute import (
 log = logging.getLogger(__name__)
 
 SCRIPT_FILE = "job.sh"
+LIST_FILE = "attempts.txt"
 SCHED_OUT = "scheduler.out"
 SCHED_ERR = "scheduler.err"
 LIMIT_PATTERNS = (
@@ -84,6 +85,18 @@ LIMIT_PATTERNS = (
 )
 
 B = TypeVar("B", bound="BatchExecutor")
+
+
+@dataclass
+class RenderedJob:
+    """A rendered job script and, for arrays, the listing of attempt directories."""
+
+    script: str
+    script_path: str
+    list_path: str | None
+    list_text: str | None
+    array_err: str | None
+    """Scheduler stderr path pattern of an array (with the scheduler's index token)."""
 
 
 @dataclass
@@ -329,7 +342,11 @@ class BatchExecutor(Executor):
             if rest:
                 self._queue.appendleft(rest)
 
-    def _submit_unit(self, unit: list[TaskSpec]) -> None:
+    def render_job(self, unit: Sequence[TaskSpec]) -> RenderedJob:
+        """The job script (and array listing) for specs submitted together; no I/O.
+
+        Two or more specs make one array job; ``corral export`` uses this to write scripts.
+        """
         first = unit[0]
         array = len(unit) >= 2
         if array:
@@ -340,22 +357,35 @@ class BatchExecutor(Executor):
         else:
             jobdir = Path(os.path.abspath(first.workdir))
             out, err = str(jobdir / SCHED_OUT), str(jobdir / SCHED_ERR)
-        req = self._request(first.name if not array else first.group, first.resources, out, err)
+        req = self._request(first.group if array else first.name, first.resources, out, err)
         if array:
             req.array_size = len(unit)
             req.throttle = min(self.settings.array_throttle, len(unit))
-        body = self._body(unit, jobdir)
+        body = self._body(unit)
+        listing = None
+        if array:
+            dirs = [os.path.abspath(spec.workdir) for spec in unit]
+            if any("\n" in d or "\r" in d for d in dirs):
+                raise ExecutorError("attempt directories must not contain line breaks")
+            body.list_file = str(jobdir / LIST_FILE)
+            listing = "\n".join(dirs) + "\n"
         text = render(self.kind, self.directives(req), body, comment=first.attempt_id)
-        script = str(jobdir / SCRIPT_FILE)
-        self.transport.write_bytes(script, text.encode(), mode=0o755)
+        return RenderedJob(text, str(jobdir / SCRIPT_FILE), body.list_file, listing,
+                           err if array else None)
+
+    def _submit_unit(self, unit: list[TaskSpec]) -> None:
+        job = self.render_job(unit)
+        if job.list_path and job.list_text is not None:
+            self.transport.write_bytes(job.list_path, job.list_text.encode())
+        self.transport.write_bytes(job.script_path, job.script.encode(), mode=0o755)
         self.submit_calls += 1
         result = self._run(
-            self.submit_argv(script),
-            input=text if self.submit_via_stdin else None,
+            self.submit_argv(job.script_path),
+            input=job.script if self.submit_via_stdin else None,
             timeout=self.settings.submit_timeout,
         )
         job_id = self.parse_submit(result.stdout)
-        self._track_unit(unit, job_id, err if array else None)
+        self._track_unit(unit, job_id, job.array_err)
 
     def _request(self, name: str, resources: Resources, out: str, err: str) -> JobRequest:
         return JobRequest(
@@ -372,29 +402,19 @@ class BatchExecutor(Executor):
         directive_value("output path", path.replace(self.array_token, "0"))
         return path
 
-    def _body(self, unit: list[TaskSpec], jobdir: Path) -> ScriptBody:
+    def _body(self, unit: Sequence[TaskSpec]) -> ScriptBody:
         s = self.settings
-        env = {**s.env, **unit[0].env}
-        body = ScriptBody(
+        return ScriptBody(
             cwd=os.path.abspath(self.ctx.cwd),
             python=s.python or self.ctx.python or _default_python(),
+            attempt_dir=None if len(unit) >= 2 else os.path.abspath(unit[0].workdir),
             modules=s.modules,
             setup=s.setup,
-            env=env,
+            env={**s.env, **unit[0].env},
             container=s.container,
             container_runtime=s.container_runtime,
             binds=[os.path.abspath(self.ctx.work_root)],
         )
-        if len(unit) >= 2:
-            dirs = [os.path.abspath(spec.workdir) for spec in unit]
-            if any("\n" in d or "\r" in d for d in dirs):
-                raise ExecutorError("attempt directories must not contain line breaks")
-            listing = str(jobdir / "attempts.txt")
-            self.transport.write_bytes(listing, ("\n".join(dirs) + "\n").encode())
-            body.list_file = listing
-        else:
-            body.attempt_dir = os.path.abspath(unit[0].workdir)
-        return body
 
     def _track_unit(self, unit: list[TaskSpec], job_id: str, array_err: str | None) -> None:
         now = time.time()
