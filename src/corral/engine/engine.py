@@ -535,11 +535,13 @@ class Engine:
         key_nodes(self.plan, new, set())
         self._persist_tasks(new)
         self._resolve_cached([x.idx for x in new])
-        with self.store.transaction() as c:
-            c.execute(t.edges.insert(), [
-                {"run_id": self.run_id, "parent": d, "child": x.idx} for x in new for d in x.deps
-            ] + [{"run_id": self.run_id, "parent": x.idx, "child": gather.idx} for x in new]
-                or [{"run_id": self.run_id, "parent": idx, "child": gather.idx}])
+        # the edge expander -> gather was persisted with the plan; add the elements' edges
+        edges = [{"run_id": self.run_id, "parent": d, "child": x.idx}
+                 for x in new for d in x.deps]
+        edges += [{"run_id": self.run_id, "parent": x.idx, "child": gather.idx} for x in new]
+        if edges:
+            with self.store.transaction() as c:
+                c.execute(t.edges.insert(), edges)
         for node in new:
             if self.state[node.idx] == WAITING:
                 self.waiting[node.idx] = sum(1 for d in node.deps if self.state[d] != DONE)

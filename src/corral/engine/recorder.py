@@ -91,7 +91,11 @@ class Recorder:
         with self.store.transaction() as c:
             insert_ignore(c, t.results, self.results, "key")
             if self.new_attempts:
-                c.execute(t.attempts.insert(), self.new_attempts)
+                # one executemany needs the same columns in every row: attempts updated before
+                # the flush (started, or already finished) carry more columns than fresh ones
+                cols = {k for row in self.new_attempts for k in row}
+                rows = [{k: row.get(k) for k in cols} for row in self.new_attempts]
+                c.execute(t.attempts.insert(), rows)
             if self.artifacts:
                 c.execute(t.artifacts.insert(), self.artifacts)
             self._updates(c, t.tasks, "id", self.task_updates)
