@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import itertools
 import os
-import tempfile
+import uuid
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -236,12 +236,14 @@ def save_png(counts: npt.ArrayLike, out: str | os.PathLike[str]) -> Path:
     path = Path(out).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
     image = Image.fromarray(render(counts))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # a unique name in the same directory (so os.replace is atomic); created with open() rather
+    # than mkstemp so that the file gets the usual permissions (0666 & ~umask), not 0600
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with open(tmp, "xb") as fh:
             image.save(fh, format="PNG")
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path

@@ -1,0 +1,430 @@
+"""Corral's overhead, measured side by side with plain-Python and shell peers in one run.
+
+    python bench/overhead.py              # full size (a minute or two on 2 cores)
+    python bench/overhead.py --quick      # small counts, a smoke test
+    python bench/overhead.py --markdown   # a markdown table for docs/benchmarks.md
+
+Rows:
+
+1. 10,000 no-op Python tasks, 2 workers: ``corral.run`` (fresh workdir, state in SQLite) vs
+   ``concurrent.futures.ProcessPoolExecutor(2)``. Goal: Corral >= 0.5x the pool's throughput.
+2. 1,000 ``true`` shell tasks, 2 at a time: Corral vs ``xargs -P2``. Goal: Corral under 1 s.
+3. Littlewood degree 16, size 200: ``corral run`` with 2 workers vs the sequential script,
+   both as fresh subprocesses (end to end), then both in this process. Goal: <= 0.5x.
+4. Build and plan a graph of 100,000 independent tasks plus one gather (goal < 3 s), and
+   re-check a completed 10,000-task run where everything is cached (goal < 0.5 s).
+
+Times are wall-clock seconds, the best of ``--repeat`` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "littlewood"
+JOBS = 2
+
+
+# ---------------------------------------------------------------------------- workloads
+
+def noop(i: int) -> None:
+    """The no-op of the process-pool peer (module level, so the pool can pickle it)."""
+    return None
+
+
+@dataclass
+class Sizes:
+    noop_tasks: int
+    shell_tasks: int
+    degree: int
+    size: int
+    plan_tasks: int
+    recheck_tasks: int
+
+
+FULL = Sizes(noop_tasks=10_000, shell_tasks=1_000, degree=16, size=200, plan_tasks=100_000,
+             recheck_tasks=10_000)
+QUICK = Sizes(noop_tasks=300, shell_tasks=30, degree=10, size=64, plan_tasks=2_000,
+              recheck_tasks=300)
+
+
+def corral_pipelines() -> dict[str, Any]:
+    """The Corral pipelines of the benchmark (built lazily: corral may be unavailable)."""
+    from corral import pipeline, shell, task
+
+    @task(cache=False)
+    def noop_task(i: int) -> None:
+        return None
+
+    @task
+    def cached_noop(i: int) -> None:
+        return None
+
+    @task
+    def count(values: list[Any]) -> int:
+        return len(values)
+
+    @pipeline
+    def noops(n: int) -> Any:
+        return noop_task.map(i=range(n))
+
+    @pipeline
+    def cached_noops(n: int) -> Any:
+        return cached_noop.map(i=range(n))
+
+    @pipeline
+    def trues(n: int) -> Any:
+        return [shell("true # {params.i}", params={"i": i}, name="true") for i in range(n)]
+
+    @pipeline
+    def wide(n: int) -> Any:
+        return count(cached_noop.map(i=range(n)))
+
+    return {"noops": noops, "cached_noops": cached_noops, "trues": trues, "wide": wide}
+
+
+# ---------------------------------------------------------------------------- measuring
+
+@dataclass
+class Row:
+    workload: str
+    corral: float | None
+    peer: float | None
+    peer_name: str
+    goal: str
+    check: Callable[[float, float | None], bool]
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.corral is None or self.peer is None or self.peer == 0:
+            return None
+        return self.corral / self.peer
+
+    @property
+    def met(self) -> bool | None:
+        if self.corral is None:
+            return None
+        return self.check(self.corral, self.peer)
+
+
+def best_of(repeat: int, fn: Callable[[], float]) -> float:
+    return min(fn() for _ in range(repeat))
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+@contextlib.contextmanager
+def workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="corral-bench-") as d:
+        old = Path.cwd()
+        os.chdir(d)
+        try:
+            yield Path(d)
+        finally:
+            os.chdir(old)
+
+
+def corral_run(pipe: Any, params: dict[str, Any], where: Path) -> Any:
+    import corral
+
+    result = corral.run(pipe, params=params, jobs=JOBS, workdir=where)
+    if not result.ok:
+        raise RuntimeError(f"corral run of {pipe.name} ended {result.state}: {result.errors[:3]}")
+    return result
+
+
+def plan_graph(pipe: Any, params: dict[str, Any], where: Path) -> Any:
+    """Build and plan (validate, key) ``pipe`` without running it."""
+    import corral
+
+    return corral.plan(pipe, params, workdir=where)
+
+
+def errors_as_none(label: str, fn: Callable[[], float], errors: list[str]) -> float | None:
+    try:
+        return fn()
+    except Exception as exc:  # a missing or broken engine must not hide the peer numbers
+        message = " ".join(str(exc).split())
+        if len(message) > 400:
+            message = message[:400] + " ..."
+        errors.append(f"{label}: {type(exc).__name__}: {message}")
+        if os.environ.get("CORRAL_BENCH_TRACEBACK"):
+            traceback.print_exc()
+        return None
+
+
+# -- peers
+
+def peer_pool(n: int) -> float:
+    def go() -> None:
+        with concurrent.futures.ProcessPoolExecutor(JOBS) as pool:
+            for f in [pool.submit(noop, i) for i in range(n)]:
+                f.result()
+
+    return timed(go)
+
+
+def peer_xargs(n: int) -> float:
+    def go() -> None:
+        subprocess.run(  # noqa: S603
+            ["xargs", f"-P{JOBS}", "-I{}", "true"], input="\n".join(map(str, range(n))) + "\n",
+            text=True, check=True,
+        )
+
+    return timed(go)
+
+
+def sequential_subprocess(sizes: Sizes, out: Path) -> float:
+    argv = [sys.executable, str(EXAMPLE / "sequential.py"), "--degree", str(sizes.degree),
+            "--size", str(sizes.size), "--out", str(out), "--quiet"]
+    return timed(lambda: subprocess.run(argv, check=True))  # noqa: S603
+
+
+def sequential_inprocess(sizes: Sizes, out: Path) -> float:
+    sys.path.insert(0, str(EXAMPLE))
+    try:
+        import littlewood_math as lm
+    finally:
+        sys.path.remove(str(EXAMPLE))
+
+    def go() -> None:
+        parts = [lm.chunk_histogram(sizes.degree, p, sizes.size) for p in lm.prefixes(sizes.degree)]
+        lm.save_png(lm.sum_histograms(parts), out)
+
+    return timed(go)
+
+
+# -- Corral halves
+
+def corral_noops(n: int) -> float:
+    pipes = corral_pipelines()
+    with workdir() as d:
+        return timed(lambda: corral_run(pipes["noops"], {"n": n}, d))
+
+
+def corral_trues(n: int) -> float:
+    pipes = corral_pipelines()
+    with workdir() as d:
+        return timed(lambda: corral_run(pipes["trues"], {"n": n}, d))
+
+
+def corral_cli() -> list[str]:
+    script = Path(sys.executable).with_name("corral")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("corral")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "import sys; from corral.cli.app import main; sys.exit(main())"]
+
+
+def corral_littlewood_subprocess(sizes: Sizes) -> float:
+    with workdir() as d:
+        argv = [*corral_cli(), "run", str(EXAMPLE / "pipeline.py"), "--degree", str(sizes.degree),
+                "--size", str(sizes.size), "--out", str(d / "corral.png"), "-j", str(JOBS)]
+
+        def go() -> None:
+            proc = subprocess.run(argv, cwd=d, capture_output=True, text=True)  # noqa: S603
+            if proc.returncode != 0:
+                raise RuntimeError(f"{' '.join(argv)} failed:\n{proc.stdout}{proc.stderr}")
+
+        seconds = timed(go)
+        if not (d / "corral.png").exists():
+            raise RuntimeError("corral run did not write the picture")
+        return seconds
+
+
+def littlewood_pipeline() -> Any:
+    import corral
+
+    return corral.load_pipeline(EXAMPLE / "pipeline.py", "littlewood")
+
+
+def corral_littlewood_inprocess(sizes: Sizes) -> float:
+    pipe = littlewood_pipeline()
+    with workdir() as d:
+        params = {"degree": sizes.degree, "size": sizes.size, "out": str(d / "corral.png")}
+        return timed(lambda: corral_run(pipe, params, d))
+
+
+def corral_plan(n: int) -> float:
+    pipes = corral_pipelines()
+    with workdir() as d:
+        return timed(lambda: plan_graph(pipes["wide"], {"n": n}, d))
+
+
+def corral_recheck(n: int) -> float:
+    pipes = corral_pipelines()
+    with workdir() as d:
+        corral_run(pipes["cached_noops"], {"n": n}, d)
+        return timed(lambda: corral_run(pipes["cached_noops"], {"n": n}, d))
+
+
+# ---------------------------------------------------------------------------- the table
+
+def measure(sizes: Sizes, repeat: int, errors: list[str]) -> list[Row]:
+    rows: list[Row] = []
+    n = sizes.noop_tasks
+    rows.append(Row(
+        f"{n:,} no-op Python tasks, {JOBS} workers",
+        errors_as_none("no-op tasks", lambda: best_of(repeat, lambda: corral_noops(n)), errors),
+        best_of(repeat, lambda: peer_pool(n)),
+        f"ProcessPoolExecutor({JOBS})",
+        ">= 0.5x pool throughput (ratio <= 2)",
+        lambda c, p: p is not None and c <= 2 * p,
+    ))
+    n = sizes.shell_tasks
+    rows.append(Row(
+        f"{n:,} `true` shell tasks, {JOBS} at a time",
+        errors_as_none("shell tasks", lambda: best_of(repeat, lambda: corral_trues(n)), errors),
+        best_of(repeat, lambda: peer_xargs(n)),
+        f"xargs -P{JOBS}",
+        "Corral < 1 s",
+        lambda c, p: c < 1.0,
+    ))
+    label = f"Littlewood degree {sizes.degree}, size {sizes.size}"
+    with tempfile.TemporaryDirectory(prefix="corral-bench-seq-") as d:
+        out = Path(d) / "seq.png"
+        seq_cli = best_of(repeat, lambda: sequential_subprocess(sizes, out))
+        seq_inproc = best_of(repeat, lambda: sequential_inprocess(sizes, out))
+    rows.append(Row(
+        f"{label} (CLI, end to end)",
+        errors_as_none(
+            "littlewood CLI",
+            lambda: best_of(repeat, lambda: corral_littlewood_subprocess(sizes)),
+            errors,
+        ),
+        seq_cli,
+        "sequential.py",
+        "<= 0.5x sequential",
+        lambda c, p: p is not None and c <= 0.5 * p,
+    ))
+    rows.append(Row(
+        f"{label} (in process)",
+        errors_as_none(
+            "littlewood in process",
+            lambda: best_of(repeat, lambda: corral_littlewood_inprocess(sizes)),
+            errors,
+        ),
+        seq_inproc,
+        "sequential, in process",
+        "<= 0.5x sequential",
+        lambda c, p: p is not None and c <= 0.5 * p,
+    ))
+    n = sizes.plan_tasks
+    rows.append(Row(
+        f"Build + plan {n:,} tasks + 1 gather",
+        errors_as_none("plan", lambda: best_of(repeat, lambda: corral_plan(n)), errors),
+        None,
+        "-",
+        "< 3 s",
+        lambda c, p: c < 3.0,
+    ))
+    n = sizes.recheck_tasks
+    rows.append(Row(
+        f"Re-check {n:,} cached tasks",
+        errors_as_none("recheck", lambda: best_of(repeat, lambda: corral_recheck(n)), errors),
+        None,
+        "-",
+        "< 0.5 s",
+        lambda c, p: c < 0.5,
+    ))
+    return rows
+
+
+def fmt_seconds(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.2f} s" if value >= 0.1 else f"{value * 1000:.0f} ms"
+
+
+def cells(row: Row) -> list[str]:
+    peer = "-" if row.peer is None else f"{fmt_seconds(row.peer)} ({row.peer_name})"
+    ratio = "-" if row.ratio is None else f"{row.ratio:.2f}x"
+    met = {True: "yes", False: "NO", None: "n/a"}[row.met]
+    return [row.workload, fmt_seconds(row.corral), peer, ratio, row.goal, met]
+
+
+HEADERS = ["Workload", "Corral", "Peer", "Ratio (Corral/peer)", "Goal", "Met?"]
+
+
+def markdown_table(rows: list[Row]) -> str:
+    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "|".join("---" for _ in HEADERS) + "|"]
+    lines += ["| " + " | ".join(cells(r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def print_table(rows: list[Row], title: str) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # pragma: no cover - rich is a dependency of corral
+        widths = [max(len(h), *(len(cells(r)[i]) for r in rows)) for i, h in enumerate(HEADERS)]
+        print(title)
+        for line in [HEADERS, *(cells(r) for r in rows)]:
+            print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)))
+        return
+    table = Table(title=title)
+    for h in HEADERS:
+        table.add_column(h, justify="right" if h in ("Corral", "Ratio (Corral/peer)") else "left")
+    for r in rows:
+        style = {True: "green", False: "red", None: "yellow"}[r.met]
+        c = cells(r)
+        c[-1] = f"[{style}]{c[-1]}[/{style}]"
+        table.add_row(*c)
+    Console(width=max(150, shutil.get_terminal_size().columns)).print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Corral overhead benchmark")
+    parser.add_argument("--quick", action="store_true", help="small counts (a smoke test)")
+    parser.add_argument("--markdown", action="store_true", help="print a markdown table")
+    parser.add_argument("--repeat", type=int, default=1, help="best of N runs (default 1)")
+    ns = parser.parse_args(argv)
+    sizes = QUICK if ns.quick else FULL
+    errors: list[str] = []
+    load_before = os.getloadavg()[0]
+    start = time.perf_counter()
+    rows = measure(sizes, max(1, ns.repeat), errors)
+    elapsed = time.perf_counter() - start
+    title = (f"Corral overhead ({'quick' if ns.quick else 'full'}, {os.cpu_count()} CPUs, "
+             f"Python {sys.version.split()[0]}, best of {max(1, ns.repeat)}, "
+             f"load average {load_before:.1f} before)")
+    if ns.markdown:
+        print(f"**{title}**\n")
+        print(markdown_table(rows))
+    else:
+        print_table(rows, title)
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
+    print(f"benchmark took {elapsed:.1f} s", file=sys.stderr)
+    if load_before > 0.5 * (os.cpu_count() or 1):
+        print(f"warning: the load average was {load_before:.1f} when the benchmark started; "
+              "other processes competed for the CPUs", file=sys.stderr)
+    missed = [r.workload for r in rows if r.met is False]
+    if missed:
+        print(f"goals missed: {'; '.join(missed)}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
