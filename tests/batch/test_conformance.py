@@ -1,0 +1,224 @@
+"""One conformance suite for every batch executor: real SLURM and SGE, fake PBS and LSF.
+
+Each test drives the executor directly: TaskSpecs built by hand, ``submit``, ``poll`` until every
+attempt is reported exactly once.
+"""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from corral.executors.base import AttemptRef, Outcome, TaskKind
+from corral.resources import Resources
+
+
+
+KINDS = [
+    pytest.param("slurm", marks=pytest.mark.slurm),
+    pytest.param("sge", marks=pytest.mark.sge),
+    "pbs",
+    "lsf",
+]
+CANCEL_TOOL = {"slurm": "scancel", "sge": "qdel", "pbs": "qdel", "lsf": "bkill"}
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def boom(message: str) -> None:
+    raise ValueError(message)
+
+
+def nap(seconds: float) -> str:
+    time.sleep(seconds)
+    return "rested"
+
+
+def hog(megabytes: int) -> int:
+    block = b"x" * (megabytes * 1024 * 1024)
+    time.sleep(2)
+    return len(block)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_scatter_is_one_array_job(kind: str, harness_for: Callable[[str], Any]) -> None:
+    h = harness_for(kind)
+    ex = h.executor()
+    specs = [h.spec(h.py(square, i), group="square") for i in range(5)]
+    ex.submit(specs)
+    assert ex.submit_calls == 1
+    done = h.wait(ex, 5)
+    for i, spec in enumerate(specs):
+        c = done[spec.attempt_id]
+        assert c.outcome is Outcome.SUCCEEDED, c.error
+        assert c.result is not None and pickle.loads(c.result) == i * i
+        assert c.metrics.native_id == h.listener.native[spec.attempt_id]
+        assert c.metrics.submitted is not None and c.metrics.host
+    natives = {h.listener.native[s.attempt_id] for s in specs}
+    assert len(natives) == 5
+    ex.shutdown()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_failures_report_exit_code_and_error(
+    kind: str, harness_for: Callable[[str], Any]
+) -> None:
+    h = harness_for(kind)
+    ex = h.executor()
+    raising = h.spec(h.py(boom, "the flux capacitor broke"), group="boom")
+    shell = h.spec(h.sh("echo to-stderr >&2; exit 3"), group="sh", kind=TaskKind.SHELL)
+    ex.submit([raising, shell])
+    assert ex.submit_calls == 2  # different groups: two single jobs
+    done = h.wait(ex, 2)
+    c = done[raising.attempt_id]
+    assert c.outcome is Outcome.FAILED
+    assert c.error and "ValueError: the flux capacitor broke" in c.error
+    c = done[shell.attempt_id]
+    assert c.outcome is Outcome.FAILED
+    assert c.metrics.exit_code == 3
+    assert c.error and "status 3" in c.error and "to-stderr" in c.error
+    ex.shutdown()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_external_cancel_is_cancelled(kind: str, harness_for: Callable[[str], Any]) -> None:
+    h = harness_for(kind)
+    ex = h.executor()
+    spec = h.spec(h.py(nap, 120), group="nap")
+    ex.submit([spec])
+    h.wait_started(spec.attempt_id, ex)
+    native = h.listener.native[spec.attempt_id]
+    subprocess.run([CANCEL_TOOL[kind], native], check=True, capture_output=True)
+    c = h.wait(ex, 1, timeout=60)[spec.attempt_id]
+    assert c.outcome is Outcome.CANCELLED, c.error
+    assert c.error and native in c.error
+    ex.shutdown()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cancel_through_executor(kind: str, harness_for: Callable[[str], Any]) -> None:
+    h = harness_for(kind)
+    ex = h.executor()
+    specs = [h.spec(h.py(nap, 120), group="nap") for _ in range(2)]
+    ex.submit(specs)
+    h.wait_started(specs[0].attempt_id, ex)
+    ex.cancel([s.attempt_id for s in specs])
+    done = h.wait(ex, 2, timeout=60)
+    assert {c.outcome for c in done.values()} == {Outcome.CANCELLED}
+    ex.shutdown()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_reattach_after_engine_restart(kind: str, harness_for: Callable[[str], Any]) -> None:
+    h = harness_for(kind)
+    first = h.executor()
+    spec = h.spec(h.py(nap, 3), group="nap")
+    first.submit([spec])
+    native = h.listener.native[spec.attempt_id]
+    first.shutdown()  # the engine goes away; the job keeps running
+    second = h.executor()
+    refs = [
+        AttemptRef(spec.attempt_id, native, spec.workdir, time.time()),
+        AttemptRef("t1.999.1", "987654", h.root / "work" / "gone" / "1", None),
+    ]
+    if kind == "pbs":
+        refs[1] = AttemptRef("t1.999.1", "987654.fakepbs", refs[1].workdir, None)
+    assert second.reattach(refs) == [spec.attempt_id]
+    c = h.wait(second, 1)[spec.attempt_id]
+    assert c.outcome is Outcome.SUCCEEDED, c.error
+    assert c.result is not None and pickle.loads(c.result) == "rested"
+    assert c.metrics.native_id == native
+    second.shutdown()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_job_ending_without_marker_is_lost(
+    kind: str, harness_for: Callable[[str], Any]
+) -> None:
+    h = harness_for(kind)
+    ex = h.executor(setup=["exit 0"], lost_grace=1.0)  # the script ends before the worker
+    spec = h.spec(h.py(square, 2), group="sq")
+    ex.submit([spec])
+    c = h.wait(ex, 1, timeout=60)[spec.attempt_id]
+    assert c.outcome is Outcome.LOST, c.error
+    assert c.error and "exit marker" in c.error
+    ex.shutdown()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_max_jobs_keeps_specs_queued(kind: str, harness_for: Callable[[str], Any]) -> None:
+    h = harness_for(kind)
+    ex = h.executor(max_jobs=2, array_throttle=2)
+    specs = [h.spec(h.py(square, i), group="square") for i in range(4)]
+    assert ex.capacity() == 2
+    ex.submit(specs)
+    assert ex.capacity() == 0
+    assert len(h.listener.native) == 2  # the rest waits locally
+    done = h.wait(ex, 4)
+    assert all(c.outcome is Outcome.SUCCEEDED for c in done.values())
+    assert ex.capacity() == 2
+    ex.shutdown()
+
+
+@pytest.mark.slurm
+def test_slurm_out_of_memory(harness_for: Callable[[str], Any]) -> None:
+    h = harness_for("slurm")
+    ex = h.executor()
+    spec = h.spec(h.py(hog, 300), group="hog", resources=Resources(memory="100M"))
+    ex.submit([spec])
+    c = h.wait(ex, 1, timeout=60)[spec.attempt_id]
+    assert c.outcome is Outcome.OUT_OF_MEMORY, c.error
+    assert c.error and "memory=100M" in c.error
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_slurm_timeout(harness_for: Callable[[str], Any]) -> None:
+    h = harness_for("slurm")
+    ex = h.executor()
+    spec = h.spec(h.py(nap, 600), group="nap", resources=Resources(walltime=5))
+    ex.submit([spec])
+    c = h.wait(ex, 1, timeout=200)[spec.attempt_id]
+    assert c.outcome is Outcome.TIMEOUT, c.error
+
+
+@pytest.mark.sge
+def test_sge_timeout(harness_for: Callable[[str], Any]) -> None:
+    h = harness_for("sge")
+    ex = h.executor()
+    spec = h.spec(h.py(nap, 120), group="nap", resources=Resources(walltime=5))
+    ex.submit([spec])
+    c = h.wait(ex, 1, timeout=90)[spec.attempt_id]
+    assert c.outcome is Outcome.TIMEOUT, c.error
+    assert c.error and "walltime=00:00:05" in c.error
+
+
+def test_pbs_fake_walltime_is_timeout(harness_for: Callable[[str], Any]) -> None:
+    h = harness_for("pbs")
+    ex = h.executor()
+    spec = h.spec(h.py(nap, 120), group="nap", resources=Resources(walltime=2))
+    ex.submit([spec])
+    c = h.wait(ex, 1, timeout=60)[spec.attempt_id]
+    assert c.outcome is Outcome.TIMEOUT, c.error
+
+
+@pytest.mark.sge
+def test_sge_error_state_is_deleted_and_failed(harness_for: Callable[[str], Any]) -> None:
+    h = harness_for("sge")
+    ex = h.executor(setup=["exit 100"])  # exit 100 leaves the job in Eqw
+    spec = h.spec(h.py(square, 2), group="sq")
+    ex.submit([spec])
+    c = h.wait(ex, 1, timeout=60)[spec.attempt_id]
+    assert c.outcome is Outcome.FAILED, c.error
+    assert c.error and "ERROR_HELD" in c.error and "deleted" in c.error
+    native = h.listener.native[spec.attempt_id]
+    time.sleep(1)
+    listing = subprocess.run(["qstat"], capture_output=True, text=True).stdout
+    assert not any(line.split()[:1] == [native] for line in listing.splitlines())
