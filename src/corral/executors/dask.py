@@ -118,8 +118,6 @@ class DaskExecutorSettings:
     """LocalCluster workers as processes (True) or threads of this process (False)."""
     resources: bool = False
     """Map ``cores``/``gpus`` to dask worker resources ``cores``/``GPU``."""
-    dashboard: bool = False
-    """Start the LocalCluster's dashboard (needs bokeh) on a free port."""
 
 
 _SETTING_NAMES = tuple(f.name for f in fields(DaskExecutorSettings))
@@ -198,12 +196,13 @@ class DaskExecutor(Executor):
             extra: dict[str, Any] = {}
             if s.resources:
                 extra["resources"] = {"cores": s.threads_per_worker}
+            if s.processes:
+                extra["host"] = "127.0.0.1"  # loopback only; threads use in-process comms
             self._cluster = distributed.LocalCluster(
                 n_workers=self._worker_count(),
                 threads_per_worker=s.threads_per_worker,
                 processes=s.processes,
-                host="127.0.0.1",
-                dashboard_address=":0" if s.dashboard else None,
+                dashboard_address=":0",  # a free port: never clash with another cluster
                 **extra,
             )
             self._client = distributed.Client(self._cluster)
