@@ -6,6 +6,7 @@ pool's forkserver cannot import test modules), see :func:`_pickle_test_module_by
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import sys
@@ -89,7 +90,12 @@ class Helper:
             db.row_factory = sqlite3.Row
             q = ("SELECT a.*, t.name AS task FROM attempts a JOIN tasks t ON t.id = a.task_id"
                  + (" WHERE a.run_id = ?" if run_id else "") + " ORDER BY a.submitted_at")
-            return [dict(r) for r in db.execute(q, (run_id,) if run_id else ())]
+            rows = [dict(r) for r in db.execute(q, (run_id,) if run_id else ())]
+        for row in rows:
+            for col in ("resources", "extra"):
+                if isinstance(row[col], str):
+                    row[col] = json.loads(row[col])
+        return rows
 
     def ran(self, run_id: str) -> list[str]:
         """Sorted names of the tasks that got an attempt in ``run_id``."""

@@ -163,10 +163,10 @@ class Engine:
             c.execute(t.runs.update().where(t.runs.c.id == self.run_id).values(
                 n_tasks=len(self.graph.nodes)))
         if fresh:
-            for name, row in self.store.task_ids(self.run_id).items():
+            for name, task_row in self.store.task_ids(self.run_id).items():
                 idx = self.graph.names.get(name)
                 if idx is not None:
-                    self.task_id[idx] = row["id"]
+                    self.task_id[idx] = task_row["id"]
 
     def _persist_edges(self) -> None:
         rows = [{"run_id": self.run_id, "parent": d, "child": n.idx}
@@ -373,12 +373,15 @@ class Engine:
         if idx is None:
             return
         m = comp.metrics
-        self.rec.attempt(
-            comp.attempt_id, state=comp.outcome.value, started_at=m.started, ended_at=m.ended,
-            wall=m.wall, cpu_user=m.cpu_user, cpu_system=m.cpu_system, peak_rss=m.peak_rss,
+        measured = dict(
+            started_at=m.started, ended_at=m.ended or time.time(), wall=m.wall,
+            cpu_user=m.cpu_user, cpu_system=m.cpu_system, peak_rss=m.peak_rss,
             read_bytes=m.read_bytes, write_bytes=m.write_bytes, exit_code=m.exit_code,
-            host=m.host, error=comp.error, **({"native_id": m.native_id} if m.native_id else {}),
+            host=m.host, native_id=m.native_id,
         )
+        # unknown metrics must not erase what the listener already recorded (start, host)
+        self.rec.attempt(comp.attempt_id, state=comp.outcome.value, error=comp.error,
+                         **{k: v for k, v in measured.items() if v is not None})
         if comp.stdout or comp.stderr:
             self._write_logs(idx, comp)
         if comp.outcome is Outcome.SUCCEEDED:

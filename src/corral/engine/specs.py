@@ -89,8 +89,21 @@ def make_spec(
     return TaskSpec(
         attempt_id=attempt_id, run_id=run_id, task_key=node.key, name=node.name,
         group=node.group, kind=kind, payload=payload, resources=resources, attempt=attempt,
-        workdir=workdir, cwd=cwd,
+        workdir=workdir, cwd=cwd, env=attempt_env(attempt, resources),
     )
+
+
+def attempt_env(attempt: int, resources: Resources) -> dict[str, str]:
+    """Variables a task sees while it runs: its attempt number and what it was granted
+    (``CORRAL_ATTEMPT``, ``CORRAL_CORES``, ``CORRAL_GPUS``, and ``CORRAL_MEMORY`` in bytes /
+    ``CORRAL_WALLTIME`` in seconds when requested)."""
+    env = {"CORRAL_ATTEMPT": str(attempt), "CORRAL_CORES": str(resources.cores),
+           "CORRAL_GPUS": str(resources.gpus)}
+    if resources.memory_bytes is not None:
+        env["CORRAL_MEMORY"] = str(resources.memory_bytes)
+    if resources.walltime_seconds is not None:
+        env["CORRAL_WALLTIME"] = str(resources.walltime_seconds)
+    return env
 
 
 def short_params(node: Node) -> dict[str, Any]:

@@ -88,7 +88,7 @@ class LocalExecutor(Executor):
         self.shells: dict[int, _Shell] = {}
         self.done: list[Completion] = []
         self.cancelled: set[str] = set()
-        self._mp = mp.get_context(settings.start_method)
+        self._mp: Any = mp.get_context(settings.start_method)
         self._last_limit_check = 0.0
         self._listener: Listener | None = None
 
@@ -217,7 +217,7 @@ class LocalExecutor(Executor):
         worker.running = {s.attempt_id: s for s in chunk}
         worker.limited = any(_limited(s) for s in chunk)
         worker.since = time.time()
-        worker.conn.send([(s.attempt_id, s.payload) for s in chunk])
+        worker.conn.send([(s.attempt_id, s.payload, s.env) for s in chunk])
 
     def _start_shell(self, spec: TaskSpec) -> None:
         payload = pickle.loads(spec.payload)
@@ -261,10 +261,15 @@ class LocalExecutor(Executor):
         if w.proc.is_alive():
             w.proc.kill()
             w.proc.join(timeout=5)
+        # the first attempt of the chunk was running since the chunk was sent (limited attempts
+        # travel alone); record what is known of it rather than leaving its metrics empty
+        metrics = Metrics(started=w.since, ended=time.time(), exit_code=w.proc.exitcode,
+                          host=hostname())
         first = True
         for attempt_id, spec in w.running.items():
             if attempt_id in ids or first:
-                self.done.append(Completion(attempt_id, outcome, error=reason))
+                self.done.append(Completion(attempt_id, outcome,
+                                            metrics if first else Metrics(), error=reason))
             else:
                 self.pending.appendleft(spec)
             first = False

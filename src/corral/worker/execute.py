@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,21 @@ def _monitor() -> TreeMonitor:
     if _MONITOR is None:
         _MONITOR = TreeMonitor()
     return _MONITOR
+
+
+@contextlib.contextmanager
+def attempt_environment(env: dict[str, str]) -> Iterator[None]:
+    """Set ``env`` in ``os.environ`` while one attempt runs in a shared worker process."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def load_function(payload: PythonPayload) -> Any:

@@ -8,7 +8,7 @@ import signal
 import time
 from multiprocessing.connection import Connection
 
-from corral.worker.execute import AttemptResult, PythonPayload, run_python
+from corral.worker.execute import AttemptResult, PythonPayload, attempt_environment, run_python
 
 FLUSH_AFTER = 0.02
 """Send results at once when a task took longer than this; batch tiny tasks."""
@@ -20,16 +20,17 @@ def worker_main(conn: Connection, cwd: str | None = None) -> None:
         os.chdir(cwd)
     while True:
         try:
-            chunk: list[tuple[str, bytes]] | None = conn.recv()
+            chunk: list[tuple[str, bytes, dict[str, str]]] | None = conn.recv()
         except (EOFError, OSError):
             return
         if chunk is None:
             return
         out: list[tuple[str, AttemptResult]] = []
         last = time.monotonic()
-        for attempt_id, data in chunk:
+        for attempt_id, data, env in chunk:
             payload: PythonPayload = pickle.loads(data)
-            out.append((attempt_id, run_python(payload)))
+            with attempt_environment(env):
+                out.append((attempt_id, run_python(payload)))
             now = time.monotonic()
             if now - last > FLUSH_AFTER:
                 conn.send(out)
