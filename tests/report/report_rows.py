@@ -174,3 +174,65 @@ def build_galaxy(store: Store, workdir: Path, run_id: str = "run-a", t0: float =
                                       "stderr_text": "warning: starting\nValueError: bad value\n",
                                       "stdout_text": "step 1\nstep 2\n"}]))
     return b
+
+
+def build_large(store: Store, n_tasks: int = 10_000, run_id: str = "big",
+                t0: float = 1_700_000_000.0, hosts: int = 40) -> None:
+    """A synthetic run of ``n_tasks`` tasks inserted in bulk: prep -> sim[0..n-4] (a map, 1 %
+    failed after a retry) -> summarize -> plot, on ``hosts`` SLURM nodes, 10 slots each."""
+    import random
+
+    rng = random.Random(1)
+    n_sim = n_tasks - 3
+    store.create_run({
+        "id": run_id, "identity": "big", "pipeline": "sweep", "source": "sweep.py",
+        "params": {"n": n_sim}, "workdir": "/tmp", "executor": {"name": "slurm"},
+        "state": "failed", "control": "none", "owner": "me", "created_at": t0,
+        "started_at": t0, "finished_at": t0 + 7200,
+    })
+    tasks, attempts, edges = [], [], []
+    base = 1_000_000 + sum(map(ord, run_id)) * 100_000
+    slot_free = [t0 + 60.0] * (hosts * 10)
+
+    def add(idx: int, name: str, grp: str, n_att: int, start: float, wall: float,
+            failed: bool) -> float:
+        tasks.append({"id": base + idx, "run_id": run_id, "idx": idx, "name": name, "grp": grp,
+                      "kind": "python", "key": f"k{idx}", "state": "failed" if failed else
+                      "succeeded", "cached": False, "attempts": n_att, "code_hash": "c",
+                      "params": {"i": idx}, "inputs": {}, "upstream": {},
+                      "resources": {"cores": 2, "memory": 4 * G, "walltime": 3600}})
+        end = start
+        for k in range(1, n_att + 1):
+            slot = min(range(len(slot_free)), key=slot_free.__getitem__) if grp == "sim" else 0
+            begin = max(end, slot_free[slot]) + rng.uniform(1, 30)
+            end = begin + wall * rng.uniform(0.6, 1.4)
+            if grp == "sim":
+                slot_free[slot] = end
+            bad = failed or k < n_att
+            attempts.append({
+                "id": f"{run_id}-{idx}-{k}", "task_id": base + idx, "run_id": run_id, "number": k,
+                "state": "failed" if bad else "succeeded", "executor": "slurm",
+                "native_id": str(idx * 10 + k), "host": f"c{slot // 10:03d}",
+                "submitted_at": begin - 20, "started_at": begin, "ended_at": end,
+                "wall": end - begin, "cpu_user": (end - begin) * 1.0, "cpu_system": 1.0,
+                "peak_rss": int(rng.uniform(0.4, 0.9) * G), "exit_code": 1 if bad else 0,
+                "error": "Traceback ...\nRuntimeError: diverged" if bad else None,
+                "workdir": f"/nonexistent/{run_id}/{idx}.{k}",
+            })
+        return end
+
+    prep_end = add(0, "prep", "prep", 1, t0, 60, False)
+    slot_free[:] = [prep_end] * len(slot_free)
+    for i in range(n_sim):
+        fail = i % 100 == 7
+        add(i + 1, f"sim[{i}]", "sim", 2 if fail or i % 50 == 3 else 1, prep_end, 240, fail)
+        edges.append({"run_id": run_id, "parent": 0, "child": i + 1})
+    last = max(slot_free)
+    add(n_sim + 1, "summarize", "summarize", 1, last, 120, False)
+    add(n_sim + 2, "plot", "plot", 1, last + 200, 30, False)
+    edges += [{"run_id": run_id, "parent": i + 1, "child": n_sim + 1} for i in range(n_sim)]
+    edges.append({"run_id": run_id, "parent": n_sim + 1, "child": n_sim + 2})
+    with store.transaction() as c:
+        c.execute(t.tasks.insert(), tasks)
+        c.execute(t.attempts.insert(), attempts)
+        c.execute(t.edges.insert(), edges)

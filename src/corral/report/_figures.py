@@ -20,7 +20,8 @@ MAX_LANES = 150
 MAX_GRAPH_NODES = 150
 """Above this many tasks the graph shows one node per task name."""
 MAX_COLOURED_GROUPS = 12
-MAX_HOST_CURVES = 12
+MAX_HEATMAP_HOSTS = 200
+"""Hosts shown in the host heatmap of large runs (those with the most attempts)."""
 CONCURRENCY_BINS = 400
 
 PALETTE = [
@@ -113,8 +114,9 @@ def timeline_figure(m: RunMetrics) -> tuple[str, str]:
     attempts = _timed(m)
     if len(attempts) > MAX_TIMELINE_BARS:
         return _concurrency_figure(m, attempts), (
-            f"{len(attempts):,} attempts: the chart shows how many ran at once on each host; "
-            f"attempt bars are drawn for runs of up to {MAX_TIMELINE_BARS:,} attempts."
+            f"{len(attempts):,} attempts: running attempts over time by task name, then by host "
+            "(darker is busier), then the critical path; attempt bars are drawn for runs of up "
+            f"to {MAX_TIMELINE_BARS:,} attempts."
         )
     return _bars_figure(m, attempts), (
         "Each bar is one attempt, packed into lanes per executor and host; bars with a dark red "
@@ -156,6 +158,8 @@ def _bars_figure(m: RunMetrics, attempts: list[AttemptMetrics]) -> str:
 
 
 def _concurrency_figure(m: RunMetrics, attempts: list[AttemptMetrics]) -> str:
+    """Running attempts over time stacked by task name, a host x time heatmap of running
+    attempts, and the critical path's attempts as bars."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -163,30 +167,43 @@ def _concurrency_figure(m: RunMetrics, attempts: list[AttemptMetrics]) -> str:
     t1 = max(a.ended_at or 0.0 for a in attempts)
     unit, div = time_unit(t1 - t0)
     hosts = Counter(f"{a.executor} · {a.host or '?'}" for a in attempts)
-    shown = [h for h, _ in hosts.most_common(MAX_HOST_CURVES)]
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, row_heights=[0.45, 0.45, 0.1],
+                        vertical_spacing=0.04)
+    xs = _round([(k + 0.5) * (t1 - t0) / CONCURRENCY_BINS / div for k in range(CONCURRENCY_BINS)])
+    colours = _colours([a.group for a in attempts])
+    by_group: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for a in attempts:
+        by_group[a.group if a.group in colours else "other"].append(
+            (a.started_at or t0, a.ended_at or t0))
+    for group, ivs in sorted(by_group.items(), key=lambda kv: -len(kv[1])):
+        fig.add_trace(go.Scatter(
+            x=xs, y=_round(concurrency(ivs, t0, t1, CONCURRENCY_BINS), 3), name=group,
+            stackgroup="names", mode="lines",
+            line={"width": 0.5, "color": colours.get(group, OTHER)},
+            hovertemplate="%{y:.1f} running<extra>" + group + "</extra>",
+        ), row=1, col=1)
+    shown = sorted(h for h, _ in hosts.most_common(MAX_HEATMAP_HOSTS))
     by_host: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for a in attempts:
-        h = f"{a.executor} · {a.host or '?'}"
-        by_host[h if h in shown else "other hosts"].append((a.started_at or t0, a.ended_at or t0))
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.8, 0.2],
-                        vertical_spacing=0.06)
-    xs = _round([(k + 0.5) * (t1 - t0) / CONCURRENCY_BINS / div for k in range(CONCURRENCY_BINS)])
-    for i, (host, ivs) in enumerate(sorted(by_host.items())):
-        fig.add_trace(go.Scatter(
-            x=xs, y=_round(concurrency(ivs, t0, t1, CONCURRENCY_BINS), 3), name=host,
-            stackgroup="hosts", mode="lines", line={"width": 0.5, "color": PALETTE[i % 12]},
-            hovertemplate="%{y:.1f} running<extra>" + host + "</extra>",
-        ), row=1, col=1)
-    path = [a for a in attempts if a.task_id in {tm.task_id for tm in m.tasks if tm.critical}]
+        by_host[f"{a.executor} · {a.host or '?'}"].append((a.started_at or t0, a.ended_at or t0))
+    fig.add_trace(go.Heatmap(
+        x=xs, y=shown, z=[_round(concurrency(by_host[h], t0, t1, CONCURRENCY_BINS), 2)
+                          for h in shown],
+        colorscale="Blues", showscale=False, name="hosts",
+        hovertemplate="%{y}<br>%{z:.1f} running<extra></extra>",
+    ), row=2, col=1)
+    critical = {tm.task_id for tm in m.tasks if tm.critical}
+    path = [a for a in attempts if a.task_id in critical]
     fig.add_trace(go.Bar(
         orientation="h", y=["critical path"] * len(path), name="critical path",
         base=_round([((a.started_at or t0) - t0) / div for a in path]),
         x=_round([max((a.wall or 0) / div, 1e-9) for a in path]), marker={"color": CRITICAL},
-        hovertext=[_hover(a) for a in path], hoverinfo="text",
-    ), row=2, col=1)
-    _layout(fig, 520)
+        hovertext=[_hover(a) for a in path], hoverinfo="text", showlegend=False,
+    ), row=3, col=1)
+    _layout(fig, 380 + min(700, 12 * len(shown)))
     fig.update_yaxes(title_text="attempts running", row=1, col=1)
-    fig.update_xaxes(title_text=f"time since first start ({unit})", row=2, col=1)
+    fig.update_yaxes(title_text="by host", automargin=True, tickfont={"size": 9}, row=2, col=1)
+    fig.update_xaxes(title_text=f"time since first start ({unit})", row=3, col=1)
     return to_script_json(fig)
 
 
@@ -221,6 +238,7 @@ def distributions_figure(m: RunMetrics, max_groups: int = 15) -> str:
                 showlegend=False,
             ), row=1, col=col)
     _layout(fig, max(240, 80 + 34 * len(groups)))
+    fig.update_layout(margin={"t": 60})
     fig.update_yaxes(automargin=True)
     return to_script_json(fig)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,22 @@ def _tail_text(text: str | None, lines: int) -> str:
     return "\n".join((["…"] if len(rows) > lines else []) + rows[-lines:])
 
 
+def common_errors(data: RunData, limit: int = 10) -> list[tuple[str, int, str]]:
+    """The most frequent last lines of failed tasks' errors: (line, count, example task)."""
+    counts: Counter[str] = Counter()
+    example: dict[str, str] = {}
+    for task in data.tasks:
+        if task["state"] != "failed":
+            continue
+        attempts = data.task_attempts(task)
+        error = (attempts[-1].get("error") if attempts else None) or task.get("error") or ""
+        lines = [ln.strip() for ln in str(error).strip().splitlines() if ln.strip()]
+        line = lines[-1][:200] if lines else "(no error recorded)"
+        counts[line] += 1
+        example.setdefault(line, str(task["name"]))
+    return [(line, n, example[line]) for line, n in counts.most_common(limit)]
+
+
 def failed_tasks(data: RunData, limit: int = MAX_FAILED_SHOWN) -> tuple[list[FailedTask], int]:
     """Failed tasks with the error and log tails of their last attempt, and how many failed."""
     failed = [t for t in data.tasks if t["state"] == "failed"]
@@ -109,7 +126,8 @@ def _environment(env: dict[str, Any] | None) -> dict[str, Any]:
     packages = env.pop("packages", None) or {}
     container = env.get("container")
     rows = [
-        ("Python", f"{env.get('python', '-')} ({env.get('implementation', 'CPython')})"),
+        ("Python", f"{env['python']} ({env.get('implementation', 'CPython')})"
+         if env.get("python") else "-"),
         ("Platform", env.get("platform", "-")),
         ("Host", env.get("host", "-")),
         ("CPUs", env.get("cpu_count", "-")),
@@ -118,7 +136,8 @@ def _environment(env: dict[str, Any] | None) -> dict[str, Any]:
          if isinstance(container, dict) else "none"),
         ("Corral", env.get("corral") or "-"),
     ]
-    return {"rows": [(k, str(v)) for k, v in rows], "packages": sorted(packages.items())}
+    return {"rows": [(k, str(v)) for k, v in rows], "packages": sorted(packages.items()),
+            "recorded": bool(env)}
 
 
 def _params(params: dict[str, Any]) -> list[tuple[str, str]]:
@@ -148,7 +167,7 @@ def report_context(data: RunData, m: RunMetrics) -> dict[str, Any]:
         "timeline_note": timeline_note, "graph_note": graph_note,
         "critical": [(name, durations.get(name, 0.0)) for name in m.critical_path.tasks],
         "table": rows, "table_note": _table_note(len(rows), len(m.tasks)),
-        "failed": failed, "n_failed": n_failed,
+        "failed": failed, "n_failed": n_failed, "errors": common_errors(data),
         "generated": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
     }
 
