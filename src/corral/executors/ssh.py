@@ -92,19 +92,15 @@ def alive(pid, d):
     except PermissionError:
         return True
     return True
-def load(path):
+def load(path, n=0):
     try:
         with open(path, "rb") as fh:
-            return json.loads(fh.read())
-    except (OSError, ValueError):
-        return None
-def tail(path, n=2000):
-    try:
-        with open(path, "rb") as fh:
+            if not n:
+                return json.loads(fh.read())
             fh.seek(max(0, os.path.getsize(path) - n))
             return fh.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
+    except (OSError, ValueError):
+        return None
 def launch(it):
     d = it["dir"]
     lock = os.path.join(d, ".launch")
@@ -140,7 +136,7 @@ def status(it):
     rec["marker"] = load(os.path.join(d, "exit.json"))
     rec["started"] = load(os.path.join(d, "started.json"))
     if rec["marker"] is None and not rec["alive"]:
-        rec["tail"] = tail(os.path.join(d, it["log"]))
+        rec["tail"] = load(os.path.join(d, it["log"]), 2000)
     return rec
 def send(it):
     if not alive(it.get("pid"), it["dir"]):
@@ -221,14 +217,8 @@ def parse_settings(options: Mapping[str, Any]) -> SSHExecutorSettings:
     if not isinstance(hosts, list | tuple) or not hosts:
         raise ConfigError('the ssh executor needs hosts = ["ssh://user@host:22", ...]')
     values: dict[str, Any] = {"hosts": tuple(_string("hosts", h) for h in hosts)}
-    conn = check_options(
-        {
-            k: options[k]
-            for k in ("identity_file", "known_hosts", "shared_filesystem")
-            if k in options
-        }
-    )
-    values.update(conn)
+    connection = ("identity_file", "known_hosts", "shared_filesystem")
+    values.update(check_options({k: options[k] for k in connection if k in options}))
     for name in ("python", "remote_workdir"):
         if name in options:
             values[name] = _string(name, options[name])
@@ -558,17 +548,9 @@ class SSHExecutor(Executor):
         att.submitted = time.time()
         att.launched_at = time.monotonic()
         self._running[att.attempt_id] = att
-        record = {
-            "host": att.host.label,
-            "pid": pid,
-            "remote_dir": att.remote_dir,
-            "remote_cwd": att.remote_cwd,
-            "slots": att.slots,
-            "walltime": att.walltime,
-            "log": att.log,
-            "outputs": att.outputs,
-            "submitted": att.submitted,
-        }
+        keys = ("pid", "remote_dir", "remote_cwd", "slots", "walltime", "log", "outputs")
+        record = {"host": att.host.label, **{k: getattr(att, k) for k in keys}}
+        record["submitted"] = att.submitted
         atomic_write(att.local_dir / LAUNCH_FILE, json.dumps(record).encode())
         self._listener.submitted(att.attempt_id, att.native_id)
 
@@ -610,12 +592,16 @@ class SSHExecutor(Executor):
                 self._check_host(host, atts)
         return len(self._done) > before
 
-    def _check_host(self, host: _Host, atts: list[_Attempt]) -> None:
+    def _status(self, host: _Host, atts: Sequence[_Attempt]) -> dict[str, Any]:
+        """Alive, exit marker, start record (and log tail if gone) of ``atts``: one command."""
         items = [
             {"id": a.attempt_id, "dir": a.remote_dir, "pid": a.pid, "log": a.log} for a in atts
         ]
+        return self._helper(host, "status", items)
+
+    def _check_host(self, host: _Host, atts: list[_Attempt]) -> None:
         try:
-            answer = self._helper(host, "status", items)
+            answer = self._status(host, atts)
         except CorralError as exc:
             self._unreachable(host, atts, exc)
             return
@@ -643,15 +629,7 @@ class SSHExecutor(Executor):
         if since < self.settings.host_timeout:
             return
         for att in atts:
-            self._complete(
-                att,
-                Completion(
-                    att.attempt_id,
-                    Outcome.NODE_FAILURE,
-                    self._metrics(att),
-                    error=f"host {host.label} unreachable for {since:.0f}s: {exc}",
-                ),
-            )
+            self._end(att, Outcome.NODE_FAILURE, f"host {host.label} unreachable for {since:.0f}s")
 
     def _report_started(self, att: _Attempt, started: Any) -> None:
         if att.started_reported or not isinstance(started, dict) or self._listener is None:
@@ -659,24 +637,17 @@ class SSHExecutor(Executor):
         att.started_reported = True
         self._listener.started(att.attempt_id, float(started["started"]), started.get("host"))
 
-    def _metrics(self, att: _Attempt) -> Metrics:
-        return Metrics(
-            submitted=att.submitted,
-            native_id=att.native_id if att.pid else None,
-            host=att.host.label if att.host else None,
-        )
+    def _end(self, att: _Attempt, outcome: Outcome, error: str) -> None:
+        """Complete an attempt that left no exit marker."""
+        metrics = Metrics(submitted=att.submitted, native_id=att.native_id if att.pid else None)
+        metrics.host = att.host.label if att.host else None
+        self._complete(att, Completion(att.attempt_id, outcome, metrics, error=error))
 
     def _vanished(self, att: _Attempt, tail: str) -> None:
+        if att.stop_reason is Outcome.CANCELLED:
+            return self._end(att, att.stop_reason, "cancelled")
         if att.stop_reason is not None:
-            why = (
-                "cancelled"
-                if att.stop_reason is Outcome.CANCELLED
-                else (f"killed after exceeding its walltime of {att.walltime}s")
-            )
-            self._complete(
-                att, Completion(att.attempt_id, att.stop_reason, self._metrics(att), error=why)
-            )
-            return
+            return self._end(att, att.stop_reason, f"killed after its walltime ({att.walltime}s)")
         last = "\n".join(tail.strip().splitlines()[-15:]) or "(empty)"
         assert att.host is not None
         error = (
@@ -684,9 +655,7 @@ class SSHExecutor(Executor):
             f"marker: it was killed, or {self.settings.python} could not run corral.worker. "
             f"Last lines of {att.log}:\n{last}"
         )
-        self._complete(
-            att, Completion(att.attempt_id, Outcome.LOST, self._metrics(att), error=error)
-        )
+        self._end(att, Outcome.LOST, error)
 
     def _enforce_stop(self, att: _Attempt) -> None:
         now = time.monotonic()
@@ -805,11 +774,8 @@ class SSHExecutor(Executor):
             mine = [a for a in atts if a.host is host]
             if not mine:
                 continue
-            items = [
-                {"id": a.attempt_id, "dir": a.remote_dir, "pid": a.pid, "log": a.log} for a in mine
-            ]
             try:
-                answer = self._helper(host, "status", items)
+                answer = self._status(host, mine)
             except CorralError as exc:
                 log.warning("ssh executor: cannot re-attach on %s: %s", host.label, exc)
                 continue
