@@ -33,6 +33,8 @@ def executor_class(kind: str) -> type[Executor]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        if (exc.name or "").startswith("corral"):
+            raise
         raise ConfigError(
             f"executor {kind!r} needs an optional dependency ({exc.name}); "
             f"install it with: pip install 'corral[{kind}]'"
