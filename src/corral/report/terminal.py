@@ -63,7 +63,8 @@ def _groups_table(m: RunMetrics, top: int) -> Table:
     for g in m.groups[:top]:
         used = "-" if g.cores_used_mean is None else f"{g.cores_used_mean:.1f}"
         table.add_row(
-            Text(g.name), f"{g.count:,}", Text(str(g.failed or ""), style="red"), str(g.cached or ""),
+            Text(g.name), f"{g.count:,}", Text(str(g.failed or ""), style="red"),
+            str(g.cached or ""),
             fmt.duration(g.wall_mean), fmt.duration(g.wall_max), fmt.duration(g.cpu_mean),
             f"{g.cores_requested}/{used}", fmt.percent(g.cpu_efficiency),
             fmt.size(g.memory_requested), fmt.size(g.peak_rss_max),
