@@ -70,6 +70,8 @@ def convert(name: str, typ: Any, value: Any) -> Any:
             raise ValueError
         if isinstance(typ, type) and issubclass(typ, enum.Enum):
             return typ[value] if value in typ.__members__ else typ(value)
+        if typ in (int, float) and isinstance(value, bool):
+            raise ValueError  # int(True) == 1 would hide a mistake
         if typ in (int, float, str, Path):
             return typ(value)
     except (ValueError, KeyError, TypeError):

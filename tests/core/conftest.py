@@ -86,6 +86,7 @@ class Helper:
 
     def attempts(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """Attempts of one run, or of every run of the store, with their task's name."""
+        _ = self.store  # creates the database if no run did
         with sqlite3.connect(self.workdir / ".corral" / "state.db") as db:
             db.row_factory = sqlite3.Row
             q = ("SELECT a.*, t.name AS task FROM attempts a JOIN tasks t ON t.id = a.task_id"
