@@ -19,10 +19,12 @@ from typing import Any
 import cloudpickle
 import pytest
 
-from corral.executors import create_executor
+from corral.executors import create_executor, executor_class
 from corral.executors.base import Completion, ExecutorContext, TaskKind, TaskSpec
 from corral.executors.batch.base import BatchExecutor
+from corral.executors.batch.settings import parse_settings
 from corral.resources import Resources
+from corral.transport.base import Transport
 from corral.worker.execute import PythonPayload, ShellPayload
 
 FAKES = Path(__file__).resolve().parent.parent / "fakes"
@@ -46,7 +48,9 @@ def _unavailable(kind: str) -> str | None:
             reason = f"{tool} is not on PATH"
         else:
             try:
-                proc = subprocess.run(probe, capture_output=True, text=True, timeout=15)
+                proc = subprocess.run(  # noqa: S603 - fixed probe argv
+                    probe, capture_output=True, text=True, timeout=15
+                )
                 if proc.returncode != 0:
                     reason = f"{' '.join(probe)} failed: {proc.stderr.strip()[-200:]}"
             except (OSError, subprocess.TimeoutExpired) as exc:
@@ -90,8 +94,15 @@ class Harness:
         self.listener = Recorder()
         self.counter = 0
 
-    def executor(self, **options: Any) -> BatchExecutor:
-        ex = create_executor(self.kind, {**FAST, **options}, self.ctx)
+    def executor(self, transport: Transport | None = None, **options: Any) -> BatchExecutor:
+        """An executor with fast test intervals, started with this harness's listener."""
+        if transport is None:
+            ex = create_executor(self.kind, {**FAST, **options}, self.ctx)
+        else:
+            cls = executor_class(self.kind)
+            assert issubclass(cls, BatchExecutor)
+            settings = parse_settings(cls.settings_class, {**FAST, **options}, self.kind)
+            ex = cls(settings, self.ctx, transport)
         assert isinstance(ex, BatchExecutor)
         ex.start(self.listener)
         return ex

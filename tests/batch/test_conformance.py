@@ -17,8 +17,6 @@ import pytest
 from corral.executors.base import AttemptRef, Outcome, TaskKind
 from corral.resources import Resources
 
-
-
 KINDS = [
     pytest.param("slurm", marks=pytest.mark.slurm),
     pytest.param("sge", marks=pytest.mark.sge),
@@ -95,7 +93,7 @@ def test_external_cancel_is_cancelled(kind: str, harness_for: Callable[[str], An
     ex.submit([spec])
     h.wait_started(spec.attempt_id, ex)
     native = h.listener.native[spec.attempt_id]
-    subprocess.run([CANCEL_TOOL[kind], native], check=True, capture_output=True)
+    subprocess.run([CANCEL_TOOL[kind], native], check=True, capture_output=True)  # noqa: S603
     c = h.wait(ex, 1, timeout=60)[spec.attempt_id]
     assert c.outcome is Outcome.CANCELLED, c.error
     assert c.error and native in c.error
