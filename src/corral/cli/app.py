@@ -172,9 +172,9 @@ def _compare(store: Store, pair: tuple[str, str], as_json: bool) -> None:
     a, b = (store.get_run(x)["id"] for x in pair)
     diff = cmp.compare_runs(store, a, b)
     if as_json:
-        views.print_json(console, cmp.to_json(diff) if hasattr(cmp, "to_json") else diff)
+        views.print_json(console, diff.to_json())
     else:
-        terminal.print_comparison(console, diff)
+        console.print(terminal.comparison_renderable(diff))
 
 
 @app.command()
@@ -210,11 +210,11 @@ def _metrics(store: Store, run_id: str, as_json: bool) -> None:
     from corral.report import metrics as rm
     from corral.report import terminal
 
-    summary = rm.run_summary(store, run_id)
+    m = rm.run_metrics(store, run_id)
     if as_json:
-        views.print_json(console, rm.to_json(summary))
+        views.print_json(console, m.to_json(details=True))
     else:
-        terminal.print_metrics(console, summary)
+        console.print(terminal.metrics_renderable(m))
 
 
 @app.command()
@@ -345,6 +345,9 @@ def clean(workdir: WorkdirOpt = Path("."), db: DbOpt = None,
     verb = "would remove" if dry_run else "removed"
     console.print(f"{verb} {stats['results']} results and {stats['blobs']} blobs "
                   f"({stats['bytes'] / 2**20:.1f} MiB)")
+
+
+from . import provenance as _provenance  # noqa: E402,F401  (registers report commands)
 
 
 def main() -> None:
