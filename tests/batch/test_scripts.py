@@ -222,3 +222,12 @@ def test_describe_hides_env_values() -> None:
     described = make("slurm").describe()
     assert described["kind"] == "slurm"
     assert "$(rm -rf /)" not in repr(described)
+
+
+@pytest.mark.parametrize("kind", ["slurm", "pbs", "lsf"])
+def test_golden_multinode(kind: str) -> None:
+    res = Resources(
+        cores=8, nodes=2, memory="16G", walltime="2d", gpus=2, constraint="skylake",
+        exclusive=True, native={kind: ["--comment=hello"] if kind == "slurm" else ["-r n"]},
+    )
+    check_golden(f"{kind}-multinode.sh", make(kind).render_job([spec(1, res=res)]).script)

@@ -61,7 +61,8 @@ def qsub_directives(req: JobRequest, settings: PBSSettings) -> list[str]:
     if r.gpus:
         chunk += f":ngpus={r.gpus}"
     if r.constraint:
-        chunk += f":{directive_value('constraint', r.constraint)}"
+        feature = directive_value("constraint", r.constraint)
+        chunk += f":{feature}" if "=" in feature else f":{feature}=True"
     opts.append(f"-l {chunk}")
     place = "scatter" if r.nodes > 1 else "pack"
     if r.exclusive:
