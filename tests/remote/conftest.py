@@ -71,14 +71,8 @@ def _find_rig() -> SSHRig:
     rig_file = _rig_env()
     key = os.environ.get("CORRAL_TEST_SSH_KEY") or rig_file.get("CORRAL_TEST_SSH_KEY")
     port = os.environ.get("CORRAL_TEST_SSH_PORT") or rig_file.get("CORRAL_TEST_SSH_PORT")
-    user = (
-        os.environ.get("CORRAL_TEST_SSH_USER")
-        or rig_file.get("CORRAL_TEST_SSH_USER")
-        or getpass.getuser()
-    )
-    known_hosts = os.environ.get("CORRAL_TEST_SSH_KNOWN_HOSTS") or rig_file.get(
-        "CORRAL_TEST_SSH_KNOWN_HOSTS"
-    )
+    user = os.environ.get("CORRAL_TEST_SSH_USER") or rig_file.get("CORRAL_TEST_SSH_USER") or getpass.getuser()
+    known_hosts = os.environ.get("CORRAL_TEST_SSH_KNOWN_HOSTS") or rig_file.get("CORRAL_TEST_SSH_KNOWN_HOSTS")
     if not key or not port:
         _unavailable(f"CORRAL_TEST_SSH_KEY/CORRAL_TEST_SSH_PORT are not set (nor in {RIG_ENV})")
     assert key is not None and port is not None

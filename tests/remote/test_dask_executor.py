@@ -58,23 +58,17 @@ def make_executor(workspace: Workspace) -> Iterator[Factory]:
         executor.shutdown()
 
 
-def test_scatter(
-    make_executor: Factory, cluster_address: str, workspace: Workspace, recorder: Recorder
-) -> None:
+def test_scatter(make_executor: Factory, cluster_address: str, workspace: Workspace, recorder: Recorder) -> None:
     executor = make_executor(address=cluster_address)
     check_scatter(executor, workspace, recorder)
     assert all(n.startswith("corral-") for n in recorder.submitted_ids.values())
 
 
-def test_failure(
-    make_executor: Factory, cluster_address: str, workspace: Workspace, recorder: Recorder
-) -> None:
+def test_failure(make_executor: Factory, cluster_address: str, workspace: Workspace, recorder: Recorder) -> None:
     check_failure(make_executor(address=cluster_address), workspace, recorder)
 
 
-def test_shell_output(
-    make_executor: Factory, cluster_address: str, workspace: Workspace, recorder: Recorder
-) -> None:
+def test_shell_output(make_executor: Factory, cluster_address: str, workspace: Workspace, recorder: Recorder) -> None:
     check_shell_output(make_executor(address=cluster_address), workspace, recorder)
 
 
@@ -94,9 +88,7 @@ def test_env_stdout_and_ignored_resources(
     assert executor.capacity() == 4
 
 
-def test_cancel_on_owned_cluster(
-    make_executor: Factory, workspace: Workspace, recorder: Recorder
-) -> None:
+def test_cancel_on_owned_cluster(make_executor: Factory, workspace: Workspace, recorder: Recorder) -> None:
     executor = make_executor(n_workers=2)  # the cancelled task keeps its worker busy
     check_cancel(executor, workspace, recorder)
     assert executor.describe()["address"].startswith("tcp://127.0.0.1:")

@@ -3,6 +3,7 @@ walltime, slots, staging of inputs, batched status queries, and option validatio
 
 from __future__ import annotations
 
+import getpass
 import json
 import pickle
 import sys
@@ -76,9 +77,7 @@ MODES = [pytest.param(True, id="shared"), pytest.param(False, id="staged")]
 
 
 @pytest.mark.parametrize("shared", MODES)
-def test_scatter(
-    make_executor: Factory, workspace: Workspace, recorder: Recorder, shared: bool
-) -> None:
+def test_scatter(make_executor: Factory, workspace: Workspace, recorder: Recorder, shared: bool) -> None:
     check_scatter(make_executor(shared), workspace, recorder)
     host, pid = split_native_id(next(iter(recorder.submitted_ids.values())))
     assert host.endswith("@127.0.0.1:" + host.rsplit(":", 1)[1]) and pid
@@ -86,24 +85,18 @@ def test_scatter(
 
 
 @pytest.mark.parametrize("shared", MODES)
-def test_failure(
-    make_executor: Factory, workspace: Workspace, recorder: Recorder, shared: bool
-) -> None:
+def test_failure(make_executor: Factory, workspace: Workspace, recorder: Recorder, shared: bool) -> None:
     c = check_failure(make_executor(shared), workspace, recorder)
     assert c.result is None
 
 
 @pytest.mark.parametrize("shared", MODES)
-def test_shell_output(
-    make_executor: Factory, workspace: Workspace, recorder: Recorder, shared: bool
-) -> None:
+def test_shell_output(make_executor: Factory, workspace: Workspace, recorder: Recorder, shared: bool) -> None:
     check_shell_output(make_executor(shared), workspace, recorder)
 
 
 @pytest.mark.parametrize("shared", MODES)
-def test_cancel(
-    make_executor: Factory, workspace: Workspace, recorder: Recorder, shared: bool
-) -> None:
+def test_cancel(make_executor: Factory, workspace: Workspace, recorder: Recorder, shared: bool) -> None:
     executor = make_executor(shared)
     check_cancel(executor, workspace, recorder)
     assert executor.capacity() == 4
@@ -137,9 +130,7 @@ def test_staging_is_real(make_executor: Factory, workspace: Workspace, recorder:
     for name in ("exit.json", "started.json", "stdout.log", "stderr.log"):
         assert (spec.workdir / name).exists(), name  # fetched back
     assert pickle.loads(done[py.attempt_id].result or b"") == 81
-    assert (py.workdir / "result.pkl").exists() and (py.workdir / "stdout.log").read_text() == (
-        "squaring 9\n"
-    )
+    assert (py.workdir / "result.pkl").exists() and (py.workdir / "stdout.log").read_text() == ("squaring 9\n")
 
 
 def test_env_is_passed(make_executor: Factory, workspace: Workspace, recorder: Recorder) -> None:
@@ -155,9 +146,7 @@ def test_env_is_passed(make_executor: Factory, workspace: Workspace, recorder: R
 # ---------------------------------------------------------------------------------- failures
 
 
-def test_vanished_worker_is_lost(
-    make_executor: Factory, workspace: Workspace, recorder: Recorder
-) -> None:
+def test_vanished_worker_is_lost(make_executor: Factory, workspace: Workspace, recorder: Recorder) -> None:
     executor = make_executor(shared=False)
     executor.start(recorder)
     spec = workspace.spec(python_payload(suicide))
@@ -168,9 +157,7 @@ def test_vanished_worker_is_lost(
     assert c.metrics.native_id == recorder.submitted_ids[spec.attempt_id]
 
 
-def test_walltime_is_enforced(
-    make_executor: Factory, workspace: Workspace, recorder: Recorder
-) -> None:
+def test_walltime_is_enforced(make_executor: Factory, workspace: Workspace, recorder: Recorder) -> None:
     executor = make_executor()
     executor.start(recorder)
     spec = workspace.spec(python_payload(sleeper, 60), resources=Resources(walltime=1))
@@ -181,9 +168,7 @@ def test_walltime_is_enforced(
     assert time.monotonic() - t0 < 10
 
 
-def test_slots_are_respected(
-    make_executor: Factory, workspace: Workspace, recorder: Recorder
-) -> None:
+def test_slots_are_respected(make_executor: Factory, workspace: Workspace, recorder: Recorder) -> None:
     executor = make_executor(slots_per_host=2)
     executor.start(recorder)
     assert executor.capacity() == 2
@@ -202,9 +187,25 @@ def test_slots_are_respected(
         executor.validate(Resources(nodes=2))
 
 
-def test_status_is_batched(
-    make_executor: Factory, workspace: Workspace, recorder: Recorder
+def test_two_hosts_share_the_work(
+    make_executor: Factory, ssh_rig: SSHRig, workspace: Workspace, recorder: Recorder
 ) -> None:
+    """Two host entries (the same loopback sshd, with and without the user) are two hosts."""
+    if getpass.getuser() != ssh_rig.user:
+        pytest.skip("the second spelling logs in as the local user, who is not the rig's user")
+    other = f"ssh://127.0.0.1:{ssh_rig.port}?connect_timeout=10"
+    executor = make_executor(shared=False, hosts=[ssh_rig.url, other], slots_per_host=2)
+    executor.start(recorder)
+    assert executor.capacity() == 4
+    specs = [workspace.spec(python_payload(sleeper, 0.5)) for _ in range(4)]
+    executor.submit(specs)
+    done = wait_all(executor, {s.attempt_id for s in specs})
+    assert all(c.outcome is Outcome.SUCCEEDED for c in done.values())
+    hosts = {split_native_id(n)[0] for n in recorder.submitted_ids.values()}
+    assert hosts == {f"{ssh_rig.user}@127.0.0.1:{ssh_rig.port}", f"127.0.0.1:{ssh_rig.port}"}
+
+
+def test_status_is_batched(make_executor: Factory, workspace: Workspace, recorder: Recorder) -> None:
     """One launch command per host and submit; one status command per host and interval."""
     executor = make_executor(shared=False)
     calls: list[tuple[str, int]] = []
@@ -228,9 +229,7 @@ def test_status_is_batched(
 # ---------------------------------------------------------------------------------- re-attach
 
 
-def test_reattach_takes_over_running_task(
-    make_executor: Factory, workspace: Workspace, recorder: Recorder
-) -> None:
+def test_reattach_takes_over_running_task(make_executor: Factory, workspace: Workspace, recorder: Recorder) -> None:
     first = make_executor(shared=False)
     first.start(recorder)
     flag = workspace.root / "remote" / "flag"
@@ -256,9 +255,7 @@ def test_reattach_takes_over_running_task(
     assert c.metrics.native_id == native
 
 
-def test_cancel_native_kills_orphans(
-    make_executor: Factory, workspace: Workspace, recorder: Recorder
-) -> None:
+def test_cancel_native_kills_orphans(make_executor: Factory, workspace: Workspace, recorder: Recorder) -> None:
     first = make_executor()
     first.start(recorder)
     flag = workspace.root / "flag"

@@ -53,10 +53,7 @@ def test_parse_url_and_options() -> None:
     assert bare.port == 22 and bare.user is None and bare.known_hosts is None
     assert bare.shared_filesystem is True
     # the URL's query overrides the defaults mapping
-    assert (
-        parse_transport_url("ssh://h?connect_timeout=2", {"connect_timeout": 9}).connect_timeout
-        == 2
-    )
+    assert parse_transport_url("ssh://h?connect_timeout=2", {"connect_timeout": 9}).connect_timeout == 2
 
 
 @pytest.mark.parametrize(
@@ -102,9 +99,7 @@ def test_quoting_arrives_intact(transport: SSHTransport) -> None:
 
 
 def test_env_input_and_failure(transport: SSHTransport) -> None:
-    res = transport.run(
-        ["sh", "-c", 'printf %s "$V"; cat'], input="from stdin", env={"V": "a 'b' $c"}
-    )
+    res = transport.run(["sh", "-c", 'printf %s "$V"; cat'], input="from stdin", env={"V": "a 'b' $c"})
     assert res.stdout == "a 'b' $cfrom stdin"
     with pytest.raises(CommandError) as err:
         transport.run(["sh", "-c", "echo out; echo 'it broke' >&2; exit 7"])
@@ -152,9 +147,7 @@ def test_auth_failure_is_explained(ssh_rig: SSHRig, tmp_path: Path) -> None:
 def test_host_key_checked_by_default(ssh_rig: SSHRig, tmp_path: Path) -> None:
     empty = tmp_path / "known_hosts"
     empty.write_text("")
-    t = SSHTransport.from_url(
-        ssh_rig.url, {"identity_file": ssh_rig.key, "known_hosts": str(empty)}
-    )
+    t = SSHTransport.from_url(ssh_rig.url, {"identity_file": ssh_rig.key, "known_hosts": str(empty)})
     with pytest.raises(ExecutorError, match="host key .* is not trusted"):
         t.run(["true"])
     t.close()

@@ -170,6 +170,7 @@ class DaskExecutor(Executor):
         self._listener: Listener | None = None
         self._flights: dict[str, _Flight] = {}
         self._ended: queue.Queue[str] = queue.Queue()
+        self._cancelled: set[str] = set()
 
     @classmethod
     def from_options(cls, options: dict[str, Any], ctx: ExecutorContext) -> DaskExecutor:
@@ -300,6 +301,7 @@ class DaskExecutor(Executor):
             flight = self._flights.pop(attempt_id, None)
             if flight is not None:
                 out.append(self._completion(flight))
+                self._cancelled.discard(attempt_id)
         return out
 
     def _completion(self, flight: _Flight) -> Completion:
@@ -315,7 +317,7 @@ class DaskExecutor(Executor):
             except ValueError:
                 outcome = Outcome.FAILED
             return Completion(aid, outcome, metrics, res.result, res.error, res.stdout, res.stderr)
-        if status == "cancelled":
+        if status == "cancelled" or (aid in self._cancelled and status != "error"):
             return Completion(aid, Outcome.CANCELLED, metrics, error="cancelled")
         return self._error_completion(aid, future, metrics)
 
@@ -344,6 +346,7 @@ class DaskExecutor(Executor):
             self._client.cancel(futures)  # type: ignore[no-untyped-call]
         for aid in attempt_ids:
             if aid in self._flights:
+                self._cancelled.add(aid)
                 self._ended.put(aid)  # done callbacks may not fire for cancelled futures
 
 

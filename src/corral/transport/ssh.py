@@ -445,7 +445,7 @@ class SSHTransport(Transport):
         """Close the connection and stop the event loop thread."""
         with self._lock:
             loop, thread = self._loop, self._thread
-            self._loop, self._thread = None, None
+            self._loop, self._thread, self._connecting = None, None, None
         if loop is None:
             return
         try:
