@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from corral.model import ShellSpec, TaskDef
 
 
-class NodeKind(str, enum.Enum):
+class NodeKind(enum.StrEnum):
     PYTHON = "python"
     SHELL = "shell"
     GATHER = "gather"
@@ -128,7 +128,7 @@ class Node:
     idx: int
     name: str
     kind: NodeKind
-    task: TaskDef | None = None
+    task: TaskDef[Any, Any] | None = None
     shell: ShellSpec | None = None
     args: tuple[Any, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
@@ -147,7 +147,7 @@ class Node:
 class ExpandSpec:
     """What a dynamic scatter maps: the task, the broadcast and the per-element arguments."""
 
-    task: TaskDef
+    task: TaskDef[Any, Any]
     source: Future
     """The future whose value is the runtime list mapped over."""
     arg_name: str

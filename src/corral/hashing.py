@@ -68,7 +68,7 @@ def _feed_ndarray(value: Any, h: Any) -> None:
     if arr.dtype == object:
         raise _Unhashable(value)
     h.update(b"A" + str(arr.dtype).encode() + repr(arr.shape).encode())
-    h.update(memoryview(arr).cast("B"))
+    h.update(arr.tobytes())
 
 
 @_feed.register(type(None))

@@ -192,16 +192,16 @@ def _expand(
         combos = itertools.product(*(v for _, v in slots))
     else:
         raise GraphError(f"task {name}: mode={mode!r} is not 'zip' or 'product'")
-    calls = []
+    calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
     for combo in combos:
         a = [_unwrap(x) for x in args]
-        k = {key: _unwrap(v) for key, v in kwargs.items()}
+        kw: dict[str, Any] = {key: _unwrap(v) for key, v in kwargs.items()}
         for (slot, _), value in zip(slots, combo, strict=True):
             if isinstance(slot, int):
                 a[slot] = value
             else:
-                k[slot] = value
-        calls.append((tuple(a), k))
+                kw[slot] = value
+        calls.append((tuple(a), kw))
     return calls
 
 

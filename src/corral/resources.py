@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from corral.errors import ResourceError
 
@@ -201,7 +201,7 @@ class Resources:
         return cls(**dict(data))
 
 
-ResourcesSpec = Union[Resources, Callable[[int], Resources], None]
+ResourcesSpec = Resources | Callable[[int], Resources] | None
 """What a task may declare: fixed resources, a function of the attempt number, or nothing."""
 
 

@@ -63,8 +63,8 @@ def run(
     file: Annotated[Path, typer.Argument(help="Pipeline file.")],
     pipeline: Annotated[str | None, typer.Argument(help="Pipeline name (if the file has several).")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Tasks running at once.")] = None,
-    executor: Annotated[str | None, typer.Option("--executor", "-e", help="Executor kind or corral.toml profile.")] = None,
-    force: Annotated[list[str] | None, typer.Option("--force", help="Rerun this task (name or glob) and everything downstream.")] = None,
+    executor: Annotated[str | None, typer.Option("--executor", "-e", help="Executor kind or corral.toml profile.")] = None,  # noqa: E501
+    force: Annotated[list[str] | None, typer.Option("--force", help="Rerun this task (name or glob) and everything downstream.")] = None,  # noqa: E501
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Rerun every task.")] = False,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Cancel everything at the first failure.")] = False,
     new: Annotated[bool, typer.Option("--new", help="Start a new run instead of resuming an unfinished one.")] = False,
@@ -149,7 +149,7 @@ def _summarise(value: Any) -> str:
 @app.command()
 def runs(workdir: WorkdirOpt = Path("."), db: DbOpt = None, as_json: JsonOpt = False,
          limit: Annotated[int, typer.Option(help="How many runs.")] = 20,
-         compare: Annotated[tuple[str, str] | None, typer.Option("--compare", help="Compare two runs: A B.")] = None) -> None:
+         compare: Annotated[tuple[str, str] | None, typer.Option("--compare", help="Compare two runs: A B.")] = None) -> None:  # noqa: E501
     """List runs, newest first (or compare two with --compare A B)."""
     try:
         store = open_store(workdir, db)
@@ -335,7 +335,7 @@ def _cancel_orphans(store: Store, run_row: dict[str, Any]) -> int:
 
 @app.command()
 def clean(workdir: WorkdirOpt = Path("."), db: DbOpt = None,
-          keep_runs: Annotated[int | None, typer.Option(help="Keep results used by the newest N runs; drop older runs.")] = None,
+          keep_runs: Annotated[int | None, typer.Option(help="Keep results used by the newest N runs; drop older runs.")] = None,  # noqa: E501
           dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would go.")] = False) -> None:
     """Garbage-collect the cache: unreferenced blobs, and results of old runs with --keep-runs."""
     try:

@@ -33,7 +33,8 @@ def report(run_id: Annotated[str, typer.Argument(help="Run id (or 'latest').")] 
 def lineage(path: Annotated[Path, typer.Argument(help="A file a task produced.")],
             workdir: WorkdirOpt = Path("."), db: DbOpt = None, as_json: JsonOpt = False) -> None:
     """Show what produced a file: tasks, code, parameters, back to the raw inputs."""
-    from corral.report.lineage import lineage as build, lineage_tree
+    from corral.report.lineage import lineage as build
+    from corral.report.lineage import lineage_tree
 
     try:
         root = build(open_store(workdir, db), path)
@@ -68,7 +69,7 @@ def why(run_id: Annotated[str, typer.Argument(help="Run id (or 'latest').")],
 
 @app.command()
 def export(run_id: Annotated[str, typer.Argument(help="Run id (or 'latest').")] = "latest",
-           ro_crate: Annotated[Path | None, typer.Option("--ro-crate", help="Write a Workflow Run RO-Crate into this directory.")] = None,
+           ro_crate: Annotated[Path | None, typer.Option("--ro-crate", help="Write a Workflow Run RO-Crate into this directory.")] = None,  # noqa: E501
            prov: Annotated[Path | None, typer.Option("--prov", help="Write W3C PROV-JSON to this file.")] = None,
            workdir: WorkdirOpt = Path("."), db: DbOpt = None) -> None:
     """Export a run's provenance (RO-Crate, PROV-JSON)."""

@@ -103,7 +103,7 @@ class Engine:
         self._persist_edges()
         self._resolve_cached(list(range(len(self.graph.nodes))))
         self._reattach()
-        for i, node in enumerate(self.graph.nodes):
+        for i in range(len(self.graph.nodes)):
             if self.state[i] == WAITING and self.waiting[i] == 0:
                 self._make_ready(i)
         self.rec.flush()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 
 
-class RunState(str, enum.Enum):
+class RunState(enum.StrEnum):
     PENDING = "pending"
     """Created, no engine has started it yet."""
     RUNNING = "running"
@@ -25,7 +25,7 @@ class RunState(str, enum.Enum):
 TERMINAL_RUN_STATES = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.CANCELLED})
 
 
-class TaskState(str, enum.Enum):
+class TaskState(enum.StrEnum):
     PENDING = "pending"
     """Waiting for its inputs or for a free slot."""
     RUNNING = "running"

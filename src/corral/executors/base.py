@@ -33,7 +33,7 @@ from typing import Any, ClassVar, Protocol
 from corral.resources import Resources
 
 
-class TaskKind(str, enum.Enum):
+class TaskKind(enum.StrEnum):
     """What an attempt runs."""
 
     PYTHON = "python"
@@ -42,7 +42,7 @@ class TaskKind(str, enum.Enum):
     """A shell command line run by ``bash -c`` (substituted values are quoted)."""
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     """How an attempt ended. Every member is terminal."""
 
     SUCCEEDED = "succeeded"
@@ -186,6 +186,7 @@ class Executor(ABC):
 
     def cancel_native(self, refs: Sequence[AttemptRef]) -> None:
         """Cancel attempts of a run whose engine is gone (``corral cancel``); default: nothing."""
+        return None
 
     def capacity(self) -> int | None:
         """How many more attempts may be submitted now; ``None`` means no limit."""
@@ -193,6 +194,7 @@ class Executor(ABC):
 
     def validate(self, resources: Resources) -> None:
         """Raise :class:`corral.errors.ResourceError` if ``resources`` cannot be honoured."""
+        return None
 
     @abstractmethod
     def shutdown(self) -> None: ...

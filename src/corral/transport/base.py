@@ -55,9 +55,12 @@ class Transport(ABC):
 
     def put(self, local: str, remote: str) -> None:
         """Copy a local file to the remote side (no-op on a shared file system)."""
+        return None
 
     def get(self, remote: str, local: str) -> None:
         """Copy a remote file to the local side (no-op on a shared file system)."""
+        return None
 
     def close(self) -> None:
         """Release connections."""
+        return None
