@@ -9,11 +9,13 @@ alone, so that killing its worker to enforce the limit hurts no other task. Shel
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import os
 import pickle
 import signal
 import subprocess
+import sys
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -228,7 +230,8 @@ class LocalExecutor(Executor):
             spec.workdir / STDERR_FILE, "wb"
         ) as err:
             proc = subprocess.Popen(  # noqa: S603 - argv list; the command is the task's own
-                shell_argv(payload.command), cwd=spec.cwd, stdout=out, stderr=err,
+                launcher_argv(spec.workdir / RUSAGE_FILE, shell_argv(payload.command)),
+                cwd=spec.cwd, stdout=out, stderr=err,
                 stdin=subprocess.DEVNULL, start_new_session=True,
                 env={**os.environ, **spec.env} if spec.env else None,
             )
@@ -288,9 +291,12 @@ class LocalExecutor(Executor):
 
     def _shell_completion(self, sh: _Shell, ru: Any) -> Completion:
         code = sh.proc.returncode
+        usage = _read_rusage(sh.spec.workdir / RUSAGE_FILE)
         metrics = Metrics(
-            started=sh.started, ended=time.time(), cpu_user=ru.ru_utime, cpu_system=ru.ru_stime,
-            peak_rss=ru.ru_maxrss * 1024, exit_code=code, host=hostname(),
+            started=sh.started, ended=time.time(),
+            cpu_user=usage.get("cpu_user", ru.ru_utime),
+            cpu_system=usage.get("cpu_system", ru.ru_stime),
+            peak_rss=usage.get("peak_rss", ru.ru_maxrss * 1024), exit_code=code, host=hostname(),
         )
         attempt_id = sh.spec.attempt_id
         limit = sh.limit_outcome
@@ -324,6 +330,50 @@ class LocalExecutor(Executor):
             verdict = _over_limit(spec, w.since, w.proc.pid, now)
             if verdict is not None:
                 self._kill_worker(w, verdict[0], verdict[1], set(w.running))
+
+
+RUSAGE_FILE = "rusage.json"
+
+# A process started by exec from a fork of the engine inherits the engine's memory high-water
+# mark in its ru_maxrss, so wait4 on a command spawned by the engine reports at least the
+# engine's size. The command is therefore started by this tiny launcher, which forks it, reaps it
+# with wait4 and writes the command's own rusage to a file; then exits as the command did.
+_LAUNCHER = """
+import json, os, signal, sys
+out, argv = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(argv[0], argv)
+    finally:
+        os._exit(127)
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, lambda s, f: os.kill(pid, s))
+_, status, ru = os.wait4(pid, 0)
+with open(out + ".tmp", "w") as fh:
+    json.dump({"peak_rss": ru.ru_maxrss * 1024, "cpu_user": ru.ru_utime,
+               "cpu_system": ru.ru_stime}, fh)
+os.replace(out + ".tmp", out)
+if os.WIFSIGNALED(status):
+    sig = os.WTERMSIG(status)
+    signal.signal(sig, signal.SIG_DFL)
+    os.kill(os.getpid(), sig)
+os._exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def launcher_argv(rusage_file: Any, argv: list[str]) -> list[str]:
+    """Run ``argv`` under the launcher that records its exact rusage in ``rusage_file``."""
+    return [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(rusage_file), *argv]
+
+
+def _read_rusage(path: Any) -> dict[str, Any]:
+    try:
+        with open(path) as fh:
+            data: dict[str, Any] = json.load(fh)
+        return data
+    except (OSError, ValueError):
+        return {}
 
 
 def _limited(spec: TaskSpec) -> bool:
