@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
+import posixpath
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -69,6 +70,8 @@ WORKER_LOG = "worker.log"
 LAUNCH_FILE = "ssh-launch.json"
 """Written to the local attempt dir after launch: what re-attach and ``corral cancel`` need."""
 _JSON_TAG = "CORRAL-JSON:"
+_FETCHED = (RESULT_FILE, MARKER_FILE, STARTED_FILE, STDOUT_FILE, STDERR_FILE, WORKER_LOG)
+"""Files of a finished attempt copied back when the file system is not shared."""
 MIN_INTERVAL = 0.25
 
 # Runs on the host with the remote python (stdlib only). argv[1] is the action; stdin is a JSON
@@ -208,8 +211,7 @@ def parse_settings(options: Mapping[str, Any]) -> SSHExecutorSettings:
     unknown = sorted(set(options) - set(_SETTING_NAMES))
     if unknown:
         raise ConfigError(
-            f"unknown ssh executor option(s) {', '.join(unknown)}; "
-            f"valid options are {', '.join(_SETTING_NAMES)}"
+            f"unknown ssh executor option(s) {', '.join(unknown)}; valid options are {', '.join(_SETTING_NAMES)}"
         )
     hosts = options.get("hosts")
     if isinstance(hosts, str):
@@ -313,7 +315,7 @@ def completion_from_marker(att: _Attempt, marker: Mapping[str, Any]) -> Completi
     metrics.submitted = att.submitted
     metrics.native_id = att.native_id if att.host else None
     try:
-        outcome = Outcome(marker.get("outcome"))
+        outcome = Outcome(str(marker.get("outcome")))
     except ValueError:
         outcome = Outcome.FAILED
     result_path = att.local_dir / RESULT_FILE
@@ -367,9 +369,7 @@ class SSHExecutor(Executor):
         self._hosts = hosts
         return hosts
 
-    def _helper(
-        self, host: _Host, action: str, items: list[dict[str, Any]], timeout: float = 60.0
-    ) -> dict[str, Any]:
+    def _helper(self, host: _Host, action: str, items: list[dict[str, Any]], timeout: float = 60.0) -> dict[str, Any]:
         """Run the remote helper on ``host`` for ``items``; one SSH command."""
         res = host.transport.run(
             [self.settings.python, "-c", REMOTE_HELPER, action],
@@ -379,9 +379,7 @@ class SSHExecutor(Executor):
         try:
             return parse_answer(res.stdout)
         except ValueError as exc:
-            raise CommandError(
-                res.argv[:1] + [action], res.returncode, res.stdout, str(exc)
-            ) from exc
+            raise CommandError(res.argv[:1] + [action], res.returncode, res.stdout, str(exc)) from exc
 
     def _probe(self, host: _Host) -> None:
         info = self._helper(host, "probe", [{"id": "probe"}])["probe"]
@@ -416,11 +414,12 @@ class SSHExecutor(Executor):
 
     # ------------------------------------------------------------------ paths and validation
 
-    def _remote_paths(self, host: _Host, attempt_id: str, local_dir: Path) -> tuple[str, str]:
+    def _remote_paths(self, host: _Host, att_id: str, local: Path, cwd: Path) -> tuple[str, str]:
+        """Attempt directory and task directory of an attempt on ``host``."""
         if self.settings.shared_filesystem:
-            return str(local_dir), str(self.ctx.cwd)
+            return str(local), str(cwd)
         base = f"{host.root}/{self.ctx.run_id}"
-        return f"{base}/{attempt_id}", f"{base}/cwd"
+        return f"{base}/{att_id}", f"{base}/cwd"
 
     def validate(self, resources: Resources) -> None:
         if resources.nodes > 1:
@@ -489,7 +488,7 @@ class SSHExecutor(Executor):
             self._pending.popleft()
             att.host = host
             host.used += att.slots
-            att.remote_dir, att.remote_cwd = self._remote_paths(host, att.attempt_id, att.local_dir)
+            att.remote_dir, att.remote_cwd = self._remote_paths(host, att.attempt_id, att.local_dir, att.local_cwd)
             by_host.setdefault(host.label, []).append(att)
         for label, atts in by_host.items():
             self._launch_on(self._hosts[label], atts)
@@ -568,11 +567,7 @@ class SSHExecutor(Executor):
             self._launch_pending()
             if self._running and time.monotonic() >= self._next_check:
                 changed = self._check_all()
-                self._interval = (
-                    MIN_INTERVAL
-                    if changed
-                    else min(self._interval * 1.5, self.settings.poll_interval)
-                )
+                self._interval = MIN_INTERVAL if changed else min(self._interval * 1.5, self.settings.poll_interval)
                 self._next_check = time.monotonic() + self._interval
             if self._done:
                 done, self._done = self._done, []
@@ -594,9 +589,7 @@ class SSHExecutor(Executor):
 
     def _status(self, host: _Host, atts: Sequence[_Attempt]) -> dict[str, Any]:
         """Alive, exit marker, start record (and log tail if gone) of ``atts``: one command."""
-        items = [
-            {"id": a.attempt_id, "dir": a.remote_dir, "pid": a.pid, "log": a.log} for a in atts
-        ]
+        items = [{"id": a.attempt_id, "dir": a.remote_dir, "pid": a.pid, "log": a.log} for a in atts]
         return self._helper(host, "status", items)
 
     def _check_host(self, host: _Host, atts: list[_Attempt]) -> None:
@@ -667,11 +660,7 @@ class SSHExecutor(Executor):
         ):
             att.stop_reason, att.stop_at = Outcome.TIMEOUT, now
             self._signal([att], "SIGTERM")
-        elif (
-            att.stop_at is not None
-            and not att.killed
-            and now - att.stop_at > self.settings.kill_grace
-        ):
+        elif att.stop_at is not None and not att.killed and now - att.stop_at > self.settings.kill_grace:
             att.killed = True
             self._signal([att], "SIGKILL")
 
@@ -680,19 +669,10 @@ class SSHExecutor(Executor):
         if not self.settings.shared_filesystem:
             pairs: list[tuple[str, str]] = []
             for att, marker in finished:
-                for name in (
-                    RESULT_FILE,
-                    MARKER_FILE,
-                    STARTED_FILE,
-                    STDOUT_FILE,
-                    STDERR_FILE,
-                    WORKER_LOG,
-                ):
-                    pairs.append((f"{att.remote_dir}/{name}", str(att.local_dir / name)))
+                pairs.extend((f"{att.remote_dir}/{n}", str(att.local_dir / n)) for n in _FETCHED)
                 if marker.get("outcome") == Outcome.SUCCEEDED.value:
-                    pairs.extend(
-                        (f"{att.remote_cwd}/{o}", str(att.local_cwd / o)) for o in att.outputs
-                    )
+                    # absolute outputs are fetched from the same path on the host
+                    pairs.extend((posixpath.join(att.remote_cwd, o), str(att.local_cwd / o)) for o in att.outputs)
             try:
                 host.transport.get_many(pairs)
             except CorralError as exc:
@@ -716,10 +696,7 @@ class SSHExecutor(Executor):
             if att.host is not None and att.pid:
                 by_host.setdefault(att.host.label, []).append(att)
         for label, group in by_host.items():
-            items = [
-                {"id": a.attempt_id, "dir": a.remote_dir, "pid": a.pid, "signal": signame}
-                for a in group
-            ]
+            items = [{"id": a.attempt_id, "dir": a.remote_dir, "pid": a.pid, "signal": signame} for a in group]
             try:
                 self._helper(self._hosts[label], "signal", items)
             except CorralError as exc:
@@ -749,7 +726,7 @@ class SSHExecutor(Executor):
             record = json.loads((ref.workdir / LAUNCH_FILE).read_bytes())
         except (OSError, ValueError):
             record = {}
-        remote_dir, remote_cwd = self._remote_paths(host, ref.attempt_id, ref.workdir)
+        remote_dir, remote_cwd = self._remote_paths(host, ref.attempt_id, ref.workdir, self.ctx.cwd)
         return _Attempt(
             attempt_id=ref.attempt_id,
             local_dir=ref.workdir,
