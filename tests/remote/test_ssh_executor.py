@@ -67,6 +67,7 @@ def make_executor(ssh_rig: SSHRig, workspace: Workspace) -> Iterator[Factory]:
 
     yield make
     for executor in made:
+        executor.cancel(list(executor._running))  # a failed test leaves no sleeping worker
         executor.shutdown()
 
 
