@@ -3,6 +3,7 @@
     python bench/overhead.py              # full size (a minute or two on 2 cores)
     python bench/overhead.py --quick      # small counts, a smoke test
     python bench/overhead.py --markdown   # a markdown table for docs/benchmarks.md
+    python bench/overhead.py --only 1,4 --repeat 3 --profile prof/   # some rows, profiled
 
 Rows:
 
@@ -11,6 +12,7 @@ Rows:
 2. 1,000 ``true`` shell tasks, 2 at a time: Corral vs ``xargs -P2``. Goal: Corral under 1 s.
 3. Littlewood degree 16, size 200: ``corral run`` with 2 workers vs the sequential script,
    both as fresh subprocesses (end to end), then both in this process. Goal: <= 0.5x.
+   The full benchmark adds degree 18 (four times the work) to show the fixed costs amortised.
 4. Build and plan a graph of 100,000 independent tasks plus one gather (goal < 3 s), and
    re-check a completed 10,000-task run where everything is cached (goal < 0.5 s).
 
@@ -159,7 +161,18 @@ def plan_graph(pipe: Any, params: dict[str, Any], where: Path) -> Any:
     return corral.plan(pipe, params, workdir=where)
 
 
-def errors_as_none(label: str, fn: Callable[[], float], errors: list[str]) -> float | None:
+PROFILE_DIR: Path | None = None
+"""When set (``--profile DIR``), each Corral half runs under cProfile and is dumped there."""
+
+
+def corral_half(label: str, fn: Callable[[], float], errors: list[str]) -> float | None:
+    """Run a Corral measurement; an error is recorded (and shown as n/a), not raised."""
+    profiler = None
+    if PROFILE_DIR is not None:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     try:
         return fn()
     except Exception as exc:  # a missing or broken engine must not hide the peer numbers
@@ -170,6 +183,12 @@ def errors_as_none(label: str, fn: Callable[[], float], errors: list[str]) -> fl
         if os.environ.get("CORRAL_BENCH_TRACEBACK"):
             traceback.print_exc()
         return None
+    finally:
+        if profiler is not None and PROFILE_DIR is not None:
+            profiler.disable()
+            PROFILE_DIR.mkdir(parents=True, exist_ok=True)
+            slug = "".join(c if c.isalnum() else "-" for c in label)
+            profiler.dump_stats(PROFILE_DIR / f"{slug}.prof")
 
 
 # -- peers
@@ -281,73 +300,74 @@ def corral_recheck(n: int) -> float:
 
 # ---------------------------------------------------------------------------- the table
 
-def measure(sizes: Sizes, repeat: int, errors: list[str]) -> list[Row]:
-    rows: list[Row] = []
-    n = sizes.noop_tasks
-    rows.append(Row(
-        f"{n:,} no-op Python tasks, {JOBS} workers",
-        errors_as_none("no-op tasks", lambda: best_of(repeat, lambda: corral_noops(n)), errors),
-        best_of(repeat, lambda: peer_pool(n)),
-        f"ProcessPoolExecutor({JOBS})",
-        ">= 0.5x pool throughput (ratio <= 2)",
-        lambda c, p: p is not None and c <= 2 * p,
-    ))
-    n = sizes.shell_tasks
-    rows.append(Row(
-        f"{n:,} `true` shell tasks, {JOBS} at a time",
-        errors_as_none("shell tasks", lambda: best_of(repeat, lambda: corral_trues(n)), errors),
-        best_of(repeat, lambda: peer_xargs(n)),
-        f"xargs -P{JOBS}",
-        "Corral < 1 s",
-        lambda c, p: c < 1.0,
-    ))
-    label = f"Littlewood degree {sizes.degree}, size {sizes.size}"
+def littlewood_rows(
+    degree: int, size: int, repeat: int, errors: list[str], in_process: bool
+) -> list[Row]:
+    sizes = Sizes(0, 0, degree, size, 0, 0)
+    label = f"Littlewood degree {degree}, size {size}"
+    goal = "<= 0.5x sequential"
     with tempfile.TemporaryDirectory(prefix="corral-bench-seq-") as d:
         out = Path(d) / "seq.png"
         seq_cli = best_of(repeat, lambda: sequential_subprocess(sizes, out))
-        seq_inproc = best_of(repeat, lambda: sequential_inprocess(sizes, out))
-    rows.append(Row(
+        seq_inproc = best_of(repeat, lambda: sequential_inprocess(sizes, out)) if in_process else 0
+    rows = [Row(
         f"{label} (CLI, end to end)",
-        errors_as_none(
-            "littlewood CLI",
-            lambda: best_of(repeat, lambda: corral_littlewood_subprocess(sizes)),
-            errors,
-        ),
-        seq_cli,
-        "sequential.py",
-        "<= 0.5x sequential",
-        lambda c, p: p is not None and c <= 0.5 * p,
-    ))
-    rows.append(Row(
-        f"{label} (in process)",
-        errors_as_none(
-            "littlewood in process",
-            lambda: best_of(repeat, lambda: corral_littlewood_inprocess(sizes)),
-            errors,
-        ),
-        seq_inproc,
-        "sequential, in process",
-        "<= 0.5x sequential",
-        lambda c, p: p is not None and c <= 0.5 * p,
-    ))
-    n = sizes.plan_tasks
-    rows.append(Row(
-        f"Build + plan {n:,} tasks + 1 gather",
-        errors_as_none("plan", lambda: best_of(repeat, lambda: corral_plan(n)), errors),
-        None,
-        "-",
-        "< 3 s",
-        lambda c, p: c < 3.0,
-    ))
-    n = sizes.recheck_tasks
-    rows.append(Row(
-        f"Re-check {n:,} cached tasks",
-        errors_as_none("recheck", lambda: best_of(repeat, lambda: corral_recheck(n)), errors),
-        None,
-        "-",
-        "< 0.5 s",
-        lambda c, p: c < 0.5,
-    ))
+        corral_half(f"littlewood {degree} CLI",
+                    lambda: best_of(repeat, lambda: corral_littlewood_subprocess(sizes)), errors),
+        seq_cli, "sequential.py", goal, lambda c, p: p is not None and c <= 0.5 * p,
+    )]
+    if in_process:
+        rows.append(Row(
+            f"{label} (in process)",
+            corral_half(f"littlewood {degree} in process",
+                        lambda: best_of(repeat, lambda: corral_littlewood_inprocess(sizes)),
+                        errors),
+            seq_inproc, "sequential, in process", goal,
+            lambda c, p: p is not None and c <= 0.5 * p,
+        ))
+    return rows
+
+
+def measure(sizes: Sizes, repeat: int, errors: list[str], only: set[int], extra: bool
+            ) -> list[Row]:
+    rows: list[Row] = []
+    if 1 in only:
+        n = sizes.noop_tasks
+        rows.append(Row(
+            f"{n:,} no-op Python tasks, {JOBS} workers",
+            corral_half("no-op tasks", lambda: best_of(repeat, lambda: corral_noops(n)), errors),
+            best_of(repeat, lambda: peer_pool(n)),
+            f"ProcessPoolExecutor({JOBS})",
+            ">= 0.5x pool throughput (ratio <= 2)",
+            lambda c, p: p is not None and c <= 2 * p,
+        ))
+    if 2 in only:
+        n = sizes.shell_tasks
+        rows.append(Row(
+            f"{n:,} `true` shell tasks, {JOBS} at a time",
+            corral_half("shell tasks", lambda: best_of(repeat, lambda: corral_trues(n)), errors),
+            best_of(repeat, lambda: peer_xargs(n)),
+            f"xargs -P{JOBS}",
+            "Corral < 1 s",
+            lambda c, p: c < 1.0,
+        ))
+    if 3 in only:
+        rows += littlewood_rows(sizes.degree, sizes.size, repeat, errors, in_process=True)
+        if extra:  # a heavier run, to see the fixed costs amortised
+            rows += littlewood_rows(sizes.degree + 2, sizes.size, repeat, errors, in_process=False)
+    if 4 in only:
+        n = sizes.plan_tasks
+        rows.append(Row(
+            f"Build + plan {n:,} tasks + 1 gather",
+            corral_half("plan", lambda: best_of(repeat, lambda: corral_plan(n)), errors),
+            None, "-", "< 3 s", lambda c, p: c < 3.0,
+        ))
+        n = sizes.recheck_tasks
+        rows.append(Row(
+            f"Re-check {n:,} cached tasks",
+            corral_half("recheck", lambda: best_of(repeat, lambda: corral_recheck(n)), errors),
+            None, "-", "< 0.5 s", lambda c, p: c < 0.5,
+        ))
     return rows
 
 
@@ -399,12 +419,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small counts (a smoke test)")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
     parser.add_argument("--repeat", type=int, default=1, help="best of N runs (default 1)")
+    parser.add_argument("--only", default="1,2,3,4",
+                        help="comma-separated workloads to run, of 1-4 (default: all)")
+    parser.add_argument("--no-extra", action="store_true",
+                        help="skip the heavier Littlewood run (degree + 2) of the full benchmark")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="profile each Corral measurement with cProfile into DIR/*.prof "
+                             "(times are then inflated)")
     ns = parser.parse_args(argv)
+    global PROFILE_DIR
+    PROFILE_DIR = ns.profile
+    try:
+        only = {int(x) for x in ns.only.split(",") if x.strip()}
+    except ValueError:
+        parser.error(f"--only {ns.only!r}: give workload numbers like 1,3")
+    if not only <= {1, 2, 3, 4}:
+        parser.error(f"--only {ns.only!r}: workloads are numbered 1 to 4")
     sizes = QUICK if ns.quick else FULL
     errors: list[str] = []
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
-    rows = measure(sizes, max(1, ns.repeat), errors)
+    rows = measure(sizes, max(1, ns.repeat), errors, only, extra=not ns.quick and not ns.no_extra)
     elapsed = time.perf_counter() - start
     title = (f"Corral overhead ({'quick' if ns.quick else 'full'}, {os.cpu_count()} CPUs, "
              f"Python {sys.version.split()[0]}, best of {max(1, ns.repeat)}, "
