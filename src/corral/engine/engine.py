@@ -93,6 +93,8 @@ class Engine:
         self.errors: list[str] = []
         self._last_control = 0.0
         self._forced: set[int] = set()
+        self._ran_here: set[int] = set()
+        """Nodes that already succeeded in this run (before a resume), with the same key."""
 
     # ------------------------------------------------------------------ set-up
 
@@ -146,6 +148,8 @@ class Engine:
             if old is None:
                 fresh.append(row)
             else:
+                if old["state"] == TaskState.SUCCEEDED.value and old["key"] == node.key:
+                    self._ran_here.add(node.idx)
                 self.task_id[node.idx] = old["id"]
                 self.attempt_no[node.idx] = old["attempts"]
                 changed.append({"_id": old["id"], **{k: row[k] for k in ("idx", "key", "params")}})
@@ -188,6 +192,10 @@ class Engine:
             key = nodes[i].key
             if key in found and self._outputs_ok(nodes[i], outputs.get(key, {})):
                 self.state[i] = DONE
+                if i in self._ran_here:  # resumed: it ran in this very run, keep it so
+                    self.progress.done += 1
+                    self.rec.task(self.task_id[i], state=TaskState.SUCCEEDED.value, cached=False)
+                    continue
                 self.progress.cached += 1
                 self.rec.task(self.task_id[i], state=TaskState.CACHED.value, cached=True)
         for i in idxs:
