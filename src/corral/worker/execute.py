@@ -55,6 +55,27 @@ class ShellPayload:
     """Declared output paths that must exist after a successful exit."""
 
 
+@dataclass(frozen=True)
+class ResultRef:
+    """Stands for an upstream result not known when the payload was written (detached mode):
+    the worker loads ``cloudpickle.loads(Path(path).read_bytes())`` in its place."""
+
+    path: str
+
+
+def resolve_refs(value: Any) -> Any:
+    """A copy of ``value`` with every :class:`ResultRef` (in lists, tuples, dicts) loaded."""
+    if isinstance(value, ResultRef):
+        return cloudpickle.loads(Path(value.path).read_bytes())
+    if isinstance(value, list):
+        return [resolve_refs(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(resolve_refs(v) for v in value)
+    if isinstance(value, dict):
+        return {k: resolve_refs(v) for k, v in value.items()}
+    return value
+
+
 @dataclass
 class AttemptResult:
     """What running a payload produced."""
@@ -110,7 +131,7 @@ def run_python(payload: PythonPayload, capture: bool = True) -> AttemptResult:
     outcome, result, error = "succeeded", None, None
     try:
         func = load_function(payload)
-        args, kwargs = cloudpickle.loads(payload.args)
+        args, kwargs = resolve_refs(cloudpickle.loads(payload.args))
         if capture:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 value = func(*args, **kwargs)

@@ -1,0 +1,93 @@
+"""``corral export``: write a pipeline as a standalone, readable batch-submission script.
+
+The script (``pipeline.sh``) submits one job per task with the scheduler's own dependency
+syntax; the job scripts are written beside it in ``pipeline.jobs/``. They are the same job
+scripts and payload files detached mode submits, so each job runs the real task with
+``python -m corral.worker``. The run is recorded in the store (state ``exported``); after
+the script ran, ``corral status`` (:func:`corral.engine.detach.reconcile`) records results.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from corral.engine.detach import EXPORTED, _attempt_row, _save_state, prepare_jobs
+from corral.engine.states import RunState
+from corral.errors import UsageError
+
+if TYPE_CHECKING:
+    from corral.api import RunConfig
+    from corral.model import Pipeline
+
+FORMATS = ("sbatch", "sge")
+_KIND = {"sbatch": "slurm", "slurm": "slurm", "sge": "sge", "qsub": "sge"}
+_PARSE = {
+    # sbatch --parsable prints "ID" or "ID;cluster"; qsub -terse prints "ID"
+    "slurm": '{var}="${{{var}%%;*}}"',
+    "sge": '{var}="${{{var}%%.*}}"',
+}
+
+
+def export_script(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: RunConfig,
+                  dest: Path, fmt: str = "sbatch") -> Path:
+    """Write ``dest`` (e.g. ``pipeline.sh``) and ``<dest stem>.jobs/job_N.sh``; return ``dest``.
+
+    ``fmt`` is ``sbatch`` (SLURM) or ``sge``. Cached tasks are left out (their values are
+    already in the store). Raises :class:`UsageError` for dynamic scatters."""
+    kind = _KIND.get(fmt)
+    if kind is None:
+        raise UsageError(f"export format {fmt!r} is not one of {', '.join(FORMATS)}")
+    dest = Path(dest).resolve()
+    p = prepare_jobs(pipeline, params, cfg, kind=kind)
+    try:
+        jobs_dir = dest.parent / f"{dest.stem}.jobs"
+        jobs_dir.mkdir(parents=True, exist_ok=True)
+        lines = [
+            "#!/usr/bin/env bash",
+            f"# Pipeline {pipeline.name!r}, exported by corral for {kind} "
+            f"on {time.strftime('%Y-%m-%d %H:%M:%S')}.",
+            f"# Run {p.run_id}; working directory {p.engine.plan.cwd}.",
+            "# Submits one job per task; each job waits for the jobs it needs (afterok).",
+            "# Job scripts: " + str(jobs_dir) + "; task payloads: " + str(p.work_root),
+            f"# After the jobs ended, `corral status {p.run_id}` records their results.",
+            "set -euo pipefail",
+            f"cd {shlex.quote(str(jobs_dir))}",
+            "",
+        ]
+        for job in p.jobs:
+            n = job.task.idx
+            script = jobs_dir / f"job_{n}.sh"
+            script.write_text(job.script)
+            script.chmod(0o755)
+            argv = p.executor.submit_argv(script.name, [f"__JID_{d}__" for d in job.deps])
+            cmd = " ".join(shlex.quote(a) for a in argv)
+            for d in job.deps:
+                cmd = cmd.replace(f"__JID_{d}__", f"$jid_{d}")
+            var = f"jid_{n}"
+            lines.append(f"# {job.task.name}")
+            lines.append(f"{var}=$({cmd})")
+            lines.append(_PARSE[kind].format(var=var))
+            lines.append(f'echo "{job.task.name}: job ${var}"')
+            p.engine.rec.attempt_new(_attempt_row(p, job, None, "submitted"))
+        if not p.jobs:
+            lines.append("echo 'every task is cached: nothing to submit'")
+        dest.write_text("\n".join(lines) + "\n")
+        dest.chmod(0o755)
+        p.engine.rec.flush()
+        _save_state(p)
+    except BaseException:
+        p.store.release_run(p.run_id, state=RunState.FAILED.value, finished_at=time.time(),
+                            error="export failed")
+        raise
+    finally:
+        p.executor.shutdown()
+    final = EXPORTED if p.jobs else RunState.SUCCEEDED.value
+    p.store.release_run(p.run_id, state=final)
+    return dest
+
+
+__all__ = ["FORMATS", "export_script"]
