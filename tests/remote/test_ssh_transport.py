@@ -153,6 +153,17 @@ def test_host_key_checked_by_default(ssh_rig: SSHRig, tmp_path: Path) -> None:
     t.close()
 
 
+def test_missing_key_files_are_config_errors(ssh_rig: SSHRig, tmp_path: Path) -> None:
+    for options in (
+        {"identity_file": str(tmp_path / "nokey"), "known_hosts": None},
+        {"identity_file": ssh_rig.key, "known_hosts": str(tmp_path / "no_known_hosts")},
+    ):
+        t = SSHTransport.from_url(ssh_rig.url, options)
+        with pytest.raises(ConfigError, match="does not exist"):
+            t.run(["true"])
+        t.close()
+
+
 def test_connection_refused_is_transient() -> None:
     t = SSHTransport.from_url("ssh://nobody@127.0.0.1:1", {"connect_timeout": 3})
     with pytest.raises(CommandError) as err:

@@ -104,9 +104,7 @@ def _known_hosts(value: Any) -> str | None:
     if value is None or (isinstance(value, str) and value.lower() in _DISABLED):
         return None
     if not isinstance(value, str) or not value:
-        raise ConfigError(
-            f"ssh option known_hosts={value!r} must be a file path, or 'none' to disable checking"
-        )
+        raise ConfigError(f"ssh option known_hosts={value!r} must be a file path, or 'none' to disable checking")
     return value
 
 
@@ -114,10 +112,7 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
     """Validate connection options (see :class:`SSHSettings`); unknown keys are a ConfigError."""
     unknown = sorted(set(options) - set(_OPTION_NAMES))
     if unknown:
-        raise ConfigError(
-            f"unknown ssh option(s) {', '.join(unknown)}; "
-            f"valid options are {', '.join(_OPTION_NAMES)}"
-        )
+        raise ConfigError(f"unknown ssh option(s) {', '.join(unknown)}; valid options are {', '.join(_OPTION_NAMES)}")
     out: dict[str, Any] = {}
     for name, value in options.items():
         if name == "identity_file":
@@ -150,18 +145,12 @@ def parse_transport_url(url: str, defaults: Mapping[str, Any] | None = None) -> 
     try:
         port = parts.port or 22
     except ValueError:
-        raise ConfigError(
-            f"transport {url!r} has an invalid port; write ssh://user@host:22"
-        ) from None
+        raise ConfigError(f"transport {url!r} has an invalid port; write ssh://user@host:22") from None
     if not parts.hostname or parts.path not in ("", "/") or parts.password is not None:
-        raise ConfigError(
-            f"transport {url!r} is not of the form ssh://user@host:port (no path, no password)"
-        )
+        raise ConfigError(f"transport {url!r} is not of the form ssh://user@host:port (no path, no password)")
     merged: dict[str, Any] = dict(defaults or {})
     merged.update(parse_qsl(parts.query, keep_blank_values=True))
-    return SSHSettings(
-        host=parts.hostname, port=port, user=parts.username or None, **check_options(merged)
-    )
+    return SSHSettings(host=parts.hostname, port=port, user=parts.username or None, **check_options(merged))
 
 
 def remote_command(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
@@ -206,9 +195,7 @@ class SSHTransport(Transport):
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                thread = threading.Thread(
-                    target=loop.run_forever, name=f"corral-ssh-{self.settings.host}", daemon=True
-                )
+                thread = threading.Thread(target=loop.run_forever, name=f"corral-ssh-{self.settings.host}", daemon=True)
                 thread.start()
                 self._loop, self._thread = loop, thread
             return self._loop
@@ -243,12 +230,13 @@ class SSHTransport(Transport):
         if s.user:
             opts["username"] = s.user
         if s.identity_file:
-            opts["client_keys"] = [os.path.expanduser(s.identity_file)]
+            opts["client_keys"] = [_existing("identity_file", s.identity_file, "")]
         if s.known_hosts is None:
             log.warning("host key checking is disabled for %s (known_hosts=None)", s.label)
             opts["known_hosts"] = None
         else:
-            opts["known_hosts"] = os.path.expanduser(s.known_hosts)
+            fix = f"; create it with ssh-keyscan -p {s.port} {s.host} >> {s.known_hosts}"
+            opts["known_hosts"] = _existing("known_hosts", s.known_hosts, fix)
         return opts
 
     async def _connection(self) -> asyncssh.SSHClientConnection:
@@ -456,6 +444,14 @@ class SSHTransport(Transport):
         if thread is not None:
             thread.join(5.0)
         loop.close()
+
+
+def _existing(option: str, path: str, fix: str) -> str:
+    """``path`` with ``~`` expanded; a ConfigError if the file does not exist."""
+    full = os.path.expanduser(path)
+    if not os.path.isfile(full):
+        raise ConfigError(f"ssh option {option}: file {path} does not exist{fix}")
+    return full
 
 
 def _text(value: object) -> str:
