@@ -19,7 +19,7 @@ import corral
 from corral.api import RunConfig
 from corral.engine.detach import load_state, reconcile, submit_detached
 from corral.errors import UsageError
-from corral.export import export_script
+from corral.export import export_run, export_script
 from corral.store import Store
 
 PIPE = '''
@@ -189,6 +189,21 @@ def test_export_script_text(tmp_path: Path) -> None:
                         tmp_path / "sge" / "pipeline.sh", fmt="sge")
     assert "qsub -terse -hold_jid $jid_" in sge.read_text()
     assert subprocess.run(["bash", "-n", str(sge)]).returncode == 0  # noqa: S603
+
+
+def test_export_run_by_id(tmp_path: Path) -> None:
+    pipe = _load(tmp_path, "chain")
+    cfg = _cfg(tmp_path, "local")
+    cfg.source = str(tmp_path / "pipe_detach.py")
+    first = Path(export_script(pipe, {}, cfg, tmp_path / "a.sh"))
+    run_id = Store.open(tmp_path).list_runs(1)[0]["id"]
+    second = export_run(tmp_path, run_id, tmp_path / "b.sh")
+    assert second.read_text().count("$(sbatch") == first.read_text().count("$(sbatch") == 6
+    # a run started from the API (source "module:name") has no file to load again
+    export_script(_load(tmp_path, "broken"), {}, _cfg(tmp_path, "local"), tmp_path / "d.sh")
+    api_run = Store.open(tmp_path).list_runs(1)[0]["id"]
+    with pytest.raises(UsageError, match="not a pipeline file"):
+        export_run(tmp_path, api_run, tmp_path / "c.sh")
 
 
 @pytest.mark.slurm

@@ -90,4 +90,23 @@ def export_script(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: 
     return dest
 
 
-__all__ = ["FORMATS", "export_script"]
+def export_run(workdir: Path, run_id: str, dest: Path, fmt: str = "sbatch",
+               db: str | None = None) -> Path:
+    """``corral export RUN``: export the pipeline and parameters of an existing run (its
+    pipeline file is loaded again) as a new run; see :func:`export_script`."""
+    from corral.api import RunConfig, load_pipeline
+    from corral.store import Store
+
+    run = Store.open(Path(workdir), db).get_run(run_id)
+    source = run["source"] or ""
+    if not Path(source).is_file():
+        raise UsageError(
+            f"run {run['id']} came from {source!r}, not a pipeline file; export the pipeline "
+            "with corral.export.export_script"
+        )
+    pipeline = load_pipeline(source, run["pipeline"])
+    cfg = RunConfig(workdir=Path(run["workdir"]), db=db, source=source, new=True)
+    return export_script(pipeline, run["params"] or {}, cfg, dest, fmt)
+
+
+__all__ = ["FORMATS", "export_run", "export_script"]
