@@ -20,14 +20,15 @@ import cloudpickle
 import pytest
 
 from corral.executors import create_executor, executor_class
-from corral.executors.base import Completion, ExecutorContext, TaskKind, TaskSpec
+from corral.executors.base import AttemptRef, Completion, ExecutorContext, TaskKind, TaskSpec
 from corral.executors.batch.base import BatchExecutor
 from corral.executors.batch.settings import parse_settings
 from corral.resources import Resources
 from corral.transport.base import Transport
 from corral.worker.execute import PythonPayload, ShellPayload
 
-FAKES = Path(__file__).resolve().parent.parent / "fakes"
+TESTS = Path(__file__).resolve().parent.parent
+FAKES = TESTS / "fakes"
 REAL = {"slurm": ("sbatch", ["sinfo", "-h"]), "sge": ("qsub", ["qstat", "-f"])}
 FAST = {
     "poll_interval": 0.2,
@@ -93,6 +94,7 @@ class Harness:
         )
         self.listener = Recorder()
         self.counter = 0
+        self.executors: list[BatchExecutor] = []
 
     def executor(self, transport: Transport | None = None, **options: Any) -> BatchExecutor:
         """An executor with fast test intervals, started with this harness's listener."""
@@ -105,12 +107,25 @@ class Harness:
             ex = cls(settings, self.ctx, transport)
         assert isinstance(ex, BatchExecutor)
         ex.start(self.listener)
+        self.executors.append(ex)
         return ex
+
+    def cleanup(self) -> None:
+        """Cancel whatever jobs a failed test left on the cluster; shut executors down."""
+        if self.executors and self.listener.native:
+            refs = [
+                AttemptRef(aid, native, self.root, None)
+                for aid, native in self.listener.native.items()
+            ]
+            self.executors[-1].cancel_native(refs)
+        for ex in self.executors:
+            ex.shutdown()
 
     def py(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bytes:
         module = sys.modules.get(fn.__module__)
-        if module is not None and fn.__module__ != "__main__":
-            cloudpickle.register_pickle_by_value(module)
+        source = getattr(module, "__file__", None) or ""
+        if module is not None and Path(source).resolve().is_relative_to(TESTS):
+            cloudpickle.register_pickle_by_value(module)  # test modules are not importable there
         return pickle.dumps(
             PythonPayload(fn.__name__, cloudpickle.dumps(fn), cloudpickle.dumps((args, kwargs)))
         )
@@ -163,7 +178,7 @@ def harness_for(
     tmp_path: Path, fake_env: Callable[[str], None]
 ) -> Iterator[Callable[[str], Harness]]:
     """``harness_for(kind)``: real clusters for slurm/sge (skip if absent), fakes for pbs/lsf."""
-    made: list[BatchExecutor] = []
+    made: list[Harness] = []
 
     def make(kind: str) -> Harness:
         if kind in REAL:
@@ -173,8 +188,9 @@ def harness_for(
         root = tmp_path / "run"
         root.mkdir(exist_ok=True)
         os.chmod(tmp_path, 0o755)
-        return Harness(kind, root)
+        made.append(Harness(kind, root))
+        return made[-1]
 
     yield make
-    for ex in made:
-        ex.shutdown()
+    for harness in made:
+        harness.cleanup()

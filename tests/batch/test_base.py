@@ -39,6 +39,10 @@ def square(x: int) -> int:
     return x * x
 
 
+def nap(seconds: float) -> None:
+    time.sleep(seconds)
+
+
 def pbs_with(h: Any, transport: LocalTransport, **options: Any) -> PBSExecutor:
     ex = h.executor(transport, **options)
     assert isinstance(ex, PBSExecutor)
@@ -90,7 +94,7 @@ def test_submit_before_start_is_an_error(harness_for: Callable[[str], Any]) -> N
 def test_status_backoff_grows_while_nothing_changes(harness_for: Callable[[str], Any]) -> None:
     h = harness_for("pbs")
     ex = h.executor(poll_interval=0.1, max_poll_interval=0.4)
-    spec = h.spec(h.py(time.sleep, 3), group="sleep")
+    spec = h.spec(h.py(nap, 3), group="sleep")
     ex.submit([spec])
     ex.poll(2.5)
     assert ex.query_calls <= 12  # 0.1, 0.15, 0.225, 0.34, 0.4 ... not one per marker scan

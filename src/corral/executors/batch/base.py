@@ -515,7 +515,7 @@ class BatchExecutor(Executor):
 
     def _finish_from_marker(self, attempt: _Attempt, marker: Mapping[str, Any]) -> None:
         try:
-            outcome = Outcome(marker.get("outcome"))
+            outcome = Outcome(str(marker.get("outcome")))
         except ValueError:
             outcome = Outcome.FAILED
         raw = marker.get("metrics")
