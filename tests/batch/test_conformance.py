@@ -220,3 +220,14 @@ def test_sge_error_state_is_deleted_and_failed(harness_for: Callable[[str], Any]
     time.sleep(1)
     listing = subprocess.run(["qstat"], capture_output=True, text=True).stdout
     assert not any(line.split()[:1] == [native] for line in listing.splitlines())
+
+
+@pytest.mark.slurm
+def test_slurm_without_accounting_uses_squeue(harness_for: Callable[[str], Any]) -> None:
+    h = harness_for("slurm")
+    ex = h.executor(accounting="none", setup=["exit 0"], lost_grace=1.0)
+    spec = h.spec(h.py(square, 3), group="sq")
+    ex.submit([spec])
+    c = h.wait(ex, 1, timeout=60)[spec.attempt_id]
+    assert c.outcome is Outcome.LOST, c.error  # learned from squeue -t all: COMPLETED, no marker
+    assert "COMPLETED" in (c.error or "")

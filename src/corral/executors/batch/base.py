@@ -214,7 +214,7 @@ class BatchExecutor(Executor):
             raise ExecutorError("the executor was not started; call start(listener) first")
         with self._lock:
             for spec in batch:
-                self._write_payload(spec)
+                self.write_payload(spec)
             self._queue.extend(self._units(batch))
             self._drain()
 
@@ -243,14 +243,14 @@ class BatchExecutor(Executor):
                     attempt.cancelled = True
                     natives.append(attempt.native_id)
             if natives:
-                self._cancel_natives(natives)
+                self.cancel_jobs(natives)
                 self._next_query = time.monotonic()
                 self._interval = self.settings.poll_interval
 
     def cancel_native(self, refs: Sequence[AttemptRef]) -> None:
         natives = [r.native_id for r in refs if r.native_id]
         if natives:
-            self._cancel_natives(natives)
+            self.cancel_jobs(natives)
 
     def reattach(self, refs: Sequence[AttemptRef]) -> list[str]:
         with self._lock:
@@ -295,10 +295,13 @@ class BatchExecutor(Executor):
         return {"kind": self.kind, "settings": settings}
 
     # ------------------------------------------------------------------ submission
-    def _write_payload(self, spec: TaskSpec) -> None:
+    def write_payload(self, spec: TaskSpec) -> None:
+        """Create the attempt directory and write ``payload.pkl`` (detached mode uses it too)."""
         workdir = os.path.abspath(spec.workdir)
         self.transport.makedirs(workdir)
         self.transport.write_bytes(os.path.join(workdir, PAYLOAD_FILE), spec.payload)
+
+    _write_payload = write_payload  # kept for callers written against the first version
 
     def _units(self, batch: Sequence[TaskSpec]) -> list[list[TaskSpec]]:
         """Specs sharing group, resources and environment form one unit (an array if >= 2)."""
@@ -450,11 +453,14 @@ class BatchExecutor(Executor):
                 kept.append(rest)
         self._queue = kept
 
-    def _cancel_natives(self, natives: Sequence[str]) -> None:
-        result = self._run(self.cancel_argv(natives), check=False)
+    def cancel_jobs(self, native_ids: Sequence[str]) -> None:
+        """One cancel command for these native ids; failures (already ended) are only logged."""
+        result = self._run(self.cancel_argv(native_ids), check=False)
         if result.returncode != 0:
             log.info("%s cancel exited %d: %s", self.kind, result.returncode,
                      tail(result.stderr or result.stdout, 3))
+
+    _cancel_natives = cancel_jobs  # kept for callers written against the first version
 
     # ------------------------------------------------------------------ the poll-time check
     def _cycle(self) -> None:
@@ -569,7 +575,7 @@ class BatchExecutor(Executor):
             return changed
         attempt.missing_since = None
         if status.state is JobState.ERROR_HELD:
-            self._cancel_natives([attempt.native_id])
+            self.cancel_jobs([attempt.native_id])
             self._end_without_marker(attempt, status)
         elif not status.state.terminal:
             attempt.terminal_since = None
