@@ -36,8 +36,11 @@ def percent(ratio: float | None) -> str:
 
 
 def hours(value: float | None) -> str:
+    """Hours (CPU or core-hours); under 10 minutes shown as a duration."""
     if value is None:
         return "-"
+    if value * 3600 < 600:
+        return duration(value * 3600)
     return f"{value:.3f} h" if value < 0.1 else f"{value:.2f} h" if value < 10 else f"{value:.1f} h"
 
 

@@ -132,7 +132,7 @@ def _environment(env: dict[str, Any] | None) -> dict[str, Any]:
         ("Host", env.get("host", "-")),
         ("CPUs", env.get("cpu_count", "-")),
         ("Memory", fmt.size(env.get("memory"))),
-        ("Container", f"{container.get('runtime')}: {container.get('image') or '-'}"
+        ("Container", f"{container.get('runtime')}: {container.get('image') or 'image unknown'}"
          if isinstance(container, dict) else "none"),
         ("Corral", env.get("corral") or "-"),
     ]

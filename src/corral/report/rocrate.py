@@ -42,6 +42,22 @@ def _slug(text: str) -> str:
     return urllib.parse.quote(text, safe="")
 
 
+def _source_file(source: str) -> Path:
+    """The pipeline file of ``runs.source``: a path, or ``module:function`` of an importable
+    module (resolved through its spec)."""
+    path = Path(source)
+    if path.is_file() or ":" not in source:
+        return path
+    import importlib.util
+
+    module = source.split(":", 1)[0]
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return path
+    return Path(spec.origin) if spec and spec.origin else path
+
+
 def _status(state: str) -> str:
     return f"http://schema.org/{_STATUS.get(state, 'FailedActionStatus')}"
 
@@ -121,7 +137,7 @@ class _CrateBuilder:
             "version": str(env.get("python") or ""),
         }))
         run = self.data.run
-        source = Path(str(run.get("source") or ""))
+        source = _source_file(str(run.get("source") or ""))
         props = {"name": str(run.get("pipeline") or source.name),
                  "description": f"Corral pipeline {run.get('pipeline')} ({run.get('source')})"}
         if source.is_file():
