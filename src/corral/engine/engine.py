@@ -29,6 +29,7 @@ from .plan import Plan, key_nodes
 from .recorder import Recorder
 from .specs import (
     PayloadBuilder,
+    attempt_env,
     make_spec,
     node_cacheable,
     node_resources,
@@ -94,6 +95,8 @@ class Engine:
         self._last_control = 0.0
         self._forced: set[int] = set()
         self._ran_here: set[int] = set()
+        self.withdrawn: dict[int, int] = {}
+        """Attempts per node withdrawn by a pause before they started: not real attempts."""
         """Nodes that already succeeded in this run (before a resume), with the same key."""
 
     # ------------------------------------------------------------------ set-up
@@ -293,6 +296,7 @@ class Engine:
             withdraw = getattr(self.executor, "withdraw", None)
             for attempt_id in withdraw() if withdraw else []:
                 idx = self.inflight.pop(attempt_id)
+                self.withdrawn[idx] = self.withdrawn.get(idx, 0) + 1
                 self.state[idx] = READY
                 self.ready.appendleft(idx)
                 self.rec.attempt(attempt_id, state="withdrawn", ended_at=time.time())
@@ -333,18 +337,25 @@ class Engine:
         if batch:
             self.executor.submit(batch)
 
+    def _real_attempt(self, idx: int) -> int:
+        """The attempt number a task sees (resources, retries): withdrawn ones do not count."""
+        return self.attempt_no[idx] - self.withdrawn.get(idx, 0)
+
     def _spec(self, idx: int) -> TaskSpec | None:
         node = self.graph.nodes[idx]
         self.attempt_no[idx] += 1
         n = self.attempt_no[idx]
+        real = self._real_attempt(idx)
         try:
-            resources = node_resources(node, n)
+            resources = node_resources(node, real)
             self.executor.validate(resources)
             kind, payload = self.payloads.payload(node, self._load)
         except CorralError as exc:
             self._fail(idx, str(exc))
             return None
-        spec = make_spec(node, self.run_id, n, self.work_root, self.plan.cwd, kind, payload, resources)
+        spec = make_spec(node, self.run_id, n, self.work_root, self.plan.cwd, kind, payload,
+                         resources)
+        spec.env = attempt_env(real, resources)
         self.state[idx] = RUNNING
         self.inflight[spec.attempt_id] = idx
         now = time.time()
@@ -399,7 +410,7 @@ class Engine:
                 self._fail(idx, f"its result could not be stored: {exc}")
             return
         node = self.graph.nodes[idx]
-        if comp.outcome.retryable and self.attempt_no[idx] <= node_retries(node) \
+        if comp.outcome.retryable and self._real_attempt(idx) <= node_retries(node) \
                 and not self.cancelling:
             log.info("retrying %s after %s", node.name, comp.outcome.value)
             self.state[idx] = READY
