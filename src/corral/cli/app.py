@@ -70,6 +70,7 @@ def run(
     new: Annotated[bool, typer.Option("--new", help="Start a new run instead of resuming an unfinished one.")] = False,
     config: Annotated[Path | None, typer.Option("--config", help="corral.toml to use.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    detach: Annotated[bool, typer.Option("--detach", help="Submit the graph with scheduler-side dependencies and exit.")] = False,  # noqa: E501
     workdir: WorkdirOpt = Path("."),
     db: DbOpt = None,
     as_json: JsonOpt = False,
@@ -89,6 +90,12 @@ def run(
             new=new, source=str(file.resolve()),
             on_note=lambda m: err_console.print(f"[dim]{m}[/]"),
         )
+        if detach:
+            from corral.engine.detach import submit_detached
+
+            run_id = submit_detached(pipe, params, cfg)
+            console.print(f"submitted run {run_id}; follow it with: corral status {run_id}")
+            return
         result = _run_with_display(pipe, params, cfg, quiet or as_json)
     except CorralError as exc:
         raise fail(str(exc), exit_code_for(exc)) from None
@@ -201,7 +208,13 @@ def status(run_id: Annotated[str, typer.Argument(help="Run id (or prefix, or 'la
 
 
 def _reconcile(store: Store, run_row: dict[str, Any]) -> None:
-    """A run whose engine died while 'running' is shown as interrupted."""
+    """A run whose engine died while 'running' is shown as interrupted; detached and exported
+    runs take their results from the exit markers."""
+    if run_row["state"] in ("detached", "exported"):
+        from corral.engine.detach import reconcile
+
+        reconcile(store, run_row["id"])
+        return
     if run_row["state"] in ("running", "pending") and not store.engine_alive(run_row):
         store.update_run(run_row["id"], state=RunState.INTERRUPTED.value)
 

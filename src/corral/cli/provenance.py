@@ -70,12 +70,21 @@ def why(run_id: Annotated[str, typer.Argument(help="Run id (or 'latest').")],
 @app.command()
 def export(run_id: Annotated[str, typer.Argument(help="Run id (or 'latest').")] = "latest",
            ro_crate: Annotated[Path | None, typer.Option("--ro-crate", help="Write a Workflow Run RO-Crate into this directory.")] = None,  # noqa: E501
+           fmt: Annotated[str | None, typer.Option("--format", help="Write a standalone script: sbatch or sge.")] = None,  # noqa: E501
+           output: Annotated[Path, typer.Option("--output", "-o", help="Script path for --format.")] = Path("pipeline.sh"),  # noqa: E501
            prov: Annotated[Path | None, typer.Option("--prov", help="Write W3C PROV-JSON to this file.")] = None,
            workdir: WorkdirOpt = Path("."), db: DbOpt = None) -> None:
     """Export a run's provenance (RO-Crate, PROV-JSON)."""
     try:
-        if not (ro_crate or prov):
-            raise UsageError("choose what to export: --ro-crate DIR and/or --prov FILE")
+        if not (ro_crate or prov or fmt):
+            raise UsageError("choose what to export: --format sbatch|sge, --ro-crate DIR or --prov FILE")
+        if fmt:
+            from corral.export import export_run
+
+            path = export_run(workdir, run_id, output, fmt=fmt, db=db)
+            console.print(f"script written to {path}")
+            if not (ro_crate or prov):
+                return
         from corral.report import rocrate
 
         store = open_store(workdir, db)

@@ -18,6 +18,11 @@ class RunState(enum.StrEnum):
     """At least one task failed after its retries; the rest finished or were skipped."""
     CANCELLED = "cancelled"
     """Cancelled by the user."""
+    DETACHED = "detached"
+    """Submitted to a batch scheduler with scheduler-side dependencies; no engine watches it.
+    ``corral status`` reconciles its results from the exit markers."""
+    EXPORTED = "exported"
+    """Written as a standalone script (``corral export --format``); reconciled like DETACHED."""
     INTERRUPTED = "interrupted"
     """The engine stopped (signal) before the run ended; running the command again resumes."""
 
