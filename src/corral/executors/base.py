@@ -123,6 +123,8 @@ class TaskSpec:
     cwd: Path
     """Directory the task runs in (the pipeline's working directory)."""
     env: dict[str, str] = field(default_factory=dict)
+    inputs: list[str] = field(default_factory=list)
+    """Declared input files (relative to ``cwd``), for executors that stage files."""
 
 
 @dataclass

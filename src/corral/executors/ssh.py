@@ -297,12 +297,8 @@ def parse_answer(text: str) -> dict[str, Any]:
 
 
 def declared_inputs(spec: TaskSpec) -> list[str]:
-    """Input files of the task to stage (paths relative to ``spec.cwd``, or absolute inside it).
-
-    ``TaskSpec`` does not carry inputs yet; an ``inputs`` attribute is honoured when present.
-    """
-    inputs = getattr(spec, "inputs", None) or []
-    return [str(p) for p in inputs]
+    """Input files of the task to stage (paths relative to ``spec.cwd``, or absolute inside it)."""
+    return [str(p) for p in spec.inputs]
 
 
 def worker_argv(python: str, remote_dir: str, remote_cwd: str) -> list[str]:
