@@ -211,7 +211,7 @@ def visualize(summary: Path, data_deriv: str) -> Path:
     data = json.loads(Path(summary).read_text())
     fig = go.Figure()
     for item, s in sorted(data.items()):
-        centers = [(a + b) / 2 for a, b in zip(s["edges"][:-1], s["edges"][1:])]
+        centers = [(a + b) / 2 for a, b in zip(s["edges"][:-1], s["edges"][1:], strict=True)]
         fig.add_trace(go.Bar(x=centers, y=s["hist"], name=item, opacity=0.6,
                              hovertemplate=f"{item}: %{{y}} samples near %{{x:.2f}}<extra></extra>"))
     fig.update_layout(barmode="overlay", title="Signal value distribution per item",
@@ -250,7 +250,7 @@ def publish_to(staging: Path, dest: str) -> str:
         rclone = shutil.which("rclone")
         if rclone is None:
             raise RuntimeError(f"publish: {dest!r} is an rclone remote but rclone is not installed")
-        subprocess.run([rclone, "copy", str(staging), dest], check=True)
+        subprocess.run([rclone, "copy", str(staging), dest], check=True)  # noqa: S603 - argv list
         return dest
     target = Path(dest)
     target.mkdir(parents=True, exist_ok=True)
@@ -298,7 +298,7 @@ def datapipe(base_url: str = "http://127.0.0.1:8765", items: str = "subj01,subj0
     raw = download.map(base_url=base_url, item=names, sha256=sums, data_raw=data_raw)
     converted = convert.map(raw=raw, data_deriv=data_deriv)
     shard_files = []
-    for name, conv in zip(names, converted):
+    for name, conv in zip(names, converted, strict=True):
         shard_files.extend(analyze.map(converted=conv, item=name, shard=range(shards),
                                        shards=shards, data_deriv=data_deriv))
     summary = summarize(shard_files, data_deriv)

@@ -326,8 +326,9 @@ class Pipeline(Generic[P, R]):
     def build(self, params: Mapping[str, Any]) -> Graph:
         """Call the pipeline function with ``params`` and return the graph it made."""
         graph = Graph()
+        func: Callable[..., Any] = self.func
         with building(graph):
-            graph.result = normalize(self.func(**params))
+            graph.result = normalize(func(**params))
         return graph
 
 

@@ -190,7 +190,7 @@ def _build_jobs(engine: Engine, executor: BatchExecutor, work_root: Path) -> lis
         spec = make_spec(node, engine.run_id, n, work_root, engine.plan.cwd, kind, payload,
                          resources)
         attempt_dir[idx] = Path(os.path.abspath(spec.workdir))
-        executor._write_payload(spec)
+        executor.write_payload(spec)
         rendered = executor.render_job([spec])
         deps = sorted(_job_deps(engine, idx, has_job))
         has_job.add(idx)
@@ -256,7 +256,7 @@ def submit_detached(pipeline: Pipeline[Any, Any], params: Mapping[str, Any],
         p.engine.rec.flush()
         if native:
             try:
-                ex._cancel_natives(list(native.values()))
+                ex.cancel_jobs(list(native.values()))
             except Exception:  # best effort while failing anyway
                 pass
         p.store.release_run(p.run_id, state=RunState.FAILED.value, finished_at=time.time(),

@@ -46,7 +46,7 @@ def executor_class(kind: str) -> type[Executor]:
 def create_executor(kind: str, options: Mapping[str, Any], ctx: ExecutorContext) -> Executor:
     """Build an executor from its kind and profile options (unknown options are an error)."""
     cls = executor_class(kind)
-    factory = cls.from_options
+    factory: Any = cls.from_options  # type: ignore[attr-defined]  # classmethod of every executor
     executor: Executor = factory(dict(options), ctx)
     return executor
 
