@@ -147,3 +147,37 @@ def test_local_executor_enforces_memory_request(helper: Helper) -> None:
     assert attempt["state"] == "out_of_memory"
     assert "over its memory request of 300 MiB" in attempt["error"]
     assert attempt["ended_at"] - attempt["submitted_at"] < 4.5
+
+
+def test_walltime_is_enforced_for_python_and_shell_tasks(helper: Helper) -> None:
+    pipe = helper.load('''
+        import time
+        from corral import task, pipeline, shell, Resources
+        @task(resources=Resources(walltime=1))
+        def sleepy() -> int:
+            time.sleep(30)
+            return 1
+        @pipeline
+        def limited():
+            s = shell("sleep 30 & echo $! > child.pid; wait", outputs="never.txt",
+                      resources=Resources(walltime="1s"), name="sleepy_shell")
+            return sleepy(), s
+    ''')
+    r = helper.run(pipe)
+    assert r.state.value == "failed"
+    rows = {a["task"]: a for a in helper.attempts(r.run_id)}
+    for name in ("sleepy", "sleepy_shell"):
+        assert rows[name]["state"] == "timeout", rows[name]
+        assert "walltime of 1 s" in rows[name]["error"]
+        assert rows[name]["ended_at"] - rows[name]["submitted_at"] < 10
+    # the whole process group of the shell task was killed, not just bash
+    import os
+
+    child = int((helper.workdir / "child.pid").read_text())
+    try:
+        os.kill(child, 0)
+    except ProcessLookupError:
+        pass
+    else:
+        with open(f"/proc/{child}/stat") as fh:
+            assert fh.read().rsplit(")", 1)[1].split()[0] == "Z", "sleep 30 survived"
