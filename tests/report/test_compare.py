@@ -4,11 +4,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from report_rows import RunBuilder, build_galaxy
 
 from corral.errors import RunNotFound
 from corral.report.compare import Comparison, compare_runs, explain_task
 from corral.store import Store
+
+from .report_rows import RunBuilder, build_galaxy
 
 NAMES = ["download", "prep", "roots", "merge", "plot", "flaky"]
 

@@ -6,12 +6,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from report_rows import RunBuilder, build_large
 
 from corral.errors import UsageError
 from corral.report._layout import concurrency, layers, pack_lanes
 from corral.report.html import tail_file, write_report
 from corral.store import Store
+
+from .report_rows import RunBuilder, build_large
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -4,12 +4,13 @@ import json
 from pathlib import Path
 
 import pytest
-from report_rows import RunBuilder, build_galaxy
 from rich.console import Console
 
 from corral.errors import RunNotFound
 from corral.report.lineage import lineage, lineage_tree
 from corral.store import Store
+
+from .report_rows import RunBuilder, build_galaxy
 
 
 def test_lineage_goes_down_to_raw_inputs(

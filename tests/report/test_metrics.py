@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from report_rows import G, RunBuilder
 
 from corral.report.metrics import (
     attempt_metrics,
@@ -13,6 +12,8 @@ from corral.report.metrics import (
     suggest_walltime,
 )
 from corral.store import Store
+
+from .report_rows import G, RunBuilder
 
 
 def test_attempt_metrics_math() -> None:

@@ -5,11 +5,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from report_rows import RunBuilder, build_galaxy
 
 from corral.errors import UsageError
 from corral.report.rocrate import crate_summary, export_prov, export_ro_crate
 from corral.store import Store
+
+from .report_rows import RunBuilder, build_galaxy
 
 WFRUN = "https://w3id.org/ro/wfrun/workflow/0.5"
 

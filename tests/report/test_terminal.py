@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from report_rows import RunBuilder, build_galaxy
 from rich.console import Console, RenderableType
 
 from corral.report.compare import compare_runs, explain_task
@@ -13,6 +12,8 @@ from corral.report.terminal import (
     metrics_renderable,
 )
 from corral.store import Store
+
+from .report_rows import RunBuilder, build_galaxy
 
 
 def render(r: RenderableType) -> str:

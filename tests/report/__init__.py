@@ -1,0 +1,1 @@
+"""Tests of the provenance and reporting layer (corral.report)."""
