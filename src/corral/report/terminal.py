@@ -52,22 +52,23 @@ def _summary_table(s: RunSummary) -> Table:
 
 def _groups_table(m: RunMetrics, top: int) -> Table:
     table = Table(box=box.SIMPLE_HEAD, title="Per task name", title_justify="left",
-                  title_style="bold")
-    for name, justify in [
-        ("name", "left"), ("tasks", "right"), ("failed", "right"), ("reused", "right"),
-        ("mean wall", "right"), ("max wall", "right"), ("mean CPU", "right"),
-        ("cores req/used", "right"), ("efficiency", "right"), ("mem req", "right"),
-        ("max peak", "right"),
-    ]:
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+                  title_style="bold", pad_edge=False)
+    table.add_column("name", min_width=10, overflow="fold")
+    for name in ("tasks", "wall\nmean", "wall\nmax", "CPU\nmean", "cores\nreq/used",
+                 "CPU\neff.", "peak /\nmem req"):
+        table.add_column(name, justify="right", no_wrap=True)
     for g in m.groups[:top]:
         used = "-" if g.cores_used_mean is None else f"{g.cores_used_mean:.1f}"
+        count = Text(f"{g.count:,}")
+        if g.failed:
+            count.append(f"\n{g.failed:,} failed", style="red")
+        if g.cached:
+            count.append(f"\n{g.cached:,} reused", style="blue")
         table.add_row(
-            Text(g.name), f"{g.count:,}", Text(str(g.failed or ""), style="red"),
-            str(g.cached or ""),
-            fmt.duration(g.wall_mean), fmt.duration(g.wall_max), fmt.duration(g.cpu_mean),
-            f"{g.cores_requested}/{used}", fmt.percent(g.cpu_efficiency),
-            fmt.size(g.memory_requested), fmt.size(g.peak_rss_max),
+            Text(g.name), count, fmt.duration(g.wall_mean), fmt.duration(g.wall_max),
+            fmt.duration(g.cpu_mean), f"{g.cores_requested}/{used}",
+            fmt.percent(g.cpu_efficiency),
+            f"{fmt.size(g.peak_rss_max)}/{fmt.size(g.memory_requested)}",
         )
     if len(m.groups) > top:
         table.caption = f"{len(m.groups) - top} more task names; see --json"
