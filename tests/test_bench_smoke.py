@@ -26,7 +26,7 @@ def test_quick_benchmark_prints_the_table() -> None:
     proc = run_bench("--markdown")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.startswith("|")]
-    assert lines[0].startswith("| Workload | Corral | Peer |")
+    assert lines[0].startswith("| Workload | Corral | Corral engine CPU | Peer |")
     rows = lines[2:]
     assert len(rows) == 6, proc.stdout
     for needle in ("no-op Python tasks", "`true` shell tasks", "Littlewood degree",
