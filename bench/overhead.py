@@ -241,6 +241,28 @@ def sequential_subprocess(sizes: Sizes, out: Path) -> Timing:
     return timed(lambda: subprocess.run(argv, check=True))  # noqa: S603
 
 
+MP_SPLIT = """
+import sys
+from multiprocessing import Pool
+sys.path.insert(0, sys.argv[1])
+from littlewood_math import chunk_histogram, prefixes, save_png, sum_histograms
+def chunk(prefix):
+    return chunk_histogram(DEGREE, prefix, SIZE)
+if __name__ == "__main__":
+    with Pool(JOBS) as pool:
+        parts = pool.map(chunk, prefixes(DEGREE), chunksize=1)
+    save_png(sum_histograms(parts), sys.argv[2])
+"""
+
+
+def multiprocessing_subprocess(sizes: Sizes, out: Path) -> Timing:
+    """A hand-written ``multiprocessing.Pool`` split of the same chunks, as a fresh process."""
+    code = (MP_SPLIT.replace("DEGREE", str(sizes.degree)).replace("SIZE", str(sizes.size))
+            .replace("JOBS", str(JOBS)))
+    argv = [sys.executable, "-c", code, str(EXAMPLE), str(out)]
+    return timed(lambda: subprocess.run(argv, check=True))  # noqa: S603
+
+
 def sequential_inprocess(sizes: Sizes, out: Path) -> Timing:
     sys.path.insert(0, str(EXAMPLE))
     try:
@@ -324,7 +346,7 @@ def corral_recheck(n: int) -> Timing:
 # ---------------------------------------------------------------------------- the table
 
 def littlewood_rows(
-    degree: int, size: int, repeat: int, errors: list[str], in_process: bool
+    degree: int, size: int, repeat: int, errors: list[str], in_process: bool, notes: list[str]
 ) -> list[Row]:
     sizes = Sizes(0, 0, degree, size, 0, 0)
     label = f"Littlewood degree {degree}, size {size}"
@@ -334,6 +356,10 @@ def littlewood_rows(
         seq_cli = best_of(repeat, lambda: sequential_subprocess(sizes, out))
         seq_inproc = best_of(repeat, lambda: sequential_inprocess(sizes, out)) if in_process \
             else None
+        split = best_of(repeat, lambda: multiprocessing_subprocess(sizes, out))
+    notes.append(f"{label}: a hand-written multiprocessing.Pool({JOBS}) split of the same chunks "
+                 f"takes {fmt_seconds(split.wall)} end to end, "
+                 f"{split.wall / seq_cli.wall:.2f}x sequential.py (for comparison)")
     rows = [Row(
         f"{label} (CLI, end to end)",
         corral_half(f"littlewood {degree} CLI",
@@ -352,8 +378,8 @@ def littlewood_rows(
     return rows
 
 
-def measure(sizes: Sizes, repeat: int, errors: list[str], only: set[int], extra: bool
-            ) -> list[Row]:
+def measure(sizes: Sizes, repeat: int, errors: list[str], only: set[int], extra: bool,
+            notes: list[str]) -> list[Row]:
     rows: list[Row] = []
     if 1 in only:
         n = sizes.noop_tasks
@@ -376,9 +402,9 @@ def measure(sizes: Sizes, repeat: int, errors: list[str], only: set[int], extra:
             lambda c, p: c < 1.0,
         ))
     if 3 in only:
-        rows += littlewood_rows(sizes.degree, sizes.size, repeat, errors, in_process=True)
+        rows += littlewood_rows(sizes.degree, sizes.size, repeat, errors, True, notes)
         if extra:  # a heavier run, to see the fixed costs amortised
-            rows += littlewood_rows(sizes.degree + 2, sizes.size, repeat, errors, in_process=False)
+            rows += littlewood_rows(sizes.degree + 2, sizes.size, repeat, errors, False, notes)
     if 4 in only:
         n = sizes.plan_tasks
         rows.append(Row(
@@ -466,7 +492,9 @@ def main(argv: list[str] | None = None) -> int:
     errors: list[str] = []
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
-    rows = measure(sizes, max(1, ns.repeat), errors, only, extra=not ns.quick and not ns.no_extra)
+    notes: list[str] = []
+    extra = not ns.quick and not ns.no_extra
+    rows = measure(sizes, max(1, ns.repeat), errors, only, extra, notes)
     elapsed = time.perf_counter() - start
     title = (f"Corral overhead ({'quick' if ns.quick else 'full'}, {os.cpu_count()} CPUs, "
              f"Python {sys.version.split()[0]}, best of {max(1, ns.repeat)}, "
@@ -476,6 +504,10 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown_table(rows))
     else:
         print_table(rows, title)
+    if notes:
+        print()
+    for note in notes:
+        print(f"* {note}" if ns.markdown else f"Note: {note}")
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
     print(f"benchmark took {elapsed:.1f} s", file=sys.stderr)
