@@ -6,9 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Helper
 
 import corral
+
+from .corehelp import Helper
 
 PIPE = '''
 from pathlib import Path

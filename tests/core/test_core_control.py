@@ -6,9 +6,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import Helper, wait_for
 
 import corral
+
+from .corehelp import Helper, wait_for
 
 SLOW = '''
 import os

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import Helper
+
+from .corehelp import Helper
 
 FAILING = '''
 import time

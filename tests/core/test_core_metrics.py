@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 
-from conftest import Helper
+from .corehelp import Helper
 
 MB = 1024**2
 ALLOC = 200 * MB

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import Helper
 
 import corral
 from corral import each, fixed, pipeline, shell, task
 from corral.errors import GraphError, UsageError
+
+from .corehelp import Helper
 
 
 @task

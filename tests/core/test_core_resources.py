@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Helper
 
 from corral import Resources, pipeline, task
 from corral.errors import ResourceError, UsageError
 from corral.resources import format_walltime, parse_memory, parse_walltime, resolve_resources
+
+from .corehelp import Helper
 
 G = 1024**3
 M = 1024**2

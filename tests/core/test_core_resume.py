@@ -12,7 +12,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import wait_for
+
+from .corehelp import wait_for
 
 PIPE = '''
 import hashlib

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import Helper, need, rig_env
 
 import corral
 from corral.errors import StoreError
 from corral.store import Store, default_url
 from corral.store.store import HEAD_REVISION
+
+from .corehelp import Helper, need, rig_env
 
 PIPE = '''
 from corral import task, pipeline, shell, each

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Helper
 
 import corral
 from corral import pipeline, shell, task
@@ -19,6 +18,8 @@ from corral.errors import (
     SerializationError,
     UsageError,
 )
+
+from .corehelp import Helper
 
 
 @task

@@ -1,0 +1,1 @@
+"""Tests of the core: model, engine, store, local executor."""
