@@ -199,8 +199,10 @@ def test_export_run_by_id(tmp_path: Path) -> None:
     run_id = Store.open(tmp_path).list_runs(1)[0]["id"]
     second = export_run(tmp_path, run_id, tmp_path / "b.sh")
     assert second.read_text().count("$(sbatch") == first.read_text().count("$(sbatch") == 6
-    # a run started from the API (source "module:name") has no file to load again
-    export_script(_load(tmp_path, "broken"), {}, _cfg(tmp_path, "local"), tmp_path / "d.sh")
+    # a run of a pipeline defined in code (source "module:name") has no file to load again
+    in_code = _load(tmp_path, "broken")
+    in_code.source_file = None
+    export_script(in_code, {}, _cfg(tmp_path, "local"), tmp_path / "d.sh")
     api_run = Store.open(tmp_path).list_runs(1)[0]["id"]
     with pytest.raises(UsageError, match="not a pipeline file"):
         export_run(tmp_path, api_run, tmp_path / "c.sh")

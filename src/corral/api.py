@@ -122,6 +122,8 @@ def load_pipeline(source: str | Path, name: str | None = None) -> Pipeline[Any, 
             ) from exc
         cloudpickle.register_pickle_by_value(module)
     found = {p.name: p for p in vars(module).values() if isinstance(p, Pipeline)}
+    for p in found.values():
+        p.source_file = str(path)
     if name is not None:
         if name not in found:
             raise UsageError(
@@ -161,7 +163,7 @@ def prepare_run(
     workdir = cfg.workdir.resolve()
     graph = pipeline.build(values)
     the_plan = make_plan(graph, workdir)
-    source = cfg.source or f"{pipeline.func.__module__}:{pipeline.name}"
+    source = cfg.source or pipeline.source_file or f"{pipeline.func.__module__}:{pipeline.name}"
     json_params = json.loads(json.dumps(values, default=str))
     identity = _identity(source, pipeline.name, json_params)
     previous = None if cfg.new else store.find_resumable(identity)

@@ -305,6 +305,8 @@ class Pipeline(Generic[P, R]):
     def __init__(self, func: Callable[P, R], name: str | None = None) -> None:
         self.func = func
         self.name = name or func.__name__
+        self.source_file: str | None = None
+        """The file the pipeline was loaded from by :func:`corral.load_pipeline`."""
         functools.update_wrapper(self, func)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import pickle
 import re
 from collections.abc import Callable
@@ -111,11 +112,23 @@ def short_params(node: Node) -> dict[str, Any]:
     if node.kind is NodeKind.SHELL and node.shell is not None:
         return {"command": node.shell.command, **{k: _short(v) for k, v in node.shell.params.items()}}
     out: dict[str, Any] = {}
+    names = _positional_names(node)
     for i, a in enumerate(node.args):
-        out[f"arg{i}"] = _short(a)
+        out[names[i] if i < len(names) else f"arg{i}"] = _short(a)
     for k, v in node.kwargs.items():
         out[k] = _short(v)
     return out
+
+
+def _positional_names(node: Node) -> list[str]:
+    """Parameter names of the task function, so positional arguments are recorded by name."""
+    func = node.task.func if node.task is not None else None
+    if func is None:
+        return []
+    try:
+        return list(inspect.signature(func).parameters)
+    except (TypeError, ValueError):
+        return []
 
 
 def _short(value: Any, depth: int = 0) -> Any:
