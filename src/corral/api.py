@@ -140,11 +140,11 @@ def load_pipeline(source: str | Path, name: str | None = None) -> Pipeline[Any, 
 
 
 def plan(pipeline: Pipeline[Any, Any], params: Mapping[str, Any] | None = None,
-         workdir: Path | None = None) -> Plan:
+         workdir: str | Path | None = None) -> Plan:
     """Build and validate the graph and compute every cache key; nothing runs."""
     values = check_params(pipeline, dict(params or {}))
     graph = pipeline.build(values)
-    return make_plan(graph, (workdir or Path.cwd()).resolve())
+    return make_plan(graph, Path(workdir or Path.cwd()).resolve())
 
 
 def _identity(source: str, pipeline: str, params: Mapping[str, Any]) -> str:

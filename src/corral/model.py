@@ -67,6 +67,11 @@ class TaskDef(Generic[P, R]):
     def name(self) -> str:
         return self.opts.name
 
+    @functools.cached_property
+    def signature(self) -> inspect.Signature:
+        """The function's signature (computed once per task definition)."""
+        return inspect.signature(self.func)
+
     @property
     def code(self) -> str:
         """Hash of the function's code (and same-module helpers), plus the task's version."""
@@ -104,7 +109,7 @@ class TaskDef(Generic[P, R]):
 
     def _check_signature(self, args: Sequence[Any], kwargs: dict[str, Any], name: str) -> None:
         try:
-            inspect.signature(self.func).bind(*args, **kwargs)
+            self.signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise GraphError(f"task {name}: {exc}; fix the call in the pipeline") from None
         except ValueError:

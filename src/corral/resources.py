@@ -184,10 +184,13 @@ class Resources:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form (memory in bytes, walltime in seconds)."""
-        d = dataclasses.asdict(self)
-        d["native"] = {k: list(v) for k, v in self.native.items()}
-        return d
+        """JSON-friendly form (memory in bytes, walltime in seconds). A fresh dict each call."""
+        cached: dict[str, Any] | None = self.__dict__.get("_dict")
+        if cached is None:
+            cached = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+            cached["native"] = {k: list(v) for k, v in self.native.items()}
+            object.__setattr__(self, "_dict", cached)
+        return {**cached, "native": {k: list(v) for k, v in cached["native"].items()}}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Resources:

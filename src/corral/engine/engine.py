@@ -189,7 +189,8 @@ class Engine:
                       and i not in self._forced and not self.options.no_cache
                       and node_cacheable(nodes[i])]
         found = self.store.completed_keys(nodes[i].key for i in candidates)
-        with_outputs = [nodes[i].key for i in candidates if nodes[i].key in found and nodes[i].outputs]
+        # declared shell outputs and files returned by Python tasks (Path results) alike
+        with_outputs = [nodes[i].key for i in candidates if nodes[i].key in found]
         outputs = self.store.result_outputs(with_outputs) if with_outputs else {}
         for i in candidates:
             key = nodes[i].key
@@ -259,7 +260,11 @@ class Engine:
             if not self.inflight and not self.ready:
                 if not self.paused:
                     break
-            timeout = 0.0 if (self.ready and not self.paused) else 0.2
+            # poll without waiting only while ready tasks could still be handed over; when the
+            # executor is full, wait for a completion instead of spinning a core
+            full = self.executor.capacity() == 0 or (
+                self.executor.kind != "local" and len(self.inflight) >= self.options.jobs)
+            timeout = 0.0 if (self.ready and not self.paused and not full) else 0.2
             for comp in self.executor.poll(timeout):
                 self._complete(comp)
             if self.rec.dirty and (not self.inflight or

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import pickle
 import re
 from collections.abc import Callable
@@ -122,11 +121,10 @@ def short_params(node: Node) -> dict[str, Any]:
 
 def _positional_names(node: Node) -> list[str]:
     """Parameter names of the task function, so positional arguments are recorded by name."""
-    func = node.task.func if node.task is not None else None
-    if func is None:
+    if node.task is None:
         return []
     try:
-        return list(inspect.signature(func).parameters)
+        return list(node.task.signature.parameters)
     except (TypeError, ValueError):
         return []
 

@@ -9,13 +9,10 @@ alone, so that killing its worker to enforce the limit hurts no other task. Shel
 
 from __future__ import annotations
 
-import json
 import multiprocessing as mp
 import os
 import pickle
 import signal
-import subprocess
-import sys
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -46,6 +43,7 @@ from corral.worker.execute import (
 )
 from corral.worker.metrics import hostname, tree_rss
 from corral.worker.pool import worker_main
+from corral.worker.spawner import Spawner
 
 CHUNK = 32
 LIMIT_CHECK_INTERVAL = 0.2
@@ -64,8 +62,8 @@ class _Worker:
 @dataclass
 class _Shell:
     spec: TaskSpec
-    proc: subprocess.Popen[bytes]
-    pidfd: int
+    pid: int | None
+    """Known once the spawner reports the start."""
     started: float
     limit_outcome: tuple[Outcome, str] | None = None
 
@@ -87,7 +85,8 @@ class LocalExecutor(Executor):
         self.n_workers = max(1, min(settings.workers or self.slots, self.slots))
         self.pending: deque[TaskSpec] = deque()
         self.workers: list[_Worker] = []
-        self.shells: dict[int, _Shell] = {}
+        self.shells: dict[str, _Shell] = {}
+        self._spawner: Spawner | None = None
         self.done: list[Completion] = []
         self.cancelled: set[str] = set()
         self._mp: Any = mp.get_context(settings.start_method)
@@ -128,7 +127,8 @@ class LocalExecutor(Executor):
         if not self.done:
             waitables: list[Any] = [w.conn for w in self.workers if w.running]
             waitables += [w.proc.sentinel for w in self.workers if w.running]
-            waitables += list(self.shells)
+            if self.shells and self._spawner is not None:
+                waitables.append(self._spawner.fileno())
             if waitables:
                 limit_due = self._has_limits()
                 wait(waitables, LIMIT_CHECK_INTERVAL if limit_due else timeout)
@@ -148,15 +148,19 @@ class LocalExecutor(Executor):
             self.pending.remove(spec)
             self.done.append(Completion(spec.attempt_id, Outcome.CANCELLED, error="cancelled"))
         for sh in self.shells.values():
-            if sh.spec.attempt_id in ids:
-                _kill_group(sh.proc.pid)
+            if sh.spec.attempt_id in ids and sh.pid is not None:
+                _kill_group(sh.pid)
         for w in list(self.workers):
             if ids & set(w.running):
                 self._kill_worker(w, Outcome.CANCELLED, "cancelled", ids)
 
     def shutdown(self) -> None:
         for sh in self.shells.values():
-            _kill_group(sh.proc.pid)
+            if sh.pid is not None:
+                _kill_group(sh.pid)
+        if self._spawner is not None:
+            self._spawner.close()
+            self._spawner = None
         for w in self.workers:
             try:
                 w.conn.send(None)
@@ -166,8 +170,6 @@ class LocalExecutor(Executor):
             w.proc.join(timeout=2)
             if w.proc.is_alive():
                 w.proc.kill()
-        for fd in list(self.shells):
-            os.close(fd)
         self.workers.clear()
         self.shells.clear()
 
@@ -224,19 +226,21 @@ class LocalExecutor(Executor):
     def _start_shell(self, spec: TaskSpec) -> None:
         payload = pickle.loads(spec.payload)
         assert isinstance(payload, ShellPayload)
-        spec.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            os.mkdir(spec.workdir)
+        except FileNotFoundError:
+            spec.workdir.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            pass
         started = time.time()
-        with open(spec.workdir / STDOUT_FILE, "wb") as out, open(
-            spec.workdir / STDERR_FILE, "wb"
-        ) as err:
-            proc = subprocess.Popen(  # noqa: S603 - argv list; the command is the task's own
-                launcher_argv(spec.workdir / RUSAGE_FILE, shell_argv(payload.command)),
-                cwd=spec.cwd, stdout=out, stderr=err,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-                env={**os.environ, **spec.env} if spec.env else None,
-            )
-        fd = os.pidfd_open(proc.pid)
-        self.shells[fd] = _Shell(spec, proc, fd, started)
+        if self._spawner is None:
+            self._spawner = Spawner()
+        self._spawner.start(
+            spec.attempt_id, shell_argv(payload.command), str(spec.cwd),
+            str(spec.workdir / STDOUT_FILE), str(spec.workdir / STDERR_FILE),
+            {**os.environ, **spec.env},
+        )
+        self.shells[spec.attempt_id] = _Shell(spec, None, started)
         if self._listener is not None:
             self._listener.started(spec.attempt_id, started, hostname())
 
@@ -280,23 +284,30 @@ class LocalExecutor(Executor):
         self.workers.remove(w)
 
     def _collect_shells(self) -> None:
-        for fd, sh in list(self.shells.items()):
-            pid, status, ru = os.wait4(sh.proc.pid, os.WNOHANG)
-            if pid == 0:
+        if self._spawner is None:
+            return
+        for msg in self._spawner.collect():
+            sh = self.shells.get(msg["id"])
+            if sh is None:
                 continue
-            sh.proc.returncode = os.waitstatus_to_exitcode(status)
-            os.close(fd)
-            del self.shells[fd]
-            self.done.append(self._shell_completion(sh, ru))
+            if "pid" in msg:
+                sh.pid = int(msg["pid"])
+                if sh.spec.attempt_id in self.cancelled:
+                    _kill_group(sh.pid)
+            elif "error" in msg:
+                del self.shells[msg["id"]]
+                self.done.append(Completion(sh.spec.attempt_id, Outcome.FAILED,
+                                            error=f"the command could not start: {msg['error']}"))
+            else:
+                del self.shells[msg["id"]]
+                self.done.append(self._shell_completion(sh, msg))
 
-    def _shell_completion(self, sh: _Shell, ru: Any) -> Completion:
-        code = sh.proc.returncode
-        usage = _read_rusage(sh.spec.workdir / RUSAGE_FILE)
+    def _shell_completion(self, sh: _Shell, usage: dict[str, Any]) -> Completion:
+        code = int(usage["status"])
         metrics = Metrics(
-            started=sh.started, ended=time.time(),
-            cpu_user=usage.get("cpu_user", ru.ru_utime),
-            cpu_system=usage.get("cpu_system", ru.ru_stime),
-            peak_rss=usage.get("peak_rss", ru.ru_maxrss * 1024), exit_code=code, host=hostname(),
+            started=sh.started, ended=time.time(), cpu_user=usage["utime"],
+            cpu_system=usage["stime"], peak_rss=usage["maxrss"], exit_code=code,
+            host=hostname(),
         )
         attempt_id = sh.spec.attempt_id
         limit = sh.limit_outcome
@@ -319,10 +330,12 @@ class LocalExecutor(Executor):
             return
         self._last_limit_check = now
         for sh in list(self.shells.values()):
-            verdict = _over_limit(sh.spec, sh.started, sh.proc.pid, now)
+            if sh.pid is None:
+                continue
+            verdict = _over_limit(sh.spec, sh.started, sh.pid, now)
             if verdict is not None:
                 sh.limit_outcome = verdict
-                _kill_group(sh.proc.pid)
+                _kill_group(sh.pid)
         for w in list(self.workers):
             if not (w.limited and len(w.running) == 1):
                 continue
@@ -330,50 +343,6 @@ class LocalExecutor(Executor):
             verdict = _over_limit(spec, w.since, w.proc.pid, now)
             if verdict is not None:
                 self._kill_worker(w, verdict[0], verdict[1], set(w.running))
-
-
-RUSAGE_FILE = "rusage.json"
-
-# A process started by exec from a fork of the engine inherits the engine's memory high-water
-# mark in its ru_maxrss, so wait4 on a command spawned by the engine reports at least the
-# engine's size. The command is therefore started by this tiny launcher, which forks it, reaps it
-# with wait4 and writes the command's own rusage to a file; then exits as the command did.
-_LAUNCHER = """
-import json, os, signal, sys
-out, argv = sys.argv[1], sys.argv[2:]
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execvp(argv[0], argv)
-    finally:
-        os._exit(127)
-signal.signal(signal.SIGINT, signal.SIG_IGN)
-signal.signal(signal.SIGTERM, lambda s, f: os.kill(pid, s))
-_, status, ru = os.wait4(pid, 0)
-with open(out + ".tmp", "w") as fh:
-    json.dump({"peak_rss": ru.ru_maxrss * 1024, "cpu_user": ru.ru_utime,
-               "cpu_system": ru.ru_stime}, fh)
-os.replace(out + ".tmp", out)
-if os.WIFSIGNALED(status):
-    sig = os.WTERMSIG(status)
-    signal.signal(sig, signal.SIG_DFL)
-    os.kill(os.getpid(), sig)
-os._exit(os.waitstatus_to_exitcode(status))
-"""
-
-
-def launcher_argv(rusage_file: Any, argv: list[str]) -> list[str]:
-    """Run ``argv`` under the launcher that records its exact rusage in ``rusage_file``."""
-    return [sys.executable, "-I", "-S", "-c", _LAUNCHER, str(rusage_file), *argv]
-
-
-def _read_rusage(path: Any) -> dict[str, Any]:
-    try:
-        with open(path) as fh:
-            data: dict[str, Any] = json.load(fh)
-        return data
-    except (OSError, ValueError):
-        return {}
 
 
 def _limited(spec: TaskSpec) -> bool:

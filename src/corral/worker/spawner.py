@@ -1,0 +1,127 @@
+"""A small, long-lived process that starts the local executor's shell commands.
+
+A command forked from the engine would inherit the engine's memory high-water mark in its
+``ru_maxrss`` (the kernel carries the old address space's peak across ``exec``), so peak memory
+measured with ``wait4`` would never be below the engine's size. Commands are therefore forked by
+this process, which is small (``python -I -S``, stdlib only), reaps them with ``wait4`` and
+reports their exact CPU time and peak memory. One process serves the whole run, so a command
+costs a fork and an exec, not an interpreter start.
+
+Protocol, one JSON object per line. Requests on stdin: ``{"id", "argv", "cwd", "stdout",
+"stderr", "env"}``. Replies on stdout: ``{"id", "pid"}`` once started (or ``{"id", "error"}``),
+then ``{"id", "status", "utime", "stime", "maxrss"}`` when it ends (status as from
+``os.waitstatus_to_exitcode``: negative for a signal).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+from typing import IO, Any
+
+SOURCE = r'''
+import json, os, select, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+inp = sys.stdin.buffer
+out = sys.stdout
+children = {}  # pidfd -> (id, pid)
+buf = b""
+def reply(obj):
+    out.write(json.dumps(obj) + "\n"); out.flush()
+def start(req):
+    try:
+        os.chdir(req["cwd"])
+        pid = os.posix_spawnp(req["argv"][0], req["argv"], req["env"], setsid=True, file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 1, req["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+            (os.POSIX_SPAWN_OPEN, 2, req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+        ])
+    except OSError as exc:
+        reply({"id": req["id"], "error": str(exc)}); return
+    children[os.pidfd_open(pid)] = (req["id"], pid)
+    reply({"id": req["id"], "pid": pid})
+while True:
+    ready, _, _ = select.select([0, *children], [], [])
+    for fd in ready:
+        if fd == 0:
+            chunk = os.read(0, 1 << 16)
+            if not chunk:
+                for cid, pid in children.values():
+                    try: os.killpg(pid, signal.SIGKILL)
+                    except OSError: pass
+                sys.exit(0)
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                start(json.loads(line))
+        else:
+            cid, pid = children.pop(fd)
+            os.close(fd)
+            _, status, ru = os.wait4(pid, 0)
+            reply({"id": cid, "status": os.waitstatus_to_exitcode(status), "utime": ru.ru_utime,
+                   "stime": ru.ru_stime, "maxrss": ru.ru_maxrss * 1024})
+'''
+
+
+class Spawner:
+    """Client side: start commands, read their start and exit reports."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own source
+            [sys.executable, "-I", "-S", "-c", SOURCE], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, start_new_session=True,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self._in: IO[bytes] = self.proc.stdin
+        self._out = self.proc.stdout.fileno()
+        os.set_blocking(self._out, False)
+        self._buf = b""
+        self.finished: list[dict[str, Any]] = []
+
+    def fileno(self) -> int:
+        return self._out
+
+    def start(self, ident: str, argv: list[str], cwd: str, stdout: str, stderr: str,
+              env: dict[str, str]) -> None:
+        """Ask for a command to be started; its pid comes back through :meth:`collect`."""
+        req = {"id": ident, "argv": argv, "cwd": cwd, "stdout": stdout, "stderr": stderr,
+               "env": env}
+        self._in.write(json.dumps(req).encode() + b"\n")
+        self._in.flush()
+
+    def collect(self) -> list[dict[str, Any]]:
+        """Reports received so far: ``{"id", "pid"}`` (started), ``{"id", "error"}`` (could not
+        start) and ``{"id", "status", ...}`` (ended)."""
+        self.finished.extend(m for m in self._read(block=False))
+        done, self.finished = self.finished, []
+        return done
+
+    def _read(self, block: bool) -> list[dict[str, Any]]:
+        while True:
+            try:
+                chunk = os.read(self._out, 1 << 16)
+            except BlockingIOError:
+                chunk = None
+            if chunk == b"":
+                raise OSError("the shell spawner process died")
+            if chunk:
+                self._buf += chunk
+            if b"\n" in self._buf or not block:
+                break
+            select.select([self._out], [], [], 1.0)
+        lines = self._buf.split(b"\n")
+        self._buf = lines.pop()
+        return [json.loads(line) for line in lines if line]
+
+    def close(self) -> None:
+        try:
+            self._in.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
