@@ -29,6 +29,7 @@ from .plan import Plan, key_nodes
 from .recorder import Recorder
 from .specs import (
     PayloadBuilder,
+    attempt_dir,
     attempt_env,
     make_spec,
     node_cacheable,
@@ -432,7 +433,7 @@ class Engine:
 
     def _write_logs(self, idx: int, comp: Completion) -> None:
         node = self.graph.nodes[idx]
-        spec_dir = self.work_root / f"{node.idx}-{_safe(node.name)}" / str(self.attempt_no[idx])
+        spec_dir = attempt_dir(self.work_root, node, self.attempt_no[idx])
         spec_dir.mkdir(parents=True, exist_ok=True)
         if comp.stdout:
             (spec_dir / "stdout.log").write_text(comp.stdout)
@@ -588,7 +589,3 @@ def _code_of(node: Node) -> str | None:
     return None
 
 
-def _safe(name: str) -> str:
-    from .specs import safe_name
-
-    return safe_name(name)

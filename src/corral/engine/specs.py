@@ -80,12 +80,17 @@ def node_cacheable(node: Node) -> bool:
     return opts.cache if opts else True
 
 
+def attempt_dir(work_root: Path, node: Node, attempt: int) -> Path:
+    """``<work_root>/<idx>-<name>.<attempt>``: one level, so starting an attempt costs one mkdir."""
+    return work_root / f"{node.idx}-{safe_name(node.name)}.{attempt}"
+
+
 def make_spec(
     node: Node, run_id: str, attempt: int, work_root: Path, cwd: Path,
     kind: TaskKind, payload: bytes, resources: Resources,
 ) -> TaskSpec:
     attempt_id = f"{run_id}.{node.idx}.{attempt}"
-    workdir = work_root / f"{node.idx}-{safe_name(node.name)}" / str(attempt)
+    workdir = attempt_dir(work_root, node, attempt)
     return TaskSpec(
         attempt_id=attempt_id, run_id=run_id, task_key=node.key, name=node.name,
         group=node.group, kind=kind, payload=payload, resources=resources, attempt=attempt,

@@ -87,6 +87,7 @@ class LocalExecutor(Executor):
         self.workers: list[_Worker] = []
         self.shells: dict[str, _Shell] = {}
         self._spawner: Spawner | None = None
+        self._base_env = dict(os.environ)
         self.done: list[Completion] = []
         self.cancelled: set[str] = set()
         self._mp: Any = mp.get_context(settings.start_method)
@@ -238,7 +239,7 @@ class LocalExecutor(Executor):
         self._spawner.start(
             spec.attempt_id, shell_argv(payload.command), str(spec.cwd),
             str(spec.workdir / STDOUT_FILE), str(spec.workdir / STDERR_FILE),
-            {**os.environ, **spec.env},
+            {**self._base_env, **spec.env},
         )
         self.shells[spec.attempt_id] = _Shell(spec, None, started)
         if self._listener is not None:

@@ -42,13 +42,26 @@ def _cpu_count() -> int | None:
         return os.cpu_count()
 
 
+def _from_dir_name(dist: metadata.Distribution) -> tuple[str | None, str | None]:
+    """Name and version from a ``name-version.dist-info`` directory, without parsing METADATA."""
+    path = getattr(dist, "_path", None)
+    base = getattr(path, "name", "")
+    if not base.endswith(".dist-info") or base.count("-") != 1:
+        return None, None
+    name, version = base[: -len(".dist-info")].split("-")
+    return name.replace("_", "-"), version
+
+
 def _distributions() -> dict[str, str]:
     """Installed distributions, ``{name: version}``, sorted by lower-cased name."""
     found: dict[str, str] = {}
     for dist in metadata.distributions():
-        name = dist.metadata["Name"] if dist.metadata else None
+        name, version = _from_dir_name(dist)
+        if name is None:  # no standard *.dist-info name: read the metadata file (slower)
+            name = dist.metadata["Name"] if dist.metadata else None
+            version = str(dist.version)
         if name and name not in found:
-            found[str(name)] = str(dist.version)
+            found[str(name)] = str(version)
     return dict(sorted(found.items(), key=lambda kv: kv[0].lower()))
 
 

@@ -97,7 +97,11 @@ class Store:
             current = None
             if insp.has_table("alembic_version"):
                 current = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            empty = current is None and not insp.has_table("runs")
         if current == HEAD_REVISION:
+            return
+        if empty:
+            self._create_fresh()
             return
         from alembic import command
         from alembic.config import Config
@@ -107,6 +111,16 @@ class Store:
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+
+    def _create_fresh(self) -> None:
+        """A new database gets the current schema and is stamped at head, as Alembic's docs
+        advise ("building an up-to-date database from scratch"); existing ones are migrated."""
+        version = sa.Table("alembic_version", sa.MetaData(),
+                           sa.Column("version_num", sa.String(32), primary_key=True))
+        with self.engine.begin() as conn:
+            t.metadata.create_all(conn)
+            version.create(conn)
+            conn.execute(version.insert().values(version_num=HEAD_REVISION))
 
     def close(self) -> None:
         self.engine.dispose()
