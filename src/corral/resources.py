@@ -208,10 +208,13 @@ ResourcesSpec = Resources | Callable[[int], Resources] | None
 """What a task may declare: fixed resources, a function of the attempt number, or nothing."""
 
 
+_DEFAULT = Resources()
+
+
 def resolve_resources(spec: ResourcesSpec, attempt: int) -> Resources:
     """Resources for a 1-based attempt number."""
     if spec is None:
-        return Resources()
+        return _DEFAULT
     if isinstance(spec, Resources):
         return spec
     result = spec(attempt)

@@ -96,6 +96,7 @@ class Engine:
         self._last_control = 0.0
         self._forced: set[int] = set()
         self._ran_here: set[int] = set()
+        self._inserted_cached: set[int] = set()
         self.withdrawn: dict[int, int] = {}
         """Attempts per node withdrawn by a pause before they started: not real attempts."""
         """Nodes that already succeeded in this run (before a resume), with the same key."""
@@ -105,9 +106,11 @@ class Engine:
     def prepare(self) -> None:
         """Persist task rows, decide what is cached, re-attach surviving attempts."""
         self._forced = self._forced_nodes()
-        self._persist_tasks(self.graph.nodes)
+        everything = list(range(len(self.graph.nodes)))
+        cached = self._cached_set(everything)
+        self._persist_tasks(self.graph.nodes, cached)
         self._persist_edges()
-        self._resolve_cached(list(range(len(self.graph.nodes))))
+        self._apply_cached(everything, cached)
         self._reattach()
         for i in range(len(self.graph.nodes)):
             if self.state[i] == WAITING and self.waiting[i] == 0:
@@ -136,13 +139,20 @@ class Engine:
                     stack.append(c)
         return out
 
-    def _persist_tasks(self, nodes: list[Node]) -> None:
+    def _persist_tasks(self, nodes: list[Node], cached: set[int] | None = None) -> None:
+        """Insert (or, on resume, update) task rows. New rows of ``cached`` nodes are written
+        as cached at once, which spares a second write of every row of a cached run."""
         existing = self.store.task_ids(self.run_id)
         fresh, changed = [], []
+        cached = cached or set()
         for node in nodes:
+            is_cached = node.idx in cached and node.name not in existing
+            if is_cached:
+                self._inserted_cached.add(node.idx)
             row = {
                 "run_id": self.run_id, "idx": node.idx, "name": node.name, "grp": node.group,
-                "kind": node.kind.value, "key": node.key, "state": TaskState.PENDING.value,
+                "kind": node.kind.value, "key": node.key, "cached": is_cached,
+                "state": (TaskState.CACHED if is_cached else TaskState.PENDING).value,
                 "code_hash": _code_of(node), "params": short_params(node),
                 "inputs": self.plan.inputs.get(node.idx),
                 "upstream": {self.graph.nodes[d].name: self.graph.nodes[d].key for d in node.deps},
@@ -185,6 +195,10 @@ class Engine:
                 c.execute(t.edges.insert(), rows)
 
     def _resolve_cached(self, idxs: list[int]) -> None:
+        self._apply_cached(idxs, self._cached_set(idxs))
+
+    def _cached_set(self, idxs: list[int]) -> set[int]:
+        """Nodes whose key has a stored result with its output files intact (or restored)."""
         nodes = self.graph.nodes
         candidates = [i for i in idxs if nodes[i].kind is not NodeKind.EXPAND
                       and i not in self._forced and not self.options.no_cache
@@ -193,15 +207,21 @@ class Engine:
         # declared shell outputs and files returned by Python tasks (Path results) alike
         with_outputs = [nodes[i].key for i in candidates if nodes[i].key in found]
         outputs = self.store.result_outputs(with_outputs) if with_outputs else {}
-        for i in candidates:
-            key = nodes[i].key
-            if key in found and self._outputs_ok(nodes[i], outputs.get(key, {})):
-                self.state[i] = DONE
-                if i in self._ran_here:  # resumed: it ran in this very run, keep it so
-                    self.progress.done += 1
-                    self.rec.task(self.task_id[i], state=TaskState.SUCCEEDED.value, cached=False)
-                    continue
-                self.progress.cached += 1
+        return {i for i in candidates if nodes[i].key in found
+                and self._outputs_ok(nodes[i], outputs.get(nodes[i].key, {}))}
+
+    def _apply_cached(self, idxs: list[int], cached: set[int]) -> None:
+        nodes = self.graph.nodes
+        for i in idxs:
+            if i not in cached:
+                continue
+            self.state[i] = DONE
+            if i in self._ran_here:  # resumed: it ran in this very run, keep it so
+                self.progress.done += 1
+                self.rec.task(self.task_id[i], state=TaskState.SUCCEEDED.value, cached=False)
+                continue
+            self.progress.cached += 1
+            if i not in self._inserted_cached:
                 self.rec.task(self.task_id[i], state=TaskState.CACHED.value, cached=True)
         for i in idxs:
             node = nodes[i]

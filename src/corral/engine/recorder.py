@@ -42,7 +42,8 @@ class Recorder:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.task_updates: dict[int, dict[str, Any]] = {}
-        self.new_attempts: list[dict[str, Any]] = []
+        self.new_attempts: dict[str, dict[str, Any]] = {}
+        """Attempt rows not yet inserted, by id (updates before the flush go into them)."""
         self.attempt_updates: dict[str, dict[str, Any]] = {}
         self.results: list[dict[str, Any]] = []
         self.artifacts: list[dict[str, Any]] = []
@@ -60,13 +61,13 @@ class Recorder:
         self.task_updates.setdefault(task_id, {}).update(values)
 
     def attempt_new(self, row: dict[str, Any]) -> None:
-        self.new_attempts.append(row)
+        self.new_attempts[row["id"]] = row
 
     def attempt(self, attempt_id: str, **values: Any) -> None:
-        for row in self.new_attempts:
-            if row["id"] == attempt_id:
-                row.update(values)
-                return
+        row = self.new_attempts.get(attempt_id)
+        if row is not None:
+            row.update(values)
+            return
         self.attempt_updates.setdefault(attempt_id, {}).update(values)
 
     def result(self, row: dict[str, Any]) -> None:
@@ -93,8 +94,8 @@ class Recorder:
             if self.new_attempts:
                 # one executemany needs the same columns in every row: attempts updated before
                 # the flush (started, or already finished) carry more columns than fresh ones
-                cols = {k for row in self.new_attempts for k in row}
-                rows = [{k: row.get(k) for k in cols} for row in self.new_attempts]
+                cols = {k for row in self.new_attempts.values() for k in row}
+                rows = [{k: row.get(k) for k in cols} for row in self.new_attempts.values()]
                 c.execute(t.attempts.insert(), rows)
             if self.artifacts:
                 c.execute(t.artifacts.insert(), self.artifacts)
