@@ -111,6 +111,7 @@ def load_pipeline(source: str | Path, name: str | None = None) -> Pipeline[Any, 
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[mod_name] = module
+        before = set(sys.modules)
         try:
             spec.loader.exec_module(module)
         except CorralError:
@@ -121,6 +122,7 @@ def load_pipeline(source: str | Path, name: str | None = None) -> Pipeline[Any, 
                 f"importing {path.name} failed: {type(exc).__name__}: {exc}; fix the file"
             ) from exc
         cloudpickle.register_pickle_by_value(module)
+        _note_imports(set(sys.modules) - before)
     found = {p.name: p for p in vars(module).values() if isinstance(p, Pipeline)}
     for p in found.values():
         p.source_file = str(path)
@@ -137,6 +139,17 @@ def load_pipeline(source: str | Path, name: str | None = None) -> Pipeline[Any, 
     raise UsageError(
         f"{path.name} defines several pipelines ({', '.join(found)}); name one after the file"
     )
+
+
+PIPELINE_IMPORTS: set[str] = set()
+"""Top-level packages that pipeline files imported; local workers import them ahead of time."""
+
+
+def _note_imports(names: set[str]) -> None:
+    for name in names:
+        top = name.partition(".")[0]
+        if top and not top.startswith(("_", "corral")) and top not in sys.stdlib_module_names:
+            PIPELINE_IMPORTS.add(top)
 
 
 def plan(pipeline: Pipeline[Any, Any], params: Mapping[str, Any] | None = None,

@@ -73,6 +73,8 @@ class LocalSettings:
     workers: int | None = None
     """Python worker processes (default: the -j limit)."""
     start_method: str = "forkserver"
+    prestart: bool = True
+    """Start the Python workers when the run starts (False: at the first Python task)."""
 
 
 class LocalExecutor(Executor):
@@ -108,7 +110,15 @@ class LocalExecutor(Executor):
     # ------------------------------------------------------------------ seam
 
     def start(self, listener: Listener) -> None:
+        """Start the worker processes now, while the engine prepares the run; they import the
+        packages the pipeline file imported (e.g. numpy) before the first task arrives."""
         self._listener = listener
+        if self.settings.start_method == "forkserver":
+            from corral.api import PIPELINE_IMPORTS
+
+            self._mp.set_forkserver_preload(["corral.worker.pool", *sorted(PIPELINE_IMPORTS)])
+        while len(self.workers) < self.n_workers and self.settings.prestart:
+            self._new_worker()
 
     def capacity(self) -> int | None:
         return max(0, self.slots * CHUNK * 2 - len(self.pending))
@@ -209,14 +219,17 @@ class LocalExecutor(Executor):
             if not w.running:
                 return w
         if len(self.workers) < self.n_workers:
-            parent, child = self._mp.Pipe()
-            proc = self._mp.Process(target=worker_main, args=(child, str(self.ctx.cwd)), daemon=True)
-            proc.start()
-            child.close()
-            w = _Worker(proc, parent)
-            self.workers.append(w)
-            return w
+            return self._new_worker()
         return None
+
+    def _new_worker(self) -> _Worker:
+        parent, child = self._mp.Pipe()
+        proc = self._mp.Process(target=worker_main, args=(child, str(self.ctx.cwd)), daemon=True)
+        proc.start()
+        child.close()
+        w = _Worker(proc, parent)
+        self.workers.append(w)
+        return w
 
     def _send(self, worker: _Worker, chunk: list[TaskSpec]) -> None:
         worker.running = {s.attempt_id: s for s in chunk}
