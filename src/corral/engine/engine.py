@@ -24,6 +24,7 @@ from corral.executors.base import AttemptRef, Completion, Executor, Outcome, Tas
 from corral.graph import Future, Node, NodeKind
 from corral.store import Store
 from corral.store import schema as t
+from corral.store.bulk import executemany
 
 from .plan import Plan, key_nodes
 from .recorder import Recorder
@@ -169,7 +170,7 @@ class Engine:
                 changed.append({"_id": old["id"], **{k: row[k] for k in ("idx", "key", "params")}})
         with self.store.transaction() as c:
             if fresh:
-                c.execute(t.tasks.insert(), fresh)
+                executemany(c, t.tasks.insert(), fresh, "tasks.insert")
             if changed:
                 c.execute(
                     t.tasks.update().where(t.tasks.c.id == sa.bindparam("_id")).values(
@@ -192,7 +193,7 @@ class Engine:
         with self.store.transaction() as c:
             c.execute(t.edges.delete().where(t.edges.c.run_id == self.run_id))
             if rows:
-                c.execute(t.edges.insert(), rows)
+                executemany(c, t.edges.insert(), rows, "edges.insert")
 
     def _resolve_cached(self, idxs: list[int]) -> None:
         self._apply_cached(idxs, self._cached_set(idxs))

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 from corral.store import Store
 from corral.store import schema as t
+from corral.store.bulk import executemany
 
 
 def insert_ignore(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], key: str) -> None:
@@ -20,7 +21,8 @@ def insert_ignore(conn: Connection, table: sa.Table, rows: list[dict[str, Any]],
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        conn.execute(sqlite_insert(table).on_conflict_do_nothing(index_elements=[key]), rows)
+        stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=[key])
+        executemany(conn, stmt, rows, f"{table.name}.insert_ignore")
     elif dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
@@ -96,9 +98,9 @@ class Recorder:
                 # the flush (started, or already finished) carry more columns than fresh ones
                 cols = {k for row in self.new_attempts.values() for k in row}
                 rows = [{k: row.get(k) for k in cols} for row in self.new_attempts.values()]
-                c.execute(t.attempts.insert(), rows)
+                executemany(c, t.attempts.insert(), rows, "attempts.insert")
             if self.artifacts:
-                c.execute(t.artifacts.insert(), self.artifacts)
+                executemany(c, t.artifacts.insert(), self.artifacts, "artifacts.insert")
             self._updates(c, t.tasks, "id", self.task_updates)
             self._updates(c, t.attempts, "id", self.attempt_updates)
         self.task_updates.clear()
@@ -121,4 +123,4 @@ class Recorder:
                 .where(table.c[key] == sa.bindparam("_id"))
                 .values({col: sa.bindparam(col) for col in cols})
             )
-            c.execute(stmt, rows)
+            executemany(c, stmt, rows, f"{table.name}.update")
