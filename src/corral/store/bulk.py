@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -55,9 +56,20 @@ def executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]], shape: 
         return
     columns = tuple(rows[0])
     sql, names, converters, defaults = _prepare(conn, stmt, (hash(shape), columns), columns)
-    pairs = [(n, conv, defaults.get(n)) for n, conv in zip(names, converters, strict=True)]
-    params = [
-        tuple(conv(row.get(n, d)) if conv else row.get(n, d) for n, conv, d in pairs)
-        for row in rows
-    ]
+    if defaults:
+        rows = [{**defaults, **row} for row in rows]
+    getter = itemgetter(*names)
+    json_at = [i for i, conv in enumerate(converters) if conv is not None]
+    if len(names) == 1:
+        params: list[Any] = [(getter(row),) for row in rows]
+    elif not json_at:
+        params = [getter(row) for row in rows]
+    else:
+        params = []
+        for row in rows:
+            values = list(getter(row))
+            for i in json_at:
+                v = values[i]
+                values[i] = None if v is None else json.dumps(v)
+            params.append(tuple(values))
     conn.exec_driver_sql(sql, params)
