@@ -97,8 +97,10 @@ class TaskDef(Generic[P, R]):
             return self.func(*args, **kwargs)
         return self._add(graph, args, kwargs, graph.unique_name(self.name))
 
-    def _add(self, graph: Graph, args: Sequence[Any], kwargs: dict[str, Any], name: str) -> Future:
-        self._check_signature(args, kwargs, name)
+    def _add(self, graph: Graph, args: Sequence[Any], kwargs: dict[str, Any], name: str,
+             check: bool = True) -> Future:
+        if check:
+            self._check_signature(args, kwargs, name)
         args = tuple(normalize(a) for a in args)
         kwargs = {k: normalize(v) for k, v in kwargs.items()}
         node = graph.add(
@@ -134,8 +136,9 @@ class TaskDef(Generic[P, R]):
         if dynamic:
             return self._map_dynamic(graph, args, kwargs, dynamic)
         base = graph.unique_name(self.name)
+        # every call of a scatter passes the same argument names: check the signature once
         elements = [
-            self._add(graph, a, k, f"{base}[{i}]")
+            self._add(graph, a, k, f"{base}[{i}]", check=i == 0)
             for i, (a, k) in enumerate(_expand(base, args, kwargs, mode))
         ]
         return MapFuture(base, elements, None)

@@ -98,6 +98,7 @@ class Engine:
         self._forced: set[int] = set()
         self._ran_here: set[int] = set()
         self._inserted_cached: set[int] = set()
+        self._res_dicts: dict[int, tuple[Any, dict[str, Any]]] = {}
         self.withdrawn: dict[int, int] = {}
         """Attempts per node withdrawn by a pause before they started: not real attempts."""
         """Nodes that already succeeded in this run (before a resume), with the same key."""
@@ -157,7 +158,7 @@ class Engine:
                 "code_hash": _code_of(node), "params": short_params(node),
                 "inputs": self.plan.inputs.get(node.idx),
                 "upstream": {self.graph.nodes[d].name: self.graph.nodes[d].key for d in node.deps},
-                "resources": node_resources(node, 1).to_dict() if node.task or node.shell else None,
+                "resources": self._resources_json(node) if node.task or node.shell else None,
             }
             old = existing.get(node.name)
             if old is None:
@@ -186,6 +187,14 @@ class Engine:
                 idx = self.graph.names.get(name)
                 if idx is not None:
                     self.task_id[idx] = task_row["id"]
+
+    def _resources_json(self, node: Node) -> dict[str, Any]:
+        """JSON form of a node's first-attempt resources, one dict per distinct Resources."""
+        res = node_resources(node, 1)
+        cached = self._res_dicts.get(id(res))
+        if cached is None or cached[0] is not res:
+            cached = self._res_dicts[id(res)] = (res, res.to_dict())
+        return cached[1]
 
     def _persist_edges(self) -> None:
         rows = [{"run_id": self.run_id, "parent": d, "child": n.idx}

@@ -66,10 +66,15 @@ def executemany(conn: Connection, stmt: Any, rows: list[dict[str, Any]], shape: 
         params = [getter(row) for row in rows]
     else:
         params = []
+        memo: dict[int, str] = {}  # the same object in many rows is serialised once
         for row in rows:
             values = list(getter(row))
             for i in json_at:
                 v = values[i]
-                values[i] = None if v is None else json.dumps(v)
+                if v is not None:
+                    text = memo.get(id(v))
+                    if text is None:
+                        text = memo[id(v)] = json.dumps(v)
+                    values[i] = text
             params.append(tuple(values))
     conn.exec_driver_sql(sql, params)
