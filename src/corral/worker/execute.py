@@ -9,10 +9,12 @@ directory and writes ``result.pkl`` and then the exit marker ``exit.json``, each
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 import time
@@ -156,8 +158,47 @@ def run_python(payload: PythonPayload, capture: bool = True) -> AttemptResult:
 
 
 def shell_argv(command: str) -> list[str]:
-    """The argv that runs a task's command line: bash with ``-e`` and ``pipefail``."""
-    return ["bash", "-c", SHELL_PREAMBLE + command]
+    """The argv that runs a task's command line.
+
+    A simple command (plain words: no quoting, expansion, redirection, pipes, globs or
+    assignments, and not a shell builtin) is executed directly, exactly as bash would after
+    word splitting, which saves starting a shell. Everything else runs under ``bash -c`` with
+    ``-e`` and ``pipefail``.
+    """
+    direct = simple_command(command)
+    return direct if direct is not None else ["bash", "-c", SHELL_PREAMBLE + command]
+
+
+_SHELL_SYNTAX = frozenset("|&;<>()$`\\\"'*?[]{}~!=%^\n\r\t")
+_BUILTINS = frozenset(
+    "cd exit export source . set unset alias eval exec read wait trap ulimit umask shift "
+    "return local declare typeset let type hash times builtin command jobs fg bg history "
+    "readonly getopts caller enable help logout mapfile readarray popd pushd dirs disown "
+    "suspend shopt complete compgen compopt".split()
+)
+
+
+def simple_command(command: str) -> list[str] | None:
+    """The argv of ``command`` if it is a simple command bash would run unchanged, else None."""
+    if any(c in _SHELL_SYNTAX for c in command):
+        return None
+    words: list[str] = []
+    for word in command.split(" "):
+        if not word:
+            continue
+        if word.startswith("#"):
+            break  # a comment runs to the end of the line
+        if "#" in word:
+            return None
+        words.append(word)
+    if not words or words[0] in _BUILTINS or _which(words[0], os.environ.get("PATH", "")) is None:
+        return None
+    return words
+
+
+@functools.lru_cache(maxsize=256)
+def _which(name: str, path: str) -> str | None:
+    return shutil.which(name, path=path)
 
 
 def missing_outputs(outputs: list[str], cwd: Path) -> list[str]:
