@@ -46,9 +46,12 @@ def _from_dir_name(dist: metadata.Distribution) -> tuple[str | None, str | None]
     """Name and version from a ``name-version.dist-info`` directory, without parsing METADATA."""
     path = getattr(dist, "_path", None)
     base = getattr(path, "name", "")
-    if not base.endswith(".dist-info") or base.count("-") != 1:
+    if not base.endswith(".dist-info"):
         return None, None
-    name, version = base[: -len(".dist-info")].split("-")
+    stem = base[: -len(".dist-info")]
+    if stem.count("-") != 1:
+        return None, None
+    name, version = stem.split("-")
     return name.replace("_", "-"), version
 
 
