@@ -7,6 +7,7 @@ import os
 import pickle
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from conftest import SSHRig
@@ -55,3 +56,44 @@ def test_slurm_through_ssh_transport(slurm_over_ssh: BatchExecutor, workspace: W
     assert done[bad.attempt_id].outcome is Outcome.FAILED
     assert "ValueError: over ssh" in (done[bad.attempt_id].error or "")
     assert all(recorder.submitted_ids[s.attempt_id] for s in specs)
+
+
+def test_profile_with_ssh_transport_runs_a_pipeline(ssh_rig: SSHRig, tmp_path: Path) -> None:
+    """`transport = "ssh://..."` in an executor profile: a whole pipeline runs through it."""
+    import corral
+    from corral.config import load_config
+
+    options = ", ".join(f'{k} = "{v}"' for k, v in ssh_rig.options.items() if v is not None)
+    (tmp_path / "corral.toml").write_text(
+        "[executors.login]\n"
+        'kind = "slurm"\n'
+        f'transport = "{ssh_rig.url}"\n'
+        "poll_interval = 0.2\nmax_poll_interval = 1.0\nmarker_interval = 0.1\n"
+        f"transport_options = {{ {options} }}\n"
+    )
+    (tmp_path / "pipe.py").write_text(
+        "from corral import task, pipeline\n"
+        "@task\ndef sq(x: int) -> int:\n    return x * x\n"
+        "@task\ndef total(xs: list) -> int:\n    return sum(xs)\n"
+        "@pipeline\ndef p(n: int = 4):\n    return total(sq.map(x=range(n)))\n"
+    )
+    kind, opts = load_config(tmp_path).executor("login")
+    pipe = corral.load_pipeline(tmp_path / "pipe.py")
+    result = corral.run(pipe, {"n": 4}, executor=kind, executor_options=opts, jobs=10,
+                        workdir=tmp_path)
+    assert result.ok, result.errors
+    assert result.value == 14
+    attempts = corral.Client(tmp_path).run(result.run_id).attempts()
+    assert attempts and all(a["native_id"] for a in attempts)
+
+
+def test_profile_transport_errors_are_one_line(tmp_path: Path) -> None:
+    from corral.errors import ConfigError
+    from corral.executors import create_executor
+    from corral.executors.base import ExecutorContext
+
+    ctx = ExecutorContext("r", tmp_path, tmp_path, 1, sys.executable)
+    with pytest.raises(ConfigError, match="not supported"):
+        create_executor("slurm", {"transport": "ftp://x"}, ctx)
+    with pytest.raises(ConfigError, match="no transport"):
+        create_executor("slurm", {"transport_options": {"identity_file": "k"}}, ctx)

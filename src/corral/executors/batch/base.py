@@ -54,6 +54,7 @@ from corral.executors.batch.script import (
 from corral.executors.batch.settings import BatchSettings, parse_settings
 from corral.executors.batch.status import OUTCOME_OF_STATE, JobState, JobStatus
 from corral.resources import Resources, format_memory, format_walltime
+from corral.transport import transport_from_profile
 from corral.transport.base import CommandResult, Transport
 from corral.transport.local import LocalTransport
 from corral.worker.execute import (
@@ -155,8 +156,18 @@ class BatchExecutor(Executor):
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_options(cls: type[B], options: dict[str, Any], ctx: ExecutorContext) -> B:
-        """Validate profile options into the typed settings and build the executor."""
-        return cls(parse_settings(cls.settings_class, options, cls.kind), ctx)
+        """Validate profile options into the typed settings and build the executor.
+
+        ``transport = "ssh://user@host"`` (with ``transport_options``) runs the scheduler
+        commands on a login node over SSH; the work directory must be on a file system both
+        sides see at the same path."""
+        opts = dict(options)
+        url, transport_opts = opts.pop("transport", None), opts.pop("transport_options", None)
+        settings = parse_settings(cls.settings_class, opts, cls.kind)
+        transport = transport_from_profile(url, transport_opts)
+        executor = cls(settings, ctx, transport)
+        executor._own_transport = True
+        return executor
 
     # ------------------------------------------------------------------ scheduler hooks
     def directives(self, req: JobRequest) -> list[str]:
