@@ -100,7 +100,8 @@ class Engine:
         self._inserted_cached: set[int] = set()
         self._res_dicts: dict[int, tuple[Any, dict[str, Any]]] = {}
         self.withdrawn: dict[int, int] = {}
-        """Attempts per node withdrawn by a pause before they started: not real attempts."""
+        """Attempts per node that never really ran (withdrawn by a pause, or abandoned by a
+        stopped engine): they do not count toward retries or resources-by-attempt."""
         """Nodes that already succeeded in this run (before a resume), with the same key."""
 
     # ------------------------------------------------------------------ set-up
@@ -258,10 +259,13 @@ class Engine:
         return True
 
     def _reattach(self) -> None:
+        by_task = {tid: i for i, tid in enumerate(self.task_id)}
+        for task_id, n in self.store.uncounted_attempts(self.run_id).items():
+            if task_id in by_task:
+                self.withdrawn[by_task[task_id]] = n
         rows = self.store.inflight_attempts(self.run_id)
         if not rows:
             return
-        by_task = {tid: i for i, tid in enumerate(self.task_id)}
         refs = [AttemptRef(r["id"], r["native_id"], Path(r["workdir"] or "."), r["submitted_at"])
                 for r in rows if r["native_id"]]
         taken = set(self.executor.reattach(refs)) if refs else set()
@@ -276,6 +280,8 @@ class Engine:
             else:
                 self.rec.attempt(r["id"], state="abandoned", ended_at=time.time(),
                                  error="the engine that submitted this attempt stopped")
+                if idx is not None:  # cut off, not failed: it does not use up a retry
+                    self.withdrawn[idx] = self.withdrawn.get(idx, 0) + 1
 
     # ------------------------------------------------------------------ main loop
 

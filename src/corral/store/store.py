@@ -271,6 +271,18 @@ class Store:
         with self.engine.connect() as c:
             return [dict(r) for r in c.execute(q).mappings()]
 
+    def uncounted_attempts(self, run_id: str) -> dict[int, int]:
+        """Per task id, attempts that never really ran: withdrawn by a pause, or abandoned by
+        an engine that stopped. They do not count toward retries or resources-by-attempt."""
+        q = (
+            sa.select(t.attempts.c.task_id, sa.func.count())
+            .where(t.attempts.c.run_id == run_id,
+                   t.attempts.c.state.in_(("withdrawn", "abandoned")))
+            .group_by(t.attempts.c.task_id)
+        )
+        with self.engine.connect() as c:
+            return {int(r[0]): int(r[1]) for r in c.execute(q)}
+
     def edges(self, run_id: str) -> list[tuple[int, int]]:
         q = sa.select(t.edges.c.parent, t.edges.c.child).where(t.edges.c.run_id == run_id)
         with self.engine.connect() as c:
