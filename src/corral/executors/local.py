@@ -236,6 +236,9 @@ class LocalExecutor(Executor):
         worker.limited = any(_limited(s) for s in chunk)
         worker.since = time.time()
         worker.conn.send([(s.attempt_id, s.payload, s.env) for s in chunk])
+        if self._listener is not None:  # shown as running; exact start times come with results
+            for s in chunk:
+                self._listener.started(s.attempt_id, worker.since, hostname())
 
     def _start_shell(self, spec: TaskSpec) -> None:
         payload = pickle.loads(spec.payload)
