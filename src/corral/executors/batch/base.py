@@ -446,7 +446,11 @@ class BatchExecutor(Executor):
                 kind=spec.kind, resources=spec.resources, sched_err=sched_err,
             )
             self._listener.submitted(spec.attempt_id, native)
-        self._next_query = min(self._next_query, time.monotonic() + self.settings.poll_interval)
+        now = time.monotonic()
+        if self._next_query <= now:  # nothing was waiting for a query: wait one interval first
+            self._next_query = now + self.settings.poll_interval
+        else:
+            self._next_query = min(self._next_query, now + self.settings.poll_interval)
 
     def _fail_specs(self, specs: Sequence[TaskSpec], error: str) -> None:
         for spec in specs:

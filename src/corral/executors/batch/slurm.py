@@ -11,16 +11,19 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
 
 from corral.errors import CommandError, ConfigError, ExecutorError
+from corral.executors.base import ExecutorContext
 from corral.executors.batch.base import BatchExecutor
 from corral.executors.batch.script import JobRequest, directive_value
 from corral.executors.batch.settings import BatchSettings
 from corral.executors.batch.status import JobState, JobStatus, expand_range, parse_size
+from corral.transport.base import Transport
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +96,10 @@ def sbatch_directives(req: JobRequest, settings: SlurmSettings) -> list[str]:
         opts.append(f"--array=1-{req.array_size}%{req.throttle or req.array_size}")
     opts += list(req.extra_args)
     return [f"#SBATCH {o}" for o in opts]
+
+
+SACCT_LAG = 10.0
+"""Seconds a new job may be missing from sacct before squeue is asked about it."""
 
 
 def slurm_time(seconds: int) -> str:
@@ -227,7 +234,13 @@ class SlurmExecutor(BatchExecutor):
     array_token: ClassVar[str] = "%a"
     settings: SlurmSettings
 
-    _use_sacct: bool | None = None
+    def __init__(self, settings: BatchSettings, ctx: ExecutorContext,
+                 transport: Transport | None = None) -> None:
+        super().__init__(settings, ctx, transport)
+        self._use_sacct: bool | None = None
+        """Whether sacct answers (None: not asked yet; the first status query tells)."""
+        self._submitted_at: dict[str, float] = {}
+        """Jobs this executor submitted: sacct may not list them for a moment."""
 
     def directives(self, req: JobRequest) -> list[str]:
         return sbatch_directives(req, self.settings)
@@ -236,7 +249,9 @@ class SlurmExecutor(BatchExecutor):
         return sbatch_argv(script, depends_on)
 
     def parse_submit(self, stdout: str) -> str:
-        return parse_sbatch(stdout)
+        job_id = parse_sbatch(stdout)
+        self._submitted_at[job_id] = time.monotonic()
+        return job_id
 
     def element_id(self, job_id: str, index: int) -> str:
         return f"{job_id}_{index}"
@@ -248,19 +263,29 @@ class SlurmExecutor(BatchExecutor):
         return scancel_argv(native_ids)
 
     def query(self, native_ids: Sequence[str]) -> dict[str, JobStatus]:
+        """One sacct call for every job of the run; squeue only for jobs sacct does not list,
+        except jobs submitted here less than ``SACCT_LAG`` ago (sacct records appear a moment
+        after submission), or for every job when accounting is off. No separate probe: the
+        first sacct call tells whether accounting works."""
         job_ids = sorted({self.job_of(n) for n in native_ids})
         statuses: dict[str, JobStatus] = {}
-        if self._sacct_enabled():
-            try:
-                result = self._run(sacct_argv(job_ids))
+        now = time.monotonic()
+        sacct_answered = False
+        if self._use_sacct is not False and self.settings.accounting != "none":
+            result = self._run(sacct_argv(job_ids), check=False)
+            disabled = accounting_disabled(result.stderr + result.stdout)
+            if result.returncode == 0 and not disabled:
                 statuses = parse_sacct(result.stdout)
-            except CommandError as exc:
-                if self.settings.accounting == "sacct":
-                    raise
-                log.info("sacct failed; using squeue from now on: %s", exc)
+                self._use_sacct = sacct_answered = True
+            elif self.settings.accounting == "sacct":
+                raise CommandError(result.argv, result.returncode, result.stdout, result.stderr)
+            else:
+                log.info("sacct unusable; using squeue from now on: %s",
+                         (result.stderr or result.stdout).strip()[-200:])
                 self._use_sacct = False
         listed = {sid.split("_")[0] for sid in statuses}
-        missing = [j for j in job_ids if j not in listed]
+        missing = [j for j in job_ids if j not in listed
+                   and not (sacct_answered and now - self._submitted_at.get(j, -1e9) < SACCT_LAG)]
         if missing:
             result = self._run(squeue_argv(missing), check=False)
             if result.returncode != 0 and "invalid job id" not in result.stderr.lower():
@@ -268,16 +293,6 @@ class SlurmExecutor(BatchExecutor):
             statuses.update(parse_squeue(result.stdout))
         return statuses
 
-    def _sacct_enabled(self) -> bool:
-        if self.settings.accounting == "none":
-            return False
-        if self.settings.accounting == "sacct":
-            return True
-        if self._use_sacct is None:
-            probe = self._run(["sacct", "-n", "-X", "-j", "1", "-o", "JobID"], check=False)
-            text = probe.stderr + probe.stdout
-            self._use_sacct = probe.returncode == 0 and not accounting_disabled(text)
-        return self._use_sacct
 
 
 __all__ = [
