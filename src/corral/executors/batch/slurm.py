@@ -283,8 +283,10 @@ class SlurmExecutor(BatchExecutor):
                 log.info("sacct unusable; using squeue from now on: %s",
                          (result.stderr or result.stdout).strip()[-200:])
                 self._use_sacct = False
-        listed = {sid.split("_")[0] for sid in statuses}
-        missing = [j for j in job_ids if j not in listed
+        # a job counts as listed only when every element asked about is: sacct may show a
+        # fresh array as one "123" row before its elements have records
+        unlisted = {self.job_of(n) for n in native_ids if n not in statuses}
+        missing = [j for j in job_ids if j in unlisted
                    and not (sacct_answered and now - self._submitted_at.get(j, -1e9) < SACCT_LAG)]
         if missing:
             result = self._run(squeue_argv(missing), check=False)
