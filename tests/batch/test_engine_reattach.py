@@ -35,7 +35,7 @@ def naps(n: int = 3):
 
 PROFILE = '''
 [executors.fast]
-kind = "slurm"
+kind = "{kind}"
 poll_interval = 0.3
 max_poll_interval = 1.0
 marker_interval = 0.2
@@ -57,14 +57,15 @@ def _corral(workdir: Path, pipe: Path) -> subprocess.Popen[str]:
                             start_new_session=True)
 
 
-@pytest.mark.slurm
+@pytest.mark.parametrize("kind", [pytest.param("slurm", marks=pytest.mark.slurm),
+                                  pytest.param("sge", marks=pytest.mark.sge)])
 def test_killed_engine_reattaches_to_running_jobs(
-    tmp_path: Path, harness_for: Callable[[str], Any]
+    kind: str, tmp_path: Path, harness_for: Callable[[str], Any]
 ) -> None:
-    harness_for("slurm")  # skips (or fails with CORRAL_REQUIRE_CLUSTERS=1) without SLURM
+    harness_for(kind)  # skips (or fails with CORRAL_REQUIRE_CLUSTERS=1) without the cluster
     pipe = tmp_path / "naps.py"
     pipe.write_text(PIPE)
-    (tmp_path / "corral.toml").write_text(PROFILE)
+    (tmp_path / "corral.toml").write_text(PROFILE.replace("{kind}", kind))
     db = tmp_path / ".corral" / "state.db"
     first = _corral(tmp_path, pipe)
     deadline = time.time() + 60
