@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,18 @@ def chain():
     t = total(sq)
     cp = shell("cat {input} > {output}", inputs="offset.txt", outputs="copy.txt", name="copy")
     return t, cp
+
+
+@task
+def nap(x: int) -> int:
+    import time
+    time.sleep(60)
+    return x
+
+
+@pipeline
+def sleepy():
+    return total(nap.map([1, 2]))
 
 
 @pipeline
@@ -222,3 +235,30 @@ def test_exported_script_runs_on_slurm(tmp_path: Path) -> None:
     assert summary["state"] == "succeeded", summary
     assert corral.Client(tmp_path).run(run_id).task_result("total") == 44
     assert (tmp_path / "copy.txt").read_text().strip() == "10"
+
+
+@pytest.mark.slurm
+def test_cancel_detached_run_cancels_its_jobs(tmp_path: Path) -> None:
+    _cluster()
+    run_id = submit_detached(_load(tmp_path, "sleepy"), {}, _cfg(tmp_path))
+    store = Store.open(tmp_path)
+    natives = [a["native_id"] for a in store.attempts(run_id)]
+    assert len(natives) == 3
+    out = subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "corral.cli.app", "cancel", run_id, "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "3 cluster jobs" in out.stdout
+    deadline = time.time() + 30
+    jobs = sorted({n.split("_")[0] for n in natives})
+    while time.time() < deadline:
+        q = subprocess.run(["squeue", "-h", "-j", ",".join(jobs), "-o", "%i %T"],  # noqa: S603
+                           capture_output=True, text=True, check=False)
+        if not [line for line in q.stdout.splitlines() if "COMPLETING" not in line]:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail(f"jobs still queued after cancel: {q.stdout}")
+    assert store.get_run(run_id)["state"] == "cancelled"
+    assert {t["state"] for t in store.tasks(run_id)} == {"cancelled"}

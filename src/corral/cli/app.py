@@ -318,6 +318,7 @@ def cancel(run_id: str, workdir: WorkdirOpt = Path("."), db: DbOpt = None) -> No
             console.print(f"cancelling run {run_row['id']}")
             return
         n = _cancel_orphans(store, run_row)
+        store.mark_cancelled(run_row["id"])
         store.update_run(run_row["id"], state=RunState.CANCELLED.value, control="none")
     except CorralError as exc:
         raise fail(str(exc), exit_code_for(exc)) from None
@@ -338,11 +339,6 @@ def _cancel_orphans(store: Store, run_row: dict[str, Any]) -> int:
     executor = create_executor(ex.get("kind", "local"), ex.get("options", {}), ctx)
     executor.cancel_native([AttemptRef(r["id"], r["native_id"], Path(r["workdir"] or "."),
                                        r["submitted_at"]) for r in rows])
-    with store.transaction() as c:
-        from corral.store import schema as t
-
-        c.execute(t.attempts.update().where(t.attempts.c.id.in_([r["id"] for r in rows]))
-                  .values(state="cancelled"))
     return len(rows)
 
 

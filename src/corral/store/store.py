@@ -271,6 +271,17 @@ class Store:
         with self.engine.connect() as c:
             return [dict(r) for r in c.execute(q).mappings()]
 
+    def mark_cancelled(self, run_id: str) -> None:
+        """After a cancel without an engine: unfinished tasks and attempts become cancelled."""
+        now = time.time()
+        with self.transaction() as c:
+            c.execute(t.tasks.update().where(
+                t.tasks.c.run_id == run_id, t.tasks.c.state.in_(("pending", "running"))
+            ).values(state="cancelled", finished_at=now))
+            c.execute(t.attempts.update().where(
+                t.attempts.c.run_id == run_id, t.attempts.c.state.in_(("submitted", "running"))
+            ).values(state="cancelled", ended_at=now))
+
     def uncounted_attempts(self, run_id: str) -> dict[int, int]:
         """Per task id, attempts that never really ran: withdrawn by a pause, or abandoned by
         an engine that stopped. They do not count toward retries or resources-by-attempt."""
