@@ -146,9 +146,17 @@ PIPELINE_IMPORTS: set[str] = set()
 
 
 def _note_imports(names: set[str]) -> None:
+    """Remember installed third-party packages (numpy, pandas ...) the pipeline imported. The
+    user's own modules are left out: workers must import their current source."""
+    import sysconfig
+
+    installed = tuple({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
     for name in names:
         top = name.partition(".")[0]
-        if top and not top.startswith(("_", "corral")) and top not in sys.stdlib_module_names:
+        if not top or top.startswith(("_", "corral")) or top in sys.stdlib_module_names:
+            continue
+        path = getattr(sys.modules.get(top), "__file__", None) or ""
+        if path.startswith(installed):
             PIPELINE_IMPORTS.add(top)
 
 

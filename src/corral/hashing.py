@@ -19,6 +19,8 @@ import hashlib
 import inspect
 import os
 import struct
+import sys
+import sysconfig
 import textwrap
 import types
 from collections.abc import Callable
@@ -239,7 +241,7 @@ def _helpers(func: types.FunctionType, depth: int) -> list[types.FunctionType]:
         return []
     found = []
     globs = func.__globals__
-    for name in func.__code__.co_names:
+    for name in _names(func.__code__):
         target = globs.get(name)
         target = getattr(target, "__wrapped__", target)
         if (
@@ -249,6 +251,42 @@ def _helpers(func: types.FunctionType, depth: int) -> list[types.FunctionType]:
         ):
             found.append(target)
     return found
+
+
+def _names(code: types.CodeType) -> set[str]:
+    """Global names used by a code object and the functions, lambdas and comprehensions in it."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
+
+
+_STD_PREFIXES = tuple(
+    {os.path.dirname(os.__file__), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
+)
+
+
+def _local_module_files(func: types.FunctionType) -> list[str]:
+    """Source files of the user's own modules that ``func`` uses: modules (``import m``) or
+    functions (``from m import f``) from outside the standard library and site-packages, such
+    as a ``helpers.py`` beside the pipeline file. Editing them reruns the task."""
+    files: set[str] = set()
+    own = getattr(sys.modules.get(func.__module__), "__file__", None)
+    for name in _names(func.__code__):
+        target = func.__globals__.get(name)
+        if isinstance(target, types.ModuleType):
+            module_name, path = target.__name__, getattr(target, "__file__", None)
+        elif isinstance(target, types.FunctionType):
+            module_name = target.__module__
+            path = getattr(sys.modules.get(module_name), "__file__", None)
+        else:
+            continue
+        if module_name.partition(".")[0] == "corral":
+            continue
+        if path and path != own and path.endswith(".py") and not path.startswith(_STD_PREFIXES):
+            files.add(path)
+    return sorted(files)
 
 
 def code_hash(func: Callable[..., Any], depth: int = 2) -> str:
@@ -262,6 +300,11 @@ def code_hash(func: Callable[..., Any], depth: int = 2) -> str:
     if isinstance(func, types.FunctionType):
         for helper in sorted(_helpers(func, depth), key=lambda f: f.__qualname__):
             h.update(b"helper:" + code_hash(helper, depth - 1).encode())
+        for path in _local_module_files(func):
+            try:
+                h.update(b"module:" + file_digest(path).encode())
+            except OSError:
+                continue
     digest = str(h.hexdigest())
     try:
         _CODE_CACHE[func] = digest
