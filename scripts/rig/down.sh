@@ -8,9 +8,9 @@
 #   scripts/rig/down.sh               everything
 #   scripts/rig/down.sh sshd postgres only these (sshd postgres sge slurm)
 set -uo pipefail
+RIG_TAG=down
+. "$(dirname "$0")/lib.sh"
 
-T_START=$EPOCHREALTIME
-log() { printf '[rig down  %5ss] %s\n' "$(awk -v a="$T_START" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}')" "$*"; }
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ALL=(sshd postgres sge slurm)
 

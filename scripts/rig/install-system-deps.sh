@@ -13,10 +13,9 @@
 # Knobs (environment):
 #   CORRAL_RIG_EXTRA_PKGS="pkg ..."   more packages to install
 set -euo pipefail
+RIG_TAG=deps
+. "$(dirname "$0")/lib.sh"
 
-T_START=$EPOCHREALTIME
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}'; }
-log()  { printf '[rig deps  %5ss] %s\n' "$(since "$T_START")" "$*"; }
 die()  { log "ERROR: $*"; exit 1; }
 CHECK=0
 for a in "$@"; do
@@ -52,28 +51,7 @@ elif [ $CHECK = 1 ]; then
   log "missing: ${MISSING[*]}"; exit 1
 else
   [ "$(id -u)" = 0 ] || die "must run as root to install: ${MISSING[*]}"
-  log "installing: ${MISSING[*]}"
-  T_I=$EPOCHREALTIME
-  ADDED_POLICY=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then      # keep package scripts from starting daemons
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; ADDED_POLICY=1
-  fi
-  trap 'if [ $ADDED_POLICY = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi' EXIT
-  export DEBIAN_FRONTEND=noninteractive
-  APT=(apt-get -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends)
-  LOGF=/tmp/corral-rig-deps-apt.log
-  : > "$LOGF"
-  # fresh machines have no package lists at all; otherwise try first, update on failure
-  if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null; then
-    log "no apt package lists; apt-get update"
-    apt-get -q -o DPkg::Lock::Timeout=600 update >> "$LOGF" 2>&1 || log "warning: apt-get update failed"
-  fi
-  if ! "${APT[@]}" install "${MISSING[@]}" >> "$LOGF" 2>&1; then
-    log "install failed; apt-get update and retry"
-    apt-get -q -o DPkg::Lock::Timeout=600 update >> "$LOGF" 2>&1 || true
-    "${APT[@]}" install "${MISSING[@]}" >> "$LOGF" 2>&1 || { tail -n 20 "$LOGF"; die "apt-get install failed (log: $LOGF)"; }
-  fi
-  log "install took $(since "$T_I")s"
+  apt_install /tmp/corral-rig-deps-apt.log "${MISSING[@]}"
 fi
 
 CHROMIUM=$(command -v chromium || true)

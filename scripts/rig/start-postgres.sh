@@ -15,10 +15,9 @@
 #   CORRAL_RIG_PG_PORT=5432     port of the cluster to use / create
 #   CORRAL_RIG_PG_TIMEOUT=60    seconds to wait for the server to accept connections
 set -euo pipefail
+RIG_TAG=pg
+. "$(dirname "$0")/lib.sh"
 
-T_START=$EPOCHREALTIME
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}'; }
-log()  { printf '[rig pg    %5ss] %s\n' "$(since "$T_START")" "$*"; }
 die()  { log "ERROR: $*"; [ -n "${PGLOG:-}" ] && [ -f "$PGLOG" ] && tail -n 15 "$PGLOG"; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "start-postgres.sh: must run as root" >&2; exit 1; }
 
@@ -32,35 +31,14 @@ DB_PASS=corral
 DB_NAME=corral_test
 CONF_NAME=corral-rig.conf
 
-wait_for() { # seconds description command...
-  local n=$(( $1 * 10 )) what=$2; shift 2
-  while ! "$@" >/dev/null 2>&1; do n=$((n-1)); [ $n -gt 0 ] || die "timed out waiting for $what"; sleep 0.1; done; }
 as_pg() { runuser -u postgres -- "$@"; }
 psql_pg() { as_pg psql -X -q -v ON_ERROR_STOP=1 -h "$SOCKDIR" -p "$PORT" -d postgres "$@"; }
 
 # ---------------------------------------------------------------- install
 PKGS=(postgresql postgresql-client)
-MISSING=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || MISSING+=("$p")
-done
+mapfile -t MISSING < <(missing_packages "${PKGS[@]}")
 if [ ${#MISSING[@]} -gt 0 ]; then
-  log "installing: ${MISSING[*]}"
-  T_I=$EPOCHREALTIME
-  ADDED_POLICY=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then      # keep package scripts from starting the server
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; ADDED_POLICY=1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  APT=(apt-get -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends)
-  rc=0
-  if ! "${APT[@]}" install "${MISSING[@]}" > /tmp/corral-rig-pg-apt.log 2>&1; then
-    apt-get -q -o DPkg::Lock::Timeout=600 update >> /tmp/corral-rig-pg-apt.log 2>&1 || true
-    "${APT[@]}" install "${MISSING[@]}" >> /tmp/corral-rig-pg-apt.log 2>&1 || rc=$?
-  fi
-  [ $ADDED_POLICY = 1 ] && rm -f /usr/sbin/policy-rc.d
-  [ $rc = 0 ] || { tail -n 20 /tmp/corral-rig-pg-apt.log; die "apt-get install failed (log: /tmp/corral-rig-pg-apt.log)"; }
-  log "install took $(since "$T_I")s"
+  apt_install /tmp/corral-rig-pg-apt.log "${MISSING[@]}"
 fi
 
 # ---------------------------------------------------------------- pick (or create) the cluster

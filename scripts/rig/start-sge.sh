@@ -21,10 +21,9 @@
 # PID files of the daemons this script started: /run/corral-rig/sge/*.pid.
 # Environment for users/tests: scripts/rig/sge-env.sh and /run/corral-rig/env.
 set -euo pipefail
+RIG_TAG=sge
+. "$(dirname "$0")/lib.sh"
 
-T_START=$EPOCHREALTIME
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}'; }
-log()  { printf '[rig sge   %5ss] %s\n' "$(since "$T_START")" "$*"; }
 die()  { log "ERROR: $*"; tail -n 15 /var/spool/gridengine/qmaster/messages 2>/dev/null || true; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "start-sge.sh: must run as root" >&2; exit 1; }
 
@@ -42,13 +41,6 @@ SPOOL=/var/spool/gridengine
 NODE=$(hostname -s)
 Q="all.q@$NODE"
 
-alive() { [ -n "$1" ] && [ -d "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ] \
-            && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ]; }
-running() { local f c p; for f in /proc/[0-9]*/comm; do { read -r c < "$f"; } 2>/dev/null || continue
-  [ "$c" = "$1" ] || continue; p=${f#/proc/}; p=${p%/comm}; alive "$p" "$1" && return 0; done; return 1; }
-wait_for() { # seconds description command...
-  local n=$(( $1 * 10 )) what=$2; shift 2
-  while ! "$@" >/dev/null 2>&1; do n=$((n-1)); [ $n -gt 0 ] || die "timed out waiting for $what"; sleep 0.1; done; }
 qconf() { timeout 20 /usr/bin/qconf "$@"; }
 qmaster_up() { qconf -sh >/dev/null 2>&1; }
 put_file() { # file content-on-stdin: write only when different (keeps mtimes of a running cell)
@@ -66,32 +58,14 @@ fi
 # ---------------------------------------------------------------- install
 PKGS=(gridengine-common gridengine-master gridengine-exec gridengine-client)
 [ "$DRMAA" = 1 ] && PKGS+=(gridengine-drmaa1.0)
-MISSING=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || MISSING+=("$p")
-done
+mapfile -t MISSING < <(missing_packages "${PKGS[@]}")
 if [ ${#MISSING[@]} -gt 0 ]; then
-  log "installing: ${MISSING[*]}"
-  T_I=$EPOCHREALTIME
   # debconf answers: configure automatically, cell "default", master = this host
   for p in gridengine-common gridengine-client gridengine-master gridengine-exec; do
     printf '%s shared/gridengineconfig boolean true\n%s shared/gridenginecell string default\n%s shared/gridenginemaster string %s\n' \
       "$p" "$p" "$p" "$NODE"
   done | debconf-set-selections
-  ADDED_POLICY=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then      # keep package scripts from starting daemons
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; ADDED_POLICY=1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  APT=(apt-get -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends)
-  rc=0
-  if ! "${APT[@]}" install "${MISSING[@]}" > /tmp/corral-rig-sge-apt.log 2>&1; then
-    apt-get -q -o DPkg::Lock::Timeout=600 update >> /tmp/corral-rig-sge-apt.log 2>&1 || true
-    "${APT[@]}" install "${MISSING[@]}" >> /tmp/corral-rig-sge-apt.log 2>&1 || rc=$?
-  fi
-  [ $ADDED_POLICY = 1 ] && rm -f /usr/sbin/policy-rc.d
-  [ $rc = 0 ] || { tail -n 20 /tmp/corral-rig-sge-apt.log; die "apt-get install failed (log: /tmp/corral-rig-sge-apt.log)"; }
-  log "install took $(since "$T_I")s"
+  apt_install /tmp/corral-rig-sge-apt.log "${MISSING[@]}"
 fi
 
 # ---------------------------------------------------------------- cell

@@ -30,10 +30,9 @@
 # PID files of the daemons this script started: /run/corral-rig/slurm/*.pid
 # (what stop-slurm.sh stops). Environment for tests: /run/corral-rig/env.
 set -euo pipefail
+RIG_TAG=slurm
+. "$(dirname "$0")/lib.sh"
 
-T_START=$EPOCHREALTIME
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}'; }
-log()  { printf '[rig slurm %5ss] %s\n' "$(since "$T_START")" "$*"; }
 TAIL_LOGS=0   # set once daemons get started: die() then shows their logs
 die()  {
   log "ERROR: $*"
@@ -65,16 +64,6 @@ CLUSTER=${CORRAL_RIG_SLURM_CLUSTER:-$(cat "$CTLD_SPOOL/clustername" 2>/dev/null 
 CLUSTER=${CLUSTER:-corral}
 
 # ---------------------------------------------------------------- helpers
-# a live process (not a zombie) with this PID and command name
-alive() { [ -n "$1" ] && [ -d "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ] \
-            && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ]; }
-pid_alive() { local p; [ -s "$1" ] || return 1; p=$(cat "$1" 2>/dev/null) || return 1; alive "$p" "$2"; }
-# is any process with this command name running (whoever started it)? (read-only /proc scan)
-running() { local f c p; for f in /proc/[0-9]*/comm; do { read -r c < "$f"; } 2>/dev/null || continue
-  [ "$c" = "$1" ] || continue; p=${f#/proc/}; p=${p%/comm}; alive "$p" "$1" && return 0; done; return 1; }
-wait_for() { # seconds description command...
-  local n=$(( $1 * 10 )) what=$2; shift 2
-  while ! "$@" >/dev/null 2>&1; do n=$((n-1)); [ $n -gt 0 ] || die "timed out waiting for $what"; sleep 0.1; done; }
 conf_value() { # file key -> value of "Key=value" (case-insensitive key), empty if absent
   [ -f "$1" ] || return 0
   awk -F= -v k="$2" 'tolower($1)==tolower(k) {sub(/^[^=]*=/, ""); v=$0} END{print v}' "$1"; }
@@ -88,27 +77,9 @@ record_pid() { # name configured-pidfile
 # ---------------------------------------------------------------- install
 PKGS=(munge slurmctld slurmd slurm-client)
 [ "$ACCT" = dbd ] && PKGS+=(slurmdbd mariadb-server)
-MISSING=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || MISSING+=("$p")
-done
+mapfile -t MISSING < <(missing_packages "${PKGS[@]}")
 if [ ${#MISSING[@]} -gt 0 ]; then
-  log "installing: ${MISSING[*]}"
-  T_I=$EPOCHREALTIME
-  ADDED_POLICY=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then      # keep package scripts from starting daemons
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; ADDED_POLICY=1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  APT=(apt-get -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends)
-  rc=0
-  if ! "${APT[@]}" install "${MISSING[@]}" > /tmp/corral-rig-slurm-apt.log 2>&1; then
-    apt-get -q -o DPkg::Lock::Timeout=600 update >> /tmp/corral-rig-slurm-apt.log 2>&1 || true
-    "${APT[@]}" install "${MISSING[@]}" >> /tmp/corral-rig-slurm-apt.log 2>&1 || rc=$?
-  fi
-  [ $ADDED_POLICY = 1 ] && rm -f /usr/sbin/policy-rc.d
-  [ $rc = 0 ] || { tail -n 20 /tmp/corral-rig-slurm-apt.log; die "apt-get install failed (log: /tmp/corral-rig-slurm-apt.log)"; }
-  log "install took $(since "$T_I")s"
+  apt_install /tmp/corral-rig-slurm-apt.log "${MISSING[@]}"
 fi
 
 # ---------------------------------------------------------------- host name

@@ -15,10 +15,9 @@
 # Knobs (environment):
 #   CORRAL_RIG_SSH_PORT=2222
 set -euo pipefail
+RIG_TAG=sshd
+. "$(dirname "$0")/lib.sh"
 
-T_START=$EPOCHREALTIME
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}'; }
-log()  { printf '[rig sshd  %5ss] %s\n' "$(since "$T_START")" "$*"; }
 die()  { log "ERROR: $*"; [ -f "$DIR/sshd.log" ] && tail -n 15 "$DIR/sshd.log"; exit 1; }
 [ "$(id -u)" = 0 ] || { echo "start-sshd.sh: must run as root" >&2; exit 1; }
 
@@ -29,12 +28,6 @@ CLI=$RIG/ssh                  # client side: key pair, authorized_keys, known_ho
 KEY=$CLI/id_ed25519
 PIDFILE=$DIR/sshd.pid
 
-alive() { [ -n "$1" ] && [ -d "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ] \
-            && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ]; }
-pid_alive() { local p; [ -s "$1" ] || return 1; p=$(cat "$1" 2>/dev/null) || return 1; alive "$p" "$2"; }
-wait_for() { # seconds description command...
-  local n=$(( $1 * 10 )) what=$2; shift 2
-  while ! "$@" >/dev/null 2>&1; do n=$((n-1)); [ $n -gt 0 ] || die "timed out waiting for $what"; sleep 0.1; done; }
 ssh_ok() {
   timeout 15 ssh -q -i "$KEY" -p "$PORT" -o BatchMode=yes -o IdentitiesOnly=yes -o ConnectTimeout=5 \
     -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR root@127.0.0.1 true; }
@@ -42,27 +35,9 @@ port_busy() { ss -Hltn "sport = :$PORT" 2>/dev/null | grep -q .; }
 
 # ---------------------------------------------------------------- install
 PKGS=(openssh-server openssh-client iproute2)
-MISSING=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || MISSING+=("$p")
-done
+mapfile -t MISSING < <(missing_packages "${PKGS[@]}")
 if [ ${#MISSING[@]} -gt 0 ]; then
-  log "installing: ${MISSING[*]}"
-  T_I=$EPOCHREALTIME
-  ADDED_POLICY=0
-  if [ ! -e /usr/sbin/policy-rc.d ]; then      # keep the package from starting the system sshd
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; ADDED_POLICY=1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  APT=(apt-get -y -q -o DPkg::Lock::Timeout=600 --no-install-recommends)
-  rc=0
-  if ! "${APT[@]}" install "${MISSING[@]}" > /tmp/corral-rig-sshd-apt.log 2>&1; then
-    apt-get -q -o DPkg::Lock::Timeout=600 update >> /tmp/corral-rig-sshd-apt.log 2>&1 || true
-    "${APT[@]}" install "${MISSING[@]}" >> /tmp/corral-rig-sshd-apt.log 2>&1 || rc=$?
-  fi
-  [ $ADDED_POLICY = 1 ] && rm -f /usr/sbin/policy-rc.d
-  [ $rc = 0 ] || { tail -n 20 /tmp/corral-rig-sshd-apt.log; die "apt-get install failed (log: /tmp/corral-rig-sshd-apt.log)"; }
-  log "install took $(since "$T_I")s"
+  apt_install /tmp/corral-rig-sshd-apt.log "${MISSING[@]}"
 fi
 
 # ---------------------------------------------------------------- keys

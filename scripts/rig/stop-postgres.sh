@@ -6,6 +6,8 @@
 #   --drop-db   also drop the database corral_test and the role corral
 #               (done before stopping, also when the cluster is not ours)
 set -uo pipefail
+RIG_TAG=pg
+. "$(dirname "$0")/lib.sh"
 RIG=/run/corral-rig
 RUN=$RIG/postgres
 DROP=0
@@ -17,10 +19,6 @@ for a in "$@"; do
   esac
 done
 [ "$(id -u)" = 0 ] || { echo "stop-postgres.sh: must run as root" >&2; exit 1; }
-T0=$EPOCHREALTIME
-log() { printf '[rig pg    %5ss] %s\n' "$(awk -v a="$T0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}')" "$*"; }
-alive() { [ -n "$1" ] && [ -d "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ] \
-            && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ]; }
 
 if [ $DROP = 1 ]; then
   url=$(sed -n 's/^CORRAL_TEST_PG_URL=//p' "$RIG/env.d/postgres" 2>/dev/null)

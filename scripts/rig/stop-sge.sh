@@ -4,6 +4,8 @@
 # was already running when start-sge.sh ran is left alone.
 #   --keep-jobs   do not qdel queued/running jobs first
 set -uo pipefail
+RIG_TAG=sge
+. "$(dirname "$0")/lib.sh"
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 RIG=/run/corral-rig
 RUN=$RIG/sge
@@ -18,24 +20,10 @@ for a in "$@"; do
   esac
 done
 [ "$(id -u)" = 0 ] || { echo "stop-sge.sh: must run as root" >&2; exit 1; }
-T0=$EPOCHREALTIME
-log() { printf '[rig sge   %5ss] %s\n' "$(awk -v a="$T0" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}')" "$*"; }
 
-alive() { [ -n "$1" ] && [ -d "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ] \
-            && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "$2" ]; }
 stopped=0
-stop_one() { # command-name
-  local name=$1 pf=$RUN/$1.pid pid
-  [ -s "$pf" ] || return 0
-  pid=$(cat "$pf")
-  if alive "$pid" "$name"; then
-    kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 1 300); do alive "$pid" "$name" || break; sleep 0.1; done
-    if alive "$pid" "$name"; then log "$name ($pid) ignored TERM for 30s; KILL"; kill -KILL "$pid"; fi
-    log "stopped $name (pid $pid)"
-    stopped=$((stopped+1))
-  fi
-  rm -f "$pf"
+stop_one() { # command-name: stop the process in $RUN/<name>.pid if it is still that command
+  if stop_pidfile "$1" "$RUN/$1.pid" 30; then stopped=$((stopped+1)); fi
 }
 
 if [ $KEEP_JOBS = 0 ] && [ -s "$RUN/sge_qmaster.pid" ] && alive "$(cat "$RUN/sge_qmaster.pid")" sge_qmaster; then

@@ -19,10 +19,9 @@
 #        CORRAL_RIG_COMPONENT_TIMEOUT=1200 (seconds per component),
 #        plus those of each start script (CORRAL_RIG_SLURM_*, CORRAL_RIG_SGE_*, ...).
 set -uo pipefail
+RIG_TAG=up
+. "$(dirname "$0")/lib.sh"
 
-T_START=$EPOCHREALTIME
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.1f", b-a}'; }
-log()  { printf '[rig up    %5ss] %s\n' "$(since "$T_START")" "$*"; }
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 RIG=/run/corral-rig
 LOGS=$RIG/logs
