@@ -24,14 +24,13 @@ an :class:`~corral.worker.execute.AttemptResult`. Workers need ``corral`` import
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import pickle
 import queue
 import time
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -52,6 +51,7 @@ from corral.worker.execute import (
     STDOUT_FILE,
     AttemptResult,
     ShellPayload,
+    attempt_environment,
     run_python,
     run_shell,
 )
@@ -74,25 +74,10 @@ def _import_distributed() -> Any:
 # ---------------------------------------------------------------------------------- worker side
 
 
-@contextlib.contextmanager
-def _environment(env: Mapping[str, str]) -> Iterator[None]:
-    """Set ``env`` in ``os.environ`` for the duration of one attempt."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def run_attempt(payload: bytes, workdir: str, cwd: str, env: dict[str, str]) -> AttemptResult:
     """Run one pickled payload on a dask worker (top-level, so workers import it by name)."""
     task = pickle.loads(payload)
-    with _environment(env):
+    with attempt_environment(env):
         if isinstance(task, ShellPayload):
             attempt_dir = Path(workdir)
             attempt_dir.mkdir(parents=True, exist_ok=True)
