@@ -274,12 +274,13 @@ def run(pipeline: Pipeline[Any, Any], params: Mapping[str, Any] | None = None,
 class RunHandle:
     """A run in a store: query it, control it, wait for it."""
 
-    def __init__(self, store: Store, run_id: str, thread: threading.Thread | None = None) -> None:
+    def __init__(self, store: Store, run_id: str, thread: threading.Thread | None = None,
+                 outcome: dict[str, Any] | None = None) -> None:
         self.store = store
         self.run_id = run_id
         self._thread = thread
-        self._result: RunResult | None = None
-        self._error: BaseException | None = None
+        self._outcome = outcome if outcome is not None else {}
+        """Filled by the engine thread of :func:`start`: ``result`` or ``error``."""
 
     @property
     def info(self) -> dict[str, Any]:
@@ -317,8 +318,9 @@ class RunHandle:
     def wait(self, timeout: float | None = None) -> RunState:
         if self._thread is not None:
             self._thread.join(timeout)
-            if self._error is not None:
-                raise self._error
+            error = self._outcome.get("error")
+            if error is not None and not self._thread.is_alive():
+                raise error
             return self.state
         deadline = None if timeout is None else time.time() + timeout
         while self.state not in TERMINAL_RUN_STATES and self.store.engine_alive(self.info):
@@ -329,7 +331,9 @@ class RunHandle:
 
     @property
     def result(self) -> RunResult | None:
-        return self._result
+        """The finished run's result, for runs started by :func:`start` in this process."""
+        result: RunResult | None = self._outcome.get("result")
+        return result
 
 
 def request_control(store: Store, run_id: str, control: str) -> None:
@@ -366,8 +370,7 @@ def start(pipeline: Pipeline[Any, Any], params: Mapping[str, Any] | None = None,
     ready.wait()
     if "error" in holder and "run_id" not in holder:
         raise holder["error"]
-    handle = RunHandle(store, holder["run_id"], thread)
-    return handle
+    return RunHandle(store, holder["run_id"], thread, holder)
 
 
 class Client:

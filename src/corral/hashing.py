@@ -24,7 +24,7 @@ import sysconfig
 import textwrap
 import types
 from collections.abc import Callable
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from typing import Any
 
 from corral.errors import HashingError
@@ -312,6 +312,3 @@ def code_hash(func: Callable[..., Any], depth: int = 2) -> str:
         pass
     return digest
 
-
-def path_of(value: Any) -> Path | None:
-    return Path(value) if isinstance(value, PurePath) else None
