@@ -90,6 +90,7 @@ class LocalExecutor(Executor):
         self.shells: dict[str, _Shell] = {}
         self._spawner: Spawner | None = None
         self._base_env = dict(os.environ)
+        self._solo: set[str] = set()
         self.done: list[Completion] = []
         self.cancelled: set[str] = set()
         self._mp: Any = mp.get_context(settings.start_method)
@@ -205,14 +206,19 @@ class LocalExecutor(Executor):
             if worker is None:
                 return
             chunk = [self.pending.popleft()]
-            if not _limited(spec):
+            if not self._alone(spec):
                 size = max(1, min(CHUNK, len(self.pending) // self.slots + 1))
                 while self.pending and len(chunk) < size:
                     nxt = self.pending[0]
-                    if nxt.kind is not TaskKind.PYTHON or _limited(nxt):
+                    if nxt.kind is not TaskKind.PYTHON or self._alone(nxt):
                         break
                     chunk.append(self.pending.popleft())
             self._send(worker, chunk)
+
+    def _alone(self, spec: TaskSpec) -> bool:
+        """Sent to a worker by itself: it has limits to enforce, or it was in a chunk whose
+        worker died."""
+        return _limited(spec) or spec.attempt_id in self._solo
 
     def _idle_worker(self) -> _Worker | None:
         for w in self.workers:
@@ -278,25 +284,34 @@ class LocalExecutor(Executor):
                 reason = f"the worker process died (exit code {code})"
                 if code is not None and code < 0:
                     reason = f"the worker process was killed by signal {-code}"
-                self._kill_worker(w, Outcome.FAILED, reason, set(w.running))
+                if len(w.running) == 1:
+                    self._kill_worker(w, Outcome.FAILED, reason, set(w.running))
+                else:
+                    # results of tiny tasks are batched, so which attempt of the chunk killed
+                    # the worker is unknown: run them all again, one per worker, to find it
+                    self._solo.update(w.running)
+                    self._kill_worker(w, Outcome.FAILED, reason, set())
 
     def _kill_worker(self, w: _Worker, outcome: Outcome, reason: str, ids: set[str]) -> None:
-        """Stop a worker; attempts in ``ids`` end with ``outcome``, its others are requeued."""
+        """Stop a worker; attempts in ``ids`` end with ``outcome``. Its other attempts (the one
+        it was running, and those queued behind it) go back to the front of the queue."""
         if w.proc.is_alive():
             w.proc.kill()
             w.proc.join(timeout=5)
         # the first attempt of the chunk was running since the chunk was sent (limited attempts
         # travel alone); record what is known of it rather than leaving its metrics empty
+        running = next(iter(w.running), None)
         metrics = Metrics(started=w.since, ended=time.time(), exit_code=w.proc.exitcode,
                           host=hostname())
-        first = True
+        requeue = []
         for attempt_id, spec in w.running.items():
-            if attempt_id in ids or first:
+            if attempt_id in ids:
                 self.done.append(Completion(attempt_id, outcome,
-                                            metrics if first else Metrics(), error=reason))
+                                            metrics if attempt_id == running else Metrics(),
+                                            error=reason))
             else:
-                self.pending.appendleft(spec)
-            first = False
+                requeue.append(spec)
+        self.pending.extendleft(reversed(requeue))
         w.conn.close()
         self.workers.remove(w)
 
