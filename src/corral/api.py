@@ -90,7 +90,7 @@ def _resolve_result(value: Any, engine: Engine | None) -> Any:
 
     if engine is None:
         return None
-    return substitute(value, engine._load)
+    return substitute(value, engine.load_future)
 
 
 def load_pipeline(source: str | Path, name: str | None = None) -> Pipeline[Any, Any]:

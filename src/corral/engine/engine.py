@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from corral.errors import CorralError
 from corral.executors.base import AttemptRef, Completion, Executor, Outcome, TaskSpec
 from corral.graph import Future, Node, NodeKind
+from corral.hashing import digest_bytes, file_digest, hash_value
 from corral.store import Store
 from corral.store import schema as t
 from corral.store.bulk import executemany
@@ -97,12 +98,13 @@ class Engine:
         self._last_control = 0.0
         self._forced: set[int] = set()
         self._ran_here: set[int] = set()
+        """Nodes that already succeeded in this run (before a resume), with the same key."""
         self._inserted_cached: set[int] = set()
+        """Nodes whose task row was inserted already marked cached."""
         self._res_dicts: dict[int, tuple[Any, dict[str, Any]]] = {}
         self.withdrawn: dict[int, int] = {}
         """Attempts per node that never really ran (withdrawn by a pause, or abandoned by a
         stopped engine): they do not count toward retries or resources-by-attempt."""
-        """Nodes that already succeeded in this run (before a resume), with the same key."""
 
     # ------------------------------------------------------------------ set-up
 
@@ -247,8 +249,6 @@ class Engine:
     def _outputs_ok(self, node: Node, recorded: dict[str, str]) -> bool:
         """Cached outputs must be on disk as recorded: missing ones are restored from the CAS;
         a file changed since then makes the task run again."""
-        from corral.hashing import file_digest
-
         for path, digest in recorded.items():
             p = Path(path)
             if not p.exists():
@@ -391,7 +391,7 @@ class Engine:
         try:
             resources = node_resources(node, real)
             self.executor.validate(resources)
-            kind, payload = self.payloads.payload(node, self._load)
+            kind, payload = self.payloads.payload(node, self.load_future)
         except CorralError as exc:
             self._fail(idx, str(exc))
             return None
@@ -412,7 +412,8 @@ class Engine:
 
     # ------------------------------------------------------------------ values
 
-    def _load(self, fut: Future) -> Any:
+    def load_future(self, fut: Future) -> Any:
+        """The value of a future: a shell task's output paths, or a stored result."""
         node = fut.node
         if node.kind is NodeKind.SHELL and node.shell is not None:
             return shell_value(node.shell)
@@ -508,8 +509,6 @@ class Engine:
                                "task_id": self.task_id[idx], "attempt_id": attempt_id,
                                "task_key": node.key, "created_at": now})
         record = self.store.value_record(data)
-        from corral.hashing import digest_bytes
-
         self.rec.artifact({"digest": record["digest"] or digest_bytes(data), "path": None,
                            "kind": "value", "size": len(data), "run_id": self.run_id,
                            "task_id": self.task_id[idx], "attempt_id": attempt_id,
@@ -572,7 +571,7 @@ class Engine:
         """Add one node per element of the runtime list, and make the gather wait for them."""
         spec = self.graph.nodes[idx].expand
         assert spec is not None
-        items = self._load(spec.source)
+        items = self.load_future(spec.source)
         if not isinstance(items, list | tuple):
             raise CorralError(
                 f"task {spec.source.node.name} returned {type(items).__name__}, not a list; "
@@ -619,8 +618,6 @@ def _code_of(node: Node) -> str | None:
     if node.expand is not None:
         return node.expand.task.code
     if node.shell is not None:
-        from corral.hashing import hash_value
-
         return hash_value(node.shell.command)
     return None
 

@@ -14,7 +14,7 @@ from corral.errors import SerializationError
 from corral.executors.base import TaskKind, TaskSpec
 from corral.graph import Future, Node, NodeKind
 from corral.hashing import digest_bytes
-from corral.model import TaskDef
+from corral.model import TaskDef, TaskOptions
 from corral.resources import Resources, resolve_resources
 from corral.worker.execute import PythonPayload, ShellPayload
 
@@ -65,18 +65,25 @@ class PayloadBuilder:
         return TaskKind.SHELL, pickle.dumps(ShellPayload(command, outputs))
 
 
+def _opts(node: Node) -> TaskOptions | None:
+    """The options of the task or shell command a node calls (none for engine nodes)."""
+    if node.task is not None:
+        return node.task.opts
+    return node.shell.opts if node.shell is not None else None
+
+
 def node_resources(node: Node, attempt: int) -> Resources:
-    opts = node.task.opts if node.task is not None else node.shell.opts if node.shell else None
+    opts = _opts(node)
     return resolve_resources(opts.resources if opts else None, attempt)
 
 
 def node_retries(node: Node) -> int:
-    opts = node.task.opts if node.task is not None else node.shell.opts if node.shell else None
+    opts = _opts(node)
     return opts.retries if opts else 0
 
 
 def node_cacheable(node: Node) -> bool:
-    opts = node.task.opts if node.task is not None else node.shell.opts if node.shell else None
+    opts = _opts(node)
     return opts.cache if opts else True
 
 

@@ -42,7 +42,8 @@ class _Quoted:
     def __str__(self) -> str:
         return " ".join(shlex.quote(str(v)) for v in _flatten(self.value))
 
-    __format__ = lambda self, spec: format(str(self), spec)  # noqa: E731
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
 
     def __getattr__(self, name: str) -> _Quoted:
         if isinstance(self.value, dict) and name in self.value:
