@@ -393,23 +393,8 @@ def _finish(store: Store, rec: Recorder, state: DetachedRun, d: DetachedTask,
 
 def store_result(store: Store, rec: Recorder, run_id: str, d: DetachedTask, data: bytes,
                  files: list[Path], now: float) -> None:
-    """The results row and artifacts of a finished task (as :meth:`Engine._store_result`)."""
-    from corral.hashing import digest_bytes
-
-    outputs: dict[str, str] = {}
-    for f in files:
-        digest = store.cas.put_file(f)
-        outputs[str(f)] = digest
-        rec.artifact({"digest": digest, "path": str(f), "kind": "file",
-                      "size": f.stat().st_size, "run_id": run_id, "task_id": d.task_id,
-                      "attempt_id": d.attempt_id, "task_key": d.key, "created_at": now})
-    record = store.value_record(data)
-    rec.artifact({"digest": record["digest"] or digest_bytes(data), "path": None,
-                  "kind": "value", "size": len(data), "run_id": run_id, "task_id": d.task_id,
-                  "attempt_id": d.attempt_id, "task_key": d.key, "created_at": now})
-    rec.result({"key": d.key, "task_name": d.name, "run_id": run_id,
-                "attempt_id": d.attempt_id, "created_at": now, "last_used": now,
-                "outputs": outputs or None, **record})
+    """The results row and artifacts of a finished task (as the engine records them)."""
+    rec.task_result(run_id, d.task_id, d.key, d.name, d.attempt_id, data, files, now)
 
 
 def _check_lost(store: Store, run: dict[str, Any], state: DetachedRun,

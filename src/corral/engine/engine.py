@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from corral.errors import CorralError
 from corral.executors.base import AttemptRef, Completion, Executor, Outcome, TaskSpec
 from corral.graph import Future, Node, NodeKind
-from corral.hashing import digest_bytes, file_digest, hash_value
+from corral.hashing import file_digest, hash_value
 from corral.store import Store
 from corral.store import schema as t
 from corral.store.bulk import executemany
@@ -500,22 +500,8 @@ class Engine:
     def _store_result(self, idx: int, data: bytes, files: list[Path], attempt_id: str | None,
                       now: float) -> None:
         node = self.graph.nodes[idx]
-        outputs: dict[str, str] = {}
-        for f in files:
-            digest = self.store.cas.put_file(f)
-            outputs[str(f)] = digest
-            self.rec.artifact({"digest": digest, "path": str(f), "kind": "file",
-                               "size": f.stat().st_size, "run_id": self.run_id,
-                               "task_id": self.task_id[idx], "attempt_id": attempt_id,
-                               "task_key": node.key, "created_at": now})
-        record = self.store.value_record(data)
-        self.rec.artifact({"digest": record["digest"] or digest_bytes(data), "path": None,
-                           "kind": "value", "size": len(data), "run_id": self.run_id,
-                           "task_id": self.task_id[idx], "attempt_id": attempt_id,
-                           "task_key": node.key, "created_at": now})
-        self.rec.result({"key": node.key, "task_name": node.name, "run_id": self.run_id,
-                         "attempt_id": attempt_id, "created_at": now, "last_used": now,
-                         "outputs": outputs or None, **record})
+        self.rec.task_result(self.run_id, self.task_id[idx], node.key, node.name, attempt_id,
+                             data, files, now)
 
     def _release_children(self, idx: int) -> None:
         for c in self.plan.children[idx]:

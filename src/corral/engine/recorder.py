@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from corral.hashing import digest_bytes
 from corral.store import Store
 from corral.store import schema as t
 from corral.store.bulk import executemany
@@ -87,6 +89,25 @@ class Recorder:
 
     def artifact(self, row: dict[str, Any]) -> None:
         self.artifacts.append(row)
+
+    def task_result(self, run_id: str, task_id: int, key: str, name: str, attempt_id: str | None,
+                    data: bytes, files: list[Path], now: float) -> None:
+        """Record a finished task: its pickled value (inline or in the CAS), copies of its
+        output files in the CAS, a ``results`` row under its key, and one artifact row per
+        output file and for the value (provenance)."""
+        common = {"run_id": run_id, "task_id": task_id, "attempt_id": attempt_id,
+                  "task_key": key, "created_at": now}
+        outputs: dict[str, str] = {}
+        for f in files:
+            digest = self.store.cas.put_file(f)
+            outputs[str(f)] = digest
+            self.artifact({"digest": digest, "path": str(f), "kind": "file",
+                           "size": f.stat().st_size, **common})
+        record = self.store.value_record(data)
+        self.artifact({"digest": record["digest"] or digest_bytes(data), "path": None,
+                       "kind": "value", "size": len(data), **common})
+        self.result({"key": key, "task_name": name, "run_id": run_id, "attempt_id": attempt_id,
+                     "created_at": now, "last_used": now, "outputs": outputs or None, **record})
 
     def flush(self) -> None:
         if not self.dirty:
