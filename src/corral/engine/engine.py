@@ -299,9 +299,7 @@ class Engine:
                     break
             # poll without waiting only while ready tasks could still be handed over; when the
             # executor is full, wait for a completion instead of spinning a core
-            full = self.executor.capacity() == 0 or (
-                self.executor.kind != "local" and len(self.inflight) >= self.options.jobs)
-            timeout = 0.0 if (self.ready and not self.paused and not full) else 0.2
+            timeout = 0.0 if (self.ready and not self.paused and self._room() > 0) else 0.2
             for comp in self.executor.poll(timeout):
                 self._complete(comp)
             if self.rec.dirty and (not self.inflight or
@@ -365,11 +363,17 @@ class Engine:
         self.state[idx] = READY
         self.ready.append(idx)
 
-    def _release(self) -> None:
+    def _room(self) -> int:
+        """How many ready tasks may be handed to the executor now: its own capacity and, unless
+        it applies the -j limit itself (the local executor queues and runs at most -j), -j."""
         cap = self.executor.capacity()
-        limit = len(self.ready) if cap is None else cap
-        if self.executor.kind != "local":
-            limit = min(limit, self.options.jobs - len(self.inflight))
+        room = len(self.ready) if cap is None else cap
+        if not self.executor.applies_parallel_limit:
+            room = min(room, self.options.jobs - len(self.inflight))
+        return room
+
+    def _release(self) -> None:
+        limit = self._room()
         batch: list[TaskSpec] = []
         while self.ready and len(batch) < limit:
             idx = self.ready.popleft()

@@ -170,6 +170,10 @@ class Executor(ABC):
     #: Whether attempts run in a separate file system view and need the work dir shared.
     needs_shared_workdir: ClassVar[bool] = False
 
+    #: Whether the executor itself keeps at most ``ctx.max_parallel`` attempts running (and so
+    #: may be handed more, to queue); otherwise the engine keeps at most that many in flight.
+    applies_parallel_limit: ClassVar[bool] = False
+
     @abstractmethod
     def start(self, listener: Listener) -> None: ...
 

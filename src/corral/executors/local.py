@@ -79,6 +79,7 @@ class LocalSettings:
 
 class LocalExecutor(Executor):
     kind = "local"
+    applies_parallel_limit = True
 
     def __init__(self, settings: LocalSettings, ctx: ExecutorContext) -> None:
         self.settings = settings
