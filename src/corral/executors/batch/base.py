@@ -23,6 +23,7 @@ import logging
 import os
 import threading
 import time
+from abc import abstractmethod
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -170,34 +171,34 @@ class BatchExecutor(Executor):
         return executor
 
     # ------------------------------------------------------------------ scheduler hooks
+    @abstractmethod
     def directives(self, req: JobRequest) -> list[str]:
         """Directive lines (``#SBATCH ...``) of one job; ResourceError if not expressible."""
-        raise NotImplementedError
 
+    @abstractmethod
     def submit_argv(self, script: str, depends_on: Sequence[str] = ()) -> list[str]:
         """The submit command for a script file, optionally after other jobs succeeded."""
-        raise NotImplementedError
 
+    @abstractmethod
     def parse_submit(self, stdout: str) -> str:
         """The job id printed by the submit command."""
-        raise NotImplementedError
 
+    @abstractmethod
     def element_id(self, job_id: str, index: int) -> str:
         """The native id of element ``index`` (1-based) of array job ``job_id``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def job_of(self, native_id: str) -> str:
         """The job id (array job for an element) that status queries and cancels name."""
-        raise NotImplementedError
 
+    @abstractmethod
     def cancel_argv(self, native_ids: Sequence[str]) -> list[str]:
         """One command cancelling every job or element in ``native_ids``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def query(self, native_ids: Sequence[str]) -> dict[str, JobStatus]:
         """One batched status query (plus accounting where needed) for the jobs of
         ``native_ids`` (use :meth:`job_of` for their job ids), keyed by native id."""
-        raise NotImplementedError
 
     def is_limit_error(self, err: CommandError) -> bool:
         """Whether a failed submission was refused for a job limit (then it is retried later)."""
