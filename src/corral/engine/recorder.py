@@ -99,11 +99,11 @@ class Recorder:
                   "task_key": key, "created_at": now}
         outputs: dict[str, str] = {}
         for f in files:
-            digest = self.store.cas.put_file(f)
+            digest = self.store.cas.put_file(f, deferred=True)
             outputs[str(f)] = digest
             self.artifact({"digest": digest, "path": str(f), "kind": "file",
                            "size": f.stat().st_size, **common})
-        record = self.store.value_record(data)
+        record = self.store.value_record(data, deferred=True)
         self.artifact({"digest": record["digest"] or digest_bytes(data), "path": None,
                        "kind": "value", "size": len(data), **common})
         self.result({"key": key, "task_name": name, "run_id": run_id, "attempt_id": attempt_id,
@@ -112,6 +112,7 @@ class Recorder:
     def flush(self) -> None:
         if not self.dirty:
             return
+        self.store.cas.sync()  # the blobs the rows below refer to are on disk first
         with self.store.transaction() as c:
             insert_ignore(c, t.results, self.results, "key")
             if self.new_attempts:

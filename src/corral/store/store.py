@@ -337,11 +337,12 @@ class Store:
             return bytes(row["value"])
         return self.cas.get_bytes(row["digest"])
 
-    def value_record(self, data: bytes) -> dict[str, Any]:
-        """Columns for storing a pickled value: inline when small, else in the CAS."""
+    def value_record(self, data: bytes, deferred: bool = False) -> dict[str, Any]:
+        """Columns for storing a pickled value: inline when small, else in the CAS (with
+        ``deferred``, durable only after ``cas.sync()``)."""
         if len(data) <= INLINE_LIMIT:
             return {"value": data, "digest": None, "size": len(data)}
-        return {"value": None, "digest": self.cas.put_bytes(data), "size": len(data)}
+        return {"value": None, "digest": self.cas.put_bytes(data, deferred), "size": len(data)}
 
     # ------------------------------------------------------------------ artifacts
 

@@ -52,8 +52,64 @@ def _io_counters() -> tuple[int, int]:
         return 0, 0
 
 
-def tree_rss(proc: psutil.Process) -> int:
-    """RSS of a process and all its descendants, in bytes (0 if it is gone)."""
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _proc_children(pid: int) -> list[int] | None:
+    """Direct children of ``pid`` from ``/proc/PID/task/*/children`` (reads only this process,
+    not the whole process table); None where the kernel does not offer the file."""
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return None
+    found: list[int] = []
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as fh:
+                found.extend(int(c) for c in fh.read().split())
+        except FileNotFoundError:
+            continue  # the thread ended, or no CONFIG_PROC_CHILDREN (checked below)
+        except OSError:
+            return None
+    if not found and not os.path.exists(f"/proc/{pid}/task/{pid}/children"):
+        return None
+    return found
+
+
+def descendants(pid: int) -> list[int] | None:
+    """Every descendant of ``pid`` (None if /proc cannot tell; then ask psutil)."""
+    first = _proc_children(pid)
+    if first is None:
+        return None
+    out = list(first)
+    stack = list(first)
+    while stack:
+        out.extend(kids := _proc_children(stack.pop()) or [])  # None: it ended meanwhile
+        stack.extend(kids)
+    return out
+
+
+def _statm_rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * _PAGE
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def tree_rss(proc: psutil.Process | int) -> int:
+    """RSS of a process and all its descendants, in bytes (0 if it is gone).
+
+    On Linux this reads only the process's own /proc entries; elsewhere (or without
+    ``/proc/PID/task/TID/children``) psutil scans the process table."""
+    pid = proc if isinstance(proc, int) else proc.pid
+    kids = descendants(pid)
+    if kids is not None:
+        return _statm_rss(pid) + sum(_statm_rss(k) for k in kids)
+    return _psutil_tree_rss(psutil.Process(pid) if isinstance(proc, int) else proc)
+
+
+def _psutil_tree_rss(proc: psutil.Process) -> int:
     total = 0
     try:
         procs = [proc, *proc.children(recursive=True)]
@@ -74,7 +130,7 @@ class TreeMonitor:
         self.interval = interval
         self._active = threading.Event()
         self._peak = 0
-        self._self = psutil.Process()
+        self._pid = os.getpid()
         self._thread: threading.Thread | None = None
 
     def begin(self) -> None:
@@ -93,7 +149,17 @@ class TreeMonitor:
             self._active.wait()
             time.sleep(self.interval)
             if self._active.is_set():
-                self._peak = max(self._peak, tree_rss(self._self))
+                self._peak = max(self._peak, self._sample())
+
+    def _sample(self) -> int:
+        """Tree RSS while the task has children; its own peak comes from the kernel's VmHWM,
+        so a childless task costs one small /proc read per interval."""
+        kids = descendants(self._pid)
+        if kids is None:
+            return tree_rss(self._pid)
+        if not kids:
+            return 0
+        return _statm_rss(self._pid) + sum(_statm_rss(k) for k in kids)
 
 
 @dataclass
