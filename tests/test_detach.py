@@ -1,6 +1,7 @@
-"""Detached mode and ``corral export`` on the real local SLURM cluster.
+"""Detached mode and ``corral export`` on the real local SLURM and Grid Engine clusters.
 
-Skipped when ``sbatch`` is missing or the cluster does not answer, unless
+The cluster tests run once per scheduler (``sched`` is ``slurm`` or ``sge``). They are skipped
+when the scheduler's tools are missing or the cluster does not answer, unless
 ``CORRAL_REQUIRE_CLUSTERS=1`` (then they fail).
 """
 
@@ -85,18 +86,58 @@ def dynamic():
 '''
 
 
-def _cluster() -> None:
+PROBES = {"slurm": ("sbatch", ["sinfo", "-h"]), "sge": ("qsub", ["qstat", "-f"])}
+SCHEDULERS = [pytest.param("slurm", marks=pytest.mark.slurm),
+              pytest.param("sge", marks=pytest.mark.sge)]
+
+
+def _cluster(sched: str = "slurm") -> None:
+    tool, probe = PROBES[sched]
     reason = None
-    if shutil.which("sbatch") is None:
-        reason = "sbatch is not on PATH"
+    if shutil.which(tool) is None:
+        reason = f"{tool} is not on PATH"
     else:
-        proc = subprocess.run(["sinfo", "-h"], capture_output=True, text=True, timeout=15)
+        proc = subprocess.run(probe, capture_output=True, text=True, timeout=15)  # noqa: S603
         if proc.returncode != 0:
-            reason = f"sinfo failed: {proc.stderr.strip()[-200:]}"
+            reason = f"{' '.join(probe)} failed: {proc.stderr.strip()[-200:]}"
     if reason:
         if os.environ.get("CORRAL_REQUIRE_CLUSTERS") == "1":
-            pytest.fail(f"SLURM required but unavailable: {reason}")
+            pytest.fail(f"{sched} required but unavailable: {reason}")
         pytest.skip(reason)
+
+
+@pytest.fixture(params=SCHEDULERS)
+def sched(request: pytest.FixtureRequest) -> str:
+    """A real scheduler to submit to (``slurm`` or ``sge``), skipped when it does not answer."""
+    kind: str = request.param
+    _cluster(kind)
+    return kind
+
+
+def queued(sched: str, job_ids: list[str]) -> dict[str, str]:
+    """Which of these jobs the scheduler still lists, with their state (``PD``, ``hqw``...)."""
+    if sched == "slurm":
+        argv = ["squeue", "-h", "-j", ",".join(job_ids), "-o", "%i %T"]
+    else:
+        argv = ["qstat"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=False).stdout  # noqa: S603
+    rows = [line.split() for line in out.splitlines() if line.strip()]
+    if sched == "slurm":
+        return {r[0].split("_")[0]: r[1] for r in rows if r[1] != "COMPLETING"}
+    # qstat: job-ID prior name user state ...
+    return {r[0]: r[4] for r in rows if r[0] in job_ids}
+
+
+def dependency_of(sched: str, job_id: str) -> str:
+    """The dependency the scheduler holds a pending job on ("" once it is gone)."""
+    if sched == "slurm":
+        dep = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%E"],  # noqa: S603
+                             capture_output=True, text=True).stdout.strip()
+        return "" if dep == "(null)" else dep
+    out = subprocess.run(["qstat", "-j", job_id], capture_output=True,  # noqa: S603
+                         text=True).stdout
+    lines = [x for x in out.splitlines() if x.startswith("jid_predecessor_list")]
+    return lines[0].split(":", 1)[1].strip() if lines else ""
 
 
 def _load(tmp_path: Path, name: str) -> Any:
@@ -134,11 +175,9 @@ def test_refuses_dynamic_scatter_and_non_batch_executor(tmp_path: Path) -> None:
         submit_detached(_load(tmp_path, "chain"), {}, _cfg(tmp_path, "local"))
 
 
-@pytest.mark.slurm
-def test_detached_chain_on_slurm(tmp_path: Path) -> None:
-    _cluster()
+def test_detached_chain(tmp_path: Path, sched: str) -> None:
     started = time.time()
-    run_id = submit_detached(_load(tmp_path, "chain"), {}, _cfg(tmp_path))
+    run_id = submit_detached(_load(tmp_path, "chain"), {}, _cfg(tmp_path, sched))
     assert time.time() - started < 30
     store = Store.open(tmp_path)
     run = store.get_run(run_id)
@@ -146,7 +185,8 @@ def test_detached_chain_on_slurm(tmp_path: Path) -> None:
     assert not store.engine_alive(run)  # nothing keeps running here
     attempts = store.attempts(run_id)
     assert len(attempts) == 6 and all(a["native_id"] for a in attempts)
-    # total waits for the three squares with afterok
+    assert {a["executor"] for a in attempts} == {sched}
+    # total waits for the three squares with afterok / hold_jid
     total_job = next(a for a in attempts if a["id"].split(".")[1] == str(
         next(t["idx"] for t in store.tasks(run_id) if t["name"] == "total")))
     script = Path(total_job["workdir"], "job.sh")
@@ -157,11 +197,16 @@ def test_detached_chain_on_slurm(tmp_path: Path) -> None:
     squares = {by_name[f"square[{i}]"].idx for i in range(3)}
     assert set(by_name["total"].deps) == squares
     assert all(by_name[f"square[{i}]"].deps == [by_name["offset"].idx] for i in range(3))
-    # while the chain runs, SLURM holds total on afterok of the squares' jobs
-    dep = subprocess.run(["squeue", "-h", "-j", total_job["native_id"], "-o", "%E"],  # noqa: S603
-                         capture_output=True, text=True).stdout.strip()
-    if dep and dep != "(null)":
+    square_jobs = {by_name[f"square[{i}]"].native_id for i in range(3)}
+    # while the chain runs, the scheduler holds total on the squares' jobs
+    dep = dependency_of(sched, total_job["native_id"])
+    if dep and sched == "slurm":
         assert dep.startswith("afterok:"), dep
+    elif dep:
+        assert set(dep.split(",")) == square_jobs, dep
+    if sched == "sge":  # the script checks the squares' markers before running the worker
+        text = script.read_text()
+        assert text.count('grep -qs \'^{"outcome": "succeeded"\'') == 3, text
     summary = _wait(store, run_id)
     assert summary["state"] == "succeeded", (summary, _values(tmp_path, run_id))
     assert summary["done"] == 6
@@ -171,20 +216,37 @@ def test_detached_chain_on_slurm(tmp_path: Path) -> None:
     assert (tmp_path / "copy.txt").read_text().strip() == "10"
     assert all(a["state"] == "succeeded" for a in store.attempts(run_id))
     # a second run reuses every result from the cache: nothing to submit
-    again = submit_detached(_load(tmp_path, "chain"), {}, _cfg(tmp_path))
+    again = submit_detached(_load(tmp_path, "chain"), {}, _cfg(tmp_path, sched))
     assert store.get_run(again)["state"] == "succeeded"
 
 
-@pytest.mark.slurm
-def test_detached_failure_skips_downstream(tmp_path: Path) -> None:
-    _cluster()
-    run_id = submit_detached(_load(tmp_path, "broken"), {}, _cfg(tmp_path))
+def _drained(sched: str, job_ids: list[str], timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while queued(sched, job_ids):
+        if time.time() > deadline:
+            pytest.fail(f"jobs still queued: {queued(sched, job_ids)}")
+        time.sleep(0.5)
+
+
+def test_detached_failure_skips_downstream(tmp_path: Path, sched: str) -> None:
+    run_id = submit_detached(_load(tmp_path, "broken"), {}, _cfg(tmp_path, sched))
     store = Store.open(tmp_path)
+    # nobody reconciles meanwhile: the scheduler alone must not run the downstream tasks
+    _drained(sched, [a["native_id"] for a in store.attempts(run_id)])
+    state = load_state(store, run_id)
+    assert state is not None
+    downstream = [t for t in state.tasks.values() if t.name != "boom"]
+    for t in downstream:
+        assert not Path(t.workdir, "exit.json").exists()  # the worker never ran
+        if sched == "sge":  # released by -hold_jid, the job refused to run the task
+            err = Path(t.workdir, "stderr.log").read_text()
+            assert "not running this task" in err, err
     summary = _wait(store, run_id)
     assert summary["state"] == "failed"
     states = _values(tmp_path, run_id)
     assert states["boom"] == "failed"
     assert sorted(s for n, s in states.items() if n != "boom") == ["skipped", "skipped"]
+    assert summary["skipped"] == 2 and summary["failed"] == 1
 
 
 def test_export_script_text(tmp_path: Path) -> None:
@@ -221,14 +283,16 @@ def test_export_run_by_id(tmp_path: Path) -> None:
         export_run(tmp_path, api_run, tmp_path / "c.sh")
 
 
-@pytest.mark.slurm
-def test_exported_script_runs_on_slurm(tmp_path: Path) -> None:
-    _cluster()
-    dest = export_script(_load(tmp_path, "chain"), {}, _cfg(tmp_path), tmp_path / "pipeline.sh")
+def test_exported_script_runs(tmp_path: Path, sched: str) -> None:
+    fmt = {"slurm": "sbatch", "sge": "sge"}[sched]
+    dest = export_script(_load(tmp_path, "chain"), {}, _cfg(tmp_path, sched),
+                         tmp_path / "pipeline.sh", fmt=fmt)
     out = subprocess.run(["bash", str(dest)], capture_output=True, text=True,  # noqa: S603
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count(": job ") == 6
+    job_ids = [line.rsplit(" ", 1)[1] for line in out.stdout.splitlines() if ": job " in line]
+    assert all(j.isdigit() for j in job_ids), out.stdout
     store = Store.open(tmp_path)
     run_id = store.list_runs(1)[0]["id"]
     summary = _wait(store, run_id)
@@ -237,28 +301,23 @@ def test_exported_script_runs_on_slurm(tmp_path: Path) -> None:
     assert (tmp_path / "copy.txt").read_text().strip() == "10"
 
 
-@pytest.mark.slurm
-def test_cancel_detached_run_cancels_its_jobs(tmp_path: Path) -> None:
-    _cluster()
-    run_id = submit_detached(_load(tmp_path, "sleepy"), {}, _cfg(tmp_path))
+def test_cancel_detached_run_cancels_its_jobs(tmp_path: Path, sched: str) -> None:
+    run_id = submit_detached(_load(tmp_path, "sleepy"), {}, _cfg(tmp_path, sched))
     store = Store.open(tmp_path)
     natives = [a["native_id"] for a in store.attempts(run_id)]
     assert len(natives) == 3
+    jobs = sorted({n.split("_")[0] for n in natives})
+    assert queued(sched, jobs)
     out = subprocess.run(  # noqa: S603 - our own CLI
         [sys.executable, "-m", "corral.cli.app", "cancel", run_id, "--workdir", str(tmp_path)],
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert out.returncode == 0, out.stderr
     assert "3 cluster jobs" in out.stdout
-    deadline = time.time() + 30
-    jobs = sorted({n.split("_")[0] for n in natives})
-    while time.time() < deadline:
-        q = subprocess.run(["squeue", "-h", "-j", ",".join(jobs), "-o", "%i %T"],  # noqa: S603
-                           capture_output=True, text=True, check=False)
-        if not [line for line in q.stdout.splitlines() if "COMPLETING" not in line]:
-            break
-        time.sleep(0.5)
-    else:
-        pytest.fail(f"jobs still queued after cancel: {q.stdout}")
+    _drained(sched, jobs, timeout=30)
     assert store.get_run(run_id)["state"] == "cancelled"
     assert {t["state"] for t in store.tasks(run_id)} == {"cancelled"}
+    # total never ran: its job was deleted while held, not released by the deleted naps
+    total = next(t for t in load_state(store, run_id).tasks.values()  # type: ignore[union-attr]
+                 if t.name == "total")
+    assert not Path(total.workdir, "exit.json").exists()

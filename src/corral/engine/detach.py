@@ -5,9 +5,12 @@ markers later and records results in the store.
 Every not-cached task becomes one job. A Python task's arguments that come from other tasks
 are :class:`~corral.worker.execute.ResultRef` objects naming the upstream attempt's
 ``result.pkl`` (the worker loads them); its job waits for the upstream jobs with the
-scheduler's ``afterok`` dependency (``--kill-on-invalid-dep=yes`` on SLURM, so a failed
-parent removes its descendants). Dynamic scatters (``each(...)``) cannot be planned ahead and
-are refused.
+scheduler's dependency. On SLURM that is ``afterok`` with ``--kill-on-invalid-dep=yes``, so a
+failed parent removes its descendants. Grid Engine's ``-hold_jid`` releases a job when its
+parents *end*, failed or not, so there the job script first checks the parents' exit markers
+and exits without running the task unless they say ``succeeded``; :func:`reconcile` marks such
+tasks skipped and deletes jobs a failed parent still holds (a parent stuck in ``Eqw`` would
+hold them forever). Dynamic scatters (``each(...)``) cannot be planned ahead and are refused.
 
 What :func:`reconcile` needs later is kept in ``<work root>/detach.pkl``.
 """
@@ -15,6 +18,7 @@ What :func:`reconcile` needs later is kept in ``<work root>/detach.pkl``.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import pickle
 import sys
@@ -30,6 +34,7 @@ from corral.errors import CorralError, UsageError
 from corral.executors import create_executor
 from corral.executors.base import ExecutorContext, TaskSpec
 from corral.executors.batch.base import BatchExecutor
+from corral.executors.batch.status import JobState, JobStatus
 from corral.graph import Future, NodeKind
 from corral.store import Store
 from corral.worker.execute import RESULT_FILE, ResultRef, read_marker
@@ -44,6 +49,8 @@ from .values import GatherRef, output_files
 if TYPE_CHECKING:
     from corral.api import RunConfig
     from corral.model import Pipeline
+
+log = logging.getLogger(__name__)
 
 DETACHED = "detached"
 """Run state of a submitted detached run (until :func:`reconcile` sees it end)."""
@@ -191,8 +198,8 @@ def _build_jobs(engine: Engine, executor: BatchExecutor, work_root: Path) -> lis
                          resources)
         attempt_dir[idx] = Path(os.path.abspath(spec.workdir))
         executor.write_payload(spec)
-        rendered = executor.render_job([spec])
         deps = sorted(_job_deps(engine, idx, has_job))
+        rendered = executor.render_job([spec], after=[str(attempt_dir[d]) for d in deps])
         has_job.add(idx)
         task = DetachedTask(
             idx, node.name, node.key, engine.task_id[idx], node.kind.value, deps,
@@ -292,9 +299,12 @@ def reconcile(store: Store, run_id: str, lost_after: float = 120.0) -> dict[str,
     """Bring a detached (or exported) run's rows up to date from its attempts' exit markers.
 
     Returns ``{"run_id", "state", "done", "failed", "skipped", "pending", "total"}``. Safe to
-    call repeatedly; other runs are returned unchanged. A job without a marker whose upstream
-    failed is counted skipped (the scheduler removed it); one the scheduler no longer knows
-    (or reports ended) ``lost_after`` seconds after submission is failed."""
+    call repeatedly; other runs are returned unchanged. A task without a marker whose upstream
+    failed (or was skipped) is skipped, and its job is deleted if the scheduler still holds it.
+    The scheduler is asked once about the other jobs without markers: one stuck in an error
+    state (Grid Engine ``Eqw``, which would hold its dependents forever) is failed and deleted;
+    one the scheduler no longer knows (or reports ended) ``lost_after`` seconds after
+    submission is failed."""
     run = store.get_run(run_id)
     run_id = run["id"]
     state = load_state(store, run_id)
@@ -316,26 +326,17 @@ def reconcile(store: Store, run_id: str, lost_after: float = 120.0) -> dict[str,
         _finish(store, rec, state, d, marker, attempts.get(d.attempt_id or ""), now)
         task_state[d.idx] = (TaskState.SUCCEEDED.value if marker.get("outcome") == "succeeded"
                              else TaskState.FAILED.value)
-    # without markers: skipped below a failure, lost when the scheduler lost them
-    changed = True
-    while changed:  # skips propagate down the chain
-        changed = False
-        for d in pending:
-            if task_state[d.idx] in _FINISHED_TASK:
-                continue
-            bad = [state.tasks[u].name for u in d.deps
-                   if task_state.get(u) in (TaskState.FAILED.value, TaskState.SKIPPED.value)]
-            if bad:
-                changed = True
-                task_state[d.idx] = TaskState.SKIPPED.value
-                rec.task(d.task_id, state=TaskState.SKIPPED.value, finished_at=now,
-                         error=f"upstream task {bad[0]} failed")
-                if d.attempt_id in attempts:
-                    rec.attempt(d.attempt_id, state="cancelled", ended_at=now,
-                                error=f"removed by the scheduler: upstream task {bad[0]} failed")
-    unknown = [d for d in pending if task_state[d.idx] not in _FINISHED_TASK]
-    _check_lost(store, run, state, unknown, attempts, rec, task_state, now, lost_after)
-    rec.flush()
+    sched = _Scheduler(run, state)
+    try:
+        doomed = _skip_below_failures(state, pending, task_state, attempts, rec, now)
+        unknown = [d for d in pending if task_state[d.idx] not in _FINISHED_TASK]
+        doomed += _check_jobs(sched, unknown, attempts, rec, task_state, now, lost_after)
+        doomed += _skip_below_failures(state, pending, task_state, attempts, rec, now)
+        rec.flush()
+        # dependents before their parents: deleting a held parent first would release them
+        sched.delete([d.native_id for d in sorted(doomed, key=lambda x: -x.idx) if d.native_id])
+    finally:
+        sched.close()
     left = [i for i, s in task_state.items() if s not in _FINISHED_TASK]
     final = run["state"]
     if not left:
@@ -345,6 +346,35 @@ def reconcile(store: Store, run_id: str, lost_after: float = 120.0) -> dict[str,
         store.update_run(run_id, state=final, finished_at=now,
                          error="some tasks failed" if failed else None)
     return _summary(store, run_id, final)
+
+
+def _skip_below_failures(state: DetachedRun, pending: list[DetachedTask],
+                         task_state: dict[int, str], attempts: dict[str, dict[str, Any]],
+                         rec: Recorder, now: float) -> list[DetachedTask]:
+    """Mark skipped every unfinished task below a failed or skipped one; returns them.
+
+    On SLURM the scheduler already removed their jobs (``--kill-on-invalid-dep``); on Grid
+    Engine they may still be held or queued (their scripts would refuse to run the task)."""
+    bad_states = (TaskState.FAILED.value, TaskState.SKIPPED.value)
+    skipped: list[DetachedTask] = []
+    changed = True
+    while changed:  # skips propagate down the chain
+        changed = False
+        for d in pending:
+            if task_state[d.idx] in _FINISHED_TASK:
+                continue
+            bad = [state.tasks[u].name for u in d.deps if task_state.get(u) in bad_states]
+            if not bad:
+                continue
+            changed = True
+            skipped.append(d)
+            task_state[d.idx] = TaskState.SKIPPED.value
+            rec.task(d.task_id, state=TaskState.SKIPPED.value, finished_at=now,
+                     error=f"upstream task {bad[0]} failed")
+            if d.attempt_id in attempts:
+                rec.attempt(d.attempt_id, state="cancelled", ended_at=now,
+                            error=f"not run: upstream task {bad[0]} failed")
+    return skipped
 
 
 def _summary(store: Store, run_id: str, run_state: str) -> dict[str, Any]:
@@ -397,34 +427,82 @@ def store_result(store: Store, rec: Recorder, run_id: str, d: DetachedTask, data
     rec.task_result(run_id, d.task_id, d.key, d.name, d.attempt_id, data, files, now)
 
 
-def _check_lost(store: Store, run: dict[str, Any], state: DetachedRun,
-                unknown: list[DetachedTask], attempts: dict[str, dict[str, Any]],
-                rec: Recorder, task_state: dict[int, str], now: float,
-                lost_after: float) -> None:
-    """Ask the scheduler about old jobs without markers; ended or vanished ones failed."""
-    old = [d for d in unknown if d.native_id and d.attempt_id in attempts
-           and now - (attempts[d.attempt_id]["submitted_at"] or now) > lost_after]
-    if not old:
-        return
-    ctx = ExecutorContext(run["id"], Path(run["workdir"]) / ".corral" / "work" / run["id"],
-                          Path(run["workdir"]), 1, sys.executable)
-    opts = (run.get("executor") or {}).get("options") or {}
-    try:
-        ex = create_executor(state.kind, opts, ctx)
-        statuses = ex.query([d.native_id for d in old if d.native_id])  # type: ignore[attr-defined]
-    except CorralError:
-        return
-    for d in old:
+class _Scheduler:
+    """The run's batch executor, created on first use (reconcile mostly needs none)."""
+
+    def __init__(self, run: dict[str, Any], state: DetachedRun) -> None:
+        self.run, self.state = run, state
+        self._ex: BatchExecutor | None = None
+
+    def executor(self) -> BatchExecutor:
+        if self._ex is None:
+            run = self.run
+            ctx = ExecutorContext(run["id"], Path(run["workdir"]) / ".corral" / "work" / run["id"],
+                                  Path(run["workdir"]), 1, sys.executable)
+            opts = (run.get("executor") or {}).get("options") or {}
+            ex = create_executor(self.state.kind, opts, ctx)
+            if not isinstance(ex, BatchExecutor):
+                raise UsageError(f"executor {self.state.kind!r} of a detached run is not a "
+                                 "batch scheduler")
+            self._ex = ex
+        return self._ex
+
+    def query(self, native_ids: list[str]) -> dict[str, JobStatus] | None:
+        """One status query; ``None`` when the scheduler cannot be asked."""
+        try:
+            return self.executor().query(native_ids)
+        except CorralError as exc:
+            log.info("detached run %s: status query failed: %s", self.run["id"], exc)
+            return None
+
+    def delete(self, native_ids: list[str]) -> None:
+        """One cancel command (in this order); jobs already gone are only logged."""
+        if not native_ids:
+            return
+        try:
+            self.executor().cancel_jobs(native_ids)
+        except CorralError as exc:
+            log.warning("detached run %s: could not delete jobs %s: %s", self.run["id"],
+                        " ".join(native_ids), exc)
+
+    def close(self) -> None:
+        if self._ex is not None:
+            self._ex.shutdown()
+
+
+def _check_jobs(sched: _Scheduler, unknown: list[DetachedTask],
+                attempts: dict[str, dict[str, Any]], rec: Recorder, task_state: dict[int, str],
+                now: float, lost_after: float) -> list[DetachedTask]:
+    """Ask the scheduler (one query) about jobs without markers. Jobs in an error state are
+    failed and returned (to be deleted); ended or vanished old ones are failed as lost."""
+    asked = [d for d in unknown if d.native_id and d.attempt_id in attempts]
+    if not asked:
+        return []
+    statuses = sched.query([d.native_id for d in asked if d.native_id])
+    if statuses is None:
+        return []
+    stuck: list[DetachedTask] = []
+    for d in asked:
         st = statuses.get(d.native_id or "")
-        if st is not None and not st.state.terminal:
+        old = now - (attempts[d.attempt_id]["submitted_at"] or now) > lost_after
+        if st is not None and st.state is JobState.ERROR_HELD:
+            why = (f"job {d.native_id} is stuck in an error state ({st.reason or 'no reason'})"
+                   " and never runs; it was deleted with its waiting dependents")
+            state, lost = "failed", False
+        elif (st is not None and not st.state.terminal) or not old:
             continue
+        else:
+            why = (f"job {d.native_id} ended {st.state.name} without an exit marker" if st
+                   else f"job {d.native_id} vanished from the scheduler without an exit marker")
+            state, lost = "lost", True
         if read_marker(Path(d.workdir or ".")) is not None:
             continue  # finished meanwhile: the next reconcile records it
-        why = (f"job {d.native_id} ended {st.state.name} without an exit marker" if st
-               else f"job {d.native_id} vanished from the scheduler without an exit marker")
+        if not lost:
+            stuck.append(d)
         task_state[d.idx] = TaskState.FAILED.value
         rec.task(d.task_id, state=TaskState.FAILED.value, finished_at=now, error=why)
-        rec.attempt(d.attempt_id or "", state="lost", ended_at=now, error=why)
+        rec.attempt(d.attempt_id or "", state=state, ended_at=now, error=why)
+    return stuck
 
 
 def task_value(store: Store, key: str) -> Any:

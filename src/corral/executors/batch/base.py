@@ -131,6 +131,9 @@ class BatchExecutor(Executor):
     """Whether the script is piped to the submit command (LSF reads directives only so)."""
     array_token: ClassVar[str] = "%a"
     """The scheduler's placeholder for the array index in output file names."""
+    dependency_on_end: ClassVar[bool] = False
+    """Whether the submit dependency releases a job when its parents *end*, failed or not
+    (Grid Engine ``-hold_jid``); detached job scripts then check the parents' exit markers."""
 
     def __init__(
         self, settings: BatchSettings, ctx: ExecutorContext, transport: Transport | None = None
@@ -357,10 +360,13 @@ class BatchExecutor(Executor):
             if rest:
                 self._queue.appendleft(rest)
 
-    def render_job(self, unit: Sequence[TaskSpec]) -> RenderedJob:
+    def render_job(self, unit: Sequence[TaskSpec], after: Sequence[str] = ()) -> RenderedJob:
         """The job script (and array listing) for specs submitted together; no I/O.
 
         Two or more specs make one array job; ``corral export`` uses this to write scripts.
+        ``after`` are the attempt directories of the jobs this one depends on (detached mode):
+        where :attr:`dependency_on_end`, the script runs the worker only if their exit markers
+        say ``succeeded``, and otherwise exits 1 without running the task.
         """
         first = unit[0]
         array = len(unit) >= 2
@@ -377,6 +383,8 @@ class BatchExecutor(Executor):
             req.array_size = len(unit)
             req.throttle = min(self.settings.array_throttle, len(unit))
         body = self._body(unit)
+        if self.dependency_on_end:
+            body.require_succeeded = list(after)
         listing = None
         if array:
             dirs = [os.path.abspath(spec.workdir) for spec in unit]

@@ -7,6 +7,7 @@ directive values are checked against a strict character set (no blanks, quotes, 
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ import jinja2
 
 from corral.errors import ResourceError
 from corral.resources import Resources
+from corral.worker.execute import MARKER_FILE
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 
@@ -25,6 +27,9 @@ _NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]+")
 _DIRECTIVE_SAFE = re.compile(r"^[A-Za-z0-9_.,:@%+=/&|!()\[\]*^<>~-]+$")
 # a native/extra argument is one directive: blanks allowed, line breaks and comment starts not
 _ARG_BAD = re.compile(r"[\n\r\0#;`$\\'\"]")
+SUCCESS_PREFIX = json.dumps({"outcome": "succeeded"})[:-1]
+"""How the worker's ``exit.json`` of a successful attempt starts (``json.dumps`` of a dict whose
+first key is ``outcome``); the dependency guard of a job script greps for it."""
 
 
 @dataclass
@@ -58,6 +63,9 @@ class ScriptBody:
     container: str | None = None
     container_runtime: str = "apptainer"
     binds: Sequence[str] = ()
+    require_succeeded: Sequence[str] = ()
+    """Attempt directories whose exit markers must say ``succeeded`` before the worker starts
+    (detached mode on schedulers whose dependencies wait for the end, not the success)."""
 
 
 def sanitize_name(text: str) -> str:
@@ -145,6 +153,8 @@ def body_context(body: ScriptBody) -> dict[str, object]:
         "is_array": body.list_file is not None,
         "list_file": shlex.quote(body.list_file or ""),
         "attempt_dir": shlex.quote(body.attempt_dir or ""),
+        "require": [shlex.quote(f"{d}/{MARKER_FILE}") for d in body.require_succeeded],
+        "success_pattern": shlex.quote("^" + SUCCESS_PREFIX),
         "command": worker_command(body),
     }
 

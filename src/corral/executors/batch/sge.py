@@ -206,6 +206,7 @@ class SGEExecutor(BatchExecutor):
     settings_class: ClassVar[type[BatchSettings]] = SGESettings
     name_limit: ClassVar[int] = 200
     array_token: ClassVar[str] = "$TASK_ID"
+    dependency_on_end: ClassVar[bool] = True
     settings: SGESettings
 
     def directives(self, req: JobRequest) -> list[str]:
