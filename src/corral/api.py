@@ -30,7 +30,7 @@ from corral.engine.engine import Engine, EngineOptions, Progress
 from corral.engine.plan import Plan, make_plan
 from corral.engine.states import TERMINAL_RUN_STATES, RunState
 from corral.errors import CorralError, RunLockedError, TaskFailed, UsageError
-from corral.executors import create_executor
+from corral.executors import create_executor, executor_class
 from corral.executors.base import ExecutorContext
 from corral.graph import Future, MapFuture
 from corral.hashing import hash_value
@@ -211,6 +211,7 @@ def execute(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: RunCon
             store: Store | None = None, engine_ready: Callable[[Engine], None] | None = None
             ) -> RunResult:
     """Run a pipeline to its end in this thread (see :func:`run`)."""
+    _warm_up(cfg)
     store = store or Store.open(cfg.workdir, cfg.db)
     run_id, the_plan, executor_cfg = prepare_run(pipeline, params, cfg, store)
     note = store.claim_run(run_id)
@@ -240,6 +241,14 @@ def execute(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: RunCon
         store.release_run(run_id, state=state.value, finished_at=time.time(), error=error,
                           control="none")
     return RunResult(run_id, state, engine.errors, store, the_plan.graph.result, engine)
+
+
+def _warm_up(cfg: RunConfig) -> None:
+    try:
+        cls = executor_class(cfg.executor)
+    except CorralError:
+        return  # reported with its fix when the executor is created
+    cls.warm_up(cfg.executor_options)
 
 
 def _safe_env() -> dict[str, Any] | None:

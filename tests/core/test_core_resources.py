@@ -182,3 +182,67 @@ def test_walltime_is_enforced_for_python_and_shell_tasks(helper: Helper) -> None
     else:
         with open(f"/proc/{child}/stat") as fh:
             assert fh.read().rsplit(")", 1)[1].split()[0] == "Z", "sleep 30 survived"
+
+
+THREADS_PIPE = '''
+    import os
+    import numpy
+    from threadpoolctl import threadpool_info
+    from corral import Resources, pipeline, shell, task
+
+    @task(resources=Resources(cores=NCORES), cache=False)
+    def threads(tag: int) -> dict:
+        numpy.ones(tag)  # numpy (and its OpenBLAS) is loaded in the worker by now, either way
+        blas = [i["num_threads"] for i in threadpool_info() if i["internal_api"] == "openblas"]
+        return {"blas": blas, "env": {k: os.environ.get(k) for k in
+                ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "CORRAL_CORES")}}
+
+    @pipeline
+    def p() -> list:
+        return threads.map(tag=[1, 2])
+'''
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_numeric_thread_pools_follow_the_cores_requested(helper: Helper, cores: int) -> None:
+    """A task asking for N cores sees OMP/OpenBLAS/MKL thread counts of N in its environment,
+    and the OpenBLAS that numpy loaded in the worker before the task is limited to N too."""
+    pipe = helper.load(THREADS_PIPE.replace("NCORES", str(cores)), "p")
+    values = helper.run(pipe).value
+    for v in values:
+        assert v["env"] == dict.fromkeys(
+            ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "CORRAL_CORES"),
+            str(cores))
+        assert v["blas"] and set(v["blas"]) == {cores}
+
+
+def test_attempt_environment_limits_already_loaded_blas() -> None:
+    """In a shared worker, numpy may have loaded OpenBLAS (with one thread per CPU) before the
+    attempt: the limit is applied at run time for the attempt and undone after it."""
+    import numpy  # noqa: F401
+    from threadpoolctl import threadpool_info
+
+    from corral.engine.specs import attempt_env
+    from corral.worker.execute import attempt_environment
+
+    def blas() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["internal_api"] == "openblas"}
+
+    before = blas()
+    assert before, "numpy without OpenBLAS: nothing to check"
+    with attempt_environment(attempt_env(1, Resources(cores=1))):
+        assert blas() == {1}
+    assert blas() == before
+
+
+def test_shell_tasks_get_thread_variables(helper: Helper) -> None:
+    pipe = helper.load('''
+        from corral import Resources, pipeline, shell
+
+        @pipeline
+        def p():
+            return shell("echo $OMP_NUM_THREADS $OPENBLAS_NUM_THREADS > {output}",
+                         outputs={"output": "threads.txt"}, resources=Resources(cores=3))
+    ''', "p")
+    helper.run(pipe)
+    assert (helper.workdir / "threads.txt").read_text().split() == ["3", "3"]

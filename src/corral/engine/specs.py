@@ -105,12 +105,20 @@ def make_spec(
     )
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+"""Thread-count variables of the common numeric libraries, set to the task's cores."""
+
+
 def attempt_env(attempt: int, resources: Resources) -> dict[str, str]:
     """Variables a task sees while it runs: its attempt number and what it was granted
     (``CORRAL_ATTEMPT``, ``CORRAL_CORES``, ``CORRAL_GPUS``, and ``CORRAL_MEMORY`` in bytes /
-    ``CORRAL_WALLTIME`` in seconds when requested)."""
-    env = {"CORRAL_ATTEMPT": str(attempt), "CORRAL_CORES": str(resources.cores),
-           "CORRAL_GPUS": str(resources.gpus)}
+    ``CORRAL_WALLTIME`` in seconds when requested), and the thread counts of OpenMP, OpenBLAS,
+    MKL, Accelerate and numexpr set to its cores, so that a 1-core task does not start a
+    thread per CPU of the node."""
+    cores = str(resources.cores)
+    env = {"CORRAL_ATTEMPT": str(attempt), "CORRAL_CORES": cores,
+           "CORRAL_GPUS": str(resources.gpus), **dict.fromkeys(THREAD_VARIABLES, cores)}
     if resources.memory_bytes is not None:
         env["CORRAL_MEMORY"] = str(resources.memory_bytes)
     if resources.walltime_seconds is not None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -173,6 +173,12 @@ class Executor(ABC):
     #: Whether the executor itself keeps at most ``ctx.max_parallel`` attempts running (and so
     #: may be handed more, to queue); otherwise the engine keeps at most that many in flight.
     applies_parallel_limit: ClassVar[bool] = False
+
+    @classmethod
+    def warm_up(cls, options: Mapping[str, Any]) -> None:
+        """Optionally begin slow set-up before the run exists (the engine calls this first, then
+        plans the run while it proceeds); must not fail: bad options are reported later."""
+        return None
 
     @abstractmethod
     def start(self, listener: Listener) -> None: ...

@@ -15,7 +15,7 @@ import pickle
 import signal
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -111,14 +111,20 @@ class LocalExecutor(Executor):
 
     # ------------------------------------------------------------------ seam
 
+    @classmethod
+    def warm_up(cls, options: Mapping[str, Any]) -> None:
+        """Launch the fork server now: it imports corral's worker and the packages the pipeline
+        file imported (e.g. numpy) while the engine opens the store and plans the run."""
+        if options.get("start_method", "forkserver") == "forkserver" and \
+                options.get("prestart", True):
+            _start_forkserver()
+
     def start(self, listener: Listener) -> None:
         """Start the worker processes now, while the engine prepares the run; they import the
         packages the pipeline file imported (e.g. numpy) before the first task arrives."""
         self._listener = listener
         if self.settings.start_method == "forkserver":
-            from corral.api import PIPELINE_IMPORTS
-
-            self._mp.set_forkserver_preload(["corral.worker.pool", *sorted(PIPELINE_IMPORTS)])
+            _start_forkserver()
         while len(self.workers) < self.n_workers and self.settings.prestart:
             self._new_worker()
 
@@ -376,6 +382,18 @@ class LocalExecutor(Executor):
             verdict = _over_limit(spec, w.since, w.proc.pid, now)
             if verdict is not None:
                 self._kill_worker(w, verdict[0], verdict[1], set(w.running))
+
+
+def _start_forkserver() -> None:
+    """Start (once per process) the fork server the Python workers are forked from, preloading
+    the worker module and the pipeline's imports. Does not wait for the preloading."""
+    from multiprocessing import forkserver
+
+    from corral.api import PIPELINE_IMPORTS
+
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["corral.worker.pool", *sorted(PIPELINE_IMPORTS)])
+    forkserver.ensure_running()
 
 
 def _limited(spec: TaskSpec) -> bool:

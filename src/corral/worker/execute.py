@@ -104,17 +104,39 @@ def _monitor() -> TreeMonitor:
 
 @contextlib.contextmanager
 def attempt_environment(env: dict[str, str]) -> Iterator[None]:
-    """Set ``env`` in ``os.environ`` while one attempt runs in a shared worker process."""
+    """Set ``env`` in ``os.environ`` while one attempt runs in a shared worker process, and
+    limit the thread pools of numeric libraries already loaded in it (OpenBLAS, MKL, OpenMP
+    read their variables only when loaded) to the attempt's cores."""
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        yield
+        with _thread_limits(env.get("CORRAL_CORES")):
+            yield
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+_CONTROLLER: tuple[int, Any] | None = None
+"""threadpoolctl's view of this process's loaded libraries, and len(sys.modules) when taken."""
+
+
+def _thread_limits(cores: str | None) -> contextlib.AbstractContextManager[Any]:
+    """threadpoolctl limits of ``cores`` threads, or nothing if no numeric library is loaded."""
+    global _CONTROLLER
+    if not cores or not cores.isdigit():
+        return contextlib.nullcontext()
+    if _CONTROLLER is None or _CONTROLLER[0] != len(sys.modules):  # new imports: look again
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = (len(sys.modules), ThreadpoolController())
+    controller = _CONTROLLER[1]
+    if not controller.lib_controllers:
+        return contextlib.nullcontext()
+    return controller.limit(limits=int(cores))  # type: ignore[no-any-return]
 
 
 def load_function(payload: PythonPayload) -> Any:
