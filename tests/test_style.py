@@ -1,0 +1,43 @@
+"""The code stays ruff clean and mypy --strict clean (the library, the benchmarks, the examples),
+so CI enforces what `make check` checks."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _tool(name: str) -> str:
+    path = BIN / name
+    if path.exists():
+        return str(path)
+    found = shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed; run `make dev-venv` (it is in the dev extra)")
+    return found
+
+
+def _check(argv: list[str]) -> None:
+    proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)  # noqa: S603
+    assert proc.returncode == 0, f"{' '.join(argv)}:\n{proc.stdout}{proc.stderr}"
+
+
+def test_ruff_clean() -> None:
+    _check([_tool("ruff"), "check", "src", "tests", "bench", "examples"])
+
+
+@pytest.mark.parametrize("target", [
+    "src/corral", "bench", *sorted(f"examples/{p.name}" for p in (ROOT / "examples").iterdir()
+                                   if p.is_dir() and any(p.glob("*.py"))),
+])
+def test_mypy_strict_clean(target: str) -> None:
+    """Each example separately: they all have a pipeline.py, which mypy would see as one
+    module twice."""
+    _check([_tool("mypy"), "--strict", target])
