@@ -1,20 +1,32 @@
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from corral.errors import UsageError
+from corral.report._figures import timeline_figure
+from corral.report._format import Clock, duration
 from corral.report._layout import concurrency, layers, pack_lanes
 from corral.report.html import tail_file, write_report
+from corral.report.metrics import run_metrics
 from corral.store import Store
 
 from .report_rows import RunBuilder, build_large
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+AXES_JS = """() => {
+  const layout = document.getElementById("timeline")._fullLayout;
+  return Object.keys(layout).filter((k) => /^xaxis\\d*$/.test(k)).map((k) => ({
+    type: layout[k].type, title: (layout[k].title || {}).text || "", range: layout[k].range}));
+}"""
 
 
 def test_layout_helpers() -> None:
@@ -66,6 +78,62 @@ def test_report_path_is_a_directory(store: Store, tmp_path: Path, galaxy: RunBui
         write_report(store, "run-a", tmp_path)
 
 
+@pytest.fixture
+def kolkata() -> Iterator[None]:
+    """Local time is India's (UTC+05:30, no daylight saving) for the test."""
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "Asia/Kolkata"
+    time.tzset()
+    yield
+    if old is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = old
+    time.tzset()
+
+
+def test_clock_zone_and_text(kolkata: None) -> None:
+    clock = Clock(1_700_000_000.0, span=100)
+    assert clock.zone == "IST, UTC+05:30" and clock.shift == 19_800
+    assert clock.ms(1_700_000_000.25) == (1_700_000_000 + 19_800) * 1000 + 250
+    assert clock.text(1_700_000_000.25) == "2023-11-15 03:43:20.250"
+    assert Clock(1_700_000_000.0, span=3600).text(1_700_000_000.25, date=False) == "03:43:20"
+
+
+def test_short_durations_in_milliseconds() -> None:
+    assert [duration(x) for x in (0, 0.0031, 0.045, 0.35, 42, 192)] == [
+        "0 s", "3.1 ms", "45 ms", "0.35 s", "42 s", "3m 12s"]
+
+
+def _figure(text: str) -> dict[str, Any]:
+    figure: dict[str, Any] = json.loads(text.replace("<\\/", "</"))
+    return figure
+
+
+def test_timeline_is_on_a_clock_axis(
+    store: Store, galaxy: RunBuilder, kolkata: None
+) -> None:
+    text, note = timeline_figure(run_metrics(store, "run-a"))
+    fig = _figure(text)
+    axis = fig["layout"]["xaxis"]
+    assert axis["type"] == "date" and axis["title"]["text"] == "clock time (IST, UTC+05:30)"
+    assert note.endswith("Times are IST, UTC+05:30.")
+    bars = {tr["name"]: tr for tr in fig["data"]}
+    prep = bars["prep"]  # starts at the run's t0, walls 20 s: epoch ms shifted to local time
+    assert prep["base"] == [(1_700_000_000 + 19_800) * 1000] and prep["x"] == [20_000]
+    assert "2023-11-15 03:43:20.000 → 03:43:40.000" in prep["hovertext"][0]
+    path = bars["critical path"]  # an outline over the bars of the critical path
+    assert path["marker"]["line"]["color"] == "#B10026" and len(path["base"]) >= 3
+    assert any("<b>prep</b>" in h for h in path["hovertext"])
+
+
+def test_timeline_without_attempts(store: Store, tmp_path: Path) -> None:
+    b = RunBuilder(store, "empty", 1.0, tmp_path, environment=None, state="pending")
+    b.task("only", state="pending", attempts=[])
+    fig = _figure(timeline_figure(run_metrics(store, "empty"))[0])
+    assert fig["data"] == [] and fig["layout"]["annotations"][0]["text"].startswith("No attempt")
+
+
 @pytest.fixture(scope="module")
 def big_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("big")
@@ -81,6 +149,7 @@ def test_report_of_10000_tasks_stays_small(big_report: Path) -> None:
     assert size < 10 * 1024**2, f"report is {size / 1024**2:.1f} MiB"
     html = big_report.read_text()
     assert 'id="timeline"' in html and "10,300 attempts: running attempts over time" in html
+    assert '"type":"date"' in html and '"dx":' in html  # binned curves: first bin + bin width
     assert "Showing 500 of 10,000 tasks" in html
     assert "sim \\u00d79,997" in html  # graph collapsed to task names
     assert "Most common errors" in html and "RuntimeError: diverged" in html
@@ -121,6 +190,20 @@ def test_report_renders_in_chromium(
             assert page.locator("#timeline .main-svg").count() >= 1
             bars = page.locator("#timeline g.trace").count()
             assert bars >= 2
+            axes = page.evaluate(AXES_JS)
+            assert axes and all(a["type"] == "date" for a in axes), axes
+            assert any(a["title"].startswith("clock time (") for a in axes), axes
+            assert all(a["range"][0].startswith("2023-11-1") for a in axes), axes
+            ticks = page.locator("#timeline .xaxislayer-above text").all_text_contents()
+            assert any(re.fullmatch(r"\d\d:\d\d(:\d\d)?", t) for t in ticks), ticks
+            if which == "small":
+                bar = page.locator("#timeline g.trace.bars g.point path").first
+                bar.evaluate("e => e.scrollIntoView({block: 'center'})")  # not under the nav
+                box = bar.bounding_box()  # Plotly's drag layer above the bars gets the mouse
+                assert box is not None
+                page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+                label = page.locator("#timeline .hoverlayer .hovertext").first.text_content() or ""
+                assert "→" in label and "wall" in label, label
             page.screenshot(path=str(tmp_path / f"{which}.png"), full_page=False)
         finally:
             browser.close()

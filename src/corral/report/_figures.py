@@ -100,37 +100,70 @@ def _lanes(attempts: Sequence[AttemptMetrics]) -> list[str]:
     return out
 
 
-def _hover(a: AttemptMetrics) -> str:
+def _hover(a: AttemptMetrics, clock: fmt.Clock) -> str:
+    start, end = a.started_at or 0.0, a.ended_at or 0.0
     return (
         f"<b>{a.task}</b> · attempt {a.number} · {a.state}<br>{a.executor} on {a.host or '?'}"
+        f"<br>{clock.text(start)} → {clock.text(end, date=not clock.same_day(start, end))}"
         f"<br>wall {fmt.duration(a.wall)} · queued {fmt.duration(a.queued)}"
         f"<br>CPU {fmt.duration(a.cpu)} · efficiency {fmt.percent(a.cpu_efficiency)}"
         f"<br>peak memory {fmt.size(a.peak_rss)} of {fmt.size(a.memory_requested)}"
     )
 
 
-def timeline_figure(m: RunMetrics) -> tuple[str, str]:
-    """The timeline as figure JSON, and a one-line note on how it was drawn."""
-    attempts = _timed(m)
-    if len(attempts) > MAX_TIMELINE_BARS:
-        return _concurrency_figure(m, attempts), (
-            f"{len(attempts):,} attempts: running attempts over time by task name, then by host "
-            "(darker is busier), then the critical path; attempt bars are drawn for runs of up "
-            f"to {MAX_TIMELINE_BARS:,} attempts."
-        )
-    return _bars_figure(m, attempts), (
-        "Each bar is one attempt, packed into lanes per executor and host; bars with a dark red "
-        "outline are on the critical path, red bars failed."
+def _span(attempts: Sequence[AttemptMetrics]) -> tuple[float, float]:
+    t0 = min((a.started_at or 0.0 for a in attempts), default=0.0)
+    return t0, max((a.ended_at or 0.0 for a in attempts), default=t0)
+
+
+def timeline_clock(m: RunMetrics) -> fmt.Clock:
+    """The time zone and precision of the timeline's clock times."""
+    t0, t1 = _span(_timed(m))
+    return fmt.Clock(t0 if t1 > 0 else m.summary.started_at, t1 - t0)
+
+
+def _clock_axis(fig: Any, clock: fmt.Clock, **where: Any) -> None:
+    """A date axis of wall-clock time; hover shows the time to the second (or millisecond)."""
+    fig.update_xaxes(
+        type="date", title_text=f"clock time ({clock.zone})",
+        hoverformat="%Y-%m-%d %H:%M:%S.%L" if clock.precise else "%Y-%m-%d %H:%M:%S", **where,
     )
 
 
-def _bars_figure(m: RunMetrics, attempts: list[AttemptMetrics]) -> str:
+def timeline_figure(m: RunMetrics) -> tuple[str, str]:
+    """The timeline as figure JSON, and a one-line note on how it was drawn."""
+    attempts = _timed(m)
+    clock = timeline_clock(m)
+    if len(attempts) > MAX_TIMELINE_BARS:
+        return _concurrency_figure(m, attempts, clock), (
+            f"{len(attempts):,} attempts: running attempts over time by task name, then by host "
+            "(darker is busier), then the critical path; attempt bars are drawn for runs of up "
+            f"to {MAX_TIMELINE_BARS:,} attempts. Times are {clock.zone}."
+        )
+    return _bars_figure(m, attempts, clock), (
+        "Each bar is one attempt, packed into lanes per executor and host; bars with a dark red "
+        f"outline are on the critical path, red bars failed. Times are {clock.zone}."
+    )
+
+
+def _bar_trace(
+    rows: Sequence[AttemptMetrics], lanes: Sequence[str], clock: fmt.Clock, **style: Any
+) -> Any:
+    """Horizontal bars from each attempt's start to its end on a date axis: ``base`` is the
+    start in epoch milliseconds and ``x`` the length in milliseconds (numbers, not date text)."""
+    import plotly.graph_objects as go
+
+    return go.Bar(
+        orientation="h", y=list(lanes), base=[clock.ms(a.started_at or 0.0) for a in rows],
+        x=_round([max(((a.ended_at or 0) - (a.started_at or 0)) * 1000, 1e-6) for a in rows]),
+        hovertext=[_hover(a, clock) for a in rows], hoverinfo="text", **style,
+    )
+
+
+def _bars_figure(m: RunMetrics, attempts: list[AttemptMetrics], clock: fmt.Clock) -> str:
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    t0 = min((a.started_at or 0.0 for a in attempts), default=0.0)
-    span = max((a.ended_at or 0.0 for a in attempts), default=t0) - t0
-    unit, div = time_unit(span)
     lanes = _lanes(attempts)
     colours = _colours([a.group for a in attempts])
     critical = {tm.task_id for tm in m.tasks if tm.critical}
@@ -140,36 +173,40 @@ def _bars_figure(m: RunMetrics, attempts: list[AttemptMetrics]) -> str:
         series[key].append(i)
     for name, idx in series.items():
         colour = FAILED if name == "failed" else colours.get(name, OTHER)
-        rows = [attempts[i] for i in idx]
-        fig.add_trace(go.Bar(
-            name=name, orientation="h", y=[lanes[i] for i in idx],
-            base=_round([((a.started_at or t0) - t0) / div for a in rows]),
-            x=_round([max(((a.ended_at or 0) - (a.started_at or 0)) / div, 1e-9) for a in rows]),
-            marker={"color": colour, "line": {
-                "color": [CRITICAL if a.task_id in critical else colour for a in rows],
-                "width": [2.5 if a.task_id in critical else 0 for a in rows]}},
-            hovertext=[_hover(a) for a in rows], hoverinfo="text",
+        fig.add_trace(_bar_trace([attempts[i] for i in idx], [lanes[i] for i in idx], clock,
+                                 name=name, marker={"color": colour}))
+    on_path = [i for i, a in enumerate(attempts) if a.task_id in critical]
+    if on_path:  # drawn over the coloured bars: a legend entry that can be toggled
+        fig.add_trace(_bar_trace(
+            [attempts[i] for i in on_path], [lanes[i] for i in on_path], clock,
+            name="critical path", marker={"color": "rgba(0,0,0,0)",
+                                          "line": {"color": CRITICAL, "width": 2.5}},
         ))
     n_lanes = len(set(lanes))
     _layout(fig, max(260, min(1400, 90 + 22 * n_lanes)), barmode="overlay", bargap=0.15)
-    fig.update_xaxes(title_text=f"time since first start ({unit})", rangemode="tozero")
+    _clock_axis(fig, clock)
+    if not attempts:
+        fig.add_annotation(text="No attempt has started yet.", showarrow=False,
+                           xref="paper", yref="paper", x=0.5, y=0.5, font={"size": 14})
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
     fig.update_yaxes(categoryorder="category descending", automargin=True)
     return to_script_json(fig)
 
 
-def _concurrency_figure(m: RunMetrics, attempts: list[AttemptMetrics]) -> str:
+def _concurrency_figure(m: RunMetrics, attempts: list[AttemptMetrics], clock: fmt.Clock) -> str:
     """Running attempts over time stacked by task name, a host x time heatmap of running
-    attempts, and the critical path's attempts as bars."""
+    attempts, and the critical path's attempts as bars. The binned curves are placed with
+    ``x0``/``dx`` (first bin and bin width) instead of one date per point."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    t0 = min(a.started_at or 0.0 for a in attempts)
-    t1 = max(a.ended_at or 0.0 for a in attempts)
-    unit, div = time_unit(t1 - t0)
+    t0, t1 = _span(attempts)
     hosts = Counter(f"{a.executor} · {a.host or '?'}" for a in attempts)
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, row_heights=[0.45, 0.45, 0.1],
                         vertical_spacing=0.04)
-    xs = _round([(k + 0.5) * (t1 - t0) / CONCURRENCY_BINS / div for k in range(CONCURRENCY_BINS)])
+    width = (t1 - t0) / CONCURRENCY_BINS
+    bins = {"x0": clock.ms(t0 + width / 2), "dx": _round([width * 1000])[0]}
     colours = _colours([a.group for a in attempts])
     by_group: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for a in attempts:
@@ -177,33 +214,30 @@ def _concurrency_figure(m: RunMetrics, attempts: list[AttemptMetrics]) -> str:
             (a.started_at or t0, a.ended_at or t0))
     for group, ivs in sorted(by_group.items(), key=lambda kv: -len(kv[1])):
         fig.add_trace(go.Scatter(
-            x=xs, y=_round(concurrency(ivs, t0, t1, CONCURRENCY_BINS), 3), name=group,
+            y=_round(concurrency(ivs, t0, t1, CONCURRENCY_BINS), 3), name=group, **bins,
             stackgroup="names", mode="lines",
             line={"width": 0.5, "color": colours.get(group, OTHER)},
-            hovertemplate="%{y:.1f} running<extra>" + group + "</extra>",
+            hovertemplate="%{x}<br>%{y:.1f} running<extra>" + group + "</extra>",
         ), row=1, col=1)
     shown = sorted(h for h, _ in hosts.most_common(MAX_HEATMAP_HOSTS))
     by_host: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for a in attempts:
         by_host[f"{a.executor} · {a.host or '?'}"].append((a.started_at or t0, a.ended_at or t0))
     fig.add_trace(go.Heatmap(
-        x=xs, y=shown, z=[_round(concurrency(by_host[h], t0, t1, CONCURRENCY_BINS), 2)
-                          for h in shown],
-        colorscale="Blues", showscale=False, name="hosts",
-        hovertemplate="%{y}<br>%{z:.1f} running<extra></extra>",
+        y=shown, z=[_round(concurrency(by_host[h], t0, t1, CONCURRENCY_BINS), 2) for h in shown],
+        **bins, colorscale="Blues", showscale=False, name="hosts",
+        hovertemplate="%{y}<br>%{x}<br>%{z:.1f} running<extra></extra>",
     ), row=2, col=1)
     critical = {tm.task_id for tm in m.tasks if tm.critical}
     path = [a for a in attempts if a.task_id in critical]
-    fig.add_trace(go.Bar(
-        orientation="h", y=["critical path"] * len(path), name="critical path",
-        base=_round([((a.started_at or t0) - t0) / div for a in path]),
-        x=_round([max((a.wall or 0) / div, 1e-9) for a in path]), marker={"color": CRITICAL},
-        hovertext=[_hover(a) for a in path], hoverinfo="text", showlegend=False,
-    ), row=3, col=1)
+    fig.add_trace(_bar_trace(path, ["critical path"] * len(path), clock, name="critical path",
+                             marker={"color": CRITICAL}, showlegend=False), row=3, col=1)
     _layout(fig, 380 + min(700, 12 * len(shown)))
     fig.update_yaxes(title_text="attempts running", row=1, col=1)
     fig.update_yaxes(title_text="by host", automargin=True, tickfont={"size": 9}, row=2, col=1)
-    fig.update_xaxes(title_text=f"time since first start ({unit})", row=3, col=1)
+    _clock_axis(fig, clock)
+    fig.update_xaxes(title_text=None, row=1, col=1)
+    fig.update_xaxes(title_text=None, row=2, col=1)
     return to_script_json(fig)
 
 
@@ -220,14 +254,16 @@ def distributions_figure(m: RunMetrics, max_groups: int = 15) -> str:
     groups = [g for g, _ in counts.most_common(max_groups)]
     peak = max((a.peak_rss or 0 for a in done), default=0)
     mem_unit, mem_div = ("GiB", 1024.0**3) if peak > 4 * 1024**3 else ("MiB", 1024.0**2)
-    titles = ("wall time (s)", "CPU time (s)", f"peak memory ({mem_unit})")
+    unit, div = time_unit(max((a.wall or 0.0 for a in done), default=0.0))
+    titles = (f"wall time ({unit})", f"CPU time ({unit})", f"peak memory ({mem_unit})")
     fig = make_subplots(rows=1, cols=3, shared_yaxes=True, subplot_titles=titles,
                         horizontal_spacing=0.04)
     colours = _colours(groups)
     for g in reversed(groups):
         rows = [a for a in done if a.group == g]
         values = (
-            [a.wall for a in rows], [a.cpu for a in rows],
+            [None if a.wall is None else a.wall / div for a in rows],
+            [None if a.cpu is None else a.cpu / div for a in rows],
             [None if a.peak_rss is None else a.peak_rss / mem_div for a in rows],
         )
         for col, vals in enumerate(values, 1):
@@ -316,7 +352,7 @@ def graph_figure(m: RunMetrics, edges: Sequence[tuple[int, int]]) -> tuple[str, 
                          "width": [3 if nodes[n]["critical"] else 1 for n in names]}},
     ))
     widest = max(Counter(layer.values()).values(), default=1)
-    _layout(fig, max(260, min(1600, 60 + 46 * widest)))
+    _layout(fig, max(260, min(1600, 60 + 34 * widest)))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     note = (

@@ -8,10 +8,15 @@ from corral.resources import format_memory
 
 
 def duration(seconds: float | None) -> str:
-    """``0.35 s``, ``42 s``, ``3m 12s``, ``2h 05m``, ``3d 04h``; ``-`` when unknown."""
+    """``3.2 ms``, ``45 ms``, ``0.35 s``, ``42 s``, ``3m 12s``, ``2h 05m``, ``3d 04h``; ``-`` when
+    unknown."""
     if seconds is None:
         return "-"
     s = float(seconds)
+    if s == 0:
+        return "0 s"
+    if 0 < s < 0.1:
+        return f"{1000 * s:.1f} ms" if s < 0.01 else f"{1000 * s:.0f} ms"
     if s < 10:
         return f"{s:.2f} s" if s < 1 else f"{s:.1f} s"
     if s < 60:
@@ -60,3 +65,45 @@ def iso(unix: float | None) -> str | None:
     if unix is None:
         return None
     return _dt.datetime.fromtimestamp(float(unix), tz=_dt.UTC).isoformat(timespec="seconds")
+
+
+class Clock:
+    """Wall-clock times of a run in one fixed time zone: the zone of the machine writing the
+    report, at its offset when the run started (a run across a daylight-saving change keeps the
+    offset it started with, and says so in :attr:`zone`).
+
+    Plotly date axes read numbers as milliseconds since the epoch and draw them as UTC; the
+    times are shifted by the offset so that the axis shows local clock time."""
+
+    def __init__(self, t0: float | None, span: float = 0.0) -> None:
+        local = _dt.datetime.fromtimestamp(t0 or 0.0).astimezone()
+        offset = local.utcoffset() or _dt.timedelta(0)
+        self.shift = offset.total_seconds()
+        self.precise = span < 600
+        """Show milliseconds (short runs)."""
+        minutes = int(self.shift // 60)
+        sign = "+" if minutes >= 0 else "-"
+        numeric = f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+        name = local.tzname() or ""
+        if minutes == 0 and name in ("", "UTC", "GMT", "Z"):
+            self.zone = "UTC"
+        elif not name or name[0] in "+-" or name.startswith("UTC"):
+            self.zone = numeric
+        else:
+            self.zone = f"{name}, {numeric}"
+
+    def ms(self, unix: float) -> int:
+        """Position on a Plotly date axis: shifted UNIX time in whole milliseconds."""
+        return round((unix + self.shift) * 1000)
+
+    def text(self, unix: float | None, date: bool = True) -> str:
+        """``2024-05-01 13:02:11`` (``13:02:11.042`` for short runs), in :attr:`zone`."""
+        if unix is None:
+            return "-"
+        when = _dt.datetime.fromtimestamp(unix + self.shift, tz=_dt.UTC)
+        out = when.strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S")
+        return out + f".{when.microsecond // 1000:03d}" if self.precise else out
+
+    def same_day(self, a: float, b: float) -> bool:
+        day = 86400
+        return (a + self.shift) // day == (b + self.shift) // day

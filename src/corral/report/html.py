@@ -169,6 +169,7 @@ def report_context(data: RunData, m: RunMetrics) -> dict[str, Any]:
         "table": rows, "table_note": _table_note(len(rows), len(m.tasks)),
         "failed": failed, "n_failed": n_failed, "errors": common_errors(data),
         "generated": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "timezone": _figures.timeline_clock(m).zone,
     }
 
 
