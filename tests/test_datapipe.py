@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -42,9 +43,9 @@ def server(tmp_path):
     srv.server_close()
 
 
-def _run(base_url: str, workdir: Path, **config):
+def _run(base_url: str, workdir: Path, dest: str = "site", **config):
     pipe = corral.load_pipeline(EXAMPLE / "pipeline.py")
-    params = {"base_url": base_url, "shards": SHARDS, "dest": "site"}
+    params = {"base_url": base_url, "shards": SHARDS, "dest": dest}
     res = corral.run(pipe, params=params, workdir=workdir, source=str(EXAMPLE / "pipeline.py"),
                      **config)
     assert res.ok, res.errors
@@ -55,8 +56,11 @@ def _states(workdir: Path, run_id: str) -> dict[str, str]:
     return {t["name"]: t["state"] for t in corral.Client(workdir).run(run_id).tasks()}
 
 
-def _check_outputs(served: Path, work: Path) -> None:
+def _check_outputs(served: Path, work: Path, site: Path | None = None) -> None:
+    """Statistics against numpy, the metadata, the figure, and the page published to ``site``
+    (default ``work/site``)."""
     deriv = work / "data" / "deriv"
+    site = work / "site" if site is None else site
     summary = json.loads((deriv / "summary.json").read_text())
     assert sorted(summary) == ITEMS
     for i, item in enumerate(ITEMS):
@@ -85,11 +89,12 @@ def _check_outputs(served: Path, work: Path) -> None:
             [f"{k}.json" for k in range(SHARDS)]
     figure = (deriv / "figure.html").read_text()
     assert all(item in figure for item in ITEMS)
-    index = (work / "site" / "index.html").read_text()
+    index = (site / "index.html").read_text()
     assert "<title>Corral datapipe: subj01, subj02</title>" in index
     assert "<figcaption>Figure 1: distribution of the signal values" in index
     assert 'src="figure.html"' in index
-    assert (work / "site" / "figure.html").read_text() == figure
+    assert "<td>subj01</td><td>20000</td>" in index  # the statistics table
+    assert (site / "figure.html").read_text() == figure
 
 
 def test_resumable_download(server, tmp_path):
@@ -134,15 +139,138 @@ def test_datapipe_local_cache_and_partial_rerun(server, tmp_path):
     _check_outputs(served, work)
 
 
+def _require_cluster(kind: str, tool: str, probe: list[str]) -> None:
+    """Skip unless ``tool`` is on PATH and ``probe`` answers (fail instead with
+    CORRAL_REQUIRE_CLUSTERS=1), like ``require_cluster`` in tests/batch/conftest.py."""
+    reason = None
+    if shutil.which(tool) is None:
+        reason = f"{tool} is not on PATH"
+    else:
+        try:
+            proc = subprocess.run(probe, capture_output=True, text=True, timeout=15)  # noqa: S603
+            if proc.returncode != 0:
+                reason = f"{' '.join(probe)} failed: {proc.stderr.strip()[-200:]}"
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            reason = f"{' '.join(probe)} did not answer: {exc}"
+    if reason is None:
+        return
+    if os.environ.get("CORRAL_REQUIRE_CLUSTERS") == "1":
+        pytest.fail(f"{kind} cluster required (CORRAL_REQUIRE_CLUSTERS=1) but {reason}")
+    pytest.skip(f"{kind} cluster not available: {reason}")
+
+
+def _run_on_cluster(kind: str, url: str, served: Path, work: Path) -> None:
+    res = _run(url, work, executor=kind, jobs=4)
+    _check_outputs(served, work)
+    assert set(_states(work, res.run_id).values()) == {"succeeded"}
+    attempts = corral.Client(work).run(res.run_id).attempts()
+    assert {a["executor"] for a in attempts} == {kind}
+    assert all(a["native_id"] for a in attempts)  # every attempt was a scheduler job
+    done = {a["task_id"] for a in attempts if a["state"] == "succeeded"}
+    assert len(done) == 2 * len(ITEMS) + len(ITEMS) * SHARDS + 3  # every task ran on the cluster
+
+
 @pytest.mark.slurm
 def test_datapipe_slurm(server, tmp_path):
-    if shutil.which("sbatch") is None:
-        if os.environ.get("CORRAL_REQUIRE_CLUSTERS") == "1":
-            pytest.fail("sbatch required (CORRAL_REQUIRE_CLUSTERS=1) but not found")
-        pytest.skip("sbatch not found: no SLURM cluster")
+    _require_cluster("slurm", "sbatch", ["sinfo", "-h"])
     served, url = server
-    work = tmp_path / "work"
-    res = _run(url, work, executor="slurm", jobs=4)
-    _check_outputs(served, work)
-    attempts = corral.Client(work).run(res.run_id).attempts()
-    assert attempts and {a["executor"] for a in attempts} == {"slurm"}
+    _run_on_cluster("slurm", url, served, tmp_path / "work")
+
+
+@pytest.mark.sge
+def test_datapipe_sge(server, tmp_path):
+    _require_cluster("sge", "qsub", ["qstat", "-f"])
+    served, url = server
+    _run_on_cluster("sge", url, served, tmp_path / "work")
+
+
+# --------------------------------------------------------------------------- publish via rclone
+
+def _need_rclone() -> str:
+    rclone = shutil.which("rclone")
+    if rclone is None:
+        reason = "rclone is not on PATH (apt-get install rclone; scripts/rig/install-system-deps.sh)"
+        if os.environ.get("CORRAL_REQUIRE_CLUSTERS") == "1":
+            pytest.fail(f"{reason}; required with CORRAL_REQUIRE_CLUSTERS=1")
+        pytest.skip(reason)
+    return rclone
+
+
+@pytest.fixture
+def rclone_env(tmp_path):
+    """The environment of a ``corral run`` child process with an rclone remote ``corraltest`` of
+    type ``local``, configured only by variables (RCLONE_CONFIG names a file that does not
+    exist, which keeps the user's rclone.conf out).
+
+    A child process, not ``corral.run`` here: the local executor forks Python tasks from a fork
+    server started once per process, which keeps the environment of the first run in this
+    pytest process, so variables set by a later test would not reach ``publish``."""
+    _need_rclone()
+    return {**os.environ, "RCLONE_CONFIG": str(tmp_path / "rclone.conf"),
+            "RCLONE_CONFIG_CORRALTEST_TYPE": "local"}
+
+
+def _corral_run(url: str, work: Path, dest: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    corral_cli = Path(sys.executable).with_name("corral")
+    argv = [str(corral_cli), "run", str(EXAMPLE / "pipeline.py"), "--workdir", str(work), "-j", "2",
+            "-q", "--base-url", url, "--shards", str(SHARDS), "--dest", dest]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=240,  # noqa: S603
+                          env={**env, "COLUMNS": "500"})  # rich wraps at 80 columns otherwise
+
+
+def test_is_remote():
+    pipe = _load("pipeline")
+    for dest in ["pub:/srv/www", "my remote:www", ":local:/tmp/x", "s3.eu:bucket/dir"]:
+        assert pipe.is_remote(dest), dest
+    for dest in ["site", "/tmp/a:b", "./a:b", "C:\\www", "-x:y"]:
+        assert not pipe.is_remote(dest), dest
+
+
+def test_publish_to_rclone_errors_are_one_line(tmp_path, monkeypatch):
+    pipe = _load("pipeline")
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "index.html").write_text("<p>x</p>")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no rclone anywhere
+    with pytest.raises(RuntimeError, match="'pub:www' is an rclone remote but rclone is not installed"):
+        pipe.publish_to(staging, "pub:www")
+    monkeypatch.undo()
+    _need_rclone()
+    monkeypatch.setenv("RCLONE_CONFIG", str(tmp_path / "rclone.conf"))
+    with pytest.raises(RuntimeError) as info:  # a remote that is not configured anywhere
+        pipe.publish_to(staging, f"corralnosuchremote:{tmp_path / 'out'}")
+    msg = str(info.value)
+    assert "\n" not in msg and msg.startswith("publish: rclone copy to 'corralnosuchremote:")
+    assert "failed (exit 1)" in msg and "didn't find section in config file" in msg, msg
+    assert not (tmp_path / "out").exists()
+
+
+def test_datapipe_publish_to_rclone_remote(server, tmp_path, rclone_env):
+    served, url = server
+    work, remote_dir = tmp_path / "work", tmp_path / "remote" / "www"
+    dest = f"corraltest:{remote_dir}"
+    proc = _corral_run(url, work, dest, rclone_env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"result: {dest!r}" in proc.stdout
+    assert not (work / "site").exists()
+    assert sorted(p.name for p in remote_dir.iterdir()) == ["figure.html", "index.html"]
+    staged = work / "data" / "deriv" / "site"
+    for name in ("index.html", "figure.html"):
+        assert (remote_dir / name).read_bytes() == (staged / name).read_bytes()
+    _check_outputs(served, work, site=remote_dir)
+
+    # an unconfigured remote: only publish runs again (dest is in its key) and fails in one line
+    proc = _corral_run(url, work, "corralnosuchremote:www", rclone_env)
+    assert proc.returncode != 0
+    run = corral.Client(work).run("latest")
+    states = {t["name"]: t["state"] for t in run.tasks()}
+    assert states.pop("publish") == "failed" and set(states.values()) == {"cached"}
+    out = proc.stdout + proc.stderr
+    shown = [ln.strip() for ln in out.splitlines() if "publish: failed:" in ln]
+    assert len(shown) == 1, out  # the CLI's failure summary: one line
+    expect = ("RuntimeError: publish: rclone copy to 'corralnosuchremote:www' failed (exit 1): "
+              'Failed to create file system for "corralnosuchremote:www": didn\'t find section '
+              "in config file")
+    assert shown[0] == f"✗ publish: failed: {expect}", out
+    (attempt,) = [a for a in run.attempts() if a["state"] == "failed"]
+    assert attempt["error"].strip().splitlines()[-1] == expect  # after the traceback

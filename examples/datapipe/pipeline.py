@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import urllib.request
@@ -243,15 +244,47 @@ PAGE = """<!doctype html>
 """
 
 
+# ``remote:path`` as rclone reads it: a configured remote's name (letters, digits, ``_ . -`` and
+# inner spaces; not starting with ``-``) or an on-the-fly backend (``:local:``, ``:s3,opt=v:``)
+# before the first colon. A one-letter name is a Windows drive letter, and a ``/`` before the
+# colon makes it local: write ``./name:x`` for a local directory with a colon in its name.
+_REMOTE = re.compile(r"^(?:[\w.](?:[\w. -]*[\w.-])?|:[^:/\\]+):")
+_LOG_STAMP = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d ")  # rclone's log line prefix
+
+
+def is_remote(dest: str) -> bool:
+    """Whether ``dest`` names an rclone remote (``remote:path``) rather than a local directory."""
+    m = _REMOTE.match(dest)
+    return m is not None and len(m.group(0).strip(":")) > 1
+
+
+def _stderr_tail(stderr: str) -> str:
+    """The last meaningful line rclone logged, without its timestamp (or a placeholder)."""
+    lines = [_LOG_STAMP.sub("", ln).strip() for ln in stderr.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("NOTICE: Config file")]
+    return lines[-1][:400] if lines else "no message on stderr"
+
+
+def rclone_copy(staging: Path, dest: str) -> str:
+    """``rclone copy staging dest``; any failure is a one-line RuntimeError naming the remote."""
+    rclone = shutil.which("rclone")
+    if rclone is None:
+        raise RuntimeError(f"publish: {dest!r} is an rclone remote but rclone is not installed")
+    argv = [rclone, "copy", str(staging), dest]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+    except OSError as exc:
+        raise RuntimeError(f"publish: cannot run {rclone} to copy to {dest!r}: {exc}") from None
+    if proc.returncode != 0:
+        raise RuntimeError(f"publish: rclone copy to {dest!r} failed (exit {proc.returncode}): "
+                           f"{_stderr_tail(proc.stderr)}")
+    return dest
+
+
 def publish_to(staging: Path, dest: str) -> str:
     """Copy the staged site to a directory, or to an rclone remote (``remote:path``)."""
-    remote = ":" in dest and not Path(dest).exists() and not (len(dest) > 1 and dest[1] == ":")
-    if remote:
-        rclone = shutil.which("rclone")
-        if rclone is None:
-            raise RuntimeError(f"publish: {dest!r} is an rclone remote but rclone is not installed")
-        subprocess.run([rclone, "copy", str(staging), dest], check=True)  # noqa: S603 - argv list
-        return dest
+    if is_remote(dest):
+        return rclone_copy(staging, dest)
     target = Path(dest)
     target.mkdir(parents=True, exist_ok=True)
     for f in staging.iterdir():
@@ -277,7 +310,7 @@ def publish(figure: Path, summary: Path, base_url: str, items: list[str], dest: 
     (staging / "index.html").write_text(page)
     shutil.copy2(figure, staging / "figure.html")
     where = publish_to(staging, dest)
-    if where == dest and ":" in dest and not Path(dest).exists():
+    if is_remote(dest):
         return where  # remote: nothing local to record
     return Path(where) / "index.html"
 

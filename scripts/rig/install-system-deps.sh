@@ -3,7 +3,8 @@
 # besides the schedulers, PostgreSQL and sshd (those have their own start-*.sh):
 # headless Chromium + chromedriver (browser tests of the HTML report), fonts
 # for stable screenshots, rsync and the OpenSSH client (SSH transport), git
-# (provenance), make/python3-venv (the dev workflow) and small tools the rig
+# (provenance), rclone (the datapipe example's publish-to-remote test, local
+# backend only), make/python3-venv (the dev workflow) and small tools the rig
 # scripts use. Run as root on Debian 12.
 #
 # Installs only what is missing (apt-get --no-install-recommends, no daemon is
@@ -21,7 +22,7 @@ CHECK=0
 for a in "$@"; do
   case "$a" in
     --check) CHECK=1;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0;;
     *) echo "install-system-deps.sh: unknown option $a" >&2; exit 2;;
   esac
 done
@@ -32,6 +33,7 @@ PKGS=(
   fonts-dejavu-core fonts-liberation               # text in headless screenshots
   rsync openssh-client                             # SSH transport / file staging
   git ca-certificates                              # provenance, HTTPS for pip
+  rclone                                           # datapipe publish to a remote
   make python3 python3-venv                        # make test / make venv
   procps psmisc iproute2 curl                      # ps, fuser, ss, HTTP probes
 )
