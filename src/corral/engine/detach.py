@@ -131,6 +131,13 @@ def prepare_jobs(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: R
         raise UsageError(
             f"detached mode needs a batch-scheduler executor (slurm, sge, pbs, lsf), not {kind!r}"
         )
+    if executor.staging is not None:
+        executor.shutdown()
+        raise UsageError(
+            "detached/exported runs need the work directory shared with the cluster (jobs read "
+            "their parents' results from it); this profile's transport has "
+            "shared_filesystem = false, so run the pipeline attached"
+        )
     store.claim_run(run_id)
     try:
         opts = EngineOptions(jobs=executor_cfg["jobs"], force=list(cfg.force),

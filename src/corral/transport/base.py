@@ -53,6 +53,18 @@ class Transport(ABC):
     @abstractmethod
     def makedirs(self, path: str) -> None: ...
 
+    @abstractmethod
+    def realpath(self, path: str) -> str:
+        """The absolute path of ``path`` on that side (``~`` is that side's home)."""
+
+    @abstractmethod
+    def remove_trees(self, paths: Sequence[str]) -> None:
+        """Remove directories (or files) recursively; missing ones are no error."""
+
+    @abstractmethod
+    def remove_dir(self, path: str) -> bool:
+        """Remove an empty directory; ``False`` if it is missing or not empty."""
+
     def put(self, local: str, remote: str) -> None:
         """Copy a local file to the remote side (no-op on a shared file system)."""
         return None
@@ -60,6 +72,16 @@ class Transport(ABC):
     def get(self, remote: str, local: str) -> None:
         """Copy a remote file to the local side (no-op on a shared file system)."""
         return None
+
+    def put_many(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Copy several ``(local, remote)`` paths (no-op on a shared file system)."""
+        for local, remote in pairs:
+            self.put(local, remote)
+
+    def get_many(self, pairs: Sequence[tuple[str, str]]) -> list[str]:
+        """Copy several ``(remote, local)`` files; returns the remote paths that existed (on a
+        shared file system nothing is copied)."""
+        return [remote for remote, _ in pairs if self.exists(remote)]
 
     def close(self) -> None:
         """Release connections."""

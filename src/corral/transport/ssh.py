@@ -398,6 +398,29 @@ class SSHTransport(Transport):
 
         return self._sftp_call("realpath", path, op)
 
+    def remove_trees(self, paths: Sequence[str]) -> None:
+        """Remove remote directories (or files) recursively, in one SFTP batch; missing ones
+        are no error."""
+        if not paths:
+            return
+
+        async def op(sftp: asyncssh.SFTPClient) -> None:
+            await asyncio.gather(*(_remove_tree(sftp, p) for p in paths))
+
+        self._sftp_call("rmtree", paths[0], op)
+
+    def remove_dir(self, path: str) -> bool:
+        """Remove an empty remote directory; ``False`` if it is missing or not empty."""
+
+        async def op(sftp: asyncssh.SFTPClient) -> bool:
+            try:
+                await sftp.rmdir(path)
+            except asyncssh.SFTPError:
+                return False
+            return True
+
+        return self._sftp_call("rmdir", path, op)
+
     def put(self, local: str, remote: str) -> None:
         """Copy a local file (atomically) or directory (recursively) to the remote side."""
         if not self.shared_filesystem:
@@ -477,6 +500,18 @@ async def _replace(sftp: asyncssh.SFTPClient, tmp: str, path: str) -> None:
         except asyncssh.SFTPNoSuchFile:
             pass
         await sftp.rename(tmp, path)
+
+
+async def _remove_tree(sftp: asyncssh.SFTPClient, path: str) -> None:
+    if path in ("", "/", "."):
+        raise ValueError(f"refusing to remove {path!r}")
+    try:
+        if await sftp.isdir(path) and not await sftp.islink(path):
+            await sftp.rmtree(path)
+        else:
+            await sftp.remove(path)
+    except asyncssh.SFTPNoSuchFile:
+        pass
 
 
 async def _put_one(sftp: asyncssh.SFTPClient, local: str, remote: str) -> None:

@@ -14,6 +14,10 @@ status query. Everything else lives here:
   job of the run, with back-off from ``poll_interval`` to ``max_poll_interval`` while nothing
   changes. Jobs that ended without a marker are classified from the scheduler's state after a
   grace period for slow shared file systems.
+- Without a shared file system (an SSH transport with ``shared_filesystem = false``), every
+  attempt path is mapped to the scheduler's side by :class:`~corral.executors.batch.staging.
+  RemoteStaging`; finished attempts are fetched back at the end of the poll-time check, before
+  they are reported, and their remote directories removed per ``remote_cleanup``.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from corral.executors.batch.script import (
     tail,
 )
 from corral.executors.batch.settings import BatchSettings, parse_settings
+from corral.executors.batch.staging import SCHED_ERR, SCHED_OUT, RemoteStaging
 from corral.executors.batch.status import OUTCOME_OF_STATE, JobState, JobStatus
 from corral.resources import Resources, format_memory, format_walltime
 from corral.transport import transport_from_profile
@@ -70,8 +75,6 @@ log = logging.getLogger(__name__)
 
 SCRIPT_FILE = "job.sh"
 LIST_FILE = "attempts.txt"
-SCHED_OUT = "scheduler.out"
-SCHED_ERR = "scheduler.err"
 LIMIT_PATTERNS = (
     "maxsubmit",
     "job limit",
@@ -142,6 +145,11 @@ class BatchExecutor(Executor):
         self.ctx = ctx
         self.transport: Transport = transport or LocalTransport()
         self._own_transport = transport is None
+        self.staging = None if self.transport.shared_filesystem else RemoteStaging(
+            self.transport, ctx.work_root, ctx.cwd, ctx.run_id, settings.remote_workdir,
+            settings.remote_cleanup)
+        """Attempt directories on the scheduler's side when the work directory is not shared."""
+        self._fetching: list[Completion] = []
         self.submit_calls = 0
         """Number of submit commands run (one per single job or array job)."""
         self.query_calls = 0
@@ -163,8 +171,10 @@ class BatchExecutor(Executor):
         """Validate profile options into the typed settings and build the executor.
 
         ``transport = "ssh://user@host"`` (with ``transport_options``) runs the scheduler
-        commands on a login node over SSH; the work directory must be on a file system both
-        sides see at the same path."""
+        commands on a login node over SSH. By default the work directory must be on a file
+        system both sides see at the same path; with ``shared_filesystem = false`` in the
+        transport options, attempt directories are staged under ``remote_workdir`` on the
+        login node's side and fetched back (see :mod:`corral.executors.batch.staging`)."""
         opts = dict(options)
         url, transport_opts = opts.pop("transport", None), opts.pop("transport_options", None)
         settings = parse_settings(cls.settings_class, opts, cls.kind)
@@ -281,9 +291,8 @@ class BatchExecutor(Executor):
                     self.job_of(ref.native_id),
                     ref.submitted or time.time(),
                 )
-                if self.transport.exists(str(attempt.workdir / MARKER_FILE)):
-                    self._tracked[attempt.attempt_id] = attempt
-                    taken.append(attempt.attempt_id)
+                if self.transport.exists(self._r(attempt.workdir / MARKER_FILE)):
+                    taken.append(self._retrack(attempt))
                 else:
                     unknown.append(attempt)
             if unknown:
@@ -291,16 +300,23 @@ class BatchExecutor(Executor):
                 statuses = self.query([a.native_id for a in unknown])
                 for attempt in unknown:
                     if attempt.native_id in statuses:
-                        self._tracked[attempt.attempt_id] = attempt
-                        taken.append(attempt.attempt_id)
+                        taken.append(self._retrack(attempt))
             self._next_scan = self._next_query = 0.0
             return taken
+
+    def _retrack(self, attempt: _Attempt) -> str:
+        self._tracked[attempt.attempt_id] = attempt
+        if self.staging is not None:
+            self.staging.track(attempt.attempt_id, attempt.workdir, None)
+        return attempt.attempt_id
 
     def shutdown(self) -> None:
         with self._lock:
             if self._queue:
                 log.warning("%s executor shut down with %d unsubmitted job(s)", self.kind,
                             sum(len(u) for u in self._queue))
+            elif self.staging is not None and not self._tracked:
+                self.staging.finish_run()
             if self._own_transport:
                 self.transport.close()
 
@@ -312,9 +328,17 @@ class BatchExecutor(Executor):
     # ------------------------------------------------------------------ submission
     def write_payload(self, spec: TaskSpec) -> None:
         """Create the attempt directory and write ``payload.pkl`` (detached mode uses it too)."""
-        workdir = os.path.abspath(spec.workdir)
+        workdir = self._r(spec.workdir)
         self.transport.makedirs(workdir)
         self.transport.write_bytes(os.path.join(workdir, PAYLOAD_FILE), spec.payload)
+        if self.staging is not None:
+            self.staging.stage(spec)
+
+    def _r(self, local: str | Path) -> str:
+        """Where a path under the local work directory is on the scheduler's side."""
+        if self.staging is None:
+            return os.path.abspath(local)
+        return self.staging.remote(local)
 
     _write_payload = write_payload  # kept for callers written against the first version
 
@@ -378,7 +402,8 @@ class BatchExecutor(Executor):
         else:
             jobdir = Path(os.path.abspath(first.workdir))
             out, err = str(jobdir / SCHED_OUT), str(jobdir / SCHED_ERR)
-        req = self._request(first.group if array else first.name, first.resources, out, err)
+        req = self._request(first.group if array else first.name, first.resources,
+                            self._r(out), self._r(err))
         if array:
             req.array_size = len(unit)
             req.throttle = min(self.settings.array_throttle, len(unit))
@@ -387,13 +412,13 @@ class BatchExecutor(Executor):
             body.require_succeeded = list(after)
         listing = None
         if array:
-            dirs = [os.path.abspath(spec.workdir) for spec in unit]
+            dirs = [self._r(spec.workdir) for spec in unit]
             if any("\n" in d or "\r" in d for d in dirs):
                 raise ExecutorError("attempt directories must not contain line breaks")
-            body.list_file = str(jobdir / LIST_FILE)
+            body.list_file = self._r(jobdir / LIST_FILE)
             listing = "\n".join(dirs) + "\n"
         text = render(self.kind, self.directives(req), body, comment=first.attempt_id)
-        return RenderedJob(text, str(jobdir / SCRIPT_FILE), body.list_file, listing,
+        return RenderedJob(text, self._r(jobdir / SCRIPT_FILE), body.list_file, listing,
                            err if array else None)
 
     def _submit_unit(self, unit: list[TaskSpec]) -> None:
@@ -428,15 +453,15 @@ class BatchExecutor(Executor):
     def _body(self, unit: Sequence[TaskSpec]) -> ScriptBody:
         s = self.settings
         return ScriptBody(
-            cwd=os.path.abspath(self.ctx.cwd),
+            cwd=self.staging.remote_cwd if self.staging else os.path.abspath(self.ctx.cwd),
             python=s.python or self.ctx.python or _default_python(),
-            attempt_dir=None if len(unit) >= 2 else os.path.abspath(unit[0].workdir),
+            attempt_dir=None if len(unit) >= 2 else self._r(unit[0].workdir),
             modules=s.modules,
             setup=s.setup,
             env={**s.env, **unit[0].env},
             container=s.container,
             container_runtime=s.container_runtime,
-            binds=[os.path.abspath(self.ctx.work_root)],
+            binds=[self.staging.base if self.staging else os.path.abspath(self.ctx.work_root)],
         )
 
     def _track_unit(self, unit: list[TaskSpec], job_id: str, array_err: str | None) -> None:
@@ -454,6 +479,9 @@ class BatchExecutor(Executor):
                 spec.attempt_id, workdir, native, job_id, now,
                 kind=spec.kind, resources=spec.resources, sched_err=sched_err,
             )
+            if self.staging is not None:
+                self.staging.track(spec.attempt_id, workdir, spec.payload,
+                                   self._r(sched_err.parent) if array_err else None, sched_err)
             self._listener.submitted(spec.attempt_id, native)
         now = time.monotonic()
         if self._next_query <= now:  # nothing was waiting for a query: wait one interval first
@@ -498,6 +526,12 @@ class BatchExecutor(Executor):
                 self._next_query = min(self._next_query, now + self._interval)
         if self._tracked and now >= self._next_query:
             self._status_cycle()
+        if self._fetching:
+            fetched, self._fetching = self._fetching, []
+            assert self.staging is not None
+            self.staging.fetch(fetched)
+            for completion in fetched:
+                self._report(completion)
 
     def _pause(self) -> float:
         now = time.monotonic()
@@ -521,7 +555,7 @@ class BatchExecutor(Executor):
         return found
 
     def _read_marker(self, workdir: Path) -> dict[str, Any] | None:
-        data = self.transport.read_bytes(str(workdir / MARKER_FILE))
+        data = self.transport.read_bytes(self._r(workdir / MARKER_FILE))
         if data is None:
             return None
         try:
@@ -531,7 +565,7 @@ class BatchExecutor(Executor):
         return marker if isinstance(marker, dict) else None
 
     def _check_started(self, attempt: _Attempt) -> None:
-        data = self.transport.read_bytes(str(attempt.workdir / STARTED_FILE))
+        data = self.transport.read_bytes(self._r(attempt.workdir / STARTED_FILE))
         if data is None:
             return
         attempt.started = True
@@ -551,7 +585,9 @@ class BatchExecutor(Executor):
         raw = marker.get("metrics")
         metrics = Metrics.from_dict(raw if isinstance(raw, dict) else {})
         metrics.native_id, metrics.submitted = attempt.native_id, attempt.submitted
-        result = self.transport.read_bytes(str(attempt.workdir / RESULT_FILE))
+        # without a shared file system the result comes back with the attempt's other files
+        result = (self.transport.read_bytes(self._r(attempt.workdir / RESULT_FILE))
+                  if self.staging is None else None)
         error = marker.get("error")
         if outcome is not Outcome.SUCCEEDED and attempt.kind is TaskKind.SHELL:
             error = _join(error, self._log_tails(attempt))
@@ -559,7 +595,10 @@ class BatchExecutor(Executor):
 
     def _finish(self, attempt: _Attempt, completion: Completion) -> None:
         self._tracked.pop(attempt.attempt_id, None)
-        self._report(completion)
+        if self.staging is not None:  # reported once its files are back (end of the cycle)
+            self._fetching.append(completion)
+        else:
+            self._report(completion)
 
     def _report(self, completion: Completion) -> None:
         if completion.attempt_id in self._reported:
@@ -664,7 +703,7 @@ class BatchExecutor(Executor):
         for path in (attempt.workdir / STDERR_FILE, attempt.sched_err):
             if path is None:
                 continue
-            data = self.transport.read_bytes(str(path))
+            data = self.transport.read_bytes(self._r(path))
             text = tail(data.decode(errors="replace") if data else None)
             if text:
                 parts.append(f"--- {path.name} (last lines) ---\n{text}")

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from corral.errors import ConfigError
 
 CONTAINER_RUNTIMES = ("apptainer", "singularity", "docker")
+CLEANUP_CHOICES = ("succeeded", "all", "none")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -56,6 +57,12 @@ class BatchSettings:
     """Seconds to wait before retrying a submission the scheduler refused for a job limit."""
     extra_args: list[str] = field(default_factory=list)
     """Extra scheduler options written as directives into every job script."""
+    remote_workdir: str = "~/.corral/remote"
+    """Where attempt directories live on the scheduler's side when the transport does not
+    share the work directory (``shared_filesystem = false``); ``~`` is the remote home."""
+    remote_cleanup: str = "succeeded"
+    """Which of those remote attempt directories are removed once their files are fetched
+    back: ``succeeded`` (failed ones are kept for inspection), ``all`` or ``none``."""
 
     def check(self) -> None:
         """Validate values (names and types are checked by :func:`parse_settings`)."""
@@ -63,6 +70,10 @@ class BatchSettings:
             raise ConfigError(
                 f"container_runtime={self.container_runtime!r} is not one of "
                 f"{', '.join(CONTAINER_RUNTIMES)}"
+            )
+        if self.remote_cleanup not in CLEANUP_CHOICES:
+            raise ConfigError(
+                f"remote_cleanup={self.remote_cleanup!r} is not one of {', '.join(CLEANUP_CHOICES)}"
             )
         if self.max_jobs is not None and self.max_jobs < 1:
             raise ConfigError(f"max_jobs={self.max_jobs} must be >= 1 (or left unset)")

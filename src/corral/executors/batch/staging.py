@@ -1,0 +1,248 @@
+"""Attempt directories on a scheduler host that does not see the local work directory.
+
+With ``transport = "ssh://..."`` and ``transport_options = { shared_filesystem = false }`` a
+batch executor keeps every attempt directory on the login node's side, under
+``<remote_workdir>/<run id>/work/<same relative path as locally>``, and runs the tasks in
+``<remote_workdir>/<run id>/cwd`` (declared input files are copied there). Payloads, job scripts
+and array listings are written there by SFTP.
+
+When an attempt ends, its markers, result and logs (``exit.json``, ``started.json``,
+``result.pkl``, ``stdout.log``, ``stderr.log``, the scheduler's ``.out``/``.err``) and, for a
+successful shell task, its declared outputs are copied back to the local attempt directory and
+pipeline directory, all finished attempts of one poll in one SFTP batch, before the completion
+is reported. Then the remote attempt directory is removed, according to ``remote_cleanup``:
+
+- ``succeeded`` (default): removed after a success; kept after a failure, so the job can be
+  inspected or rerun by hand on the cluster (``payload.pkl`` and ``job.sh`` are only there);
+- ``all``: always removed once fetched; ``none``: never removed.
+
+A directory whose files could not be fetched is never removed. Array job directories go with
+their last element. At shutdown, with nothing in flight, the run's remote directory (staged
+inputs, outputs) is removed too unless an attempt directory was kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from corral.errors import CorralError, ExecutorError
+from corral.executors.base import Completion, Outcome, TaskSpec
+from corral.transport.base import Transport
+from corral.worker.execute import (
+    MARKER_FILE,
+    PAYLOAD_FILE,
+    RESULT_FILE,
+    STARTED_FILE,
+    STDERR_FILE,
+    STDOUT_FILE,
+    ShellPayload,
+)
+
+log = logging.getLogger(__name__)
+
+SCHED_OUT = "scheduler.out"
+SCHED_ERR = "scheduler.err"
+FETCHED = (MARKER_FILE, STARTED_FILE, RESULT_FILE, STDOUT_FILE, STDERR_FILE, SCHED_OUT, SCHED_ERR)
+"""Files of a finished attempt copied back to the local attempt directory."""
+
+
+@dataclass
+class _Staged:
+    """What the stager knows about one attempt in flight."""
+
+    local_dir: Path
+    known: bool = False
+    """Whether ``shell`` and ``outputs`` are known (not after a re-attach: read at the end)."""
+    shell: bool = False
+    outputs: list[str] = field(default_factory=list)
+    """Declared outputs of a shell task."""
+    array_dir: str | None = None
+    sched_files: list[tuple[str, str]] = field(default_factory=list)
+    """(remote, local) scheduler log files of an array element."""
+
+
+class RemoteStaging:
+    """Maps local work paths to the remote side and fetches and removes finished attempts."""
+
+    def __init__(self, transport: Transport, work_root: Path, cwd: Path, run_id: str,
+                 remote_workdir: str, cleanup: str) -> None:
+        self.transport = transport
+        self.work_root = Path(os.path.abspath(work_root))
+        self.cwd = Path(os.path.abspath(cwd))
+        self.run_id = run_id
+        self.remote_workdir = remote_workdir
+        self.cleanup = cleanup
+        self._base: str | None = None
+        self._attempts: dict[str, _Staged] = {}
+        self._arrays: dict[str, set[str]] = {}
+        """Remote array job directory -> attempt ids not finished yet."""
+        self._kept_arrays: set[str] = set()
+        self._ready = False
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def base(self) -> str:
+        """``<remote_workdir>/<run id>`` as an absolute remote path (resolved once)."""
+        if self._base is None:
+            root = self.transport.realpath(self.remote_workdir)
+            self._base = posixpath.join(root, self.run_id)
+        return self._base
+
+    @property
+    def remote_cwd(self) -> str:
+        return posixpath.join(self.base, "cwd")
+
+    def remote(self, local: str | Path) -> str:
+        """The remote path of a path under the local work root."""
+        rel = os.path.relpath(os.path.abspath(local), self.work_root)
+        if rel == ".." or rel.startswith(".." + os.sep) or os.path.isabs(rel):
+            raise ExecutorError(f"{local} is not under the run's work directory {self.work_root}")
+        return posixpath.join(self.base, "work", Path(rel).as_posix())
+
+    # ------------------------------------------------------------------ submission
+    def stage(self, spec: TaskSpec) -> None:
+        """Create the remote task directory once and copy the declared input files."""
+        if not self._ready:
+            self.transport.makedirs(self.remote_cwd)
+            self._ready = True
+        pairs = []
+        for name in spec.inputs:
+            path = Path(name)
+            if path.is_absolute():
+                try:
+                    path = path.relative_to(self.cwd)
+                except ValueError:  # outside the pipeline directory: must exist on the host
+                    continue
+            local = self.cwd / path
+            if local.exists():
+                pairs.append((str(local), posixpath.join(self.remote_cwd, path.as_posix())))
+            else:
+                log.warning("input %s of %s does not exist; not staged", local, spec.attempt_id)
+        if pairs:
+            self.transport.put_many(pairs)
+
+    def track(self, attempt_id: str, local_dir: Path, payload: bytes | None,
+              array_dir: str | None = None, sched_err: Path | None = None) -> None:
+        """Remember a submitted (or re-attached) attempt until :meth:`fetch`."""
+        staged = _Staged(local_dir, array_dir=array_dir)
+        if payload is not None:
+            staged.known = True
+            staged.shell, staged.outputs = _describe(payload)
+        if array_dir is not None and sched_err is not None:
+            sched_out = Path(str(sched_err).replace(SCHED_ERR, SCHED_OUT))
+            staged.sched_files = [(self.remote(p), str(p)) for p in (sched_err, sched_out)]
+            self._arrays.setdefault(array_dir, set()).add(attempt_id)
+        self._attempts[attempt_id] = staged
+
+    # ------------------------------------------------------------------ completion
+    def fetch(self, completions: list[Completion]) -> None:
+        """Copy finished attempts back (one SFTP batch), then remove their remote directories."""
+        staged = [(c, self._attempts.pop(c.attempt_id, None)) for c in completions]
+        pairs: list[tuple[str, str]] = []
+        for comp, st in staged:
+            if st is not None:
+                pairs += self._pairs(comp, st)
+        try:
+            got = set(self.transport.get_many(pairs))
+        except CorralError as exc:
+            log.warning("could not fetch %d finished attempt(s) from %s; their remote "
+                        "directories are kept: %s", len(completions), self.base, exc)
+            for comp, st in staged:
+                if st is not None:
+                    _lose(comp, f"its files could not be fetched back from {self.base}: {exc}")
+            return
+        for comp, st in staged:
+            if st is None or comp.outcome is not Outcome.SUCCEEDED:
+                continue
+            if posixpath.join(self.remote(st.local_dir), RESULT_FILE) in got:
+                comp.result = (st.local_dir / RESULT_FILE).read_bytes()
+            elif not st.shell:
+                _lose(comp, f"its {RESULT_FILE} is missing from {self.remote(st.local_dir)}")
+        self._remove([(c, st) for c, st in staged if st is not None])
+
+    def _pairs(self, comp: Completion, st: _Staged) -> list[tuple[str, str]]:
+        remote_dir = self.remote(st.local_dir)
+        pairs = [(posixpath.join(remote_dir, n), str(st.local_dir / n)) for n in FETCHED]
+        pairs += st.sched_files
+        if comp.outcome is Outcome.SUCCEEDED:
+            if not st.known:
+                data = self._remote_payload(remote_dir)
+                st.shell, st.outputs = _describe(data) if data else (False, [])
+                st.known = True
+            for out in st.outputs:
+                if os.path.isabs(out):  # fetched from the same path on the host
+                    pairs.append((out, out))
+                else:
+                    pairs.append((posixpath.join(self.remote_cwd, out), str(self.cwd / out)))
+        return pairs
+
+    def _remote_payload(self, remote_dir: str) -> bytes | None:
+        """The payload of a re-attached attempt (what kind of task, which outputs)."""
+        try:
+            return self.transport.read_bytes(posixpath.join(remote_dir, PAYLOAD_FILE))
+        except CorralError:
+            return None
+
+    def _remove(self, done: list[tuple[Completion, _Staged]]) -> None:
+        trees: list[str] = []
+        for comp, st in done:
+            ok = comp.outcome is Outcome.SUCCEEDED
+            drop = self.cleanup == "all" or (self.cleanup == "succeeded" and ok)
+            if drop:
+                trees.append(self.remote(st.local_dir))
+            if st.array_dir is None:
+                continue
+            left = self._arrays.get(st.array_dir, set())
+            left.discard(comp.attempt_id)
+            if not drop:
+                self._kept_arrays.add(st.array_dir)
+            if not left:
+                self._arrays.pop(st.array_dir, None)
+                if st.array_dir not in self._kept_arrays:
+                    trees.append(st.array_dir)
+        if trees:
+            try:
+                self.transport.remove_trees(trees)
+            except CorralError as exc:
+                log.warning("could not remove staged directories on %s: %s", self.base, exc)
+
+    def finish_run(self) -> None:
+        """With nothing in flight: remove the run's remote directory unless something was kept
+        there (a failed attempt's directory, by this or an earlier engine)."""
+        if self.cleanup == "none" or self._attempts or self._base is None:
+            return
+        work = posixpath.join(self.base, "work")
+        try:
+            for path in (posixpath.join(work, "arrays"), work):
+                self.transport.remove_dir(path)
+            if not self.transport.exists(work):
+                self.transport.remove_trees([self.base])
+        except CorralError as exc:
+            log.warning("could not remove the staged run directory %s: %s", self.base, exc)
+
+
+def _describe(payload: bytes) -> tuple[bool, list[str]]:
+    """Whether a payload is a shell task's, and its declared outputs."""
+    try:
+        obj = pickle.loads(payload)
+    except Exception:  # an unreadable payload: the worker says so; treat it as Python
+        return False, []
+    if isinstance(obj, ShellPayload):
+        return True, list(obj.outputs)
+    return False, []
+
+
+def _lose(comp: Completion, why: str) -> None:
+    """A success whose files did not come back cannot be trusted: it is LOST (retried)."""
+    if comp.outcome is Outcome.SUCCEEDED:
+        comp.outcome = Outcome.LOST
+        comp.error = f"the attempt succeeded on the cluster, but {why}"
+        comp.result = None
+
+
+__all__ = ["FETCHED", "SCHED_ERR", "SCHED_OUT", "RemoteStaging"]

@@ -1,0 +1,186 @@
+"""A batch executor over SSH *without* a shared work directory: attempt directories are staged
+under ``remote_workdir`` on the login node's side, fetched back when the attempt ends, and then
+removed per ``remote_cleanup``.
+
+The "remote" side is the loopback sshd, so the test can look at both sides; the remote work root
+(``<tmp>/remote``) is a different directory from the local one (``<tmp>/work``), as it would be on
+another machine. Runs on Grid Engine and SLURM (each skipped when it does not answer over SSH).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import SSHRig
+from remote_helpers import Recorder, Workspace, boom, python_payload, shell_payload, square, wait_all
+
+from corral.errors import CommandError
+from corral.executors import executor_class
+from corral.executors.base import Completion, Outcome, TaskKind
+from corral.executors.batch.base import BatchExecutor
+from corral.executors.batch.settings import parse_settings
+from corral.executors.batch.staging import RemoteStaging
+from corral.transport.local import LocalTransport
+from corral.transport.ssh import SSHTransport
+
+pytestmark = pytest.mark.ssh
+PROBES = {"sge": ["qstat", "-f"], "slurm": ["sinfo", "-h"]}
+FAST = {"poll_interval": 0.2, "max_poll_interval": 1.0, "marker_interval": 0.1,
+        "lost_grace": 10.0, "kill_grace": 0.5}
+
+
+@pytest.fixture(params=[pytest.param("sge", marks=pytest.mark.sge),
+                        pytest.param("slurm", marks=pytest.mark.slurm)])
+def make_staged(request: pytest.FixtureRequest, ssh_rig: SSHRig, workspace: Workspace,
+                tmp_path: Path) -> Iterator[Any]:
+    """A factory of batch executors on a non-shared SSH transport, remote root ``<tmp>/remote``."""
+    kind: str = request.param
+    made: list[tuple[BatchExecutor, SSHTransport]] = []
+
+    def make(**options: Any) -> BatchExecutor:
+        transport = SSHTransport.from_url(ssh_rig.url,
+                                          {**ssh_rig.options, "shared_filesystem": False})
+        probe = transport.run(PROBES[kind], check=False, timeout=20)
+        if probe.returncode != 0:
+            transport.close()
+            reason = f"{kind} over ssh failed: {probe.stderr.strip()[-200:]}"
+            if os.environ.get("CORRAL_REQUIRE_CLUSTERS") == "1":
+                pytest.fail(f"{kind} required (CORRAL_REQUIRE_CLUSTERS=1) but {reason}")
+            pytest.skip(reason)
+        cls = executor_class(kind)
+        assert issubclass(cls, BatchExecutor)
+        opts = {**FAST, "remote_workdir": str(tmp_path / "remote"), **options}
+        ctx = workspace.context()
+        ctx.python = sys.executable
+        executor = cls(parse_settings(cls.settings_class, opts, kind), ctx, transport)
+        made.append((executor, transport))
+        return executor
+
+    yield make
+    for executor, transport in made:
+        executor.shutdown()
+        transport.close()
+
+
+def _remote_run(tmp_path: Path, ws: Workspace) -> Path:
+    return tmp_path / "remote" / ws.run_id
+
+
+def test_staged_attempts_come_back_and_successes_are_removed(
+        make_staged: Any, workspace: Workspace, recorder: Recorder, tmp_path: Path) -> None:
+    ex: BatchExecutor = make_staged()
+    ws = workspace
+    (ws.cwd / "in.txt").write_text("staged input\n")
+    ex.start(recorder)
+    squares = [ws.spec(python_payload(square, i), name="square") for i in range(3)]  # one array
+    bad = ws.spec(python_payload(boom, "staged failure"), name="bad")
+    copy = ws.spec(shell_payload("cat in.txt > copy.txt && pwd > where.txt",
+                                 ["copy.txt", "where.txt"]), kind=TaskKind.SHELL, name="copy")
+    copy.inputs = ["in.txt"]
+    ex.submit([*squares, bad, copy])
+    everything = [*squares, bad, copy]
+    done = wait_all(ex, {s.attempt_id for s in everything}, timeout=120)
+    remote = _remote_run(tmp_path, ws)
+    assert ex.staging is not None and ex.staging.base == str(remote)
+    for i, spec in enumerate(squares):
+        c = done[spec.attempt_id]
+        assert c.outcome is Outcome.SUCCEEDED, c.error
+        assert pickle.loads(c.result or b"") == i * i
+        # fetched back to the local attempt directory
+        assert (spec.workdir / "stdout.log").read_text() == f"squaring {i}\n"
+        assert '"outcome": "succeeded"' in (spec.workdir / "exit.json").read_text()
+        assert pickle.loads((spec.workdir / "result.pkl").read_bytes()) == i * i
+    c = done[copy.attempt_id]
+    assert c.outcome is Outcome.SUCCEEDED, c.error
+    # the shell task ran in the remote task directory, on the staged input; outputs came back
+    assert (ws.cwd / "copy.txt").read_text() == "staged input\n"
+    assert (ws.cwd / "where.txt").read_text().strip() == str(remote / "cwd")
+    # successful attempts (and the squares' array directory) are gone from the remote side
+    left = sorted(p.name for p in (remote / "work").iterdir())
+    assert left == ["arrays", bad.workdir.name], left
+    assert list((remote / "work" / "arrays").iterdir()) == []  # the array's directory went too
+    # the failure: error and logs are here, and the remote directory is kept for inspection
+    c = done[bad.attempt_id]
+    assert c.outcome is Outcome.FAILED and "ValueError: staged failure" in (c.error or "")
+    assert "ValueError: staged failure" in (bad.workdir / "stderr.log").read_text()
+    kept = remote / "work" / bad.workdir.name
+    assert {"payload.pkl", "job.sh", "exit.json", "stderr.log"} <= {p.name for p in kept.iterdir()}
+    # nothing of the remote side was written into the local work root by the scheduler
+    assert not (bad.workdir / "payload.pkl").exists()
+    ex.shutdown()
+    assert kept.is_dir() and (remote / "cwd" / "in.txt").is_file()  # kept: a failure is there
+
+
+@pytest.mark.parametrize("cleanup", ["all", "none"])
+def test_remote_cleanup_all_or_none(make_staged: Any, workspace: Workspace, recorder: Recorder,
+                                    tmp_path: Path, cleanup: str) -> None:
+    ex: BatchExecutor = make_staged(remote_cleanup=cleanup)
+    ex.start(recorder)
+    ok = workspace.spec(python_payload(square, 5), name="sq")
+    bad = workspace.spec(python_payload(boom, "x"), name="bad")
+    ex.submit([ok, bad])
+    done = wait_all(ex, {ok.attempt_id, bad.attempt_id}, timeout=120)
+    assert done[ok.attempt_id].outcome is Outcome.SUCCEEDED
+    assert done[bad.attempt_id].outcome is Outcome.FAILED
+    assert (bad.workdir / "stderr.log").is_file() and (ok.workdir / "exit.json").is_file()
+    remote = _remote_run(tmp_path, workspace)
+    names = sorted(p.name for p in (remote / "work").iterdir() if p.name != "arrays")
+    if cleanup == "all":
+        assert names == []
+        ex.shutdown()
+        assert not remote.exists()  # the whole run directory went with the last attempt
+    else:
+        assert names == sorted([ok.workdir.name, bad.workdir.name])
+        ex.shutdown()
+        assert (remote / "work" / ok.workdir.name / "result.pkl").is_file()
+
+
+def test_detached_mode_refuses_a_non_shared_transport(ssh_rig: SSHRig, tmp_path: Path) -> None:
+    import corral
+    from corral.api import RunConfig
+    from corral.engine.detach import submit_detached
+    from corral.errors import UsageError
+
+    (tmp_path / "pipe.py").write_text(
+        "from corral import task, pipeline\n"
+        "@task\ndef one() -> int:\n    return 1\n"
+        "@pipeline\ndef p():\n    return one()\n"
+    )
+    options = {"transport": ssh_rig.url,
+               "transport_options": {**ssh_rig.options, "shared_filesystem": False}}
+    cfg = RunConfig(executor="sge", executor_options=options, workdir=tmp_path, new=True)
+    with pytest.raises(UsageError, match="shared"):
+        submit_detached(corral.load_pipeline(tmp_path / "pipe.py"), {}, cfg)
+
+
+class _BrokenFetch(LocalTransport):
+    """A transport whose SFTP batch fails (connection lost mid-fetch)."""
+
+    shared_filesystem = False
+
+    def get_many(self, pairs: Sequence[tuple[str, str]]) -> list[str]:
+        raise CommandError(["sftp", "get"], 255, "", "connection lost twice")
+
+
+def test_a_success_whose_files_do_not_come_back_is_lost(tmp_path: Path) -> None:
+    """No cluster: the fetch fails, or result.pkl is missing -> LOST, remote directory kept."""
+    local_root = tmp_path / "work" / "r1"
+    ok_dir = local_root / "0-a.1"
+    for transport, why in ((_BrokenFetch(), "could not be fetched"),
+                           (LocalTransport(), "result.pkl is missing")):
+        staging = RemoteStaging(transport, local_root, tmp_path, "r1", str(tmp_path / "rem"),
+                                "succeeded")
+        remote_dir = Path(staging.remote(ok_dir))
+        remote_dir.mkdir(parents=True, exist_ok=True)
+        (remote_dir / "exit.json").write_text('{"outcome": "succeeded"}')
+        staging.track("r1.0.1", ok_dir, python_payload(square, 2))
+        comp = Completion("r1.0.1", Outcome.SUCCEEDED, result=None)
+        staging.fetch([comp])
+        assert comp.outcome is Outcome.LOST and why in (comp.error or ""), comp.error
+        assert remote_dir.is_dir()  # kept: nothing was brought back safely
