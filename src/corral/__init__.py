@@ -17,13 +17,30 @@ Write tasks as functions, call them in a pipeline, run anywhere::
         return total(square.map(x=range(n)))
 """
 
-from corral.api import Client, RunHandle, RunResult, load_pipeline, plan, run, start
+from typing import TYPE_CHECKING, Any
+
 from corral.errors import CorralError, GraphError, ParameterError, TaskFailed, UsageError
 from corral.graph import Future, MapFuture
 from corral.model import Pipeline, TaskDef, each, fixed, pipeline, shell, task
 from corral.resources import Resources
 
+if TYPE_CHECKING:
+    from corral.api import Client, RunHandle, RunResult, load_pipeline, plan, run, start
+
 __version__ = "0.1.0"
+
+_API = frozenset({"Client", "RunHandle", "RunResult", "load_pipeline", "plan", "run", "start"})
+
+
+def __getattr__(name: str) -> Any:
+    """The running API (and its state store, SQLAlchemy) is imported on first use: a worker
+    process that only runs tasks, or a pipeline file that only defines them, does not pay for
+    it."""
+    if name in _API:
+        from corral import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'corral' has no attribute {name!r}")
 
 __all__ = [
     "Client",
