@@ -1,13 +1,19 @@
 """The dask executor: conformance on a shared LocalCluster (``address``), cancellation and
-resources on clusters the executor starts itself, and option validation."""
+resources on clusters the executor starts itself, running attempts killed by cancellation, a
+walltime or the workers' memory limit, and option validation."""
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import pytest
 from remote_helpers import (
     Recorder,
@@ -18,15 +24,19 @@ from remote_helpers import (
     check_shell_output,
     python_payload,
     read_env,
+    shell_payload,
+    sleeper,
     square,
     wait_all,
 )
 
 from corral.errors import ConfigError, ResourceError
 from corral.executors import create_executor
-from corral.executors.base import ExecutorContext, Outcome
+from corral.executors.base import Completion, Executor, ExecutorContext, Outcome, TaskKind
 from corral.executors.dask import DaskExecutor
 from corral.resources import Resources
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # task functions below
 
 distributed = pytest.importorskip("distributed")
 
@@ -119,3 +129,129 @@ def test_options_are_validated(tmp_path: Path) -> None:
         DaskExecutor.from_options({"processes": "yes"}, ctx)
     ok = DaskExecutor.from_options({"address": "tcp://127.0.0.1:1"}, ctx)
     assert ok.settings.threads_per_worker == 1 and ok.settings.processes is True
+
+
+# ---------------------------------------------------------------------------------- interruption
+
+
+def sleep_with_child(seconds: float, pid_file: str) -> str:
+    """Start a ``sleep`` subprocess, write both pids, sleep: a task stuck in its code."""
+    child = subprocess.Popen(["sleep", str(seconds)])  # noqa: S603 - fixed argv
+    Path(pid_file).write_text(f"{os.getpid()} {child.pid}")
+    time.sleep(seconds)
+    return "woke"
+
+
+def hog(megabytes: int) -> int:
+    block = bytearray(megabytes * 2**20)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    time.sleep(30)
+    return len(block)
+
+
+SHELL_SLEEP = "sleep 60 & echo $$ $! > {pid_file}; wait"
+
+
+def _gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def _pids(path: Path, executor: Executor, seen: dict[str, Completion]) -> list[int]:
+    deadline = time.monotonic() + 60
+    while not (path.exists() and len(path.read_text().split()) == 2):
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        seen.update((c.attempt_id, c) for c in executor.poll(0.2))
+    return [int(p) for p in path.read_text().split()]
+
+
+def _assert_all_gone(pids: list[int], within: float = 5.0) -> None:
+    deadline = time.monotonic() + within
+    while not all(_gone(p) for p in pids):
+        alive = [p for p in pids if not _gone(p)]
+        assert time.monotonic() < deadline, f"processes {alive} survived"
+        time.sleep(0.05)
+
+
+def test_cancel_kills_running_attempts(
+    make_executor: Factory, cluster_address: str, workspace: Workspace, recorder: Recorder
+) -> None:
+    """Cancelling stops a running Python task (and its subprocess) and a running shell command
+    at once; the workers then run the next attempts."""
+    executor = make_executor(address=cluster_address)
+    executor.start(recorder)
+    py_pids, sh_pids = workspace.root / "py.pids", workspace.root / "sh.pids"
+    py = workspace.spec(python_payload(sleep_with_child, 60, str(py_pids)))
+    sh = workspace.spec(shell_payload(SHELL_SLEEP.format(pid_file=sh_pids)), kind=TaskKind.SHELL)
+    executor.submit([py, sh])
+    seen: dict[str, Completion] = {}
+    pids = _pids(py_pids, executor, seen) + _pids(sh_pids, executor, seen)
+    assert not seen, "the sleeping tasks ended early"
+    cancelled_at = time.monotonic()
+    executor.cancel([py.attempt_id, sh.attempt_id])
+    done = wait_all(executor, {py.attempt_id, sh.attempt_id}, timeout=10)
+    assert {c.outcome for c in done.values()} == {Outcome.CANCELLED}
+    _assert_all_gone(pids)
+    assert time.monotonic() - cancelled_at < 6
+    quick = [workspace.spec(python_payload(square, i)) for i in range(3)]
+    executor.submit(quick)
+    after = wait_all(executor, {q.attempt_id for q in quick}, timeout=30)
+    assert all(c.outcome is Outcome.SUCCEEDED for c in after.values())
+
+
+def test_walltime_is_enforced(
+    make_executor: Factory, cluster_address: str, workspace: Workspace, recorder: Recorder
+) -> None:
+    """A Python task and a shell command past their walltime are killed and reported TIMEOUT
+    within seconds; the worker stays usable, and a retry with more walltime succeeds."""
+    executor = make_executor(address=cluster_address)
+    executor.start(recorder)
+    py_pids, sh_pids = workspace.root / "py.pids", workspace.root / "sh.pids"
+    short = Resources(walltime=2)
+    py = workspace.spec(python_payload(sleep_with_child, 60, str(py_pids)), resources=short)
+    sh = workspace.spec(shell_payload(SHELL_SLEEP.format(pid_file=sh_pids)), kind=TaskKind.SHELL,
+                        resources=short)
+    started = time.monotonic()
+    executor.submit([py, sh])
+    done = wait_all(executor, {py.attempt_id, sh.attempt_id}, timeout=30)
+    assert time.monotonic() - started < 20
+    for c in done.values():
+        assert c.outcome is Outcome.TIMEOUT, c.error
+        assert "walltime of 2 s" in (c.error or "")
+        assert c.metrics.wall is not None and 1.9 < c.metrics.wall < 6
+        assert c.metrics.native_id == recorder.submitted_ids[c.attempt_id]
+    _assert_all_gone([int(p) for f in (py_pids, sh_pids) for p in f.read_text().split()])
+
+    first = workspace.spec(python_payload(sleeper, 3), resources=Resources(walltime=1))
+    executor.submit([first])
+    assert wait_all(executor, {first.attempt_id})[first.attempt_id].outcome is Outcome.TIMEOUT
+    retry = workspace.spec(python_payload(sleeper, 3), resources=Resources(walltime=30))
+    retry.attempt = 2
+    executor.submit([retry])
+    c = wait_all(executor, {retry.attempt_id})[retry.attempt_id]
+    assert c.outcome is Outcome.SUCCEEDED, c.error
+    assert pickle.loads(c.result or b"") == "woke"
+
+
+def test_memory_limit_of_the_workers_is_enforced(workspace: Workspace, recorder: Recorder) -> None:
+    """Tasks run outside the dask worker process, so the executor applies the worker's
+    ``memory_limit`` to the attempt's process tree."""
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address=":0",
+                                       memory_limit="600MiB")
+    try:
+        executor = create_executor("dask", {"address": cluster.scheduler_address},
+                                   workspace.context(max_parallel=1))
+        executor.start(recorder)
+        spec = workspace.spec(python_payload(hog, 800))
+        executor.submit([spec])
+        c = wait_all(executor, {spec.attempt_id}, timeout=60)[spec.attempt_id]
+        assert c.outcome is Outcome.OUT_OF_MEMORY, c.error
+        assert "memory_limit of 600 MiB" in (c.error or "")
+        executor.shutdown()
+    finally:
+        cluster.close()

@@ -2,20 +2,27 @@
 
 By default a private ``LocalCluster`` on 127.0.0.1 is started (``n_workers`` processes of
 ``threads_per_worker`` threads, default 1); with ``address`` an existing scheduler is used.
-Each attempt becomes one future of :func:`run_attempt`, a top-level function that runs the
-payload on the worker with :func:`corral.worker.execute.run_python` or ``run_shell`` and returns
-an :class:`~corral.worker.execute.AttemptResult`. Workers need ``corral`` importable.
+Each attempt becomes one future of :func:`run_attempt`, a top-level function that workers
+import by name (they need ``corral`` importable) and that returns an
+:class:`~corral.worker.execute.AttemptResult`.
 
+- The task does not run in the dask worker thread, which cannot be interrupted, but in a child
+  process group on the worker: Python tasks in an attempt process running
+  :func:`corral.worker.pool.worker_main` (kept for the next attempts of that worker unless it
+  had to be killed), shell tasks through a :class:`corral.worker.spawner.Spawner`. The worker
+  thread watches it and kills the group when the future is cancelled (or its client goes away),
+  when ``resources.walltime`` passes (``TIMEOUT``) or when the process tree outgrows the dask
+  worker's ``memory_limit`` (``OUT_OF_MEMORY``). Attempt processes die with their worker.
 - Completions come from the futures' done callbacks, so ``poll`` does not ask the scheduler.
-- ``cancel`` calls ``Future.cancel()``. Dask cannot interrupt a task already running in a worker
-  thread: the attempt is reported ``CANCELLED`` at once, but its code runs to its end.
+- ``cancel`` calls ``Future.cancel()``: the attempt is reported ``CANCELLED`` at once, and a
+  worker running it sees its key released and kills its process group.
 - Resources: with ``resources = true``, ``cores`` and ``gpus`` become dask worker resources
   (``{"cores": n, "GPU": g}``); workers of an external scheduler must declare them
-  (``dask worker --resources "cores=8 GPU=1"``). Otherwise cores, memory and gpus are ignored
-  without error. Memory is never mapped: the worker's ``memory_limit`` governs it.
-- Shell tasks and Python tasks run in the pipeline directory; shell logs go to the attempt
-  directory. With an external scheduler on other machines, both must be on a shared file system.
-  ``cwd`` and ``env`` are process-wide: they are only reliable with ``threads_per_worker = 1``.
+  (``dask worker --resources "cores=8 GPU=1"``). Otherwise cores and gpus are ignored without
+  error. ``memory`` is not mapped: the worker's ``memory_limit`` governs each attempt.
+- Tasks run in the pipeline directory (Python tasks in the worker's own directory when it does
+  not exist there) with the task's ``env``; shell logs go to the attempt directory. With an
+  external scheduler on other machines, shell tasks need a shared file system.
 - Futures die with the client: ``reattach`` takes nothing over, ``shutdown`` stops an owned
   cluster (and with it any running attempt).
 
@@ -25,15 +32,24 @@ an :class:`~corral.worker.execute.AttemptResult`. Workers need ``corral`` import
 from __future__ import annotations
 
 import functools
+import multiprocessing
 import os
 import pickle
 import queue
+import select
+import signal
+import subprocess
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
+
+import psutil
 
 from corral.errors import ConfigError, ExecutorError, ResourceError
 from corral.executors.base import (
@@ -51,10 +67,12 @@ from corral.worker.execute import (
     STDOUT_FILE,
     AttemptResult,
     ShellPayload,
-    attempt_environment,
-    run_python,
-    run_shell,
+    shell_argv,
+    shell_outcome,
 )
+from corral.worker.metrics import hostname, tree_rss
+from corral.worker.pool import worker_main
+from corral.worker.spawner import Spawner
 
 if TYPE_CHECKING:
     from distributed import Client, Future, LocalCluster
@@ -72,19 +90,338 @@ def _import_distributed() -> Any:
 
 
 # ---------------------------------------------------------------------------------- worker side
+#
+# ``run_attempt`` runs in a dask worker thread but does not run the task there: a thread cannot
+# be interrupted. A Python task goes to an attempt process (``corral.worker.pool.worker_main``
+# behind a pipe; reused by the next attempts of this worker process while it is not killed), a
+# shell task to a ``corral.worker.spawner.Spawner``; both lead their own process group. Every
+# ``_TICK`` the thread asks the dask worker whether the attempt's key is still wanted (it is not
+# once the future is cancelled or its client is gone) and compares the walltime and the memory
+# limit, and kills the process group when one of them says stop. An attempt process also
+# watches a pipe from its dask worker and kills its group when the worker process dies.
+
+_TICK = 0.1
+"""Seconds between two checks of a running attempt (cancelled, walltime, memory)."""
+_MEMORY_TICK = 0.5
+_READY = "ready"
+"""First message of a new attempt process: imports are done, the walltime clock may start."""
+_RELEASED_STATES = frozenset({"cancelled", "released", "forgotten"})
+"""States of a task on a dask worker whose result nobody wants any more."""
 
 
-def run_attempt(payload: bytes, workdir: str, cwd: str, env: dict[str, str]) -> AttemptResult:
-    """Run one pickled payload on a dask worker (top-level, so workers import it by name)."""
+class _Stop(NamedTuple):
+    outcome: str
+    reason: str
+
+
+class _Stopped(Exception):
+    def __init__(self, stop: _Stop) -> None:
+        super().__init__(stop.reason)
+        self.stop = stop
+
+
+class _Watch:
+    """Whether a running attempt must be stopped, asked of the dask worker running it."""
+
+    def __init__(self, walltime: float | None, worker: Any = None) -> None:
+        self.walltime = walltime
+        self.worker = worker
+        self.key = worker.get_current_task() if worker is not None else None
+        manager = getattr(worker, "memory_manager", None)
+        self.memory_limit: int | None = getattr(manager, "memory_limit", None)
+        self.started = time.time()
+        self._clock: float | None = None
+        self._next_memory_check = 0.0
+
+    @classmethod
+    def here(cls, walltime: float | None) -> _Watch:
+        """The watch of the attempt running in this thread (no worker: only the walltime)."""
+        try:
+            from distributed import get_worker
+
+            return cls(walltime, get_worker())
+        except (ImportError, ValueError, AttributeError):
+            return cls(walltime)
+
+    @property
+    def slots(self) -> int:
+        """Attempts this dask worker runs at once."""
+        nthreads = getattr(getattr(self.worker, "state", None), "nthreads", 1)
+        return nthreads if isinstance(nthreads, int) and nthreads > 0 else 1
+
+    def start_clock(self) -> None:
+        """The task starts now: its walltime counts from here."""
+        self.started, self._clock = time.time(), time.monotonic()
+
+    def released(self) -> bool:
+        """Whether the dask worker no longer wants the result (future cancelled, client gone)."""
+        try:
+            ts = self.worker.state.tasks.get(self.key)
+        except AttributeError:
+            return False
+        return ts is None or ts.state in _RELEASED_STATES
+
+    def verdict(self, pid: int) -> _Stop | None:
+        """Why the attempt whose process group leader is ``pid`` must stop, or ``None``."""
+        if self.released():
+            return _Stop(Outcome.CANCELLED.value, "cancelled")
+        wt = self.walltime
+        if wt is not None and self._clock is not None and time.monotonic() - self._clock > wt:
+            return _Stop(Outcome.TIMEOUT.value, f"killed after exceeding its walltime of {wt} s")
+        return self._memory_verdict(pid)
+
+    def _memory_verdict(self, pid: int) -> _Stop | None:
+        now, limit = time.monotonic(), self.memory_limit
+        if not limit or now < self._next_memory_check:
+            return None
+        self._next_memory_check = now + _MEMORY_TICK
+        try:
+            rss = tree_rss(psutil.Process(pid))
+        except psutil.Error:
+            return None
+        if rss <= limit:
+            return None
+        return _Stop(Outcome.OUT_OF_MEMORY.value, (
+            f"killed for using {rss / 2**20:.0f} MiB, over the dask worker's memory_limit of "
+            f"{limit / 2**20:.0f} MiB; give the workers more memory or run fewer per machine"
+        ))
+
+    def ended(self, stop: _Stop, exit_code: int | None = None) -> AttemptResult:
+        """The result of an attempt that left no result of its own."""
+        metrics = {"started": self.started, "ended": time.time(), "host": hostname(),
+                   "exit_code": exit_code}
+        return AttemptResult(stop.outcome, metrics, error=stop.reason)
+
+
+def run_attempt(
+    payload: bytes, workdir: str, cwd: str, env: dict[str, str], walltime: float | None = None
+) -> AttemptResult:
+    """Run one pickled payload on a dask worker (top-level, so workers import it by name), in a
+    child process group that is killed when the future is cancelled or ``walltime`` passes."""
     task = pickle.loads(payload)
-    with attempt_environment(env):
-        if isinstance(task, ShellPayload):
-            attempt_dir = Path(workdir)
-            attempt_dir.mkdir(parents=True, exist_ok=True)
-            return run_shell(task, Path(cwd), attempt_dir / STDOUT_FILE, attempt_dir / STDERR_FILE)
-        if os.path.isdir(cwd) and os.getcwd() != cwd:
-            os.chdir(cwd)
-        return run_python(task, capture=True)
+    watch = _Watch.here(walltime)
+    if isinstance(task, ShellPayload):
+        return _run_shell(task, Path(workdir), cwd, env, watch)
+    where = cwd if os.path.isdir(cwd) else os.getcwd()  # no shared file system: run anywhere
+    child = _CHILDREN.take(where)
+    if child is not None and not child.alive():
+        child.close()
+        child = None
+    try:
+        child = child or _Child.start(where)
+    except OSError as exc:
+        return watch.ended(_Stop("failed", f"the attempt process could not start: {exc}"))
+    result, reusable = child.run(payload, env, watch)
+    if reusable:
+        _CHILDREN.give(where, child, watch.slots)
+    return result
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class _Child:
+    """An attempt process: ``worker_main`` over a pipe, in its own process group."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], conn: Connection, lifeline: int,
+                 cwd: str) -> None:
+        self.proc, self.conn, self.cwd = proc, conn, cwd
+        self.lifeline: int | None = lifeline
+        """Write end of the pipe the process watches; it kills its group when this closes."""
+        self.ready = False
+
+    @classmethod
+    def start(cls, cwd: str) -> _Child:
+        ours, theirs = multiprocessing.Pipe()
+        life_r, life_w = os.pipe()
+        fds = (theirs.fileno(), life_r)
+        try:
+            proc = subprocess.Popen(  # noqa: S603 - our own module, fixed argv
+                [sys.executable, "-m", __name__, *map(str, fds)], cwd=cwd,
+                stdin=subprocess.DEVNULL, pass_fds=fds, start_new_session=True,
+            )
+        except OSError:
+            ours.close()
+            os.close(life_w)
+            raise
+        finally:
+            theirs.close()
+            os.close(life_r)
+        return cls(proc, ours, life_w, cwd)
+
+    def run(self, payload: bytes, env: dict[str, str], watch: _Watch
+            ) -> tuple[AttemptResult, bool]:
+        """Run one attempt; returns its result and whether this process may run another."""
+        try:
+            if not self.ready:
+                self._receive(watch)  # _READY
+                self.ready = True
+            watch.start_clock()
+            self.conn.send([("attempt", payload, env)])
+            ((_, result),) = self._receive(watch)
+            return result, True
+        except _Stopped as stopped:
+            self.close(kill=True)
+            return watch.ended(stopped.stop, self.proc.returncode), False
+        except (EOFError, OSError):
+            self.close(kill=True)
+            code = self.proc.returncode
+            how = f"killed by signal {-code}" if code and code < 0 else f"exit code {code}"
+            return watch.ended(_Stop("failed", f"the attempt process died ({how})"), code), False
+
+    def _receive(self, watch: _Watch) -> Any:
+        """The next message of the process; raises :class:`_Stopped` if the attempt must stop
+        first and ``EOFError`` if the process died."""
+        while True:
+            if self.conn.poll(_TICK):
+                return self.conn.recv()
+            if self.proc.poll() is not None and not self.conn.poll(0):
+                raise EOFError
+            stop = watch.verdict(self.proc.pid)
+            if stop is not None:
+                raise _Stopped(stop)
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self, kill: bool = False) -> None:
+        """End the process (its lifeline closes; ``kill``: SIGKILL its group first) and reap it."""
+        if kill:
+            _kill_group(self.proc.pid)
+        if self.lifeline is not None:
+            os.close(self.lifeline)
+            self.lifeline = None
+        self.conn.close()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            _kill_group(self.proc.pid)
+            self.proc.wait()
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+_P = TypeVar("_P", bound=_Closable)
+
+
+class _Pool(Generic[_P]):
+    """Idle helper processes of this (dask worker) process, by key, for the next attempts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[tuple[str, _P]] = []
+
+    def take(self, key: str) -> _P | None:
+        with self._lock:
+            at = next((i for i, (k, _) in enumerate(self._idle) if k == key), None)
+            return self._idle.pop(at)[1] if at is not None else None
+
+    def give(self, key: str, item: _P, keep: int) -> None:
+        """Keep ``item`` for a later attempt; at most ``keep`` stay idle (oldest go first)."""
+        with self._lock:
+            self._idle.append((key, item))
+            extra, self._idle = self._idle[:-keep], self._idle[-keep:]
+        for _, old in extra:
+            old.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for _, item in idle:
+            item.close()
+
+
+_CHILDREN: _Pool[_Child] = _Pool()
+"""Attempt processes for Python tasks, by working directory."""
+_SPAWNERS: _Pool[Spawner] = _Pool()
+"""Spawners for shell tasks (any directory: each request says where)."""
+
+
+def _run_shell(
+    task: ShellPayload, workdir: Path, cwd: str, env: dict[str, str], watch: _Watch
+) -> AttemptResult:
+    """Run a shell task through a spawner (exact CPU time and peak memory, own session)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    spawner = _SPAWNERS.take("")
+    if spawner is not None and spawner.proc.poll() is not None:
+        spawner.close()
+        spawner = None
+    try:
+        spawner = spawner or Spawner()
+    except OSError as exc:
+        return watch.ended(_Stop("failed", f"the command could not start: {exc}"))
+    try:
+        spawner.start("attempt", shell_argv(task.command), cwd, str(workdir / STDOUT_FILE),
+                      str(workdir / STDERR_FILE), {**os.environ, **env})
+        result = _await_shell(spawner, task, cwd, watch)
+    except OSError as exc:
+        spawner.close()
+        return watch.ended(_Stop("failed", f"the command's spawner failed: {exc}"))
+    _SPAWNERS.give("", spawner, watch.slots)  # the command is over, even if it was killed
+    return result
+
+
+def _await_shell(spawner: Spawner, task: ShellPayload, cwd: str, watch: _Watch) -> AttemptResult:
+    pid: int | None = None
+    stop: _Stop | None = None
+    while True:
+        select.select([spawner.fileno()], [], [], _TICK)
+        for msg in spawner.collect():
+            if "pid" in msg:
+                pid = int(msg["pid"])
+                watch.start_clock()
+            elif "error" in msg:
+                return watch.ended(_Stop("failed", f"the command could not start: {msg['error']}"))
+            else:
+                return _shell_result(msg, task, cwd, watch, stop)
+        if pid is not None and stop is None:
+            stop = watch.verdict(pid)
+            if stop is not None:
+                _kill_group(pid)
+
+
+def _shell_result(
+    usage: dict[str, Any], task: ShellPayload, cwd: str, watch: _Watch, stop: _Stop | None
+) -> AttemptResult:
+    code = int(usage["status"])
+    metrics = {
+        "started": watch.started, "ended": time.time(), "cpu_user": usage["utime"],
+        "cpu_system": usage["stime"], "peak_rss": usage["maxrss"], "exit_code": code,
+        "host": hostname(),
+    }
+    if stop is not None:
+        return AttemptResult(stop.outcome, metrics, error=stop.reason)
+    outcome, error = shell_outcome(code, task.outputs, Path(cwd))
+    return AttemptResult(outcome, metrics, None, error)
+
+
+def _attempt_process(argv: Sequence[str]) -> int:
+    """Main of an attempt process (``python -m corral.executors.dask CONN_FD LIFELINE_FD``)."""
+    conn_fd, life_fd = int(argv[0]), int(argv[1])
+    if os.getpgrp() != os.getpid():
+        os.setpgid(0, 0)  # lead a group: the lifeline and kills take the whole group
+    threading.Thread(target=_die_with_parent, args=(life_fd,), name="corral-lifeline",
+                     daemon=True).start()
+    conn = Connection(conn_fd)
+    conn.send(_READY)
+    worker_main(conn, os.getcwd())
+    return 0
+
+
+def _die_with_parent(fd: int) -> None:
+    """Block on the lifeline until it closes (the dask worker closed it or died); then kill this
+    process group, which stops the running task and the commands it started."""
+    try:
+        while os.read(fd, 64):
+            pass
+    finally:
+        os.killpg(0, signal.SIGKILL)
 
 
 # ---------------------------------------------------------------------------------- settings
@@ -204,6 +541,8 @@ class DaskExecutor(Executor):
         if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
+        _CHILDREN.close()  # idle helpers of threaded workers (processes = false) live here
+        _SPAWNERS.close()
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"kind": self.kind, "resources": self.settings.resources}
@@ -250,6 +589,7 @@ class DaskExecutor(Executor):
                 str(spec.workdir),
                 str(spec.cwd),
                 dict(spec.env),
+                spec.resources.walltime_seconds,
                 key=f"corral-{spec.attempt_id}",
                 pure=False,
                 resources=self._dask_resources(spec.resources),
@@ -325,7 +665,8 @@ class DaskExecutor(Executor):
         return Completion(aid, Outcome.FAILED, metrics, error=f"dask could not run it: {text}")
 
     def cancel(self, attempt_ids: Sequence[str]) -> None:
-        """Cancel the futures; their completion is reported by ``poll`` (running code goes on)."""
+        """Cancel the futures; their completion is reported by ``poll``. A worker running one sees
+        its key released and kills the attempt's process group within ``_TICK`` seconds."""
         futures = [self._flights[a].future for a in attempt_ids if a in self._flights]
         if futures and self._client is not None:
             self._client.cancel(futures)  # type: ignore[no-untyped-call]
@@ -336,3 +677,6 @@ class DaskExecutor(Executor):
 
 
 __all__ = ["DaskExecutor", "DaskExecutorSettings", "parse_settings", "run_attempt"]
+
+if __name__ == "__main__":
+    sys.exit(_attempt_process(sys.argv[1:]))

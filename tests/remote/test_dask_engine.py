@@ -1,0 +1,117 @@
+"""Whole runs on the dask executor (engine, store and a LocalCluster of 2 worker processes on
+127.0.0.1): a task past its walltime is reported ``timeout`` and retried per its policy, and
+cancelling a run stops its running task on the worker."""
+
+from __future__ import annotations
+
+import sqlite3
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import corral
+from corral.engine.states import RunState
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def cluster_address() -> Iterator[str]:
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
+    )
+    yield cluster.scheduler_address
+    cluster.close()
+
+
+@pytest.fixture
+def wd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "wd"
+    path.mkdir()
+    monkeypatch.chdir(path)
+    return path
+
+
+def _load(wd: Path, source: str) -> Any:
+    path = wd.parent / f"pipe_{time.monotonic_ns()}.py"
+    path.write_text(textwrap.dedent(source))
+    return corral.load_pipeline(path)
+
+
+def _attempts(wd: Path, run_id: str) -> list[dict[str, Any]]:
+    with sqlite3.connect(wd / ".corral" / "state.db") as db:
+        db.row_factory = sqlite3.Row
+        rows = db.execute("SELECT state, error FROM attempts WHERE run_id = ? "
+                          "ORDER BY submitted_at", (run_id,))
+        return [dict(r) for r in rows]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def test_timeout_is_retried_with_more_walltime(wd: Path, cluster_address: str) -> None:
+    pipe = _load(wd, '''
+        import time
+        from corral import Resources, pipeline, task
+
+        @task(resources=lambda attempt: Resources(walltime=1 if attempt == 1 else 60), retries=1)
+        def nap(seconds: float) -> str:
+            time.sleep(seconds)
+            return "rested"
+
+        @pipeline
+        def napping():
+            return nap(4)
+    ''')
+    started = time.monotonic()
+    r = corral.run(pipe, executor="dask", executor_options={"address": cluster_address},
+                   jobs=2, workdir=wd)
+    assert r.ok, r.errors
+    assert r.value == "rested"
+    states = [a["state"] for a in _attempts(wd, r.run_id)]
+    assert states == ["timeout", "succeeded"]
+    assert "walltime of 1 s" in (_attempts(wd, r.run_id)[0]["error"] or "")
+    assert time.monotonic() - started < 40
+
+
+def test_cancelling_a_run_stops_its_running_task(wd: Path, cluster_address: str) -> None:
+    pid_file = wd / "task.pid"
+    pipe = _load(wd, f'''
+        import os, time
+        from pathlib import Path
+        from corral import pipeline, task
+
+        @task
+        def stuck() -> int:
+            Path({str(pid_file)!r}).write_text(str(os.getpid()))
+            time.sleep(120)
+            return 1
+
+        @pipeline
+        def hanging():
+            return stuck()
+    ''')
+    handle = corral.start(pipe, executor="dask", executor_options={"address": cluster_address},
+                          jobs=2, workdir=wd)
+    deadline = time.monotonic() + 60
+    while not (pid_file.exists() and pid_file.read_text()):
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.1)
+    pid = int(pid_file.read_text())
+    assert not _gone(pid)
+    handle.cancel()
+    assert handle.wait(60) is RunState.CANCELLED
+    deadline = time.monotonic() + 5
+    while not _gone(pid):
+        assert time.monotonic() < deadline, f"the task's process {pid} survived the cancellation"
+        time.sleep(0.05)
+    assert [a["state"] for a in _attempts(wd, handle.run_id)] == ["cancelled"]
