@@ -9,14 +9,17 @@ alone, so that killing its worker to enforce the limit hurts no other task. Shel
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import pickle
 import signal
+import sys
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib.machinery import ModuleSpec
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -238,7 +241,8 @@ class LocalExecutor(Executor):
     def _new_worker(self) -> _Worker:
         parent, child = self._mp.Pipe()
         proc = self._mp.Process(target=worker_main, args=(child, str(self.ctx.cwd)), daemon=True)
-        proc.start()
+        with _main_not_reimported():
+            proc.start()
         child.close()
         w = _Worker(proc, parent)
         self.workers.append(w)
@@ -382,6 +386,29 @@ class LocalExecutor(Executor):
             verdict = _over_limit(spec, w.since, w.proc.pid, now)
             if verdict is not None:
                 self._kill_worker(w, verdict[0], verdict[1], set(w.running))
+
+
+@contextlib.contextmanager
+def _main_not_reimported() -> Iterator[None]:
+    """Start a worker without multiprocessing re-running the parent's ``__main__`` in it.
+
+    A forkserver or spawn child normally imports the main script again (as ``__mp_main__``) so
+    that objects pickled by reference to it can be found. Tasks are pickled with cloudpickle,
+    which sends functions and classes of ``__main__`` by value, so the re-import is pure cost:
+    for the ``corral`` command it imported the whole command line, SQLAlchemy and rich, in every
+    worker (about 0.7 s before the first task). A main module whose spec is named ``__main__``
+    is not re-imported (``multiprocessing.spawn._fixup_main_from_name``).
+    """
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = getattr(main, "__spec__", None)
+    main.__spec__ = ModuleSpec("__main__", None)
+    try:
+        yield
+    finally:
+        main.__spec__ = saved
 
 
 def _start_forkserver() -> None:
