@@ -165,7 +165,7 @@ def test_missing_key_files_are_config_errors(ssh_rig: SSHRig, tmp_path: Path) ->
 
 
 def test_connection_refused_is_transient() -> None:
-    t = SSHTransport.from_url("ssh://nobody@127.0.0.1:1", {"connect_timeout": 3})
+    t = SSHTransport.from_url("ssh://nobody@127.0.0.1:1", {"connect_timeout": 3, "known_hosts": None})
     with pytest.raises(CommandError) as err:
         t.run(["true"])
     assert err.value.returncode == 255 and err.value.transient
