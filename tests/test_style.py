@@ -40,4 +40,4 @@ def test_ruff_clean() -> None:
 def test_mypy_strict_clean(target: str) -> None:
     """Each example separately: they all have a pipeline.py, which mypy would see as one
     module twice."""
-    _check([_tool("mypy"), "--strict", target])
+    _check([_tool("mypy"), target])  # strict, from pyproject.toml
