@@ -246,3 +246,26 @@ def test_shell_tasks_get_thread_variables(helper: Helper) -> None:
     ''', "p")
     helper.run(pipe)
     assert (helper.workdir / "threads.txt").read_text().split() == ["3", "3"]
+
+
+def test_python_tasks_see_the_environment_of_their_run(
+    helper: Helper, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fork server outlives a run; a variable set before a later run still reaches tasks."""
+    source = '''
+        import os
+        from corral import pipeline, task
+
+        @task(cache=False)
+        def read(name: str) -> str | None:
+            return os.environ.get(name)
+
+        @pipeline
+        def p() -> str | None:
+            return read("CORRAL_TEST_LATE_VARIABLE")
+    '''
+    pipe = helper.load(source, "p")
+    monkeypatch.delenv("CORRAL_TEST_LATE_VARIABLE", raising=False)
+    assert helper.run(pipe).value is None
+    monkeypatch.setenv("CORRAL_TEST_LATE_VARIABLE", "set later")
+    assert helper.run(pipe).value == "set later"

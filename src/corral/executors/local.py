@@ -240,7 +240,9 @@ class LocalExecutor(Executor):
 
     def _new_worker(self) -> _Worker:
         parent, child = self._mp.Pipe()
-        proc = self._mp.Process(target=worker_main, args=(child, str(self.ctx.cwd)), daemon=True)
+        # the fork server was started with the environment of its time; give the worker today's
+        proc = self._mp.Process(target=worker_main, args=(child, str(self.ctx.cwd), self._base_env),
+                                daemon=True)
         with _main_not_reimported():
             proc.start()
         child.close()

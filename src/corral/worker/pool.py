@@ -14,8 +14,15 @@ FLUSH_AFTER = 0.02
 """Send results at once when a task took longer than this; batch tiny tasks."""
 
 
-def worker_main(conn: Connection, cwd: str | None = None) -> None:
+def worker_main(conn: Connection, cwd: str | None = None, env: dict[str, str] | None = None
+                ) -> None:
+    """Serve chunks until told to stop. ``env`` replaces the inherited environment: a fork
+    server keeps the environment of the moment it started, which may be long ago in a process
+    running several pipelines."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
     if cwd:
         os.chdir(cwd)
     while True:
