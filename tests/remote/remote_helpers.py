@@ -235,3 +235,48 @@ def check_cancel(executor: Executor, ws: Workspace, rec: Recorder) -> Completion
     executor.cancel([spec.attempt_id, quick.attempt_id])  # late cancels are harmless
     assert executor.poll(0.3) == []
     return done[spec.attempt_id]
+
+
+# ---------------------------------------------------------------------------------- whole runs
+
+STAGED_PIPELINE = """
+from pathlib import Path
+from corral import pipeline, shell, task
+
+@task
+def count_words(path: Path, more: list[Path]) -> int:
+    return sum(len(p.read_text().split()) for p in [path, *more])
+
+@pipeline
+def staged():
+    copy = shell("mkdir -p out && cat {input} > {output}", inputs="data/in.txt",
+                 outputs="out/copy.txt", name="copy")
+    upper = shell("tr a-z A-Z < {input.text} > {output}", inputs={"text": copy},
+                  outputs="upper.txt", name="upper")
+    return count_words(Path("data/words.txt"), [Path("data/deeper/more.txt")]), upper
+"""
+"""A pipeline whose tasks read declared inputs under ``data/``, which exists only locally: a
+shell task's ``inputs=``, a Python task's ``Path`` arguments (one in a list) and an upstream
+shell task's output passed as a future."""
+
+
+def run_staged_pipeline(project: Path, executor: str, options: dict[str, Any]) -> Any:
+    """Run :data:`STAGED_PIPELINE` in ``project`` on ``executor``; check the files came back."""
+    import corral
+
+    (project / "data" / "deeper").mkdir(parents=True, exist_ok=True)
+    (project / "data" / "in.txt").write_text("staged input\n")
+    (project / "data" / "words.txt").write_text("one two three\n")
+    (project / "data" / "deeper" / "more.txt").write_text("four five\n")
+    (project / "staged_pipe.py").write_text(STAGED_PIPELINE)
+    pipe = corral.load_pipeline(project / "staged_pipe.py")
+    result = corral.run(pipe, {}, executor=executor, executor_options=options, jobs=4,
+                        workdir=project)
+    assert result.ok, result.errors
+    words, upper = result.value
+    assert words == 5
+    assert (project / "out" / "copy.txt").read_text() == "staged input\n"
+    assert Path(upper) == Path("upper.txt")
+    assert (project / "upper.txt").read_text() == "STAGED INPUT\n"
+    return result
+

@@ -18,7 +18,17 @@ from typing import Any
 
 import pytest
 from conftest import SSHRig
-from remote_helpers import Recorder, Workspace, boom, python_payload, shell_payload, square, wait_all
+from remote_helpers import (
+    Recorder,
+    Workspace,
+    boom,
+    new_workspace,
+    python_payload,
+    run_staged_pipeline,
+    shell_payload,
+    square,
+    wait_all,
+)
 
 from corral.errors import CommandError
 from corral.executors import executor_class
@@ -35,8 +45,23 @@ FAST = {"poll_interval": 0.2, "max_poll_interval": 1.0, "marker_interval": 0.1,
         "lost_grace": 10.0, "kill_grace": 0.5}
 
 
-@pytest.fixture(params=[pytest.param("sge", marks=pytest.mark.sge),
-                        pytest.param("slurm", marks=pytest.mark.slurm)])
+KINDS = [pytest.param("sge", marks=pytest.mark.sge), pytest.param("slurm", marks=pytest.mark.slurm)]
+
+
+def _staged_transport(kind: str, ssh_rig: SSHRig) -> SSHTransport:
+    """A non-shared SSH transport to the rig, after checking the scheduler answers through it."""
+    transport = SSHTransport.from_url(ssh_rig.url, {**ssh_rig.options, "shared_filesystem": False})
+    probe = transport.run(PROBES[kind], check=False, timeout=20)
+    if probe.returncode != 0:
+        transport.close()
+        reason = f"{kind} over ssh failed: {probe.stderr.strip()[-200:]}"
+        if os.environ.get("CORRAL_REQUIRE_CLUSTERS") == "1":
+            pytest.fail(f"{kind} required (CORRAL_REQUIRE_CLUSTERS=1) but {reason}")
+        pytest.skip(reason)
+    return transport
+
+
+@pytest.fixture(params=KINDS)
 def make_staged(request: pytest.FixtureRequest, ssh_rig: SSHRig, workspace: Workspace,
                 tmp_path: Path) -> Iterator[Any]:
     """A factory of batch executors on a non-shared SSH transport, remote root ``<tmp>/remote``."""
@@ -44,15 +69,7 @@ def make_staged(request: pytest.FixtureRequest, ssh_rig: SSHRig, workspace: Work
     made: list[tuple[BatchExecutor, SSHTransport]] = []
 
     def make(**options: Any) -> BatchExecutor:
-        transport = SSHTransport.from_url(ssh_rig.url,
-                                          {**ssh_rig.options, "shared_filesystem": False})
-        probe = transport.run(PROBES[kind], check=False, timeout=20)
-        if probe.returncode != 0:
-            transport.close()
-            reason = f"{kind} over ssh failed: {probe.stderr.strip()[-200:]}"
-            if os.environ.get("CORRAL_REQUIRE_CLUSTERS") == "1":
-                pytest.fail(f"{kind} required (CORRAL_REQUIRE_CLUSTERS=1) but {reason}")
-            pytest.skip(reason)
+        transport = _staged_transport(kind, ssh_rig)
         cls = executor_class(kind)
         assert issubclass(cls, BatchExecutor)
         opts = {**FAST, "remote_workdir": str(tmp_path / "remote"), **options}
@@ -115,6 +132,49 @@ def test_staged_attempts_come_back_and_successes_are_removed(
     assert not (bad.workdir / "payload.pkl").exists()
     ex.shutdown()
     assert kept.is_dir() and (remote / "cwd" / "in.txt").is_file()  # kept: a failure is there
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_run_stages_the_tasks_input_files(ssh_rig: SSHRig, tmp_path: Path, kind: str) -> None:
+    """Through the engine: declared shell inputs, Path arguments of a Python task and an upstream
+    output reach the remote task directory (where ``data/`` does not exist) and outputs return."""
+    _staged_transport(kind, ssh_rig).close()
+    project = tmp_path / "project"
+    project.mkdir()
+    options = {**FAST, "remote_workdir": str(tmp_path / "remote"), "transport": ssh_rig.url,
+               "transport_options": {**ssh_rig.options, "shared_filesystem": False}}
+    run_staged_pipeline(project, kind, options)
+
+
+def test_spec_inputs_are_the_tasks_files(tmp_path: Path) -> None:
+    """make_spec fills TaskSpec.inputs: shell inputs (strings, paths, upstream shell futures in
+    dicts and lists), Path arguments of Python tasks (nested too); not plain strings of Python
+    tasks, nor Python futures (their paths are only known at run time)."""
+    from corral import pipeline, shell, task
+    from corral.engine.specs import make_spec
+    from corral.resources import Resources
+
+    @task
+    def use(path: Path, paths: dict[str, Any], label: str, value: Any) -> None: ...
+
+    @task
+    def produce() -> Path: ...
+
+    @pipeline
+    def p() -> Any:
+        a = shell("x", inputs="in/a.txt", outputs="a.out", name="a")
+        b = shell("x", inputs={"x": a, "y": [Path("in/b.txt"), "in/a.txt"]},
+                  outputs=["b1.out", "b2.out"], name="b")
+        return use(Path("in/c.txt"), {"k": [Path("/abs/d.txt")], "b": b}, "not/a/file.txt",
+                   produce())
+
+    graph = p.build({})
+    specs = {n.name: make_spec(n, "r", 1, tmp_path / "w", tmp_path, TaskKind.PYTHON, b"",
+                               Resources()) for n in graph.nodes}
+    assert specs["a"].inputs == ["in/a.txt"]
+    assert specs["b"].inputs == ["a.out", "in/b.txt", "in/a.txt"]
+    assert specs["use"].inputs == ["in/c.txt", "/abs/d.txt", "b1.out", "b2.out"]
+    assert specs["produce"].inputs == []
 
 
 @pytest.mark.parametrize("cleanup", ["all", "none"])
@@ -184,3 +244,40 @@ def test_a_success_whose_files_do_not_come_back_is_lost(tmp_path: Path) -> None:
         staging.fetch([comp])
         assert comp.outcome is Outcome.LOST and why in (comp.error or ""), comp.error
         assert remote_dir.is_dir()  # kept: nothing was brought back safely
+
+
+class _CountingPuts(LocalTransport):
+    """Records the copies asked of it (and makes none)."""
+
+    shared_filesystem = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.puts: list[tuple[str, str]] = []
+
+    def put_many(self, pairs: Sequence[tuple[str, str]]) -> None:
+        self.puts.extend(pairs)
+
+
+def test_an_unchanged_input_is_copied_once(tmp_path: Path) -> None:
+    ws = new_workspace(tmp_path)
+    (ws.cwd / "data").mkdir()
+    (ws.cwd / "data" / "ref.txt").write_text("reference")
+    (ws.cwd / "data" / "x.txt").write_text("x")
+    transport = _CountingPuts()
+    staging = RemoteStaging(transport, ws.work_root, ws.cwd, ws.run_id, str(tmp_path / "rem"),
+                            "succeeded")
+    remote_cwd = str(tmp_path / "rem" / ws.run_id / "cwd")
+    first, second, third = (ws.spec(python_payload(square, i)) for i in range(3))
+    first.inputs = ["data/ref.txt", str(ws.cwd / "data" / "x.txt"), "/elsewhere/y.txt", "gone.txt"]
+    staging.stage(first)
+    assert transport.puts == [(str(ws.cwd / "data" / "ref.txt"), f"{remote_cwd}/data/ref.txt"),
+                              (str(ws.cwd / "data" / "x.txt"), f"{remote_cwd}/data/x.txt")]
+    second.inputs = ["data/ref.txt"]
+    staging.stage(second)
+    assert len(transport.puts) == 2  # already there, unchanged
+    (ws.cwd / "data" / "ref.txt").write_text("reference, changed")
+    third.inputs = ["data/ref.txt"]
+    staging.stage(third)
+    assert transport.puts[2:] == [(str(ws.cwd / "data" / "ref.txt"), f"{remote_cwd}/data/ref.txt")]
+

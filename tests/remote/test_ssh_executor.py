@@ -24,6 +24,7 @@ from remote_helpers import (
     check_shell_output,
     python_payload,
     read_env,
+    run_staged_pipeline,
     shell_payload,
     sleeper,
     square,
@@ -117,7 +118,7 @@ def test_staging_is_real(make_executor: Factory, workspace: Workspace, recorder:
         shell_payload("cat data/in.txt > out.txt; pwd > where.txt; pwd", ["out.txt", "where.txt"]),
         kind=TaskKind.SHELL,
     )
-    spec.inputs = ["data/in.txt"]  # type: ignore[attr-defined]  # not in TaskSpec yet
+    spec.inputs = ["data/in.txt"]
     py = workspace.spec(python_payload(square, 9))
     executor.submit([spec, py])
     done = wait_all(executor, {spec.attempt_id, py.attempt_id})
@@ -132,6 +133,17 @@ def test_staging_is_real(make_executor: Factory, workspace: Workspace, recorder:
         assert (spec.workdir / name).exists(), name  # fetched back
     assert pickle.loads(done[py.attempt_id].result or b"") == 81
     assert (py.workdir / "result.pkl").exists() and (py.workdir / "stdout.log").read_text() == ("squaring 9\n")
+
+
+def test_a_run_stages_the_tasks_input_files(ssh_rig: SSHRig, tmp_path: Path) -> None:
+    """Through the engine, on a host without the pipeline directory: declared shell inputs,
+    Path arguments of a Python task and an upstream output reach the remote task directory
+    (where ``data/`` does not exist), and outputs come back."""
+    project = tmp_path / "project"
+    project.mkdir()
+    options = {"hosts": [ssh_rig.url], "python": sys.executable, "shared_filesystem": False,
+               "remote_workdir": str(tmp_path / "remote"), "poll_interval": 0.5, **ssh_rig.options}
+    run_staged_pipeline(project, "ssh", options)
 
 
 def test_env_is_passed(make_executor: Factory, workspace: Workspace, recorder: Recorder) -> None:

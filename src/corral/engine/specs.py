@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 import re
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import cloudpickle
@@ -101,8 +101,37 @@ def make_spec(
     return TaskSpec(
         attempt_id=attempt_id, run_id=run_id, task_key=node.key, name=node.name,
         group=node.group, kind=kind, payload=payload, resources=resources, attempt=attempt,
-        workdir=workdir, cwd=cwd, env=attempt_env(attempt, resources),
+        workdir=workdir, cwd=cwd, env=attempt_env(attempt, resources), inputs=input_files(node),
     )
+
+
+def input_files(node: Node) -> list[str]:
+    """The files a task reads, for executors that copy them to another machine: a shell task's
+    declared ``inputs`` (and the output paths of the shell tasks whose futures it gets there), a
+    Python task's ``Path`` arguments (also inside lists, tuples and dicts, and the paths a shell
+    task's future holds). As written in the pipeline: relative to the pipeline directory, or
+    absolute. Paths a Python task returns are only known at run time and are not listed."""
+    found: list[str] = []
+    if node.kind is NodeKind.SHELL and node.shell is not None:
+        _files_in(node.shell.inputs, found, strings=True)
+    elif node.kind is NodeKind.PYTHON:
+        _files_in(node.args, found, strings=False)
+        _files_in(node.kwargs, found, strings=False)
+    return list(dict.fromkeys(found))
+
+
+def _files_in(value: Any, out: list[str], strings: bool) -> None:
+    if isinstance(value, Future):
+        if value.node.kind is NodeKind.SHELL:  # its value is its output path(s)
+            out.extend(value.node.outputs)
+    elif isinstance(value, PurePath) or (strings and isinstance(value, str)):
+        out.append(str(value))
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _files_in(v, out, strings)
+    elif isinstance(value, dict):
+        for v in value.values():
+            _files_in(v, out, strings)
 
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",

@@ -52,6 +52,7 @@ from corral.executors.base import (
 from corral.resources import Resources
 from corral.transport.ssh import DEFAULT_KNOWN_HOSTS, SSHTransport, check_options
 from corral.transport.ssh import parse_transport_url as _parse_url
+from corral.transport.staging import Stamp, input_pairs, stamps
 from corral.worker.execute import (
     MARKER_FILE,
     PAYLOAD_FILE,
@@ -245,6 +246,8 @@ class _Host:
     """Absolute remote work root (non-shared mode)."""
     down_until: float = 0.0
     unreachable_since: float | None = None
+    sent: dict[str, Stamp] = field(default_factory=dict)
+    """Local files whose copy in the host's task directory is current (non-shared mode)."""
 
     @property
     def free(self) -> int:
@@ -489,22 +492,15 @@ class SSHExecutor(Executor):
         for label, atts in by_host.items():
             self._launch_on(self._hosts[label], atts)
 
-    def _staging_pairs(self, att: _Attempt) -> list[tuple[str, str]]:
-        pairs = [(str(att.local_dir / PAYLOAD_FILE), f"{att.remote_dir}/{PAYLOAD_FILE}")]
-        for name in att.inputs:
-            path = Path(name)
-            if path.is_absolute():
-                try:
-                    path = path.relative_to(att.local_cwd)
-                except ValueError:
-                    log.debug("not staging %s: outside the pipeline directory", name)
-                    continue
-            local = att.local_cwd / path
-            if not local.exists():
-                log.warning("input %s of %s does not exist; not staged", local, att.attempt_id)
-                continue
-            pairs.append((str(local), f"{att.remote_cwd}/{path.as_posix()}"))
-        return pairs
+    def _staging_pairs(self, host: _Host, atts: list[_Attempt]) -> list[tuple[str, str]]:
+        """Payloads and input files of ``atts`` to copy to ``host`` (each input file once, and
+        not at all if it is there already, unchanged, from an earlier copy or output)."""
+        pairs = [(str(a.local_dir / PAYLOAD_FILE), f"{a.remote_dir}/{PAYLOAD_FILE}") for a in atts]
+        inputs: dict[str, str] = {}
+        for att in atts:
+            found = input_pairs(att.inputs, att.local_cwd, att.remote_cwd, att.attempt_id, host.sent)
+            inputs.update(found)
+        return pairs + list(inputs.items())
 
     def _launch_item(self, att: _Attempt) -> dict[str, Any]:
         d = att.remote_dir
@@ -523,7 +519,10 @@ class SSHExecutor(Executor):
         """Stage (unless shared) and start ``atts`` on ``host`` with one helper call."""
         try:
             if not self.settings.shared_filesystem:
-                host.transport.put_many([p for a in atts for p in self._staging_pairs(a)])
+                pairs = self._staging_pairs(host, atts)
+                copied = stamps(local for local, _ in pairs[len(atts):])  # the input files
+                host.transport.put_many(pairs)
+                host.sent.update(copied)
             answer = self._helper(host, "launch", [self._launch_item(a) for a in atts])
         except CorralError as exc:
             host.down_until = time.monotonic() + 30.0
@@ -664,16 +663,20 @@ class SSHExecutor(Executor):
         """Fetch results, logs and outputs of finished attempts (one SFTP batch), complete them."""
         if not self.settings.shared_filesystem:
             pairs: list[tuple[str, str]] = []
+            outputs: list[tuple[str, str]] = []  # relative: later tasks on the host read them
             for att, marker in finished:
                 pairs.extend((f"{att.remote_dir}/{n}", str(att.local_dir / n)) for n in _FETCHED)
-                if marker.get("outcome") == Outcome.SUCCEEDED.value:
-                    # absolute outputs are fetched from the same path on the host
-                    pairs.extend((posixpath.join(att.remote_cwd, o), str(att.local_cwd / o)) for o in att.outputs)
+                if marker.get("outcome") != Outcome.SUCCEEDED.value:
+                    continue
+                for out in att.outputs:  # absolute outputs: fetched from the same path on the host
+                    pair = (posixpath.join(att.remote_cwd, out), str(att.local_cwd / out))
+                    (pairs if posixpath.isabs(out) else outputs).append(pair)
             try:
-                host.transport.get_many(pairs)
+                got = set(host.transport.get_many(pairs + outputs))
             except CorralError as exc:
                 log.warning("ssh executor: fetching results from %s failed: %s", host.label, exc)
                 return  # the markers stay; the next check tries again
+            host.sent.update(stamps(local for remote, local in outputs if remote in got))
         for att, marker in finished:
             self._complete(att, completion_from_marker(att, marker))
 

@@ -3,8 +3,10 @@
 With ``transport = "ssh://..."`` and ``transport_options = { shared_filesystem = false }`` a
 batch executor keeps every attempt directory on the login node's side, under
 ``<remote_workdir>/<run id>/work/<same relative path as locally>``, and runs the tasks in
-``<remote_workdir>/<run id>/cwd`` (declared input files are copied there). Payloads, job scripts
-and array listings are written there by SFTP.
+``<remote_workdir>/<run id>/cwd``. The task's input files (``TaskSpec.inputs``: declared shell
+inputs, ``Path`` arguments) are copied there first, with their directories; a file copied (or
+fetched back from there) earlier in the run and unchanged since is not copied again. Payloads,
+job scripts and array listings are written there by SFTP.
 
 When an attempt ends, its markers, result and logs (``exit.json``, ``started.json``,
 ``result.pkl``, ``stdout.log``, ``stderr.log``, the scheduler's ``.out``/``.err``) and, for a
@@ -33,6 +35,7 @@ from pathlib import Path
 from corral.errors import CorralError, ExecutorError
 from corral.executors.base import Completion, Outcome, TaskSpec
 from corral.transport.base import Transport
+from corral.transport.staging import Stamp, input_pairs, stamps
 from corral.worker.execute import (
     MARKER_FILE,
     PAYLOAD_FILE,
@@ -83,6 +86,8 @@ class RemoteStaging:
         """Remote array job directory -> attempt ids not finished yet."""
         self._kept_arrays: set[str] = set()
         self._ready = False
+        self._sent: dict[str, Stamp] = {}
+        """Local files whose copy in the remote task directory is current: (size, mtime)."""
 
     # ------------------------------------------------------------------ paths
     @property
@@ -106,25 +111,16 @@ class RemoteStaging:
 
     # ------------------------------------------------------------------ submission
     def stage(self, spec: TaskSpec) -> None:
-        """Create the remote task directory once and copy the declared input files."""
+        """Create the remote task directory once and copy the task's input files there (those
+        already copied, or fetched back from there, and unchanged since are not copied again)."""
         if not self._ready:
             self.transport.makedirs(self.remote_cwd)
             self._ready = True
-        pairs = []
-        for name in spec.inputs:
-            path = Path(name)
-            if path.is_absolute():
-                try:
-                    path = path.relative_to(self.cwd)
-                except ValueError:  # outside the pipeline directory: must exist on the host
-                    continue
-            local = self.cwd / path
-            if local.exists():
-                pairs.append((str(local), posixpath.join(self.remote_cwd, path.as_posix())))
-            else:
-                log.warning("input %s of %s does not exist; not staged", local, spec.attempt_id)
+        pairs = input_pairs(spec.inputs, self.cwd, self.remote_cwd, spec.attempt_id, self._sent)
         if pairs:
+            copied = stamps(local for local, _ in pairs)
             self.transport.put_many(pairs)
+            self._sent.update(copied)
 
     def track(self, attempt_id: str, local_dir: Path, payload: bytes | None,
               array_dir: str | None = None, sched_err: Path | None = None) -> None:
@@ -159,6 +155,9 @@ class RemoteStaging:
         for comp, st in staged:
             if st is None or comp.outcome is not Outcome.SUCCEEDED:
                 continue
+            # the outputs are in the remote task directory too: no need to send them back
+            self._sent.update(stamps(str(self.cwd / o) for o in st.outputs if not os.path.isabs(o)
+                                     and posixpath.join(self.remote_cwd, o) in got))
             if posixpath.join(self.remote(st.local_dir), RESULT_FILE) in got:
                 comp.result = (st.local_dir / RESULT_FILE).read_bytes()
             elif not st.shell:
