@@ -123,11 +123,16 @@ def attempt_environment(env: dict[str, str]) -> Iterator[None]:
 _CONTROLLER: tuple[int, Any] | None = None
 """threadpoolctl's view of this process's loaded libraries, and len(sys.modules) when taken."""
 
+_NUMERIC = ("numpy", "scipy", "torch", "numexpr", "sklearn", "cv2", "tensorflow", "jax")
+"""Python packages that load thread pools (BLAS, OpenMP) that read their variables only once.
+Without any of them loaded, the variables set for the attempt are enough and threadpoolctl
+(0.05-0.1 s to import) is not imported."""
+
 
 def _thread_limits(cores: str | None) -> contextlib.AbstractContextManager[Any]:
     """threadpoolctl limits of ``cores`` threads, or nothing if no numeric library is loaded."""
     global _CONTROLLER
-    if not cores or not cores.isdigit():
+    if not cores or not cores.isdigit() or not any(m in sys.modules for m in _NUMERIC):
         return contextlib.nullcontext()
     if _CONTROLLER is None or _CONTROLLER[0] != len(sys.modules):  # new imports: look again
         from threadpoolctl import ThreadpoolController
