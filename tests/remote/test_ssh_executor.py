@@ -18,6 +18,7 @@ from conftest import SSHRig
 from remote_helpers import (
     Recorder,
     Workspace,
+    boom,
     check_cancel,
     check_failure,
     check_scatter,
@@ -109,8 +110,8 @@ def test_cancel(make_executor: Factory, workspace: Workspace, recorder: Recorder
 
 def test_staging_is_real(make_executor: Factory, workspace: Workspace, recorder: Recorder) -> None:
     """Without a shared file system the attempt runs in remote_workdir, inputs go there and
-    results, logs and outputs come back."""
-    executor = make_executor(shared=False)
+    results, logs and outputs come back (remote directories kept to look at them)."""
+    executor = make_executor(shared=False, remote_cleanup="none")
     executor.start(recorder)
     (workspace.cwd / "data").mkdir()
     (workspace.cwd / "data" / "in.txt").write_text("staged input\n")
@@ -144,6 +145,52 @@ def test_a_run_stages_the_tasks_input_files(ssh_rig: SSHRig, tmp_path: Path) -> 
     options = {"hosts": [ssh_rig.url], "python": sys.executable, "shared_filesystem": False,
                "remote_workdir": str(tmp_path / "remote"), "poll_interval": 0.5, **ssh_rig.options}
     run_staged_pipeline(project, "ssh", options)
+
+
+@pytest.mark.parametrize("cleanup", ["succeeded", "all", "none"])
+def test_remote_cleanup(make_executor: Factory, workspace: Workspace, recorder: Recorder, cleanup: str) -> None:
+    """Staged attempt directories are removed once fetched back per remote_cleanup (default
+    succeeded: failures kept), and the run's directory at shutdown unless something was kept."""
+    executor = make_executor(shared=False, **({} if cleanup == "succeeded" else {"remote_cleanup": cleanup}))
+    executor.start(recorder)
+    (workspace.cwd / "in.txt").write_text("in\n")
+    ok = workspace.spec(python_payload(square, 4))
+    copy = workspace.spec(shell_payload("cp in.txt out.txt", ["out.txt"]), kind=TaskKind.SHELL)
+    copy.inputs = ["in.txt"]
+    bad = workspace.spec(python_payload(boom, "kept for inspection"))
+    lost = workspace.spec(python_payload(suicide))
+    executor.submit([ok, copy, bad, lost])
+    done = wait_all(executor, {ok.attempt_id, copy.attempt_id, bad.attempt_id, lost.attempt_id})
+    assert [done[s.attempt_id].outcome for s in (ok, copy, bad, lost)] == [
+        Outcome.SUCCEEDED, Outcome.SUCCEEDED, Outcome.FAILED, Outcome.LOST]
+    assert pickle.loads(done[ok.attempt_id].result or b"") == 16
+    assert (workspace.cwd / "out.txt").read_text() == "in\n"
+    # everything the engine shows came back before anything was removed
+    assert "ValueError: kept for inspection" in (bad.workdir / "stderr.log").read_text()
+    assert (ok.workdir / "stdout.log").read_text() == "squaring 4\n"
+    run_dir = workspace.root / "remote" / workspace.run_id
+    left = {p.name for p in run_dir.iterdir()}
+    expected = {"succeeded": {"cwd", bad.attempt_id, lost.attempt_id}, "all": {"cwd"},
+                "none": {"cwd", ok.attempt_id, copy.attempt_id, bad.attempt_id, lost.attempt_id}}
+    assert left == expected[cleanup]
+    if cleanup == "succeeded":  # what a rerun by hand needs is still there
+        assert {"payload.pkl", "exit.json", "stderr.log"} <= {p.name for p in (run_dir / bad.attempt_id).iterdir()}
+    executor.shutdown()
+    assert run_dir.exists() is (cleanup != "all")  # kept: a failure is there, or nothing is removed
+
+
+def test_run_dir_is_removed_after_successes(make_executor: Factory, workspace: Workspace, recorder: Recorder) -> None:
+    executor = make_executor(shared=False)
+    executor.start(recorder)
+    specs = [workspace.spec(python_payload(square, i)) for i in range(3)]
+    executor.submit(specs)
+    done = wait_all(executor, {s.attempt_id for s in specs})
+    assert all(c.outcome is Outcome.SUCCEEDED for c in done.values())
+    run_dir = workspace.root / "remote" / workspace.run_id
+    assert {p.name for p in run_dir.iterdir()} == {"cwd"}
+    executor.shutdown()
+    assert not run_dir.exists()
+    assert (workspace.root / "remote").is_dir()  # remote_workdir itself stays
 
 
 def test_env_is_passed(make_executor: Factory, workspace: Workspace, recorder: Recorder) -> None:
@@ -304,6 +351,9 @@ def test_options_are_validated(tmp_path: Path) -> None:
     ok = SSHExecutor.from_options({"hosts": "ssh://u@h:2", "known_hosts": "none"}, ctx)
     assert ok.settings.hosts == ("ssh://u@h:2",) and ok.settings.known_hosts is None
     assert ok.settings.shared_filesystem is False
+    with pytest.raises(ConfigError, match="remote_cleanup='sometimes' is not one of succeeded, all, none"):
+        SSHExecutor.from_options({"hosts": ["h"], "remote_cleanup": "sometimes"}, ctx)
+    assert SSHExecutor.from_options({"hosts": ["h"], "remote_cleanup": "all"}, ctx).settings.remote_cleanup == "all"
     with pytest.raises(ConfigError, match="listed twice"):
         SSHExecutor.from_options({"hosts": ["u@h", "ssh://u@h:22"]}, ctx)._make_hosts()
 

@@ -199,3 +199,17 @@ def test_files(transport: SSHTransport, tmp_path: Path) -> None:
     got = transport.get_many([(str(remote / "missing"), str(tmp_path / "m")), (target, str(back))])
     assert got == [target] and back.read_bytes() == b"second"
     assert transport.realpath("~/x").endswith("/x") and transport.realpath("~").startswith("/")
+
+
+def test_listdir_and_removal(transport: SSHTransport, tmp_path: Path) -> None:
+    """What staged-run cleanup uses: listdir, remove_trees (one batch), remove_dir."""
+    root = tmp_path / "run dir"
+    (root / "cwd" / "data").mkdir(parents=True)
+    (root / "cwd" / "data" / "f.txt").write_text("x")
+    (root / "att.1").mkdir()
+    assert sorted(transport.listdir(str(root)) or []) == ["att.1", "cwd"]
+    assert transport.listdir(str(tmp_path / "missing")) is None
+    assert transport.remove_dir(str(root / "cwd")) is False  # not empty
+    assert transport.remove_dir(str(root / "att.1")) is True
+    transport.remove_trees([str(root / "cwd"), str(tmp_path / "missing")])
+    assert transport.listdir(str(root)) == []

@@ -4,24 +4,28 @@ Each host gets one :class:`~corral.transport.ssh.SSHTransport` (one connection, 
 and ``slots_per_host`` slots; an attempt takes ``resources.cores`` slots. For every attempt:
 
 1. ``payload.pkl`` is written to the local attempt directory. Without a shared file system it is
-   copied, with the task's declared input files, to ``<remote_workdir>/<run>/<attempt>`` and
-   ``<remote_workdir>/<run>/cwd`` by SFTP.
+   copied, with the task's input files (``TaskSpec.inputs``; unchanged ones only once per host),
+   to ``<remote_workdir>/<run>/<attempt>`` and ``<remote_workdir>/<run>/cwd`` by SFTP.
 2. One remote command per host and submit starts the workers (``python -m corral.worker DIR
    --cwd CWD``) in new sessions, so each worker leads its own process group, and prints their
    pids; the native id is ``user@host:port:pid``. Starting is idempotent (a lock directory per
    attempt), so a command retried after a dropped connection never starts a worker twice.
 3. One remote command per host and interval (back-off from 0.25 s to ``poll_interval``) reports,
    for all attempts on that host, which are alive and which wrote ``exit.json``.
-4. Finished attempts have ``exit.json``, ``result.pkl``, logs and declared shell outputs copied
-   back by SFTP (one batch per host), then become :class:`~corral.executors.base.Completion`.
+4. Ended attempts have ``exit.json``, ``result.pkl``, logs and (after a success) declared shell
+   outputs copied back by SFTP (one batch per host), then become
+   :class:`~corral.executors.base.Completion`. Their remote attempt directories are then removed
+   per ``remote_cleanup`` (``succeeded``: kept after a failure; ``all``; ``none``), and at
+   shutdown a host's ``<remote_workdir>/<run>`` too, with nothing in flight or kept there.
 
 Cancelling sends SIGTERM to the worker's process group, then SIGKILL after ``kill_grace``
 seconds. A worker that vanished without an exit marker is reported ``LOST`` with the tail of its
 log. ``resources.walltime`` is enforced here (TERM, then KILL; reported ``TIMEOUT``); memory, gpus
 and queue-like fields are ignored (there is no scheduler to honour them).
 
-The remote helper is a stdlib-only Python script sent with ``python -c``; requests and answers
-are JSON on stdin/stdout, so no path or value is ever interpolated into a shell command line.
+The remote helper (:mod:`corral.transport.ssh_helper`) is a stdlib-only Python script sent with
+``python -c``; requests and answers are JSON on stdin/stdout, so no path or value is ever
+interpolated into a shell command line.
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ from corral.executors.base import (
 from corral.resources import Resources
 from corral.transport.ssh import DEFAULT_KNOWN_HOSTS, SSHTransport, check_options
 from corral.transport.ssh import parse_transport_url as _parse_url
-from corral.transport.staging import Stamp, input_pairs, stamps
+from corral.transport.ssh_helper import REMOTE_HELPER, parse_answer
+from corral.transport.staging import CLEANUP_CHOICES, StagedRun, input_pairs
 from corral.worker.execute import (
     MARKER_FILE,
     PAYLOAD_FILE,
@@ -70,95 +75,10 @@ WORKER_LOG = "worker.log"
 """Output of the worker process itself for shell tasks (their command writes stdout/stderr.log)."""
 LAUNCH_FILE = "ssh-launch.json"
 """Written to the local attempt dir after launch: what re-attach and ``corral cancel`` need."""
-_JSON_TAG = "CORRAL-JSON:"
 _FETCHED = (RESULT_FILE, MARKER_FILE, STARTED_FILE, STDOUT_FILE, STDERR_FILE, WORKER_LOG)
 """Files of a finished attempt copied back when the file system is not shared."""
 MIN_INTERVAL = 0.25
 
-# Runs on the host with the remote python (stdlib only). argv[1] is the action; stdin is a JSON
-# list of items; the answer is one line "CORRAL-JSON:{...}" so login-script noise is ignored.
-REMOTE_HELPER = r"""
-import json, os, signal, subprocess, sys, time
-HAVE_PROC = os.path.isdir("/proc/self")
-def alive(pid, d):
-    if not pid:
-        return False
-    if HAVE_PROC:
-        try:
-            with open("/proc/%d/cmdline" % pid, "rb") as fh:
-                return d.encode() in fh.read()
-        except OSError:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-def load(path, n=0):
-    try:
-        with open(path, "rb") as fh:
-            if not n:
-                return json.loads(fh.read())
-            fh.seek(max(0, os.path.getsize(path) - n))
-            return fh.read().decode("utf-8", "replace")
-    except (OSError, ValueError):
-        return None
-def launch(it):
-    d = it["dir"]
-    lock = os.path.join(d, ".launch")
-    pidfile = os.path.join(lock, "pid")
-    os.makedirs(d, exist_ok=True)
-    try:
-        os.mkdir(lock)
-    except FileExistsError:
-        for _ in range(50):
-            pid = load(pidfile)
-            if pid:
-                return {"pid": pid}
-            time.sleep(0.1)
-        return {"error": "a previous launch left no pid in " + lock}
-    os.makedirs(it["cwd"], exist_ok=True)
-    env = dict(os.environ)
-    env.update(it["env"])
-    out = open(it["stdout"], "ab")
-    err = out if it["stderr"] == it["stdout"] else open(it["stderr"], "ab")
-    try:
-        proc = subprocess.Popen(it["argv"], cwd=it["cwd"], env=env, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=err, start_new_session=True)
-    except OSError as exc:
-        return {"error": "cannot start %s: %s" % (it["argv"][0], exc)}
-    tmp = pidfile + ".tmp"
-    with open(tmp, "w") as fh:
-        fh.write(str(proc.pid))
-    os.replace(tmp, pidfile)
-    return {"pid": proc.pid}
-def status(it):
-    d = it["dir"]
-    rec = {"alive": alive(it.get("pid"), d)}
-    rec["marker"] = load(os.path.join(d, "exit.json"))
-    rec["started"] = load(os.path.join(d, "started.json"))
-    if rec["marker"] is None and not rec["alive"]:
-        rec["tail"] = load(os.path.join(d, it["log"]), 2000)
-    return rec
-def send(it):
-    if not alive(it.get("pid"), it["dir"]):
-        return False
-    try:
-        os.killpg(it["pid"], getattr(signal, it["signal"]))
-    except ProcessLookupError:
-        return False
-    return True
-def probe(it):
-    import importlib.util
-    return {"cpus": os.cpu_count() or 1, "home": os.path.expanduser("~"),
-            "corral": importlib.util.find_spec("corral.worker") is not None,
-            "python": sys.version.split()[0]}
-action = {"launch": launch, "status": status, "signal": send, "probe": probe}[sys.argv[1]]
-answer = {it["id"]: action(it) for it in json.load(sys.stdin)}
-sys.stdout.write("CORRAL-JSON:" + json.dumps(answer) + "\n")
-"""
 
 
 # ---------------------------------------------------------------------------------- settings
@@ -188,6 +108,9 @@ class SSHExecutorSettings:
     """Seconds between SIGTERM and SIGKILL when cancelling or enforcing a walltime."""
     host_timeout: float = 300.0
     """A host unreachable this long has its attempts reported ``NODE_FAILURE``."""
+    remote_cleanup: str = "succeeded"
+    """Which staged attempt directories are removed once fetched back: ``succeeded`` (failed ones
+    are kept for inspection), ``all`` or ``none``."""
 
 
 _SETTING_NAMES = tuple(f.name for f in fields(SSHExecutorSettings))
@@ -222,9 +145,12 @@ def parse_settings(options: Mapping[str, Any]) -> SSHExecutorSettings:
     values: dict[str, Any] = {"hosts": tuple(_string("hosts", h) for h in hosts)}
     connection = ("identity_file", "known_hosts", "shared_filesystem")
     values.update(check_options({k: options[k] for k in connection if k in options}))
-    for name in ("python", "remote_workdir"):
+    for name in ("python", "remote_workdir", "remote_cleanup"):
         if name in options:
             values[name] = _string(name, options[name])
+    if values.get("remote_cleanup", "succeeded") not in CLEANUP_CHOICES:
+        raise ConfigError(f"ssh executor option remote_cleanup={values['remote_cleanup']!r} "
+                          f"is not one of {', '.join(CLEANUP_CHOICES)}")
     if options.get("slots_per_host") is not None:
         values["slots_per_host"] = _positive("slots_per_host", options["slots_per_host"], int)
     for name in ("connect_timeout", "poll_interval", "kill_grace", "host_timeout"):
@@ -240,14 +166,14 @@ def parse_settings(options: Mapping[str, Any]) -> SSHExecutorSettings:
 class _Host:
     label: str
     transport: SSHTransport
+    run: StagedRun
+    """The run's directory on the host (non-shared mode): inputs there, attempts kept there."""
     slots: int = 1
     used: int = 0
     root: str = ""
     """Absolute remote work root (non-shared mode)."""
     down_until: float = 0.0
     unreachable_since: float | None = None
-    sent: dict[str, Stamp] = field(default_factory=dict)
-    """Local files whose copy in the host's task directory is current (non-shared mode)."""
 
     @property
     def free(self) -> int:
@@ -284,24 +210,14 @@ class _Attempt:
         return f"{self.host.label}:{self.pid}"
 
 
+_End = Mapping[str, Any] | Completion
+"""How an attempt ended: its exit marker, or the completion of one that left none."""
+
+
 def split_native_id(native_id: str) -> tuple[str, int | None]:
     """``user@host:port:pid`` -> (``user@host:port``, pid)."""
     label, _, pid = native_id.rpartition(":")
     return label, int(pid) if pid.isdigit() else None
-
-
-def parse_answer(text: str) -> dict[str, Any]:
-    """The JSON answer of the remote helper (the line tagged ``CORRAL-JSON:``)."""
-    for line in reversed(text.splitlines()):
-        if line.startswith(_JSON_TAG):
-            data: dict[str, Any] = json.loads(line[len(_JSON_TAG) :])
-            return data
-    raise ValueError(f"no answer from the remote helper in {text[-500:]!r}")
-
-
-def declared_inputs(spec: TaskSpec) -> list[str]:
-    """Input files of the task to stage (paths relative to ``spec.cwd``, or absolute inside it)."""
-    return [str(p) for p in spec.inputs]
 
 
 def worker_argv(python: str, remote_dir: str, remote_cwd: str) -> list[str]:
@@ -364,7 +280,8 @@ class SSHExecutor(Executor):
             label = transport.settings.label
             if label in hosts:
                 raise ConfigError(f"ssh executor host {label} is listed twice in hosts")
-            hosts[label] = _Host(label, transport, slots=s.slots_per_host or 1)
+            run = StagedRun(transport, s.remote_cleanup)
+            hosts[label] = _Host(label, transport, run, slots=s.slots_per_host or 1)
         self._hosts = hosts
         return hosts
 
@@ -413,11 +330,16 @@ class SSHExecutor(Executor):
 
     # ------------------------------------------------------------------ paths and validation
 
+    def _run_dir(self, host: _Host) -> str:
+        """``<remote_workdir>/<run id>`` on ``host`` (non-shared mode)."""
+        return f"{host.root}/{self.ctx.run_id}"
+
     def _remote_paths(self, host: _Host, att_id: str, local: Path, cwd: Path) -> tuple[str, str]:
         """Attempt directory and task directory of an attempt on ``host``."""
         if self.settings.shared_filesystem:
             return str(local), str(cwd)
-        base = f"{host.root}/{self.ctx.run_id}"
+        host.run.used = True
+        base = self._run_dir(host)
         return f"{base}/{att_id}", f"{base}/cwd"
 
     def validate(self, resources: Resources) -> None:
@@ -457,7 +379,7 @@ class SSHExecutor(Executor):
             slots=spec.resources.cores,
             walltime=spec.resources.walltime_seconds,
             outputs=outputs,
-            inputs=declared_inputs(spec),
+            inputs=list(spec.inputs),
             env=dict(spec.env),
         )
 
@@ -492,15 +414,15 @@ class SSHExecutor(Executor):
         for label, atts in by_host.items():
             self._launch_on(self._hosts[label], atts)
 
-    def _staging_pairs(self, host: _Host, atts: list[_Attempt]) -> list[tuple[str, str]]:
-        """Payloads and input files of ``atts`` to copy to ``host`` (each input file once, and
+    @staticmethod
+    def _stage(host: _Host, atts: list[_Attempt]) -> None:
+        """Copy the payloads and input files of ``atts`` to ``host`` (each input file once, and
         not at all if it is there already, unchanged, from an earlier copy or output)."""
-        pairs = [(str(a.local_dir / PAYLOAD_FILE), f"{a.remote_dir}/{PAYLOAD_FILE}") for a in atts]
+        payloads = [(str(a.local_dir / PAYLOAD_FILE), f"{a.remote_dir}/{PAYLOAD_FILE}") for a in atts]
         inputs: dict[str, str] = {}
         for att in atts:
-            found = input_pairs(att.inputs, att.local_cwd, att.remote_cwd, att.attempt_id, host.sent)
-            inputs.update(found)
-        return pairs + list(inputs.items())
+            inputs.update(input_pairs(att.inputs, att.local_cwd, att.remote_cwd, att.attempt_id, host.run.sent))
+        host.run.put(payloads, list(inputs.items()))
 
     def _launch_item(self, att: _Attempt) -> dict[str, Any]:
         d = att.remote_dir
@@ -519,10 +441,7 @@ class SSHExecutor(Executor):
         """Stage (unless shared) and start ``atts`` on ``host`` with one helper call."""
         try:
             if not self.settings.shared_filesystem:
-                pairs = self._staging_pairs(host, atts)
-                copied = stamps(local for local, _ in pairs[len(atts):])  # the input files
-                host.transport.put_many(pairs)
-                host.sent.update(copied)
+                self._stage(host, atts)
             answer = self._helper(host, "launch", [self._launch_item(a) for a in atts])
         except CorralError as exc:
             host.down_until = time.monotonic() + 30.0
@@ -594,20 +513,20 @@ class SSHExecutor(Executor):
             self._unreachable(host, atts, exc)
             return
         host.unreachable_since = None
-        finished: list[tuple[_Attempt, dict[str, Any]]] = []
+        ended: list[tuple[_Attempt, _End]] = []
         for att in atts:
             rec = answer.get(att.attempt_id)
             if rec is None:
                 continue
             self._report_started(att, rec.get("started"))
             if rec.get("marker") is not None:
-                finished.append((att, rec["marker"]))
+                ended.append((att, rec["marker"]))
             elif not rec.get("alive"):
-                self._vanished(att, str(rec.get("tail") or ""))
+                ended.append((att, self._vanished(att, str(rec.get("tail") or ""))))
             else:
                 self._enforce_stop(att)
-        if finished:
-            self._finish(host, finished)
+        if ended:
+            self._finish(host, ended)
 
     def _unreachable(self, host: _Host, atts: list[_Attempt], exc: CorralError) -> None:
         now = time.monotonic()
@@ -616,8 +535,9 @@ class SSHExecutor(Executor):
         since = now - host.unreachable_since
         if since < self.settings.host_timeout:
             return
-        for att in atts:
-            self._end(att, Outcome.NODE_FAILURE, f"host {host.label} unreachable for {since:.0f}s")
+        for att in atts:  # nothing can be fetched: their remote directories stay
+            why = f"host {host.label} unreachable for {since:.0f}s"
+            self._complete(att, self._markerless(att, Outcome.NODE_FAILURE, why))
 
     def _report_started(self, att: _Attempt, started: Any) -> None:
         if att.started_reported or not isinstance(started, dict) or self._listener is None:
@@ -625,17 +545,19 @@ class SSHExecutor(Executor):
         att.started_reported = True
         self._listener.started(att.attempt_id, float(started["started"]), started.get("host"))
 
-    def _end(self, att: _Attempt, outcome: Outcome, error: str) -> None:
-        """Complete an attempt that left no exit marker."""
+    def _markerless(self, att: _Attempt, outcome: Outcome, error: str) -> Completion:
+        """The completion of an attempt that left no exit marker."""
         metrics = Metrics(submitted=att.submitted, native_id=att.native_id if att.pid else None)
         metrics.host = att.host.label if att.host else None
-        self._complete(att, Completion(att.attempt_id, outcome, metrics, error=error))
+        return Completion(att.attempt_id, outcome, metrics, error=error)
 
-    def _vanished(self, att: _Attempt, tail: str) -> None:
+    def _vanished(self, att: _Attempt, tail: str) -> Completion:
+        """The completion of an attempt whose worker is gone without an exit marker."""
         if att.stop_reason is Outcome.CANCELLED:
-            return self._end(att, att.stop_reason, "cancelled")
+            return self._markerless(att, att.stop_reason, "cancelled")
         if att.stop_reason is not None:
-            return self._end(att, att.stop_reason, f"killed after its walltime ({att.walltime}s)")
+            why = f"killed after its walltime ({att.walltime}s)"
+            return self._markerless(att, att.stop_reason, why)
         last = "\n".join(tail.strip().splitlines()[-15:]) or "(empty)"
         assert att.host is not None
         error = (
@@ -643,7 +565,7 @@ class SSHExecutor(Executor):
             f"marker: it was killed, or {self.settings.python} could not run corral.worker. "
             f"Last lines of {att.log}:\n{last}"
         )
-        self._end(att, Outcome.LOST, error)
+        return self._markerless(att, Outcome.LOST, error)
 
     def _enforce_stop(self, att: _Attempt) -> None:
         now = time.monotonic()
@@ -659,26 +581,49 @@ class SSHExecutor(Executor):
             att.killed = True
             self._signal([att], "SIGKILL")
 
-    def _finish(self, host: _Host, finished: list[tuple[_Attempt, dict[str, Any]]]) -> None:
-        """Fetch results, logs and outputs of finished attempts (one SFTP batch), complete them."""
-        if not self.settings.shared_filesystem:
-            pairs: list[tuple[str, str]] = []
-            outputs: list[tuple[str, str]] = []  # relative: later tasks on the host read them
-            for att, marker in finished:
-                pairs.extend((f"{att.remote_dir}/{n}", str(att.local_dir / n)) for n in _FETCHED)
-                if marker.get("outcome") != Outcome.SUCCEEDED.value:
-                    continue
-                for out in att.outputs:  # absolute outputs: fetched from the same path on the host
-                    pair = (posixpath.join(att.remote_cwd, out), str(att.local_cwd / out))
-                    (pairs if posixpath.isabs(out) else outputs).append(pair)
-            try:
-                got = set(host.transport.get_many(pairs + outputs))
-            except CorralError as exc:
-                log.warning("ssh executor: fetching results from %s failed: %s", host.label, exc)
-                return  # the markers stay; the next check tries again
-            host.sent.update(stamps(local for remote, local in outputs if remote in got))
-        for att, marker in finished:
-            self._complete(att, completion_from_marker(att, marker))
+    def _finish(self, host: _Host, ended: list[tuple[_Attempt, _End]]) -> None:
+        """Fetch results, logs and outputs of ended attempts (one SFTP batch), complete them and
+        remove their remote attempt directories per ``remote_cleanup``."""
+        if self.settings.shared_filesystem:
+            for att, end in ended:
+                self._complete(att, end if isinstance(end, Completion) else completion_from_marker(att, end))
+            return
+        try:
+            got = self._fetch(host, ended)
+        except CorralError as exc:
+            log.warning("ssh executor: fetching results from %s failed: %s", host.label, exc)
+            return  # the attempts stay in flight; the next check tries again
+        done = [(att, self._fetched_completion(att, end, got)) for att, end in ended]
+        host.run.remove([(a.remote_dir, c.outcome is Outcome.SUCCEEDED) for a, c in done])
+        for att, completion in done:
+            self._complete(att, completion)
+
+    def _fetch(self, host: _Host, ended: list[tuple[_Attempt, _End]]) -> set[str]:
+        """Copy back markers, results and logs of ``ended`` and the outputs of successful shell
+        tasks; returns the remote paths that existed."""
+        pairs: list[tuple[str, str]] = []
+        outputs: list[tuple[str, str]] = []  # relative: later tasks on the host read them
+        for att, end in ended:
+            pairs.extend((f"{att.remote_dir}/{n}", str(att.local_dir / n)) for n in _FETCHED)
+            if isinstance(end, Completion) or end.get("outcome") != Outcome.SUCCEEDED.value:
+                continue
+            for out in att.outputs:  # absolute outputs: fetched from the same path on the host
+                pair = (posixpath.join(att.remote_cwd, out), str(att.local_cwd / out))
+                (pairs if posixpath.isabs(out) else outputs).append(pair)
+        return host.run.get(pairs, outputs)
+
+    @staticmethod
+    def _fetched_completion(att: _Attempt, end: _End, got: set[str]) -> Completion:
+        """The completion of a fetched attempt; a Python task's success whose result did not
+        come back cannot be trusted: it is LOST (retried), and its directory kept."""
+        if isinstance(end, Completion):
+            return end
+        completion = completion_from_marker(att, end)
+        result = f"{att.remote_dir}/{RESULT_FILE}"
+        if completion.outcome is Outcome.SUCCEEDED and att.log != WORKER_LOG and result not in got:
+            completion.outcome, completion.result = Outcome.LOST, None
+            completion.error = f"the attempt succeeded, but its {result} could not be fetched"
+        return completion
 
     def _complete(self, att: _Attempt, completion: Completion) -> None:
         if self._running.pop(att.attempt_id, None) is None:
@@ -772,8 +717,13 @@ class SSHExecutor(Executor):
     # ------------------------------------------------------------------ misc
 
     def shutdown(self) -> None:
-        """Close the connections; remote workers keep running (re-attach can take them over)."""
+        """Close the connections; remote workers keep running (re-attach can take them over).
+        A host with nothing in flight has its staged run directory removed (unless
+        ``remote_cleanup = "none"``) when no attempt directory was kept there."""
+        busy = {a.host.label for a in self._running.values() if a.host is not None}
         for host in self._hosts.values():
+            if host.label not in busy:
+                host.run.finish(self._run_dir(host), allowed=("cwd",))
             host.transport.close()
 
     def describe(self) -> dict[str, Any]:
@@ -785,4 +735,4 @@ class SSHExecutor(Executor):
         }
 
 
-__all__ = ["SSHExecutor", "SSHExecutorSettings", "parse_settings", "split_native_id"]
+__all__ = ["SSHExecutor", "SSHExecutorSettings", "parse_answer", "parse_settings", "split_native_id"]

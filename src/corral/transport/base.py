@@ -65,6 +65,10 @@ class Transport(ABC):
     def remove_dir(self, path: str) -> bool:
         """Remove an empty directory; ``False`` if it is missing or not empty."""
 
+    def listdir(self, path: str) -> list[str] | None:
+        """Names in a directory (without ``.`` and ``..``); ``None`` if it does not exist."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list directories")
+
     def put(self, local: str, remote: str) -> None:
         """Copy a local file to the remote side (no-op on a shared file system)."""
         return None

@@ -105,6 +105,12 @@ class LocalTransport(Transport):
             return False
         return True
 
+    def listdir(self, path: str) -> list[str] | None:
+        try:
+            return os.listdir(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
 
 def _text(value: bytes | str | None) -> str:
     if value is None:

@@ -421,6 +421,18 @@ class SSHTransport(Transport):
 
         return self._sftp_call("rmdir", path, op)
 
+    def listdir(self, path: str) -> list[str] | None:
+        """Names in a remote directory; ``None`` if it does not exist."""
+
+        async def op(sftp: asyncssh.SFTPClient) -> list[str] | None:
+            try:
+                names = await sftp.listdir(path)
+            except asyncssh.SFTPNoSuchFile:
+                return None
+            return [str(n) for n in names if n not in (".", "..")]
+
+        return self._sftp_call("listdir", path, op)
+
     def put(self, local: str, remote: str) -> None:
         """Copy a local file (atomically) or directory (recursively) to the remote side."""
         if not self.shared_filesystem:

@@ -2,8 +2,8 @@
 
 Used by the executors that stage attempts over SSH (the ``ssh`` executor and the batch
 executors with ``shared_filesystem = false``): which ``(local, remote)`` copies a task's input
-files need, and the ``(size, mtime)`` stamps that let them skip files already copied earlier in
-the run.
+files need, the ``(size, mtime)`` stamps that let them skip files already copied earlier in the
+run, and the ``remote_cleanup`` policy for remote attempt directories once their files are back.
 """
 
 from __future__ import annotations
@@ -11,10 +11,16 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from corral.errors import CorralError
+from corral.transport.base import Transport
+
 log = logging.getLogger(__name__)
+
+CLEANUP_CHOICES = ("succeeded", "all", "none")
+"""Values of ``remote_cleanup``: which remote attempt directories are removed once fetched."""
 
 Stamp = tuple[int, int]
 """``(size, mtime in ns)`` of a local file when it was copied."""
@@ -59,4 +65,74 @@ def _stamp(path: str) -> Stamp | None:
     return st.st_size, st.st_mtime_ns
 
 
-__all__ = ["Stamp", "input_pairs", "stamps"]
+def removable(cleanup: str, succeeded: bool) -> bool:
+    """Whether ``remote_cleanup = cleanup`` removes a fetched attempt directory: ``all`` always,
+    ``succeeded`` after a success (a failure is kept for inspection), ``none`` never."""
+    return cleanup == "all" or (cleanup == "succeeded" and succeeded)
+
+
+def remove_run_dir(transport: Transport, base: str, allowed: Iterable[str]) -> bool:
+    """Remove the remote run directory ``base`` if it holds nothing but ``allowed`` names (a
+    kept attempt directory keeps it all, so the kept attempt can still run in its task
+    directory). Failures are logged; returns whether it was removed."""
+    try:
+        names = transport.listdir(base)
+        if names is None:
+            return True
+        if not set(names) <= set(allowed):
+            return False
+        transport.remove_trees([base])
+    except CorralError as exc:
+        log.warning("could not remove the staged run directory %s: %s", base, exc)
+        return False
+    return True
+
+
+class StagedRun:
+    """One run's staged directory on one machine, as an executor sees it over ``transport``:
+    which input files are current there, and whether an attempt directory was kept there."""
+
+    def __init__(self, transport: Transport, cleanup: str) -> None:
+        self.transport = transport
+        self.cleanup = cleanup
+        self.sent: dict[str, Stamp] = {}
+        """Local files whose copy in the remote task directory is current."""
+        self.used = False
+        """Whether attempts were staged (or re-attached) there."""
+        self.kept = False
+        """Whether an attempt directory was kept there (then the run directory stays too)."""
+
+    def put(self, files: Sequence[tuple[str, str]], inputs: Sequence[tuple[str, str]]) -> None:
+        """Copy ``files`` and ``inputs`` (``(local, remote)``; from :func:`input_pairs`) in one
+        batch; the inputs are remembered as current there."""
+        copied = stamps(local for local, _ in inputs)
+        self.transport.put_many([*files, *inputs])
+        self.sent.update(copied)
+
+    def get(self, files: Sequence[tuple[str, str]], outputs: Sequence[tuple[str, str]]) -> set[str]:
+        """Copy back ``files`` and ``outputs`` (``(remote, local)``) in one batch; returns the
+        remote paths that existed. Outputs fetched from the remote task directory are current
+        there: a later task reading one does not need it copied again."""
+        got = set(self.transport.get_many([*files, *outputs]))
+        self.sent.update(stamps(local for remote, local in outputs if remote in got))
+        return got
+
+    def remove(self, attempts: Sequence[tuple[str, bool]]) -> None:
+        """Remove fetched attempt directories (``(remote dir, succeeded)``) per ``cleanup``."""
+        trees = [d for d, ok in attempts if removable(self.cleanup, ok)]
+        self.kept = self.kept or len(trees) < len(attempts)
+        try:
+            self.transport.remove_trees(trees)
+        except CorralError as exc:
+            self.kept = True
+            log.warning("could not remove staged attempt directories: %s", exc)
+
+    def finish(self, base: str, allowed: Iterable[str]) -> None:
+        """With nothing in flight there: remove the run directory ``base`` unless an attempt
+        directory was kept, or ``cleanup`` is ``none`` (see :func:`remove_run_dir`)."""
+        if self.used and not self.kept and self.cleanup != "none":
+            remove_run_dir(self.transport, base, allowed)
+
+
+__all__ = ["CLEANUP_CHOICES", "Stamp", "StagedRun", "input_pairs", "remove_run_dir", "removable",
+           "stamps"]

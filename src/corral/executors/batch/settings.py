@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from corral.errors import ConfigError
+from corral.transport.staging import CLEANUP_CHOICES
 
 CONTAINER_RUNTIMES = ("apptainer", "singularity", "docker")
-CLEANUP_CHOICES = ("succeeded", "all", "none")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from corral.errors import CorralError, ExecutorError
 from corral.executors.base import Completion, Outcome, TaskSpec
 from corral.transport.base import Transport
-from corral.transport.staging import Stamp, input_pairs, stamps
+from corral.transport.staging import Stamp, input_pairs, removable, stamps
 from corral.worker.execute import (
     MARKER_FILE,
     PAYLOAD_FILE,
@@ -190,8 +190,7 @@ class RemoteStaging:
     def _remove(self, done: list[tuple[Completion, _Staged]]) -> None:
         trees: list[str] = []
         for comp, st in done:
-            ok = comp.outcome is Outcome.SUCCEEDED
-            drop = self.cleanup == "all" or (self.cleanup == "succeeded" and ok)
+            drop = removable(self.cleanup, comp.outcome is Outcome.SUCCEEDED)
             if drop:
                 trees.append(self.remote(st.local_dir))
             if st.array_dir is None:
