@@ -12,7 +12,9 @@ and exits without running the task unless they say ``succeeded``; :func:`reconci
 tasks skipped and deletes jobs a failed parent still holds (a parent stuck in ``Eqw`` would
 hold them forever). Dynamic scatters (``each(...)``) cannot be planned ahead and are refused.
 
-What :func:`reconcile` needs later is kept in ``<work root>/detach.pkl``.
+Retries (``@task(retries=N)``) happen when :func:`reconcile` finds a failed attempt: see
+:mod:`corral.engine.detach_retry`. What :func:`reconcile` needs later is kept in
+``<work root>/detach.pkl``.
 """
 
 from __future__ import annotations
@@ -32,13 +34,28 @@ import cloudpickle
 
 from corral.errors import CorralError, UsageError
 from corral.executors import create_executor
-from corral.executors.base import ExecutorContext, TaskSpec
+from corral.executors.base import ExecutorContext, Outcome, TaskSpec
 from corral.executors.batch.base import BatchExecutor
-from corral.executors.batch.status import JobState, JobStatus
-from corral.graph import Future, NodeKind
+from corral.executors.batch.status import OUTCOME_OF_STATE, JobState, JobStatus
+from corral.graph import Future, Node, NodeKind
+from corral.resources import Resources
 from corral.store import Store
 from corral.worker.execute import RESULT_FILE, ResultRef, read_marker
 
+from .detach_retry import (
+    BAD_TASK,
+    FINISHED_TASK,
+    Reconciling,
+    attempt_plan,
+    cancel_requested,
+    claim,
+    control_of,
+    point_link,
+    release,
+    resubmit,
+    result_link,
+    write_state,
+)
 from .engine import DONE, Engine, EngineOptions
 from .plan import topological_order
 from .recorder import Recorder
@@ -74,6 +91,20 @@ class DetachedTask:
     """Pickled value of a shell task's future (its output paths)."""
     outputs: list[str] = field(default_factory=list)
     """Absolute declared output paths of a shell task."""
+    # what a retry needs (class-level defaults: states pickled before retries still load)
+    spec_kind: str = "python"
+    group: str = ""
+    inputs: tuple[str, ...] = ()
+    number: int = 1
+    """Attempt number of ``attempt_id``."""
+    uncounted: int = 0
+    """Attempts withdrawn before they ran (resubmitted below a retry); they count neither
+    toward retries nor toward resources-by-attempt."""
+    retries: int = 0
+    plan: tuple[Resources | str, ...] = ()
+    """Resources of real attempts 1 .. retries + 1 (a string: why they were refused)."""
+    link: str = ""
+    """Symbolic link to the current attempt's result that consumers' payloads name."""
 
 
 @dataclass
@@ -183,8 +214,10 @@ def _build_jobs(engine: Engine, executor: BatchExecutor, work_root: Path) -> lis
             )
         if node.kind is NodeKind.GATHER:
             return [ref(Future(graph.nodes[m]), consumer, for_shell) for m in node.members or []]
-        return ResultRef(str(attempt_dir[node.idx] / RESULT_FILE))
+        return ResultRef(str(links.get(node.idx) or attempt_dir[node.idx] / RESULT_FILE))
 
+    links: dict[int, Path] = {}
+    movable: set[int] = set()
     jobs: list[PreparedJob] = []
     now = time.time()
     for idx in order:
@@ -208,19 +241,37 @@ def _build_jobs(engine: Engine, executor: BatchExecutor, work_root: Path) -> lis
         deps = sorted(_job_deps(engine, idx, has_job))
         rendered = executor.render_job([spec], after=[str(attempt_dir[d]) for d in deps])
         has_job.add(idx)
-        task = DetachedTask(
-            idx, node.name, node.key, engine.task_id[idx], node.kind.value, deps,
-            spec.attempt_id, str(attempt_dir[idx]),
-        )
-        if is_shell and node.shell is not None:
-            from .values import shell_value
-
-            task.shell_value = cloudpickle.dumps(shell_value(node.shell))
-            task.outputs = [str(Path(engine.plan.cwd, o).resolve()) for o in node.outputs]
+        task = _detached_task(engine, executor, node, spec, deps, movable)
+        if task.link:
+            links[idx] = Path(task.link)
         jobs.append(PreparedJob(task, spec, rendered.script, deps))
         engine.rec.task(engine.task_id[idx], state=TaskState.RUNNING.value, attempts=n,
                         started_at=now)
     return jobs
+
+
+def _detached_task(engine: Engine, executor: BatchExecutor, node: Node, spec: TaskSpec,
+                   deps: list[int], movable: set[int]) -> DetachedTask:
+    """What reconcile keeps of a submitted task: its job, and what its retries need."""
+    workdir = Path(os.path.abspath(spec.workdir))
+    task = DetachedTask(
+        node.idx, node.name, node.key, engine.task_id[node.idx], node.kind.value, deps,
+        spec.attempt_id, str(workdir), spec_kind=spec.kind.value, group=spec.group,
+        inputs=tuple(spec.inputs), number=spec.attempt,
+    )
+    task.retries, task.plan = attempt_plan(node, executor, spec.resources)
+    if task.retries or movable & set(deps):  # it may run again: retried, or below a retry
+        movable.add(node.idx)
+    if node.kind is NodeKind.SHELL and node.shell is not None:
+        from .values import shell_value
+
+        task.shell_value = cloudpickle.dumps(shell_value(node.shell))
+        task.outputs = [str(Path(engine.plan.cwd, o).resolve()) for o in node.outputs]
+    elif node.idx in movable:  # its consumers read its result through a link that follows it
+        link = result_link(engine.work_root.resolve(), node.idx)
+        point_link(link, workdir / RESULT_FILE)
+        task.link = str(link)
+    return task
 
 
 def _job_deps(engine: Engine, idx: int, has_job: set[int]) -> set[int]:
@@ -244,8 +295,7 @@ def _attempt_row(p: Prepared, job: PreparedJob, native_id: str | None, state: st
 
 
 def _save_state(p: Prepared) -> None:
-    (p.work_root).mkdir(parents=True, exist_ok=True)
-    (p.work_root / STATE_FILE).write_bytes(pickle.dumps(p.state))
+    write_state(p.work_root / STATE_FILE, p.state)
 
 
 def submit_detached(pipeline: Pipeline[Any, Any], params: Mapping[str, Any],
@@ -288,8 +338,7 @@ def submit_detached(pipeline: Pipeline[Any, Any], params: Mapping[str, Any],
 
 # ---------------------------------------------------------------------- reconcile
 
-_FINISHED_TASK = {TaskState.SUCCEEDED.value, TaskState.CACHED.value, TaskState.FAILED.value,
-                  TaskState.SKIPPED.value, TaskState.CANCELLED.value}
+_FINISHED_TASK = FINISHED_TASK
 
 
 def load_state(store: Store, run_id: str) -> DetachedRun | None:
@@ -306,82 +355,108 @@ def reconcile(store: Store, run_id: str, lost_after: float = 120.0) -> dict[str,
     """Bring a detached (or exported) run's rows up to date from its attempts' exit markers.
 
     Returns ``{"run_id", "state", "done", "failed", "skipped", "pending", "total"}``. Safe to
-    call repeatedly; other runs are returned unchanged. A task without a marker whose upstream
-    failed (or was skipped) is skipped, and its job is deleted if the scheduler still holds it.
-    The scheduler is asked once about the other jobs without markers: one stuck in an error
-    state (Grid Engine ``Eqw``, which would hold its dependents forever) is failed and deleted;
-    one the scheduler no longer knows (or reports ended) ``lost_after`` seconds after
-    submission is failed."""
+    call repeatedly, and from several processes at once: it holds the run's engine claim while
+    it works, and a call that finds the claim held by another live process only reads the
+    store. Other runs are returned unchanged.
+
+    A failed attempt of a detached run's task with retries left is retried here (next attempt,
+    with its resources), and the not yet run tasks below it are resubmitted behind the new job
+    (:mod:`corral.engine.detach_retry`). Otherwise the task fails, and a task without a marker
+    whose upstream failed (or was skipped) is skipped, its job deleted if the scheduler still
+    holds it. The scheduler is asked once about the other jobs without markers (those whose
+    upstream tasks all succeeded): one stuck in an error state (Grid Engine ``Eqw``, which
+    would hold its dependents forever) is failed and deleted; one that ended without a marker
+    (out of memory, timeout, node failure...) fails with that outcome; one the scheduler no
+    longer knows ``lost_after`` seconds after submission is lost."""
     run = store.get_run(run_id)
     run_id = run["id"]
-    state = load_state(store, run_id)
-    if state is None or run["state"] not in (DETACHED, EXPORTED):
+    if run["state"] not in (DETACHED, EXPORTED) or load_state(store, run_id) is None:
         return _summary(store, run_id, run["state"])
-    tasks = {r["id"]: r for r in store.tasks(run_id)}
-    task_state = {d.idx: tasks[d.task_id]["state"] for d in state.tasks.values()}
-    attempts = {a["id"]: a for a in store.attempts(run_id)}
-    rec = Recorder(store)
-    now = time.time()
+    if not claim(store, run_id):
+        log.info("run %s is being reconciled by another process", run_id)
+        return _summary(store, run_id, run["state"])
+    try:
+        run = store.get_run(run_id)  # as it is now that this process holds the claim
+        state = load_state(store, run_id)
+        final = run["state"]
+        if state is not None and final in (DETACHED, EXPORTED):
+            final = _reconcile(store, run, state, lost_after)
+    finally:
+        release(store, run_id)
+    if final in (DETACHED, EXPORTED) and control_of(store, run_id) == "cancel":
+        return reconcile(store, run_id, lost_after)  # `corral cancel` came while we held it
+    return _summary(store, run_id, final)
+
+
+def _reconcile(store: Store, run: dict[str, Any], state: DetachedRun,
+               lost_after: float) -> str:
+    """One pass under the claim; returns the run's state."""
+    sched = _Scheduler(run, state)
+    try:
+        p = Reconciling(store, run, state, sched, lost_after)
+        if run.get("control") == "cancel":
+            return cancel_requested(p)
+        pending = _read_markers(p)
+        _skip_below_failures(p, pending)
+        unknown = [d for d in pending if p.task_state[d.idx] not in _FINISHED_TASK]
+        _check_jobs(p, unknown)
+        resubmit(p)
+        _skip_below_failures(p, pending)
+        p.rec.flush()
+        # dependents before their parents: deleting a held parent first would release them
+        sched.delete([native for _, native in sorted(p.doomed, key=lambda x: -x[0])])
+    finally:
+        sched.close()
+    final = str(run["state"])
+    if all(s in _FINISHED_TASK for s in p.task_state.values()):
+        failed = any(s in BAD_TASK for s in p.task_state.values())
+        final = RunState.FAILED.value if failed else RunState.SUCCEEDED.value
+        store.update_run(run["id"], state=final, finished_at=p.now,
+                         error="some tasks failed" if failed else None)
+    return final
+
+
+def _read_markers(p: Reconciling) -> list[DetachedTask]:
+    """Record every unfinished task whose attempt left its exit marker; returns the others."""
     pending: list[DetachedTask] = []
-    for d in sorted(state.tasks.values(), key=lambda x: x.idx):
-        if task_state[d.idx] in _FINISHED_TASK:
+    for d in sorted(p.state.tasks.values(), key=lambda x: x.idx):
+        if p.task_state[d.idx] in _FINISHED_TASK:
             continue
         marker = read_marker(Path(d.workdir or "."))
         if marker is None:
             pending.append(d)
             continue
-        _finish(store, rec, state, d, marker, attempts.get(d.attempt_id or ""), now)
-        task_state[d.idx] = (TaskState.SUCCEEDED.value if marker.get("outcome") == "succeeded"
-                             else TaskState.FAILED.value)
-    sched = _Scheduler(run, state)
-    try:
-        doomed = _skip_below_failures(state, pending, task_state, attempts, rec, now)
-        unknown = [d for d in pending if task_state[d.idx] not in _FINISHED_TASK]
-        doomed += _check_jobs(sched, unknown, attempts, rec, task_state, now, lost_after)
-        doomed += _skip_below_failures(state, pending, task_state, attempts, rec, now)
-        rec.flush()
-        # dependents before their parents: deleting a held parent first would release them
-        sched.delete([d.native_id for d in sorted(doomed, key=lambda x: -x.idx) if d.native_id])
-    finally:
-        sched.close()
-    left = [i for i, s in task_state.items() if s not in _FINISHED_TASK]
-    final = run["state"]
-    if not left:
-        failed = any(s in (TaskState.FAILED.value, TaskState.SKIPPED.value)
-                     for s in task_state.values())
-        final = RunState.FAILED.value if failed else RunState.SUCCEEDED.value
-        store.update_run(run_id, state=final, finished_at=now,
-                         error="some tasks failed" if failed else None)
-    return _summary(store, run_id, final)
+        failure = _finish(p, d, marker)
+        if failure is None:
+            p.task_state[d.idx] = TaskState.SUCCEEDED.value
+        else:
+            p.settle(d, *failure)
+    return pending
 
 
-def _skip_below_failures(state: DetachedRun, pending: list[DetachedTask],
-                         task_state: dict[int, str], attempts: dict[str, dict[str, Any]],
-                         rec: Recorder, now: float) -> list[DetachedTask]:
-    """Mark skipped every unfinished task below a failed or skipped one; returns them.
+def _skip_below_failures(p: Reconciling, pending: list[DetachedTask]) -> None:
+    """Mark skipped every unfinished task below a failed or skipped one; their jobs are deleted.
 
     On SLURM the scheduler already removed their jobs (``--kill-on-invalid-dep``); on Grid
     Engine they may still be held or queued (their scripts would refuse to run the task)."""
-    bad_states = (TaskState.FAILED.value, TaskState.SKIPPED.value)
-    skipped: list[DetachedTask] = []
     changed = True
     while changed:  # skips propagate down the chain
         changed = False
         for d in pending:
-            if task_state[d.idx] in _FINISHED_TASK:
+            if p.task_state[d.idx] in _FINISHED_TASK:
                 continue
-            bad = [state.tasks[u].name for u in d.deps if task_state.get(u) in bad_states]
+            bad = [p.state.tasks[u].name for u in d.deps if p.task_state.get(u) in BAD_TASK]
             if not bad:
                 continue
             changed = True
-            skipped.append(d)
-            task_state[d.idx] = TaskState.SKIPPED.value
-            rec.task(d.task_id, state=TaskState.SKIPPED.value, finished_at=now,
-                     error=f"upstream task {bad[0]} failed")
-            if d.attempt_id in attempts:
-                rec.attempt(d.attempt_id, state="cancelled", ended_at=now,
-                            error=f"not run: upstream task {bad[0]} failed")
-    return skipped
+            if d.native_id:
+                p.doomed.append((d.idx, d.native_id))
+            p.task_state[d.idx] = TaskState.SKIPPED.value
+            p.rec.task(d.task_id, state=TaskState.SKIPPED.value, finished_at=p.now,
+                       error=f"upstream task {bad[0]} failed")
+            if d.attempt_id in p.attempts:
+                p.rec.attempt(d.attempt_id, state="cancelled", ended_at=p.now,
+                              error=f"not run: upstream task {bad[0]} failed")
 
 
 def _summary(store: Store, run_id: str, run_state: str) -> dict[str, Any]:
@@ -394,24 +469,27 @@ def _summary(store: Store, run_id: str, run_state: str) -> dict[str, Any]:
             "pending": count.get("pending", 0) + count.get("running", 0)}
 
 
-def _finish(store: Store, rec: Recorder, state: DetachedRun, d: DetachedTask,
-            marker: dict[str, Any], attempt: dict[str, Any] | None, now: float) -> None:
+def _finish(p: Reconciling, d: DetachedTask,
+            marker: dict[str, Any]) -> tuple[Outcome, str] | None:
+    """Record an attempt from its exit marker; returns its failure (outcome and the task's
+    error), or ``None`` once its result is stored."""
     m = marker.get("metrics") or {}
-    outcome = marker.get("outcome") or "failed"
+    try:
+        outcome = Outcome(str(marker.get("outcome")))
+    except ValueError:
+        outcome = Outcome.FAILED
     error = marker.get("error")
-    if attempt is not None:
+    if d.attempt_id in p.attempts:
         cols = ("started_at", "ended_at", "wall", "cpu_user", "cpu_system", "peak_rss",
                 "read_bytes", "write_bytes", "exit_code", "host")
         names = {"started_at": "started", "ended_at": "ended"}
         measured = {c: m.get(names.get(c, c)) for c in cols}
-        rec.attempt(d.attempt_id or "", state=outcome, error=error,
-                    **{k: v for k, v in measured.items() if v is not None})
-    if outcome != "succeeded":
+        p.rec.attempt(d.attempt_id or "", state=outcome.value, error=error,
+                      **{k: v for k, v in measured.items() if v is not None})
+    if outcome is not Outcome.SUCCEEDED:
         first = (error or "").strip().splitlines()
-        reason = f"{outcome.replace('_', ' ')}: {first[-1] if first else 'no details'}"
-        rec.task(d.task_id, state=TaskState.FAILED.value, error=reason, finished_at=now)
-        return
-    cwd = Path(state.cwd)
+        return outcome, f"{outcome.value.replace('_', ' ')}: {first[-1] if first else 'no details'}"
+    cwd = Path(p.state.cwd)
     try:
         if d.shell_value is not None:
             data = d.shell_value
@@ -419,13 +497,13 @@ def _finish(store: Store, rec: Recorder, state: DetachedRun, d: DetachedTask,
         else:
             data = Path(d.workdir or ".", RESULT_FILE).read_bytes()
             files = output_files(cloudpickle.loads(data), cwd)
-        store_result(store, rec, state.run_id, d, data, files, now)
+        store_result(p.store, p.rec, p.state.run_id, d, data, files, p.now)
     except (CorralError, OSError, ValueError, pickle.UnpicklingError) as exc:
-        rec.task(d.task_id, state=TaskState.FAILED.value, finished_at=now,
-                 error=f"its result could not be stored: {exc}")
-        return
-    rec.task(d.task_id, state=TaskState.SUCCEEDED.value, finished_at=now, cached=False,
-             error=None)
+        p.fail(d, f"its result could not be stored: {exc}")
+        return None
+    p.rec.task(d.task_id, state=TaskState.SUCCEEDED.value, finished_at=p.now, cached=False,
+               error=None)
+    return None
 
 
 def store_result(store: Store, rec: Recorder, run_id: str, d: DetachedTask, data: bytes,
@@ -477,39 +555,66 @@ class _Scheduler:
             self._ex.shutdown()
 
 
-def _check_jobs(sched: _Scheduler, unknown: list[DetachedTask],
-                attempts: dict[str, dict[str, Any]], rec: Recorder, task_state: dict[int, str],
-                now: float, lost_after: float) -> list[DetachedTask]:
-    """Ask the scheduler (one query) about jobs without markers. Jobs in an error state are
-    failed and returned (to be deleted); ended or vanished old ones are failed as lost."""
-    asked = [d for d in unknown if d.native_id and d.attempt_id in attempts]
+def _check_jobs(p: Reconciling, unknown: list[DetachedTask]) -> None:
+    """Ask the scheduler (one query) about jobs without markers whose upstream tasks all
+    succeeded (the others are settled by their upstream: skipped, or resubmitted after its
+    retry). A job in an error state is failed and deleted; one that ended without a marker
+    fails with the outcome of its state (out of memory, timeout...) and may be retried; one
+    vanished, or without a job id in a detached run (its reconcile died while submitting),
+    ``lost_after`` seconds after submission is lost."""
+    def judged(d: DetachedTask) -> bool:
+        return d.attempt_id in p.attempts and all(
+            p.task_state.get(u) in (TaskState.SUCCEEDED.value, TaskState.CACHED.value)
+            for u in d.deps)
+
+    asked = [d for d in unknown if judged(d) and (d.native_id or p.retries_allowed)]
     if not asked:
-        return []
-    statuses = sched.query([d.native_id for d in asked if d.native_id])
+        return
+    natives = [d.native_id for d in asked if d.native_id]
+    statuses = p.sched.query(natives) if natives else {}
     if statuses is None:
-        return []
-    stuck: list[DetachedTask] = []
+        return
     for d in asked:
         st = statuses.get(d.native_id or "")
-        old = now - (attempts[d.attempt_id]["submitted_at"] or now) > lost_after
-        if st is not None and st.state is JobState.ERROR_HELD:
-            why = (f"job {d.native_id} is stuck in an error state ({st.reason or 'no reason'})"
-                   " and never runs; it was deleted with its waiting dependents")
-            state, lost = "failed", False
-        elif (st is not None and not st.state.terminal) or not old:
-            continue
-        else:
-            why = (f"job {d.native_id} ended {st.state.name} without an exit marker" if st
-                   else f"job {d.native_id} vanished from the scheduler without an exit marker")
-            state, lost = "lost", True
-        if read_marker(Path(d.workdir or ".")) is not None:
-            continue  # finished meanwhile: the next reconcile records it
-        if not lost:
-            stuck.append(d)
-        task_state[d.idx] = TaskState.FAILED.value
-        rec.task(d.task_id, state=TaskState.FAILED.value, finished_at=now, error=why)
-        rec.attempt(d.attempt_id or "", state=state, ended_at=now, error=why)
-    return stuck
+        old = p.now - (p.attempts[d.attempt_id]["submitted_at"] or p.now) > p.lost_after
+        found = _job_outcome(d, st, old)
+        if found is None or read_marker(Path(d.workdir or ".")) is not None:
+            continue  # still queued or running, or finished meanwhile (next reconcile)
+        outcome, why = found
+        if st is not None and st.state is JobState.ERROR_HELD and d.native_id:
+            p.doomed.append((d.idx, d.native_id))
+        measured = {} if st is None else {"exit_code": st.exit_code, "peak_rss": st.max_rss,
+                                          "host": st.host}
+        p.rec.attempt(d.attempt_id or "", state=outcome.value, ended_at=p.now, error=why,
+                      **{k: v for k, v in measured.items() if v is not None})
+        p.settle(d, outcome, why)
+
+
+def _job_outcome(d: DetachedTask, st: JobStatus | None,
+                 old: bool) -> tuple[Outcome, str] | None:
+    """How a job without a marker ended, by the scheduler's word; ``None``: not yet known."""
+    job = f"job {d.native_id}"
+    if not d.native_id:
+        if not old:
+            return None
+        return Outcome.LOST, "its job was never submitted (the reconcile submitting it stopped)"
+    if st is not None and st.state is JobState.ERROR_HELD:
+        return Outcome.FAILED, (f"{job} is stuck in an error state ({st.reason or 'no reason'})"
+                                " and never runs; it was deleted with its waiting dependents")
+    if st is None or st.state is JobState.COMPLETED:
+        if not old:  # a slow shared file system may show the marker later
+            return None
+        if st is None:
+            return Outcome.LOST, f"{job} vanished from the scheduler without an exit marker"
+        return Outcome.LOST, f"{job} ended COMPLETED without an exit marker"
+    if not st.state.terminal:
+        return None
+    text = f"{job} ended {st.state.name} without an exit marker"
+    if st.exit_code is not None:
+        text += f" (exit code {st.exit_code})"
+    if st.reason:
+        text += f": {st.reason}"
+    return OUTCOME_OF_STATE[st.state], text
 
 
 def task_value(store: Store, key: str) -> Any:

@@ -1,0 +1,332 @@
+"""Retries of detached runs, applied when :func:`corral.engine.detach.reconcile` runs.
+
+A detached run has no engine, so a failed attempt is only noticed when something reconciles
+(``corral status``). The rule is the attached engine's (``Engine._complete``): a retryable
+outcome (anything but success and cancellation) is retried while the task's real attempt number
+is at most its ``retries``, with the resources its ``resources`` function gives for the next
+attempt. Those resources are resolved and validated at submission, one per possible attempt
+(:func:`attempt_plan`), so reconcile needs neither the pipeline nor its code.
+
+A retry submits the task's next attempt and resubmits its not yet run downstream chain, each
+job depending on the new jobs. The old jobs of that chain never ran (SLURM holds or removed
+them, Grid Engine's job scripts refuse to run below a failed parent): their attempts are recorded
+``withdrawn`` (they do not count toward retries or resources, as in the attached engine) and
+their jobs are deleted. Python tasks read an upstream result through a per-task symbolic link
+(:func:`result_link`) that a retry points at the new attempt, so payloads written at submission
+stay valid.
+
+Reconcile holds the run's engine claim (:func:`claim`) while it works, so two ``corral status``
+at once never submit the same retry twice: the second one only reads the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from corral.errors import CorralError, RunLockedError
+from corral.executors.base import Outcome, TaskKind, TaskSpec
+from corral.executors.batch.base import BatchExecutor
+from corral.resources import Resources
+from corral.store import Store
+from corral.store import schema as t
+from corral.worker.execute import PAYLOAD_FILE, RESULT_FILE
+
+from .recorder import Recorder
+from .specs import attempt_env, node_resources, node_retries, safe_name
+from .states import RunState, TaskState
+
+if TYPE_CHECKING:
+    from corral.graph import Node
+
+    from .detach import DetachedRun, DetachedTask, _Scheduler
+
+log = logging.getLogger(__name__)
+
+FINISHED_TASK = frozenset({TaskState.SUCCEEDED.value, TaskState.CACHED.value,
+                           TaskState.FAILED.value, TaskState.SKIPPED.value,
+                           TaskState.CANCELLED.value})
+BAD_TASK = frozenset({TaskState.FAILED.value, TaskState.SKIPPED.value})
+LINK_DIR = "results"
+"""Under the run's work root: one symbolic link per retryable Python task to its result."""
+
+
+# ---------------------------------------------------------------------- at submission
+
+def attempt_plan(node: Node, executor: BatchExecutor,
+                 first: Resources) -> tuple[int, tuple[Resources | str, ...]]:
+    """The task's ``retries`` and the resources of its real attempts 1 .. retries + 1.
+
+    A later attempt whose resources the executor refuses is kept as the refusal's text: the
+    task fails with it if it ever gets there (the attached engine fails it then, too)."""
+    retries = node_retries(node)
+    plan: list[Resources | str] = [first]
+    for n in range(2, retries + 2):
+        try:
+            res = node_resources(node, n)
+            executor.validate(res)
+        except CorralError as exc:
+            plan.append(f"attempt {n}: {exc}")
+            continue
+        plan.append(res)
+    return retries, tuple(plan)
+
+
+def result_link(work_root: Path, idx: int) -> Path:
+    return work_root / LINK_DIR / f"{idx}.pkl"
+
+
+def point_link(link: Path, target: Path) -> None:
+    """Make ``link`` a symbolic link to ``target`` (atomically replacing an older one)."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(f".{link.name}.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(target)
+    os.replace(tmp, link)
+
+
+def write_state(path: Path, state: DetachedRun) -> None:
+    """Write ``detach.pkl`` so that a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_bytes(pickle.dumps(state))
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------- the claim
+
+def claim(store: Store, run_id: str) -> bool:
+    """Take the run's engine claim for one reconcile; ``False`` if another live process has
+    it. The common case is one compare-and-set (free claim), atomic on SQLite and PostgreSQL;
+    a claim left by a dead process is taken over by :meth:`Store.claim_run`."""
+    host, pid = socket.gethostname(), os.getpid()
+    with store.transaction() as c:
+        done = c.execute(
+            t.runs.update()
+            .where(t.runs.c.id == run_id, t.runs.c.engine_pid.is_(None))
+            .values(engine_host=host, engine_pid=pid, heartbeat_at=time.time())
+        ).rowcount
+    if done == 1:
+        return True
+    try:
+        note = store.claim_run(run_id)
+    except RunLockedError:
+        return False
+    if note:
+        log.info("%s", note)
+    return True
+
+
+def release(store: Store, run_id: str) -> None:
+    with store.transaction() as c:
+        c.execute(t.runs.update().where(
+            t.runs.c.id == run_id, t.runs.c.engine_pid == os.getpid(),
+            t.runs.c.engine_host == socket.gethostname(),
+        ).values(engine_pid=None, heartbeat_at=time.time()))
+
+
+def control_of(store: Store, run_id: str) -> str:
+    with store.engine.connect() as c:
+        value = c.execute(sa.select(t.runs.c.control).where(t.runs.c.id == run_id)).scalar()
+    return str(value or "none")
+
+
+# ---------------------------------------------------------------------- one reconcile pass
+
+@dataclass
+class Reconciling:
+    """What one reconcile pass reads and changes."""
+
+    store: Store
+    run: dict[str, Any]
+    state: DetachedRun
+    sched: _Scheduler
+    lost_after: float
+    rec: Recorder = field(init=False)
+    task_state: dict[int, str] = field(init=False)
+    attempts: dict[str, dict[str, Any]] = field(init=False)
+    now: float = field(default_factory=time.time)
+    retry: list[DetachedTask] = field(default_factory=list)
+    """Tasks whose failed attempt is retried in this pass."""
+    doomed: list[tuple[int, str]] = field(default_factory=list)
+    """Task index and job id of jobs deleted at the end of the pass."""
+
+    def __post_init__(self) -> None:
+        self.rec = Recorder(self.store)
+        run_id = self.run["id"]
+        tasks = {r["id"]: r for r in self.store.tasks(run_id)}
+        self.task_state = {d.idx: tasks[d.task_id]["state"] for d in self.state.tasks.values()}
+        self.attempts = {a["id"]: a for a in self.store.attempts(run_id)}
+
+    @property
+    def work_root(self) -> Path:
+        return Path(self.run["workdir"]) / ".corral" / "work" / str(self.run["id"])
+
+    @property
+    def retries_allowed(self) -> bool:
+        """Only detached runs: ``corral status`` does not submit jobs for an exported script."""
+        return bool(self.run["state"] == RunState.DETACHED.value)
+
+    def settle(self, d: DetachedTask, outcome: Outcome, reason: str) -> None:
+        """After a failed attempt (already recorded): retry the task, or fail it."""
+        if self.retries_allowed and should_retry(outcome, d.number - d.uncounted, d.retries):
+            log.info("detached run %s: retrying %s after %s", self.run["id"], d.name,
+                     outcome.value)
+            self.retry.append(d)
+            return
+        self.task_state[d.idx] = TaskState.FAILED.value
+        self.rec.task(d.task_id, state=TaskState.FAILED.value, error=reason, finished_at=self.now)
+
+    def fail(self, d: DetachedTask, why: str) -> None:
+        self.task_state[d.idx] = TaskState.FAILED.value
+        self.rec.task(d.task_id, state=TaskState.FAILED.value, error=why, finished_at=self.now)
+
+    def save(self) -> None:
+        self.rec.flush()
+        write_state(self.work_root / "detach.pkl", self.state)
+
+
+def should_retry(outcome: Outcome, attempt: int, retries: int) -> bool:
+    """The attached engine's rule: a retryable outcome while ``attempt <= retries``
+    (``attempt`` counts only attempts that ran)."""
+    return outcome.retryable and attempt <= retries
+
+
+def cancel_requested(p: Reconciling) -> str:
+    """``corral cancel`` found the claim held and left a request: do what it would have done."""
+    live = [a["native_id"] for a in p.attempts.values()
+            if a["state"] in ("submitted", "running") and a["native_id"]]
+    p.sched.delete(live)
+    run_id = p.run["id"]
+    p.store.mark_cancelled(run_id)
+    p.store.update_run(run_id, state=RunState.CANCELLED.value, control="none",
+                       finished_at=time.time())
+    return RunState.CANCELLED.value
+
+
+# ---------------------------------------------------------------------- resubmission
+
+@dataclass
+class _Job:
+    task: DetachedTask
+    spec: TaskSpec
+    script: str
+    script_path: str
+
+
+def resubmit(p: Reconciling) -> None:
+    """Submit the next attempt of every task in ``p.retry`` and resubmit the not yet run tasks
+    below them, in dependency order. The new attempts are recorded (and ``detach.pkl``
+    written) before anything is submitted, so a reconcile that dies in between leaves
+    attempts without job ids, which a later reconcile fails as lost (and may retry)."""
+    if not p.retry:
+        return
+    chain = _chain(p)
+    ex = p.sched.executor()
+    jobs: list[_Job] = []
+    old: list[str] = []
+    for d, cause in chain:
+        if any(p.task_state.get(u) in BAD_TASK for u in d.deps):
+            continue  # below a task that fails for good: the skip pass takes it
+        if cause and d.native_id:
+            old.append(d.native_id)
+        job = _prepare(p, ex, d, cause)
+        if job is not None:
+            jobs.append(job)
+    p.save()
+    p.sched.delete(old[::-1])  # dependents first
+    for job in jobs:
+        if any(p.task_state.get(u) in BAD_TASK for u in job.task.deps):
+            continue  # its upstream's resubmission failed just now
+        _submit(p, ex, job)
+    p.save()
+
+
+def _chain(p: Reconciling) -> list[tuple[DetachedTask, str]]:
+    """The retried tasks (cause ``""``) and their unfinished descendants (cause: the retried
+    task above them), in dependency order."""
+    children: dict[int, list[int]] = {}
+    for d in p.state.tasks.values():
+        for u in d.deps:
+            children.setdefault(u, []).append(d.idx)
+    cause = {d.idx: "" for d in p.retry}
+    stack = [d.idx for d in p.retry]
+    while stack:
+        i = stack.pop()
+        for c in children.get(i, []):
+            if c not in cause and p.task_state[c] not in FINISHED_TASK:
+                cause[c] = cause[i] or p.state.tasks[i].name
+                stack.append(c)
+    return [(d, cause[d.idx]) for d in p.state.tasks.values() if d.idx in cause]
+
+
+def _prepare(p: Reconciling, ex: BatchExecutor, d: DetachedTask, cause: str) -> _Job | None:
+    """Write the next attempt's payload and script and record it; ``None`` if it cannot be."""
+    n = d.number + 1
+    uncounted = d.uncounted + (1 if cause else 0)
+    real = n - uncounted
+    plan = d.plan or (Resources(),)
+    res = plan[min(real, len(plan)) - 1]
+    if isinstance(res, str):
+        p.fail(d, res)
+        return None
+    try:
+        payload = Path(d.workdir, PAYLOAD_FILE).read_bytes()
+    except OSError as exc:
+        p.fail(d, f"attempt {n} could not be submitted: {exc}")
+        return None
+    if cause and d.attempt_id in p.attempts:
+        p.rec.attempt(d.attempt_id, state="withdrawn", ended_at=p.now,
+                      error=f"not run: upstream task {cause} failed and was retried; "
+                            f"resubmitted as attempt {n}")
+    workdir = p.work_root / f"{d.idx}-{safe_name(d.name)}.{n}"
+    spec = TaskSpec(
+        attempt_id=f"{p.run['id']}.{d.idx}.{n}", run_id=p.run["id"], task_key=d.key,
+        name=d.name, group=d.group or d.name, kind=TaskKind(d.spec_kind), payload=payload,
+        resources=res, attempt=n, workdir=workdir, cwd=Path(p.state.cwd),
+        env=attempt_env(real, res), inputs=list(d.inputs),
+    )
+    ex.write_payload(spec)
+    d.attempt_id, d.workdir, d.number, d.uncounted = spec.attempt_id, str(workdir), n, uncounted
+    d.native_id = None
+    if d.link:
+        point_link(Path(d.link), workdir / RESULT_FILE)
+    rendered = ex.render_job([spec], after=[p.state.tasks[u].workdir for u in d.deps])
+    ex.transport.write_bytes(rendered.script_path, rendered.script.encode(), mode=0o755)
+    row = {"id": spec.attempt_id, "task_id": d.task_id, "run_id": p.run["id"], "number": n,
+           "state": "submitted", "executor": ex.kind, "workdir": str(workdir),
+           "resources": res.to_dict(), "submitted_at": p.now, "native_id": None}
+    p.rec.attempt_new(row)
+    p.attempts[spec.attempt_id] = dict(row)
+    p.rec.task(d.task_id, state=TaskState.RUNNING.value, attempts=n)
+    return _Job(d, spec, rendered.script, rendered.script_path)
+
+
+def _submit(p: Reconciling, ex: BatchExecutor, job: _Job) -> None:
+    d = job.task
+    after = [p.state.tasks[u].native_id for u in d.deps
+             if p.task_state.get(u) not in FINISHED_TASK and p.state.tasks[u].native_id]
+    try:
+        result = ex.transport.run(ex.submit_argv(job.script_path, [a for a in after if a]),
+                                  input=job.script if ex.submit_via_stdin else None,
+                                  timeout=ex.settings.submit_timeout)
+        native = ex.parse_submit(result.stdout)
+    except CorralError as exc:
+        why = f"submission of attempt {d.number} failed: {exc}"
+        p.rec.attempt(d.attempt_id, state="failed", ended_at=p.now, error=why)
+        p.fail(d, why)
+        return
+    d.native_id = native
+    p.rec.attempt(d.attempt_id, native_id=native)
+    p.attempts[d.attempt_id]["native_id"] = native
+
+
+__all__ = ["Reconciling", "attempt_plan", "claim", "release", "resubmit", "should_retry"]
