@@ -231,3 +231,44 @@ def test_slurm_without_accounting_uses_squeue(harness_for: Callable[[str], Any])
     c = h.wait(ex, 1, timeout=60)[spec.attempt_id]
     assert c.outcome is Outcome.LOST, c.error  # learned from squeue -t all: COMPLETED, no marker
     assert "COMPLETED" in (c.error or "")
+
+
+def run_and_exit(code: int, runs: str) -> None:
+    """Counts its runs in ``runs``, then ends the worker process itself with ``code``."""
+    import os
+
+    with open(runs, "a") as fh:
+        fh.write("ran\n")
+    os._exit(code)
+
+
+@pytest.mark.sge
+@pytest.mark.parametrize("code", [99, 100])
+def test_sge_exit_99_and_100_are_plain_failures(code: int,
+                                                harness_for: Callable[[str], Any]) -> None:
+    """Grid Engine re-queues a job that exits 99 and holds one that exits 100 in Eqw: a task
+    (or the worker itself) exiting so is a plain failure, reported at once, run once, with its
+    real exit code."""
+    h = harness_for("sge")
+    ex = h.executor(lost_grace=60.0)  # a failure must not wait for the no-marker grace
+    shell_runs, py_runs = h.root / f"shell-{code}.runs", h.root / f"py-{code}.runs"
+    shell = h.spec(h.sh(f"echo ran >> {shell_runs}; echo bye >&2; exit {code}"), group="sh",
+                   kind=TaskKind.SHELL)
+    hard = h.spec(h.py(run_and_exit, code, str(py_runs)), group="hard")
+    started = time.monotonic()
+    ex.submit([shell, hard])
+    done = h.wait(ex, 2, timeout=60)
+    assert time.monotonic() - started < 40
+    for spec in (shell, hard):
+        c = done[spec.attempt_id]
+        assert c.outcome is Outcome.FAILED, c.error
+        assert c.metrics.exit_code == code, c
+    assert f"status {code}" in (done[shell.attempt_id].error or "")
+    assert f"exited with status {code}" in (done[hard.attempt_id].error or "")
+    assert f"status {code}" in (hard.workdir / "stderr.log").read_text()
+    time.sleep(3)  # a re-queued job would run again by now
+    assert shell_runs.read_text() == py_runs.read_text() == "ran\n"
+    listing = subprocess.run(["qstat"], capture_output=True, text=True).stdout
+    natives = {h.listener.native[s.attempt_id] for s in (shell, hard)}
+    assert not [line for line in listing.splitlines() if set(line.split()[:1]) & natives]
+    ex.shutdown()

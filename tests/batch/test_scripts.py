@@ -89,6 +89,45 @@ def test_golden_container(kind: str) -> None:
     check_golden(f"{kind}-container.sh", ex.render_job([spec(1, res=Resources())]).script)
 
 
+@pytest.mark.parametrize(("worker_exit", "job_exit", "marker"), [
+    (0, 0, None), (3, 3, None), (99, 1, "written"), (100, 1, "written"), (100, 1, "the worker's"),
+])
+def test_sge_script_maps_exit_99_and_100(tmp_path: Path, worker_exit: int, job_exit: int,
+                                         marker: str | None) -> None:
+    """Run the SGE script with a stand-in worker: its 99 (re-queue) and 100 (error state) end
+    the job with 1, and leave an exit marker with the real code when the worker wrote none."""
+    import json
+    import subprocess
+
+    worker = tmp_path / "worker"
+    setup = 'echo \'{"outcome": "failed"}\' > exit.json; ' if marker == "the worker's" else ""
+    worker.write_text(f"#!/bin/sh\ncd {tmp_path}/attempt && {setup}exit {worker_exit}\n")
+    worker.chmod(0o755)
+    (tmp_path / "attempt").mkdir()
+    ctx = ExecutorContext(run_id="r1", work_root=tmp_path, cwd=tmp_path, max_parallel=1,
+                          python=str(worker))
+    ex = create_executor("sge", {}, ctx)
+    assert isinstance(ex, BatchExecutor)
+    one = TaskSpec(attempt_id="r1.1.1", run_id="r1", task_key="ab", name="t", group="t",
+                   kind=TaskKind.PYTHON, payload=b"", resources=Resources(), attempt=1,
+                   workdir=tmp_path / "attempt", cwd=tmp_path)
+    script = tmp_path / "job.sh"
+    script.write_text(ex.render_job([one]).script)
+    proc = subprocess.run(["bash", str(script)], check=False)  # noqa: S603
+    assert proc.returncode == job_exit
+    written = tmp_path / "attempt" / "exit.json"
+    if marker is None:
+        assert not written.exists()
+    elif marker == "written":
+        data = json.loads(written.read_text())
+        assert data["outcome"] == "failed" and data["metrics"]["exit_code"] == worker_exit
+        assert f"exited with status {worker_exit}" in data["error"]
+        log = (tmp_path / "attempt" / "stderr.log").read_text()
+        assert f"the worker exited with status {worker_exit}; the job exits 1 instead" in log
+    else:
+        assert json.loads(written.read_text()) == {"outcome": "failed"}  # never overwritten
+
+
 EVIL = [
     "x\n#SBATCH --wrap=evil",
     "a; rm -rf /",

@@ -24,3 +24,16 @@ export OMP_NUM_THREADS=4
 export PYTHONUNBUFFERED=1
 cd /proj || exit 1
 /opt/venv/bin/python -m corral.worker --array /proj/.corral/work/r20240101/arrays/solve-r20240101.1.1/attempts.txt --cwd /proj
+status=$?
+# Grid Engine re-queues a job that exits 99 and holds one that exits 100 in error state (Eqw)
+# for ever: a worker ending so is a plain failure (exit 1), with a marker saying so if it left none.
+if [ "$status" -eq 99 ] || [ "$status" -eq 100 ]; then
+  echo "corral: the worker exited with status $status; the job exits 1 instead (Grid Engine would re-queue it on 99, hold it in error state on 100)" >&2
+  if [ ! -e "$CORRAL_ATTEMPT_DIR/exit.json" ]; then
+    printf '{"outcome": "failed", "metrics": {"exit_code": %d, "ended": %d}, "error": "the worker process exited with status %d before writing its exit marker (did the task call os._exit?); see stderr.log of the attempt"}\n' \
+      "$status" "$(date +%s)" "$status" >"$CORRAL_ATTEMPT_DIR/exit.json.tmp" \
+      && mv -f "$CORRAL_ATTEMPT_DIR/exit.json.tmp" "$CORRAL_ATTEMPT_DIR/exit.json"
+  fi
+  exit 1
+fi
+exit "$status"

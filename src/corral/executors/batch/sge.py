@@ -4,6 +4,10 @@ Live jobs come from one ``qstat -xml`` call; jobs that left ``qstat`` are looked
 ``qacct -j 'corral-<run>-*'`` call (the run tag is a job-name pattern), which says how they ended:
 ``failed 37`` with an ``h_rt`` request is a timeout, ``failed 100`` with exit 137 a ``qdel``.
 A job in ``Eqw`` never runs; it is deleted and reported failed.
+
+Grid Engine re-queues a job script that exits 99 and holds one that exits 100 in ``Eqw``; the job
+script (``templates/sge.sh.j2``) turns a worker exiting 99 or 100 into exit 1, writing an exit
+marker with the real status if the worker left none, so such a task fails once, at once.
 """
 
 from __future__ import annotations
