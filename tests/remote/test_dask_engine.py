@@ -15,6 +15,7 @@ import pytest
 
 import corral
 from corral.engine.states import RunState
+from corral.worker.metrics import hostname
 
 distributed = pytest.importorskip("distributed")
 
@@ -48,6 +49,14 @@ def _attempts(wd: Path, run_id: str) -> list[dict[str, Any]]:
         rows = db.execute("SELECT state, error FROM attempts WHERE run_id = ? "
                           "ORDER BY submitted_at", (run_id,))
         return [dict(r) for r in rows]
+
+
+def _running(wd: Path, run_id: str) -> str | None:
+    """The host of the run's attempt once it is recorded running with a start time."""
+    with sqlite3.connect(wd / ".corral" / "state.db") as db:
+        row = db.execute("SELECT state, host, started_at FROM attempts WHERE run_id = ?",
+                         (run_id,)).fetchone()
+    return row[1] if row and row[0] == "running" and row[2] is not None else None
 
 
 def _gone(pid: int) -> bool:
@@ -108,6 +117,11 @@ def test_cancelling_a_run_stops_its_running_task(wd: Path, cluster_address: str)
         time.sleep(0.1)
     pid = int(pid_file.read_text())
     assert not _gone(pid)
+    deadline = time.monotonic() + 20  # shown as running, where, while it runs
+    while _running(wd, handle.run_id) is None:
+        assert time.monotonic() < deadline, "the running attempt is not recorded as running"
+        time.sleep(0.1)
+    assert _running(wd, handle.run_id) == hostname()
     handle.cancel()
     assert handle.wait(60) is RunState.CANCELLED
     deadline = time.monotonic() + 5

@@ -35,6 +35,7 @@ from corral.executors import create_executor
 from corral.executors.base import Completion, Executor, ExecutorContext, Outcome, TaskKind
 from corral.executors.dask import DaskExecutor
 from corral.resources import Resources
+from corral.worker.metrics import hostname
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])  # task functions below
 
@@ -201,6 +202,41 @@ def test_cancel_kills_running_attempts(
     executor.submit(quick)
     after = wait_all(executor, {q.attempt_id for q in quick}, timeout=30)
     assert all(c.outcome is Outcome.SUCCEEDED for c in after.values())
+
+
+def test_running_attempts_are_reported_started(
+    make_executor: Factory, cluster_address: str, workspace: Workspace, recorder: Recorder
+) -> None:
+    """A running Python task and shell command are reported started, with the worker's host,
+    while they run (from the workers' start events, not from their results); each once."""
+    executor = make_executor(address=cluster_address)
+    executor.start(recorder)
+    calls: list[tuple[str, float, str | None]] = []
+    record = recorder.started
+
+    def counting(attempt_id: str, when: float, host: str | None) -> None:
+        calls.append((attempt_id, when, host))
+        record(attempt_id, when, host)
+
+    recorder.started = counting  # type: ignore[method-assign]
+    flag = workspace.root / "nap.flag"
+    py = workspace.spec(python_payload(sleeper, 60, str(flag)))
+    sh = workspace.spec(shell_payload("sleep 60"), kind=TaskKind.SHELL)
+    submitted = time.time()
+    executor.submit([py, sh])
+    deadline = time.monotonic() + 30
+    while not {py.attempt_id, sh.attempt_id} <= set(recorder.started_at):
+        assert time.monotonic() < deadline, f"no start reported: {recorder.started_at}"
+        assert executor.poll(0.2) == [], "a 60 s task ended"
+    for spec in (py, sh):
+        when, host = recorder.started_at[spec.attempt_id]
+        assert host == hostname()
+        assert submitted - 1 < when < time.time()
+    assert flag.exists()  # the Python task is really running
+    executor.cancel([py.attempt_id, sh.attempt_id])
+    done = wait_all(executor, {py.attempt_id, sh.attempt_id}, timeout=10)
+    assert {c.outcome for c in done.values()} == {Outcome.CANCELLED}
+    assert sorted(aid for aid, _, _ in calls) == sorted([py.attempt_id, sh.attempt_id])
 
 
 def test_walltime_is_enforced(

@@ -14,6 +14,9 @@ import by name (they need ``corral`` importable) and that returns an
   when ``resources.walltime`` passes (``TIMEOUT``) or when the process tree outgrows the dask
   worker's ``memory_limit`` (``OUT_OF_MEMORY``). Attempt processes die with their worker.
 - Completions come from the futures' done callbacks, so ``poll`` does not ask the scheduler.
+  Starts come from one event per attempt that the worker logs on :data:`STARTED_TOPIC` when the
+  task starts (``Worker.log_event``); the client subscribes to it and ``poll`` passes the events
+  to ``listener.started`` (no scheduler query per task or poll).
 - ``cancel`` calls ``Future.cancel()``: the attempt is reported ``CANCELLED`` at once, and a
   worker running it sees its key released and kills its process group.
 - Resources: with ``resources = true``, ``cores`` and ``gpus`` become dask worker resources
@@ -107,6 +110,9 @@ _READY = "ready"
 """First message of a new attempt process: imports are done, the walltime clock may start."""
 _RELEASED_STATES = frozenset({"cancelled", "released", "forgotten"})
 """States of a task on a dask worker whose result nobody wants any more."""
+STARTED_TOPIC = "corral-started"
+"""Topic of the worker events saying an attempt started (``{"key", "started", "host"}``): the
+scheduler passes them on to the subscribed clients and keeps the last 1,000 of a topic."""
 
 
 class _Stop(NamedTuple):
@@ -132,6 +138,7 @@ class _Watch:
         self.started = time.time()
         self._clock: float | None = None
         self._next_memory_check = 0.0
+        self._announced = False
 
     @classmethod
     def here(cls, walltime: float | None) -> _Watch:
@@ -150,8 +157,15 @@ class _Watch:
         return nthreads if isinstance(nthreads, int) and nthreads > 0 else 1
 
     def start_clock(self) -> None:
-        """The task starts now: its walltime counts from here."""
+        """The task starts now: its walltime counts from here, and the client is told."""
         self.started, self._clock = time.time(), time.monotonic()
+        if self.worker is not None and not self._announced:
+            self._announced = True
+            event = {"key": str(self.key), "started": self.started, "host": hostname()}
+            try:  # one message to the scheduler, batched with the worker's others
+                self.worker.log_event(STARTED_TOPIC, event)
+            except Exception:  # an old or odd worker: the start shows with the result
+                pass
 
     def released(self) -> bool:
         """Whether the dask worker no longer wants the result (future cancelled, client gone)."""
@@ -477,6 +491,7 @@ class _Flight:
     spec: TaskSpec
     future: Future[AttemptResult]
     submitted: float
+    started: bool = False
 
 
 class DaskExecutor(Executor):
@@ -491,7 +506,9 @@ class DaskExecutor(Executor):
         self._cluster: LocalCluster | None = None
         self._listener: Listener | None = None
         self._flights: dict[str, _Flight] = {}
-        self._ended: queue.Queue[str] = queue.Queue()
+        self._events: queue.Queue[str | Mapping[str, Any]] = queue.Queue()
+        """Attempt ids whose future is done (from done callbacks) and start events (from the
+        client's event handler), in arrival order; ``poll`` consumes them."""
         self._cancelled: set[str] = set()
 
     @classmethod
@@ -515,6 +532,7 @@ class DaskExecutor(Executor):
         try:
             if s.address:
                 self._client = distributed.Client(s.address, timeout=30)
+                self._client.subscribe_topic(STARTED_TOPIC, self._on_started)
                 return
             extra: dict[str, Any] = {}
             if s.resources:
@@ -529,6 +547,7 @@ class DaskExecutor(Executor):
                 **extra,
             )
             self._client = distributed.Client(self._cluster)
+            self._client.subscribe_topic(STARTED_TOPIC, self._on_started)
         except (OSError, TimeoutError) as exc:
             where = s.address or "a LocalCluster"
             raise ExecutorError(f"cannot start the dask client for {where}: {exc}") from exc
@@ -601,7 +620,27 @@ class DaskExecutor(Executor):
 
     def _on_done(self, attempt_id: str, _future: object) -> None:
         """Done callback (runs in the client's thread): wake ``poll``."""
-        self._ended.put(attempt_id)
+        self._events.put(attempt_id)
+
+    def _on_started(self, event: tuple[float, Any]) -> None:
+        """Handler of :data:`STARTED_TOPIC` events (runs in the client's thread): wake ``poll``,
+        which tells the listener (events of other clients' keys are ignored there)."""
+        msg = event[1] if isinstance(event, tuple | list) and len(event) == 2 else None
+        if isinstance(msg, Mapping):
+            self._events.put(msg)
+
+    def _report_started(self, msg: Mapping[str, Any]) -> None:
+        key = str(msg.get("key", ""))
+        flight = self._flights.get(key.removeprefix("corral-"))
+        if flight is None or flight.started or str(flight.future.key) != key:
+            return
+        flight.started = True
+        try:
+            when = float(msg.get("started") or time.time())
+        except (TypeError, ValueError):
+            when = time.time()
+        assert self._listener is not None
+        self._listener.started(flight.spec.attempt_id, when, msg.get("host"))
 
     def capacity(self) -> int | None:
         if self.ctx.max_parallel <= 0:
@@ -611,17 +650,22 @@ class DaskExecutor(Executor):
     # ------------------------------------------------------------------ completions
 
     def poll(self, timeout: float) -> list[Completion]:
-        out: list[Completion] = []
-        try:
-            first = self._ended.get(timeout=max(0.0, timeout)) if timeout > 0 else None
-        except queue.Empty:
-            return out
-        ids = [first] if first is not None else []
+        """Report starts as they arrive; wait until the first completion or ``timeout``, then
+        return every completion known."""
+        deadline = time.monotonic() + max(0.0, timeout)
+        ids: list[str] = []
         while True:
+            wait = deadline - time.monotonic()
             try:
-                ids.append(self._ended.get_nowait())
+                event = self._events.get(timeout=wait) if wait > 0 and not ids else \
+                    self._events.get_nowait()
             except queue.Empty:
                 break
+            if isinstance(event, str):
+                ids.append(event)
+            else:
+                self._report_started(event)
+        out: list[Completion] = []
         for attempt_id in ids:
             flight = self._flights.pop(attempt_id, None)
             if flight is not None:
@@ -673,10 +717,10 @@ class DaskExecutor(Executor):
         for aid in attempt_ids:
             if aid in self._flights:
                 self._cancelled.add(aid)
-                self._ended.put(aid)  # done callbacks may not fire for cancelled futures
+                self._events.put(aid)  # done callbacks may not fire for cancelled futures
 
 
-__all__ = ["DaskExecutor", "DaskExecutorSettings", "parse_settings", "run_attempt"]
+__all__ = ["STARTED_TOPIC", "DaskExecutor", "DaskExecutorSettings", "parse_settings", "run_attempt"]
 
 if __name__ == "__main__":
     sys.exit(_attempt_process(sys.argv[1:]))
