@@ -1,7 +1,8 @@
 #!/bin/bash
 # install-system-deps.sh - install the Debian packages Corral's test suite needs
 # besides the schedulers, PostgreSQL and sshd (those have their own start-*.sh):
-# headless Chromium + chromedriver (browser tests of the HTML report), fonts
+# headless Chromium + chromedriver (browser tests of the HTML report; libatomic1
+# for the node driver that the playwright wheel runs), fonts
 # for stable screenshots, rsync and the OpenSSH client (SSH transport), git
 # (provenance), rclone (the datapipe example's publish-to-remote test, local
 # backend only), make/python3-venv (the dev workflow) and small tools the rig
@@ -22,7 +23,7 @@ CHECK=0
 for a in "$@"; do
   case "$a" in
     --check) CHECK=1;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0;;
     *) echo "install-system-deps.sh: unknown option $a" >&2; exit 2;;
   esac
 done
@@ -30,6 +31,7 @@ done
 RIG=/run/corral-rig
 PKGS=(
   chromium chromium-driver                         # browser tests (headless)
+  libatomic1                                       # the node binary inside the playwright wheel
   fonts-dejavu-core fonts-liberation               # text in headless screenshots
   rsync openssh-client                             # SSH transport / file staging
   git ca-certificates                              # provenance, HTTPS for pip

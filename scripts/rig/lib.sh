@@ -15,9 +15,14 @@ pid_alive() { local p; [ -s "$1" ] || return 1; p=$(cat "$1" 2>/dev/null) || ret
 # is any process with this command name running (whoever started it)? (read-only /proc scan)
 running() { local f c p; for f in /proc/[0-9]*/comm; do { read -r c < "$f"; } 2>/dev/null || continue
   [ "$c" = "$1" ] || continue; p=${f#/proc/}; p=${p%/comm}; alive "$p" "$1" && return 0; done; return 1; }
-wait_for() { # seconds description command...
-  local n=$(( $1 * 10 )) what=$2; shift 2
-  while ! "$@" >/dev/null 2>&1; do n=$((n-1)); [ $n -gt 0 ] || die "timed out waiting for $what"; sleep 0.1; done; }
+# wait_for SECONDS DESCRIPTION COMMAND... : retry COMMAND every 0.1 s until it succeeds; dies after
+# SECONDS of wall-clock time (not a count of tries: a probe may itself take seconds, e.g. sacctmgr
+# while slurmdbd is down takes up to its 10 s timeout)
+wait_for() {
+  local secs=$1 what=$2 deadline=$(( ${EPOCHREALTIME%.*} + $1 )); shift 2
+  while ! "$@" >/dev/null 2>&1; do
+    [ "${EPOCHREALTIME%.*}" -lt "$deadline" ] || die "timed out after ${secs}s waiting for $what"; sleep 0.1
+  done; }
 
 # missing_packages PKG... : prints the packages dpkg does not have installed
 missing_packages() { local p

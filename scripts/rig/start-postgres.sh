@@ -31,7 +31,8 @@ DB_PASS=corral
 DB_NAME=corral_test
 CONF_NAME=corral-rig.conf
 
-as_pg() { runuser -u postgres -- "$@"; }
+# from / : the postgres user may not be able to enter the caller's directory (e.g. a clone under /root)
+as_pg() { (cd / && runuser -u postgres -- "$@"); }
 psql_pg() { as_pg psql -X -q -v ON_ERROR_STOP=1 -h "$SOCKDIR" -p "$PORT" -d postgres "$@"; }
 
 # ---------------------------------------------------------------- install
