@@ -33,7 +33,7 @@ from corral import pipeline, task
 
 @task
 def die_hard(x: int) -> int:
-    os._exit(100)  # the job script exits 100: Grid Engine leaves the job in Eqw
+    return x  # never runs: the job's setup line exits 100 (see below)
 
 
 @task
@@ -87,7 +87,10 @@ def test_job_scripts_check_their_parents_markers(tmp_path: Path) -> None:
 def test_parent_stuck_in_eqw_is_failed_and_deleted_with_its_dependents(tmp_path: Path) -> None:
     _cluster("sge")
     (tmp_path / "stuck.py").write_text(STUCK)
-    cfg = RunConfig(executor="sge", workdir=tmp_path, new=True)
+    # a setup line exiting 100 leaves the job in Eqw (the job script maps a worker's own 99/100
+    # to 1, so a task can no longer get there by itself)
+    cfg = RunConfig(executor="sge", workdir=tmp_path, new=True,
+                    executor_options={"setup": ["exit 100"]})
     run_id = submit_detached(corral.load_pipeline(tmp_path / "stuck.py", "stuck"), {}, cfg)
     store = Store.open(tmp_path)
     state = load_state(store, run_id)
