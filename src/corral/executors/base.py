@@ -124,7 +124,8 @@ class TaskSpec:
     """Directory the task runs in (the pipeline's working directory)."""
     env: dict[str, str] = field(default_factory=dict)
     inputs: list[str] = field(default_factory=list)
-    """Declared input files (relative to ``cwd``), for executors that stage files."""
+    """Files the task reads, as written in the pipeline (relative to ``cwd``, or absolute), for
+    executors that stage files (see :func:`corral.engine.specs.input_files`)."""
 
 
 @dataclass
