@@ -1,7 +1,8 @@
 """``corral``: run pipelines and inspect runs.
 
 Exit codes: 0 success; 1 the run failed or was cancelled; 2 bad input (usage, graph, parameters,
-configuration); 3 the run is locked by a live engine; 4 the state store cannot be used.
+configuration, an unknown run or task); 3 the run is locked by a live engine; 4 the state store
+cannot be used; 130 interrupted. Errors are one ``error: ...`` line on standard error.
 """
 
 from __future__ import annotations
@@ -9,18 +10,21 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from corral.api import RunConfig, execute, load_pipeline, request_control
 from corral.config import load_config
-from corral.engine.states import RunState
-from corral.errors import CorralError, RunLockedError, StoreError, UsageError
+from corral.engine.states import TERMINAL_RUN_STATES, RunState
+from corral.errors import CorralError, RunLockedError, RunNotFound, StoreError, UsageError
 from corral.params import parse_cli_params
 from corral.store import Store
+from corral.store.store import HEARTBEAT_STALE
 
 from . import views
 
@@ -29,7 +33,8 @@ app = typer.Typer(
     help="Corral: Python workflows that run locally, on clusters, over SSH or on Dask.",
 )
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
+"""Errors and notes are single lines that scripts can grep: never wrapped at the terminal width."""
 
 EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED, EXIT_STORE = 1, 2, 3, 4
 
@@ -39,13 +44,20 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
+
+
+def note(message: str) -> None:
+    """A progress note of the library (resuming, lock takeover ...), on standard error."""
+    err_console.print(f"[dim]{escape(message)}[/]", highlight=False)
 
 
 def exit_code_for(exc: CorralError) -> int:
     if isinstance(exc, RunLockedError):
         return EXIT_LOCKED
+    if isinstance(exc, RunNotFound):
+        return EXIT_USAGE  # a wrong run id or task name is bad input, not a broken store
     if isinstance(exc, StoreError):
         return EXIT_STORE
     if isinstance(exc, UsageError):
@@ -54,6 +66,9 @@ def exit_code_for(exc: CorralError) -> int:
 
 
 def open_store(workdir: Path, db: str | None) -> Store:
+    """The store of an existing working directory (inspection commands never create one)."""
+    if not workdir.is_dir():
+        raise UsageError(f"working directory {str(workdir)!r} does not exist; check -C/--workdir")
     return Store.open(workdir.resolve(), db)
 
 
@@ -88,7 +103,7 @@ def run(
             executor=kind, executor_options=options, jobs=jobs or cfg_file.defaults.get("jobs"),
             workdir=workdir, db=db, force=force or [], no_cache=no_cache, fail_fast=fail_fast,
             new=new, source=str(file.resolve()),
-            on_note=lambda m: err_console.print(f"[dim]{m}[/]"),
+            on_note=note,
         )
         if detach:
             from corral.engine.detach import submit_detached
@@ -103,24 +118,31 @@ def run(
 
 
 def _run_with_display(pipe: Any, params: dict[str, Any], cfg: RunConfig, quiet: bool) -> Any:
+    """Run in the foreground. Ctrl-C or SIGTERM stops the engine (the run is left
+    *interrupted*) and exits 130 with a one-line hint (typer would exit 130 silently)."""
     from .progress import LiveProgress
 
-    _install_signal_handlers()
-    if quiet or not console.is_terminal:
-        return execute(pipe, params, cfg)
-    with LiveProgress(console, pipe.name) as live:
-        cfg.on_progress = live.update
-        result = execute(pipe, params, cfg)
-        if result._engine is not None:
-            live.update(result._engine.progress, force=True)
-    return result
+    started: list[str] = []
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        if quiet or not console.is_terminal:
+            return execute(pipe, params, cfg, engine_ready=lambda e: started.append(e.run_id))
+        with LiveProgress(console, pipe.name) as live:
+            cfg.on_progress = live.update
+            result = execute(pipe, params, cfg, engine_ready=lambda e: started.append(e.run_id))
+            if result._engine is not None:
+                live.update(result._engine.progress, force=True)
+        return result
+    except KeyboardInterrupt:
+        which = f"run {started[0]} " if started else ""
+        err_console.print(f"[yellow]{which}interrupted; run the same command again to resume[/]")
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
-def _install_signal_handlers() -> None:
-    def stop(signum: int, _frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, stop)
+def _stop(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _print_outcome(result: Any, as_json: bool) -> None:
@@ -137,11 +159,11 @@ def _print_outcome(result: Any, as_json: bool) -> None:
         console.print(f"[green]run {result.run_id} succeeded[/]")
         value = result.value
         if value is not None:
-            console.print("result:", _summarise(value), highlight=False)
+            console.print("result:", escape(_summarise(value)), highlight=False)
     else:
         err_console.print(f"[red]run {result.run_id} {result.state.value}[/]")
         for line in result.errors[:10]:
-            err_console.print(f"  [red]✗[/] {line}", highlight=False)
+            err_console.print(f"  [red]✗[/] {escape(line)}", highlight=False)
         err_console.print(f"see [bold]corral status {result.run_id}[/] and "
                           f"[bold]corral logs {result.run_id} TASK[/]")
     if not result.ok:
@@ -188,34 +210,55 @@ def _compare(store: Store, pair: tuple[str, str], as_json: bool) -> None:
 def status(run_id: Annotated[str, typer.Argument(help="Run id (or prefix, or 'latest').")] = "latest",
            workdir: WorkdirOpt = Path("."), db: DbOpt = None, as_json: JsonOpt = False,
            metrics: Annotated[bool, typer.Option("--metrics", help="Run metrics and recommendations.")] = False,
-           limit: Annotated[int, typer.Option(help="Tasks shown (0: all).")] = 50) -> None:
+           limit: Annotated[int, typer.Option(help="Tasks shown (0: all).")] = 50,
+           watch: Annotated[bool, typer.Option("--watch", help="Refresh until the run ends; exit 0 if it succeeded, 1 otherwise.")] = False,  # noqa: E501
+           interval: Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between refreshes (--watch).")] = 2.0) -> None:  # noqa: E501
     """Show a run and its tasks (state, duration, peak memory, cached or not)."""
     try:
         store = open_store(workdir, db)
-        run_row = store.get_run(run_id)
-        _reconcile(store, run_row)
-        run_row = store.get_run(run_row["id"])
-        rows = views.task_rows(store.tasks(run_row["id"]), store.attempts(run_row["id"]))
-        if metrics:
-            _metrics(store, run_row["id"], as_json)
-            return
+        if watch:
+            if metrics:
+                raise UsageError("--watch and --metrics do not go together; watch the run, then "
+                                 "run `corral status RUN --metrics`")
+            from .watch import watch_run
+
+            code = watch_run(store, store.get_run(run_id)["id"], limit, as_json, interval)
+        else:
+            run_row, rows = snapshot(store, run_id)
+            if metrics:
+                _metrics(store, run_row["id"], as_json)
+                return
     except CorralError as exc:
         raise fail(str(exc), exit_code_for(exc)) from None
+    if watch:
+        raise typer.Exit(code)
     if as_json:
         views.print_json(console, {"run": run_row, "tasks": rows})
     else:
         views.status_view(console, run_row, rows, limit)
 
 
+def snapshot(store: Store, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A run (reconciled first) and its task rows."""
+    run_row = store.get_run(run_id)
+    _reconcile(store, run_row)
+    run_row = store.get_run(run_row["id"])
+    return run_row, views.task_rows(store.tasks(run_row["id"]), store.attempts(run_row["id"]))
+
+
 def _reconcile(store: Store, run_row: dict[str, Any]) -> None:
     """A run whose engine died while 'running' is shown as interrupted; detached and exported
-    runs take their results from the exit markers."""
+    runs take their results from the exit markers. A 'pending' run has no engine until the one
+    that created it claims it, a moment later: only a stale one is interrupted."""
     if run_row["state"] in ("detached", "exported"):
         from corral.engine.detach import reconcile
 
         reconcile(store, run_row["id"])
         return
-    if run_row["state"] in ("running", "pending") and not store.engine_alive(run_row):
+    if store.engine_alive(run_row):
+        return
+    stale = time.time() - (run_row["created_at"] or 0) > HEARTBEAT_STALE
+    if run_row["state"] == "running" or (run_row["state"] == "pending" and stale):
         store.update_run(run_row["id"], state=RunState.INTERRUPTED.value)
 
 
@@ -245,12 +288,17 @@ def logs(run_id: Annotated[str, typer.Argument(help="Run id.")],
         raise fail(str(exc), exit_code_for(exc)) from None
     if not attempts:
         state = "reused from the cache" if row["cached"] else row["state"]
-        console.print(f"task {row['name']} has no attempts in run {run_row['id']} ({state})")
+        console.print(f"task {row['name']} has no attempts in run {run_row['id']} ({state})",
+                      markup=False)
         return
+    if attempt is not None:
+        numbers = [a["number"] for a in attempts]
+        attempts = [a for a in attempts if a["number"] == attempt]
+        if not attempts:
+            raise fail(f"task {row['name']} has no attempt {attempt} in run {run_row['id']}; "
+                       f"its attempts are {', '.join(map(str, numbers))}", EXIT_USAGE)
     for a in attempts:
-        if attempt is not None and a["number"] != attempt:
-            continue
-        console.rule(f"{row['name']} attempt {a['number']}: {a['state']} "
+        console.rule(f"{escape(row['name'])} attempt {a['number']}: {a['state']} "
                      f"on {a['host'] or '?'} {a['native_id'] or ''}")
         for name in ("stdout.log", "stderr.log"):
             text = views.read_log(a["workdir"], name)
@@ -298,7 +346,7 @@ def resume(run_id: str, workdir: WorkdirOpt = Path("."), db: DbOpt = None,
         ex = run_row["executor"] or {}
         cfg = RunConfig(executor=ex.get("kind", "local"), executor_options=ex.get("options", {}),
                         jobs=jobs or ex.get("jobs"), workdir=Path(run_row["workdir"]), db=db,
-                        source=source, on_note=lambda m: err_console.print(f"[dim]{m}[/]"))
+                        source=source, on_note=note)
         store.update_run(run_row["id"], control="none")
         result = _run_with_display(pipe, run_row["params"], cfg, False)
     except CorralError as exc:
@@ -317,6 +365,9 @@ def cancel(run_id: str, workdir: WorkdirOpt = Path("."), db: DbOpt = None) -> No
             request_control(store, run_row["id"], "cancel")
             console.print(f"cancelling run {run_row['id']}")
             return
+        if RunState(run_row["state"]) in TERMINAL_RUN_STATES:
+            raise UsageError(f"run {run_row['id']} already ended ({run_row['state']}); "
+                             "nothing to cancel")
         n = _cancel_orphans(store, run_row)
         store.mark_cancelled(run_row["id"])
         store.update_run(run_row["id"], state=RunState.CANCELLED.value, control="none")

@@ -26,7 +26,7 @@ def report(run_id: Annotated[str, typer.Argument(help="Run id (or 'latest').")] 
         path = write_report(store, store.get_run(run_id)["id"], output)
     except CorralError as exc:
         raise fail(str(exc), exit_code_for(exc)) from None
-    console.print(f"report written to {path}")
+    console.print(f"report written to {path}", markup=False)
 
 
 @app.command()
@@ -82,7 +82,7 @@ def export(run_id: Annotated[str, typer.Argument(help="Run id (or 'latest').")] 
             from corral.export import export_run
 
             path = export_run(workdir, run_id, output, fmt=fmt, db=db)
-            console.print(f"script written to {path}")
+            console.print(f"script written to {path}", markup=False)
             if not (ro_crate or prov):
                 return
         from corral.report import rocrate
@@ -91,9 +91,9 @@ def export(run_id: Annotated[str, typer.Argument(help="Run id (or 'latest').")] 
         rid = store.get_run(run_id)["id"]
         if ro_crate:
             rocrate.export_ro_crate(store, rid, ro_crate)
-            console.print(f"RO-Crate written to {ro_crate}")
+            console.print(f"RO-Crate written to {ro_crate}", markup=False)
         if prov:
             rocrate.export_prov(store, rid, prov)
-            console.print(f"PROV-JSON written to {prov}")
+            console.print(f"PROV-JSON written to {prov}", markup=False)
     except CorralError as exc:
         raise fail(str(exc), exit_code_for(exc)) from None

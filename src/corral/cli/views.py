@@ -7,9 +7,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from rich import box
+from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from corral.resources import format_memory
 
@@ -43,14 +45,18 @@ def print_json(console: Console, data: Any) -> None:
 
 
 def runs_table(console: Console, runs: list[dict[str, Any]]) -> None:
-    table = Table(title="Runs", header_style="bold")
-    for col in ("run", "pipeline", "state", "tasks", "created", "duration", "params"):
-        table.add_column(col)
+    table = Table(title="Runs", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    # run ids are copied from here: never cut, whatever the width; params wrap instead
+    table.add_column("run", no_wrap=True, min_width=22)
+    for col in ("pipeline", "state", "tasks", "created", "duration"):
+        table.add_column(col, justify="right" if col in ("tasks", "duration") else "left")
+    table.add_column("params", ratio=1)
     for r in runs:
         took = (r["finished_at"] or 0) - (r["started_at"] or 0) if r["finished_at"] else None
         params = " ".join(f"{k}={v}" for k, v in (r["params"] or {}).items())
-        table.add_row(r["id"], r["pipeline"], styled(r["state"]), str(r["n_tasks"]),
-                      when(r["created_at"]), duration(took), params[:60])
+        created = dt.datetime.fromtimestamp(r["created_at"]).strftime("%m-%d %H:%M:%S")
+        table.add_row(r["id"], escape(r["pipeline"]), styled(r["state"]), str(r["n_tasks"]),
+                      created, duration(took), escape(params[:60]))
     console.print(table)
 
 
@@ -79,6 +85,12 @@ def task_rows(tasks: list[dict[str, Any]], attempts: list[dict[str, Any]]) -> li
 
 def status_view(console: Console, run: dict[str, Any], rows: list[dict[str, Any]],
                 limit: int) -> None:
+    console.print(status_renderable(run, rows, limit))
+
+
+def status_renderable(run: dict[str, Any], rows: list[dict[str, Any]], limit: int,
+                      footer: str | None = None) -> Group:
+    """The run's summary line, its error, the task table and ``footer`` (for --watch)."""
     took = None
     if run["started_at"]:
         took = (run["finished_at"] or run["heartbeat_at"] or run["started_at"]) - run["started_at"]
@@ -86,23 +98,32 @@ def status_view(console: Console, run: dict[str, Any], rows: list[dict[str, Any]
     for r in rows:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
     summary = ", ".join(f"{styled(k)} {v}" for k, v in sorted(counts.items()))
-    console.print(f"[bold]run {run['id']}[/] {run['pipeline']} ({run['source']}) — "
-                  f"{styled(run['state'])}, {duration(took)}; {summary}")
+    parts: list[RenderableType] = [
+        Text.from_markup(f"[bold]run {run['id']}[/] {escape(run['pipeline'])} "
+                         f"({escape(str(run['source']))}) — {styled(run['state'])}, "
+                         f"{duration(took)}; {summary}")
+    ]
     if run.get("error"):
-        console.print(f"[red]{run['error']}[/]")
+        parts.append(Text(str(run["error"]), style="red"))
+    parts.append(_task_table(rows if limit <= 0 else rows[:limit]))
+    if limit > 0 and len(rows) > limit:
+        parts.append(Text(f"... {len(rows) - limit} more tasks; --limit 0 shows all", style="dim"))
+    if footer:
+        parts.append(Text.from_markup(footer))
+    return Group(*parts)
+
+
+def _task_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(header_style="bold")
     for col in ("task", "state", "tries", "wall", "cpu", "peak mem", "host", "job"):
         table.add_column(col, justify="right" if col in ("tries", "wall", "cpu", "peak mem")
                          else "left")
-    shown = rows if limit <= 0 else rows[:limit]
-    for r in shown:
+    for r in rows:
         state = r["state"] + (" (cached)" if r["cached"] and r["state"] != "cached" else "")
         table.add_row(escape(r["name"]), styled(state), str(r["attempts"]), duration(r["wall"]),
                       duration(r["cpu"]) if r["cpu"] is not None else "-",
                       format_memory(r["peak_rss"]), r["host"] or "-", r["native_id"] or "-")
-    console.print(table)
-    if len(shown) < len(rows):
-        console.print(f"[dim]... {len(rows) - len(shown)} more tasks; --limit 0 shows all[/]")
+    return table
 
 
 def read_log(workdir: str | None, name: str) -> str | None:

@@ -1,0 +1,73 @@
+"""``corral status RUN --watch``: the status view refreshed in place until the run ends."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.live import Live
+
+from corral.store import Store
+
+from . import views
+from .app import console, err_console, snapshot
+
+ENDED = frozenset({"succeeded", "failed", "cancelled", "interrupted", "paused"})
+"""States in which a run without a live engine stays until someone acts."""
+
+
+def watch_run(store: Store, run_id: str, limit: int, as_json: bool, interval: float) -> int:
+    """Refresh the status of ``run_id`` every ``interval`` seconds (reconciling detached runs)
+    until it ends; print the final view (or its JSON) and return the exit code: 0 if the run
+    succeeded, 1 otherwise, 130 if the user stopped watching."""
+    live = None
+    if not as_json and console.is_terminal:  # else only the final view is printed
+        live = Live(console=console, auto_refresh=False, redirect_stdout=False,
+                    redirect_stderr=False)
+    footer = f"[dim]refreshed every {interval:g}s; Ctrl-C stops watching, not the run[/]"
+    try:
+        if live is not None:
+            live.start()
+        while True:
+            run_row, rows = snapshot(store, run_id)
+            ended = _ended(store, run_row)
+            if live is not None:
+                live.update(views.status_renderable(run_row, rows, limit, None if ended else footer),
+                            refresh=True)
+            if ended:
+                break
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        if live is not None:
+            live.stop()
+        err_console.print(f"[yellow]stopped watching run {run_id}; the run goes on "
+                          f"(corral status {run_id})[/]")
+        return 130
+    finally:
+        if live is not None:
+            live.stop()
+    if as_json:
+        views.print_json(console, {"run": run_row, "tasks": rows})
+    elif live is None:
+        views.status_view(console, run_row, rows, limit)
+    _hint(run_row)
+    return 0 if run_row["state"] == "succeeded" else 1
+
+
+def _ended(store: Store, run_row: dict[str, Any]) -> bool:
+    """Ended: a final state, or stopped (interrupted, paused) with no engine left to go on.
+    While an engine is alive the run goes on, whatever its row says (a resumed run keeps its
+    old state until its engine has claimed it)."""
+    return run_row["state"] in ENDED and not store.engine_alive(run_row)
+
+
+def _hint(run_row: dict[str, Any]) -> None:
+    rid, state = run_row["id"], run_row["state"]
+    if state == "interrupted":
+        err_console.print(f"run {rid} was interrupted (its engine is gone); continue it with: "
+                          f"corral resume {rid}", markup=False)
+    elif state == "paused":
+        err_console.print(f"run {rid} is paused and no engine runs it; continue it with: "
+                          f"corral resume {rid}", markup=False)
+    elif state != "succeeded":
+        err_console.print(f"run {rid} {state}; see corral logs {rid} TASK", markup=False)
