@@ -65,6 +65,17 @@ def suicide() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def hog(megabytes: int, seconds: float, pid_file: str | None = None) -> int:
+    """Hold ``megabytes`` of touched memory for ``seconds``; the worker's pid in ``pid_file``."""
+    if pid_file:
+        Path(pid_file).write_text(str(os.getpid()))
+    block = bytearray(megabytes * 2**20)
+    for i in range(0, len(block), 4096):
+        block[i] = 1
+    time.sleep(seconds)
+    return len(block)
+
+
 def read_env(name: str) -> str | None:
     return os.environ.get(name)
 

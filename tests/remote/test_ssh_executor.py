@@ -23,6 +23,7 @@ from remote_helpers import (
     check_failure,
     check_scatter,
     check_shell_output,
+    hog,
     python_payload,
     read_env,
     run_staged_pipeline,
@@ -364,3 +365,39 @@ def test_helper_answer_parsing() -> None:
     with pytest.raises(ValueError):
         parse_answer("no answer")
     assert split_native_id("root@127.0.0.1:2222:4242") == ("root@127.0.0.1:2222", 4242)
+
+
+# ---------------------------------------------------------------------------------- memory
+
+
+def _gone(pid: int) -> bool:
+    """The process is gone or a zombie (loopback: the remote pids are ours too)."""
+    try:
+        return psutil.Process(pid).status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.parametrize("shared", MODES)
+def test_memory_is_enforced(make_executor: Factory, workspace: Workspace, recorder: Recorder, shared: bool) -> None:
+    """A tree over its memory request is killed by the status command: OUT_OF_MEMORY, with the
+    request and the fix in one line, and no process left; under a larger request it succeeds."""
+    executor = make_executor(shared)
+    executor.start(recorder)
+    pid_file = workspace.root / "hog.pid"
+    over = workspace.spec(python_payload(hog, 400, 60, str(pid_file)), resources=Resources(memory="150M"))
+    under = workspace.spec(python_payload(hog, 400, 1), resources=Resources(memory="1G"))
+    t0 = time.monotonic()
+    executor.submit([over, under])
+    done = wait_all(executor, {over.attempt_id, under.attempt_id}, timeout=30)
+    c = done[over.attempt_id]
+    assert c.outcome is Outcome.OUT_OF_MEMORY, c.error
+    assert time.monotonic() - t0 < 15
+    assert c.error and "\n" not in c.error
+    assert "over its memory request of 150 MiB" in c.error and "Resources(memory=...)" in c.error
+    assert (c.metrics.peak_rss or 0) > 150 * 2**20
+    worker = split_native_id(recorder.submitted_ids[over.attempt_id])[1]
+    assert worker is not None and _gone(worker) and _gone(int(pid_file.read_text()))
+    ok = done[under.attempt_id]
+    assert ok.outcome is Outcome.SUCCEEDED, ok.error
+    assert pickle.loads(ok.result or b"") == 400 * 2**20

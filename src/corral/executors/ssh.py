@@ -20,8 +20,10 @@ and ``slots_per_host`` slots; an attempt takes ``resources.cores`` slots. For ev
 
 Cancelling sends SIGTERM to the worker's process group, then SIGKILL after ``kill_grace``
 seconds. A worker that vanished without an exit marker is reported ``LOST`` with the tail of its
-log. ``resources.walltime`` is enforced here (TERM, then KILL; reported ``TIMEOUT``); memory, gpus
-and queue-like fields are ignored (there is no scheduler to honour them).
+log. ``resources.walltime`` is enforced here (TERM, then KILL; reported ``TIMEOUT``), and
+``resources.memory`` by the status command on the host (the worker's process tree RSS over the
+request: killed at once, reported ``OUT_OF_MEMORY``); gpus and queue-like fields are ignored
+(there is no scheduler to honour them).
 
 The remote helper (:mod:`corral.transport.ssh_helper`) is a stdlib-only Python script sent with
 ``python -c``; requests and answers are JSON on stdin/stdout, so no path or value is ever
@@ -191,6 +193,9 @@ class _Attempt:
     """Log file (in the attempt dir) of the worker process: tail shown when it is LOST."""
     slots: int = 1
     walltime: int | None = None
+    memory: int | None = None
+    """Memory request in bytes: the status command kills a process tree using more."""
+    oom_rss: int | None = None
     outputs: list[str] = field(default_factory=list)
     inputs: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
@@ -378,6 +383,7 @@ class SSHExecutor(Executor):
             log=WORKER_LOG if shell else STDERR_FILE,
             slots=spec.resources.cores,
             walltime=spec.resources.walltime_seconds,
+            memory=spec.resources.memory_bytes,
             outputs=outputs,
             inputs=list(spec.inputs),
             env=dict(spec.env),
@@ -461,7 +467,7 @@ class SSHExecutor(Executor):
         att.submitted = time.time()
         att.launched_at = time.monotonic()
         self._running[att.attempt_id] = att
-        keys = ("pid", "remote_dir", "remote_cwd", "slots", "walltime", "log", "outputs")
+        keys = ("pid", "remote_dir", "remote_cwd", "slots", "walltime", "memory", "log", "outputs")
         record = {"host": att.host.label, **{k: getattr(att, k) for k in keys}}
         record["submitted"] = att.submitted
         atomic_write(att.local_dir / LAUNCH_FILE, json.dumps(record).encode())
@@ -503,7 +509,8 @@ class SSHExecutor(Executor):
 
     def _status(self, host: _Host, atts: Sequence[_Attempt]) -> dict[str, Any]:
         """Alive, exit marker, start record (and log tail if gone) of ``atts``: one command."""
-        items = [{"id": a.attempt_id, "dir": a.remote_dir, "pid": a.pid, "log": a.log} for a in atts]
+        items = [{"id": a.attempt_id, "dir": a.remote_dir, "pid": a.pid, "log": a.log, "memory": a.memory}
+                 for a in atts]
         return self._helper(host, "status", items)
 
     def _check_host(self, host: _Host, atts: list[_Attempt]) -> None:
@@ -519,6 +526,9 @@ class SSHExecutor(Executor):
             if rec is None:
                 continue
             self._report_started(att, rec.get("started"))
+            if rec.get("oom") and att.stop_reason is None:  # the helper killed it
+                att.stop_reason, att.stop_at, att.killed = Outcome.OUT_OF_MEMORY, time.monotonic(), True
+                att.oom_rss = int(rec["oom"])
             if rec.get("marker") is not None:
                 ended.append((att, rec["marker"]))
             elif not rec.get("alive"):
@@ -555,6 +565,8 @@ class SSHExecutor(Executor):
         """The completion of an attempt whose worker is gone without an exit marker."""
         if att.stop_reason is Outcome.CANCELLED:
             return self._markerless(att, att.stop_reason, "cancelled")
+        if att.stop_reason is Outcome.OUT_OF_MEMORY:
+            return self._out_of_memory(att)
         if att.stop_reason is not None:
             why = f"killed after its walltime ({att.walltime}s)"
             return self._markerless(att, att.stop_reason, why)
@@ -566,6 +578,14 @@ class SSHExecutor(Executor):
             f"Last lines of {att.log}:\n{last}"
         )
         return self._markerless(att, Outcome.LOST, error)
+
+    def _out_of_memory(self, att: _Attempt) -> Completion:
+        rss, mem = att.oom_rss or 0, att.memory or 0
+        completion = self._markerless(att, Outcome.OUT_OF_MEMORY, (
+            f"killed for using {rss / 2**20:.0f} MiB, over its memory request of "
+            f"{mem / 2**20:.0f} MiB; raise Resources(memory=...) for this task"))
+        completion.metrics.peak_rss = rss
+        return completion
 
     def _enforce_stop(self, att: _Attempt) -> None:
         now = time.monotonic()
@@ -680,6 +700,7 @@ class SSHExecutor(Executor):
             log=str(record.get("log") or STDERR_FILE),
             slots=int(record.get("slots") or 1),
             walltime=record.get("walltime"),
+            memory=record.get("memory"),
             outputs=list(record.get("outputs") or []),
             host=host,
             pid=pid,

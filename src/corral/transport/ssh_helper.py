@@ -5,6 +5,12 @@ be installed for it); ``argv[1]`` is the action (``launch``, ``status``, ``signa
 standard input a JSON list of items, and the answer one line ``CORRAL-JSON:{...}`` on standard
 output, read by :func:`parse_answer` (so login-script noise around it is ignored). No path or
 value is ever interpolated into a shell command line.
+
+``status`` also enforces memory requests: for an item with ``memory`` (bytes), the RSS of the
+worker's whole process tree is read from ``/proc`` (``/proc/PID/task/*/children`` and
+``/proc/PID/statm``; the process table's ppids where the kernel has no ``children`` files), and
+a tree above it is killed at once (SIGKILL to its process group) and reported as ``oom`` (the
+RSS seen), in the same call. Without ``/proc`` memory is not measured.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ _JSON_TAG = "CORRAL-JSON:"
 REMOTE_HELPER = r"""
 import json, os, signal, subprocess, sys, time
 HAVE_PROC = os.path.isdir("/proc/self")
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 def alive(pid, d):
     if not pid:
         return False
@@ -73,9 +80,68 @@ def launch(it):
         fh.write(str(proc.pid))
     os.replace(tmp, pidfile)
     return {"pid": proc.pid}
+def kids(pid, table):
+    if table is not None:
+        return table.get(pid, [])
+    out = []
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, tid), "rb") as fh:
+                out.extend(int(c) for c in fh.read().split())
+        except (OSError, ValueError):
+            pass
+    return out
+def ppids():
+    table = {}
+    for name in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/stat" % name, "rb") as fh:
+                stat = fh.read()
+            ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        table.setdefault(ppid, []).append(int(name))
+    return table
+def tree_rss(pid):
+    has_children = os.path.exists("/proc/%d/task/%d/children" % (pid, pid))
+    table = None if has_children else ppids()
+    total, stack, seen = 0, [pid], set()
+    while stack:
+        p = stack.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            with open("/proc/%d/statm" % p, "rb") as fh:
+                total += int(fh.read().split()[1]) * PAGE
+        except (OSError, ValueError, IndexError):
+            continue
+        stack.extend(kids(p, table))
+    return total
+def limit(it, rec):
+    pid, d = it["pid"], it["dir"]
+    rss = tree_rss(pid)
+    if rss <= it["memory"] or os.path.exists(os.path.join(d, "exit.json")):
+        return
+    rec["oom"] = rss
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    for _ in range(40):
+        rec["alive"] = alive(pid, d)
+        if not rec["alive"]:
+            break
+        time.sleep(0.05)
 def status(it):
     d = it["dir"]
     rec = {"alive": alive(it.get("pid"), d)}
+    if rec["alive"] and it.get("memory") and HAVE_PROC:
+        limit(it, rec)
     rec["marker"] = load(os.path.join(d, "exit.json"))
     rec["started"] = load(os.path.join(d, "started.json"))
     if rec["marker"] is None and not rec["alive"]:
