@@ -67,6 +67,22 @@ def test_pause_and_resume(helper: Helper) -> None:
     assert withdrawn, "the pause withdrew queued attempts"
 
 
+def test_pause_holds_the_queued_elements_of_a_map(helper: Helper) -> None:
+    """Tasks of a map are not sent to a worker in a batch it cannot give back: after a pause
+    at most the element already running (and one racing the pause) finishes."""
+    pipe = helper.load(SLOW.format(retries=0))
+    handle = corral.start(pipe, {"n": 6}, jobs=1, workdir=helper.workdir)
+    wait_for(lambda: _count(handle, "running") >= 1, what="the first attempt to start")
+    handle.pause()
+    wait_for(lambda: handle.state.value == "paused", what="the run to pause")
+    wait_for(lambda: not [a for a in handle.attempts() if a["state"] in ("submitted", "running")],
+             what="running attempts to finish")
+    time.sleep(1.0)
+    assert _count(handle, "succeeded") <= 2, [a["state"] for a in handle.attempts()]
+    handle.resume()
+    assert handle.wait(timeout=60).value == "succeeded"
+
+
 def test_cancel(helper: Helper) -> None:
     pipe = helper.load(SLOW.format(retries=0))
     handle = corral.start(pipe, {"n": 12}, jobs=2, workdir=helper.workdir)

@@ -49,6 +49,9 @@ from corral.worker.pool import worker_main
 from corral.worker.spawner import Spawner
 
 CHUNK = 32
+"""Most attempts sent to a worker at once."""
+CHUNK_SECONDS = 0.02
+"""Work per chunk, by the durations seen (see LocalExecutor._chunk_size)."""
 LIMIT_CHECK_INTERVAL = 0.2
 
 
@@ -100,6 +103,8 @@ class LocalExecutor(Executor):
         self._mp: Any = mp.get_context(settings.start_method)
         self._last_limit_check = 0.0
         self._listener: Listener | None = None
+        self._durations: dict[str, float] = {}
+        """Running mean duration of the attempts of each task name (for chunk sizes)."""
 
     @classmethod
     def from_options(cls, options: dict[str, Any], ctx: ExecutorContext) -> LocalExecutor:
@@ -217,13 +222,32 @@ class LocalExecutor(Executor):
                 return
             chunk = [self.pending.popleft()]
             if not self._alone(spec):
-                size = max(1, min(CHUNK, len(self.pending) // self.slots + 1))
+                size = min(self._chunk_size(spec), len(self.pending) // self.slots + 1)
                 while self.pending and len(chunk) < size:
                     nxt = self.pending[0]
-                    if nxt.kind is not TaskKind.PYTHON or self._alone(nxt):
+                    if nxt.kind is not TaskKind.PYTHON or self._alone(nxt) \
+                            or _kind_of(nxt) != _kind_of(spec):
                         break
                     chunk.append(self.pending.popleft())
             self._send(worker, chunk)
+
+    def _chunk_size(self, spec: TaskSpec) -> int:
+        """How many attempts like ``spec`` to send a worker at once: about CHUNK_SECONDS of
+        work by the durations seen so far, and one at a time until one has been seen. Chunks
+        save a round trip per tiny task; a sent chunk cannot be withdrawn (pause), so longer
+        tasks travel alone."""
+        seen = self._durations.get(_kind_of(spec))
+        if seen is None:
+            return 1
+        return max(1, min(CHUNK, int(CHUNK_SECONDS / max(seen, 1e-6))))
+
+    def _observe(self, spec: TaskSpec, res: AttemptResult) -> None:
+        started, ended = res.metrics.get("started"), res.metrics.get("ended")
+        if isinstance(started, float) and isinstance(ended, float):
+            key = _kind_of(spec)
+            took = max(0.0, ended - started)
+            before = self._durations.get(key)
+            self._durations[key] = took if before is None else 0.8 * before + 0.2 * took
 
     def _alone(self, spec: TaskSpec) -> bool:
         """Sent to a worker by itself: it has limits to enforce, or it was in a chunk whose
@@ -290,7 +314,9 @@ class LocalExecutor(Executor):
                 except (EOFError, OSError):
                     break
                 for attempt_id, res in batch:
-                    w.running.pop(attempt_id, None)
+                    spec = w.running.pop(attempt_id, None)
+                    if spec is not None:
+                        self._observe(spec, res)
                     self.done.append(_completion(attempt_id, res))
             if w.running and not w.proc.is_alive():
                 code = w.proc.exitcode
@@ -411,6 +437,10 @@ def _main_not_reimported() -> Iterator[None]:
         yield
     finally:
         main.__spec__ = saved
+
+
+def _kind_of(spec: TaskSpec) -> str:
+    return spec.group
 
 
 def _start_forkserver() -> None:
