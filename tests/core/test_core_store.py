@@ -162,3 +162,31 @@ def test_postgres_store_end_to_end(helper: Helper, pg_url: str) -> None:
     # run control and locking work against PostgreSQL too
     with pytest.raises(corral.CorralError, match="already ended"):
         client.run(r3.run_id).pause()
+
+
+def test_clean_spares_young_blobs_and_unfinished_runs(helper: Helper) -> None:
+    """`corral clean` runs beside running pipelines: a blob written moments ago may be about to
+    be recorded, and a run that is not finished may still resume."""
+    import os
+    import time
+
+    first = helper.run(helper.load(PIPE), {"n": 3})
+    second = helper.run(helper.load(PIPE), {"n": 5})
+    assert first.ok and second.ok
+    store = helper.store
+    orphan = store.cas.put_bytes(b"written by a task whose row is not committed yet")
+    assert store.collect_garbage()["blobs"] == 0  # too young
+    assert store.cas.has(orphan)
+    old = time.time() - 7200
+    os.utime(store.cas.path(orphan), (old, old))
+    assert store.cas.put_bytes(b"written by a task whose row is not committed yet") == orphan
+    assert store.collect_garbage()["blobs"] == 0  # reused just now: young again
+    os.utime(store.cas.path(orphan), (old, old))
+    assert store.collect_garbage()["blobs"] == 1 and not store.cas.has(orphan)
+
+    store.update_run(first.run_id, state="interrupted")  # older, but may still resume
+    store.collect_garbage(keep_runs=1, min_age=0)
+    assert {r["id"] for r in store.list_runs(10)} == {first.run_id, second.run_id}
+    store.update_run(first.run_id, state="failed")
+    store.collect_garbage(keep_runs=1, min_age=0)
+    assert {r["id"] for r in store.list_runs(10)} == {second.run_id}

@@ -24,7 +24,7 @@ from corral.engine.states import TERMINAL_RUN_STATES, RunState
 from corral.errors import CorralError, RunLockedError, RunNotFound, StoreError, UsageError
 from corral.params import parse_cli_params
 from corral.store import Store
-from corral.store.store import HEARTBEAT_STALE
+from corral.store.store import GC_MIN_AGE, HEARTBEAT_STALE
 
 from . import views
 
@@ -396,10 +396,11 @@ def _cancel_orphans(store: Store, run_row: dict[str, Any]) -> int:
 @app.command()
 def clean(workdir: WorkdirOpt = Path("."), db: DbOpt = None,
           keep_runs: Annotated[int | None, typer.Option(help="Keep results used by the newest N runs; drop older runs.")] = None,  # noqa: E501
-          dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would go.")] = False) -> None:
+          dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report what would go.")] = False,
+          min_age: Annotated[float, typer.Option("--min-age", help="Spare blobs written or reused less than this many seconds ago (runs in progress write blobs just before recording them).")] = GC_MIN_AGE) -> None:  # noqa: E501
     """Garbage-collect the cache: unreferenced blobs, and results of old runs with --keep-runs."""
     try:
-        stats = open_store(workdir, db).collect_garbage(keep_runs, dry_run)
+        stats = open_store(workdir, db).collect_garbage(keep_runs, dry_run, min_age)
     except CorralError as exc:
         raise fail(str(exc), exit_code_for(exc)) from None
     verb = "would remove" if dry_run else "removed"

@@ -56,10 +56,21 @@ class CAS:
             _fsync_path(tmp)
             os.replace(tmp, self.path(digest))
 
+    def _reuse(self, digest: str) -> bool:
+        """Whether the blob exists; if so its time is renewed, so that a concurrent
+        ``corral clean`` (which spares recent blobs) does not take it from the new row."""
+        if digest in self._pending:
+            return True
+        try:
+            os.utime(self.path(digest))
+        except FileNotFoundError:
+            return False
+        return True
+
     def put_bytes(self, data: bytes, deferred: bool = False) -> str:
         """Store ``data``; with ``deferred`` it is durable only after :meth:`sync`."""
         digest = digest_bytes(data)
-        if not self.has(digest):
+        if not self._reuse(digest):
             tmp = self._temp(self.path(digest))
             with open(tmp, "wb") as fh:
                 fh.write(data)
@@ -69,7 +80,7 @@ class CAS:
     def put_file(self, path: Path, deferred: bool = False) -> str:
         """Copy a file into the store (content digest as computed by :func:`file_digest`)."""
         digest = file_digest(path)
-        if not self.has(digest) and path.is_file():
+        if not self._reuse(digest) and path.is_file():
             tmp = self._temp(self.path(digest))
             shutil.copyfile(path, tmp)
             self._place(digest, tmp, deferred)

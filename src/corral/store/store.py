@@ -23,6 +23,10 @@ from corral.store.cas import CAS
 
 HEAD_REVISION = "0001"
 INLINE_LIMIT = 64 * 1024
+GC_MIN_AGE = 3600.0
+"""Seconds a CAS blob is safe from `corral clean` after it was written or last reused."""
+FINISHED_RUN_STATES = ("succeeded", "failed", "cancelled")
+"""Runs that `corral clean --keep-runs` may forget (others may still resume or reconcile)."""
 """Results up to this size live in the database row; larger ones in the CAS."""
 HEARTBEAT_STALE = 60.0
 """Seconds after which another host's engine is considered dead."""
@@ -379,33 +383,54 @@ class Store:
 
     # ------------------------------------------------------------------ garbage collection
 
-    def collect_garbage(self, keep_runs: int | None = None, dry_run: bool = False) -> dict[str, int]:
-        """Delete results not used by the newest ``keep_runs`` runs (all kept if None), and CAS
-        blobs no longer referenced. Returns counts and bytes freed."""
+    def collect_garbage(self, keep_runs: int | None = None, dry_run: bool = False,
+                        min_age: float = GC_MIN_AGE) -> dict[str, int]:
+        """Delete results not used by the newest ``keep_runs`` runs (all kept if None; runs not
+        finished — running, paused, detached, interrupted — are always kept), and CAS blobs no
+        longer referenced that were last written or reused more than ``min_age`` seconds ago
+        (a blob is written just before the row that refers to it is committed, so a younger
+        one may belong to a run in progress). Returns counts and bytes freed."""
+        listed = self._old_blobs(min_age)
         with self.transaction() as c:
             removed_results = 0
             if keep_runs is not None:
-                keep = [
-                    r[0]
-                    for r in c.execute(
-                        sa.select(t.runs.c.id).order_by(t.runs.c.created_at.desc()).limit(keep_runs)
-                    )
-                ]
-                used = sa.select(t.tasks.c.key).where(t.tasks.c.run_id.in_(keep))
-                stale = sa.select(t.results.c.key).where(t.results.c.key.not_in(used))
-                removed_results = len(c.execute(stale).all())
-                if not dry_run:
-                    c.execute(t.results.delete().where(t.results.c.key.not_in(used)))
-                    old = sa.select(t.runs.c.id).where(t.runs.c.id.not_in(keep))
-                    c.execute(t.artifacts.delete().where(t.artifacts.c.run_id.in_(old)))
-                    c.execute(t.runs.delete().where(t.runs.c.id.not_in(keep)))
+                removed_results = self._drop_old_runs(c, keep_runs, dry_run)
             referenced = {r[0] for r in c.execute(sa.select(t.results.c.digest)) if r[0]}
             for row in c.execute(sa.select(t.results.c.outputs)):
                 referenced.update((row[0] or {}).values())
             referenced.update(r[0] for r in c.execute(sa.select(t.artifacts.c.digest)))
         freed = blobs = 0
-        for digest in self.cas.digests():
+        for digest in listed:
             if digest not in referenced:
                 blobs += 1
                 freed += self.cas.path(digest).stat().st_size if dry_run else self.cas.remove(digest)
         return {"results": removed_results, "blobs": blobs, "bytes": freed}
+
+    def _old_blobs(self, min_age: float) -> list[str]:
+        cutoff = time.time() - min_age
+        old = []
+        for digest in self.cas.digests():
+            try:
+                if self.cas.path(digest).stat().st_mtime <= cutoff:
+                    old.append(digest)
+            except FileNotFoundError:
+                continue
+        return old
+
+    @staticmethod
+    def _drop_old_runs(c: Connection, keep_runs: int, dry_run: bool) -> int:
+        """Forget finished runs older than the newest ``keep_runs`` and the results only they
+        used; returns how many results go."""
+        newest = sa.select(t.runs.c.id).order_by(t.runs.c.created_at.desc()).limit(keep_runs)
+        keep = [r[0] for r in c.execute(newest)]
+        keep += [r[0] for r in c.execute(
+            sa.select(t.runs.c.id).where(t.runs.c.state.not_in(FINISHED_RUN_STATES)))]
+        used = sa.select(t.tasks.c.key).where(t.tasks.c.run_id.in_(keep))
+        stale = sa.select(t.results.c.key).where(t.results.c.key.not_in(used))
+        removed = len(c.execute(stale).all())
+        if not dry_run:
+            c.execute(t.results.delete().where(t.results.c.key.not_in(used)))
+            old = sa.select(t.runs.c.id).where(t.runs.c.id.not_in(keep))
+            c.execute(t.artifacts.delete().where(t.artifacts.c.run_id.in_(old)))
+            c.execute(t.runs.delete().where(t.runs.c.id.not_in(keep)))
+        return removed
