@@ -29,3 +29,24 @@ def test_worker_death_fails_only_its_task(tmp_path: Path) -> None:
     assert states.pop("maybe_die[3]") == "failed"
     assert set(states.values()) == {"succeeded"}, states
     assert any("exit code 7" in e for e in result.errors), result.errors
+
+
+def test_pool_worker_ends_quietly_when_the_engine_is_gone() -> None:
+    """After a kill -9 of the engine a worker finishing a task must not print a BrokenPipeError
+    traceback over the user's terminal: it just ends."""
+    import multiprocessing
+    import pickle
+
+    import cloudpickle
+
+    from corral.worker.execute import PythonPayload
+    from corral.worker.pool import worker_main
+
+    def answer() -> int:
+        return 42
+
+    payload = PythonPayload("answer", cloudpickle.dumps(answer), cloudpickle.dumps(((), {})))
+    engine_end, worker_end = multiprocessing.Pipe()
+    engine_end.send([("a.1.1", pickle.dumps(payload), {})])
+    engine_end.close()  # the engine dies before the result comes back
+    worker_main(worker_end)  # returns, no exception

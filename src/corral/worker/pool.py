@@ -40,8 +40,18 @@ def worker_main(conn: Connection, cwd: str | None = None, env: dict[str, str] | 
                 out.append((attempt_id, run_python(payload)))
             now = time.monotonic()
             if now - last > FLUSH_AFTER:
-                conn.send(out)
+                if not _send(conn, out):
+                    return
                 out = []
                 last = now
-        if out:
-            conn.send(out)
+        if out and not _send(conn, out):
+            return
+
+
+def _send(conn: Connection, results: list[tuple[str, AttemptResult]]) -> bool:
+    """Send results; False if the engine is gone (killed): the worker then just ends, quietly."""
+    try:
+        conn.send(results)
+    except (BrokenPipeError, ConnectionResetError, EOFError):
+        return False
+    return True
