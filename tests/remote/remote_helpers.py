@@ -61,8 +61,13 @@ def sleeper(seconds: float, flag: str | None = None) -> str:
     return "woke"
 
 
-def suicide() -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
+def suicide(signum: int = signal.SIGKILL) -> None:
+    os.kill(os.getpid(), signum)
+
+
+def vanish() -> None:
+    """Exit the worker at once: no exit marker, no signal."""
+    os._exit(3)
 
 
 def hog(megabytes: int, seconds: float, pid_file: str | None = None) -> int:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import pickle
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +33,7 @@ from remote_helpers import (
     sleeper,
     square,
     suicide,
+    vanish,
     wait_all,
     wait_for_file,
 )
@@ -40,6 +43,7 @@ from corral.executors import create_executor
 from corral.executors.base import AttemptRef, ExecutorContext, Outcome, TaskKind
 from corral.executors.ssh import SSHExecutor, parse_answer, split_native_id
 from corral.resources import Resources
+from corral.transport.ssh import SSHTransport
 
 pytestmark = pytest.mark.ssh
 
@@ -159,7 +163,7 @@ def test_remote_cleanup(make_executor: Factory, workspace: Workspace, recorder: 
     copy = workspace.spec(shell_payload("cp in.txt out.txt", ["out.txt"]), kind=TaskKind.SHELL)
     copy.inputs = ["in.txt"]
     bad = workspace.spec(python_payload(boom, "kept for inspection"))
-    lost = workspace.spec(python_payload(suicide))
+    lost = workspace.spec(python_payload(vanish))
     executor.submit([ok, copy, bad, lost])
     done = wait_all(executor, {ok.attempt_id, copy.attempt_id, bad.attempt_id, lost.attempt_id})
     assert [done[s.attempt_id].outcome for s in (ok, copy, bad, lost)] == [
@@ -208,14 +212,64 @@ def test_env_is_passed(make_executor: Factory, workspace: Workspace, recorder: R
 
 
 def test_vanished_worker_is_lost(make_executor: Factory, workspace: Workspace, recorder: Recorder) -> None:
+    """A worker that exits without an exit marker is LOST; one killed by a signal other than
+    kill's (a crash) FAILED; one killed by SIGKILL, even its own, looks like an external kill."""
     executor = make_executor(shared=False)
     executor.start(recorder)
-    spec = workspace.spec(python_payload(suicide))
-    executor.submit([spec])
-    c = wait_all(executor, {spec.attempt_id})[spec.attempt_id]
+    lost = workspace.spec(python_payload(vanish))
+    crash = workspace.spec(python_payload(suicide, signal.SIGUSR1))
+    killed = workspace.spec(python_payload(suicide))
+    executor.submit([lost, crash, killed])
+    done = wait_all(executor, {lost.attempt_id, crash.attempt_id, killed.attempt_id})
+    c = done[lost.attempt_id]
     assert c.outcome is Outcome.LOST
-    assert "exited without writing an exit marker" in (c.error or "")
-    assert c.metrics.native_id == recorder.submitted_ids[spec.attempt_id]
+    assert "exited with status 3 without writing an exit marker" in (c.error or "")
+    assert c.metrics.native_id == recorder.submitted_ids[lost.attempt_id]
+    c = done[crash.attempt_id]
+    assert c.outcome is Outcome.FAILED and "crashed, killed by SIGUSR1" in (c.error or "")
+    assert c.metrics.exit_code == -signal.SIGUSR1
+    assert done[killed.attempt_id].outcome is Outcome.CANCELLED
+
+
+@pytest.mark.parametrize("kind", [TaskKind.PYTHON, TaskKind.SHELL])
+def test_external_kill_is_cancelled(
+    make_executor: Factory, ssh_rig: SSHRig, workspace: Workspace, recorder: Recorder, kind: TaskKind
+) -> None:
+    """``kill -9`` of the worker's process group on the host, outside Corral (the analogue of an
+    external scancel/qdel): reported CANCELLED with the native id at the next status check."""
+    executor = make_executor(shared=False)
+    executor.start(recorder)
+    flag = workspace.root / "running.flag"
+    if kind is TaskKind.SHELL:
+        spec = workspace.spec(shell_payload(f"touch {flag} && sleep 60 && echo late"), kind=kind)
+    else:
+        spec = workspace.spec(python_payload(sleeper, 60, str(flag)))
+    executor.submit([spec])
+    wait_for_file(flag, executor)
+    native = recorder.submitted_ids[spec.attempt_id]
+    pid = split_native_id(native)[1]
+    assert pid is not None
+    group = [p.pid for p in psutil.process_iter() if _pgid(p.pid) == pid]  # loopback: our pids
+    assert len(group) >= (3 if kind is TaskKind.SHELL else 1)  # worker, bash, sleep
+    host = SSHTransport.from_url(ssh_rig.url, ssh_rig.options)
+    try:
+        host.run(["kill", "-9", "--", f"-{pid}"], timeout=20)
+    finally:
+        host.close()
+    killed = time.monotonic()
+    c = wait_all(executor, {spec.attempt_id}, timeout=20)[spec.attempt_id]
+    assert time.monotonic() - killed < 5
+    assert c.outcome is Outcome.CANCELLED, c.error
+    assert c.error and native in c.error and "killed by SIGKILL from outside Corral" in c.error
+    assert c.metrics.exit_code == -9 and c.metrics.native_id == native
+    assert all(_gone(p) for p in group)
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
 
 
 def test_walltime_is_enforced(make_executor: Factory, workspace: Workspace, recorder: Recorder) -> None:

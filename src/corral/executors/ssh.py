@@ -19,11 +19,13 @@ and ``slots_per_host`` slots; an attempt takes ``resources.cores`` slots. For ev
    shutdown a host's ``<remote_workdir>/<run>`` too, with nothing in flight or kept there.
 
 Cancelling sends SIGTERM to the worker's process group, then SIGKILL after ``kill_grace``
-seconds. A worker that vanished without an exit marker is reported ``LOST`` with the tail of its
-log. ``resources.walltime`` is enforced here (TERM, then KILL; reported ``TIMEOUT``), and
-``resources.memory`` by the status command on the host (the worker's process tree RSS over the
-request: killed at once, reported ``OUT_OF_MEMORY``); gpus and queue-like fields are ignored
-(there is no scheduler to honour them).
+seconds. A watcher process on the host records how each worker ended. A worker gone without an
+exit marker is reported ``CANCELLED`` if a signal of ``kill`` that Corral did not send ended it
+(someone killed it on the host: the analogue of an external scancel/qdel), ``FAILED`` if another
+signal did (a crash), and ``LOST`` with the tail of its log otherwise. ``resources.walltime``
+is enforced here (TERM, then KILL; reported ``TIMEOUT``), and ``resources.memory`` by the
+status command on the host (the worker's process tree RSS over the request: killed at once,
+reported ``OUT_OF_MEMORY``); gpus and queue-like fields are ignored (no scheduler honours them).
 
 The remote helper (:mod:`corral.transport.ssh_helper`) is a stdlib-only Python script sent with
 ``python -c``; requests and answers are JSON on stdin/stdout, so no path or value is ever
@@ -36,6 +38,7 @@ import json
 import logging
 import pickle
 import posixpath
+import signal
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -80,6 +83,8 @@ LAUNCH_FILE = "ssh-launch.json"
 _FETCHED = (RESULT_FILE, MARKER_FILE, STARTED_FILE, STDOUT_FILE, STDERR_FILE, WORKER_LOG)
 """Files of a finished attempt copied back when the file system is not shared."""
 MIN_INTERVAL = 0.25
+_KILL_SIGNALS = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+"""Signals of ``kill`` and friends: a worker ended by one that Corral did not send was cancelled."""
 
 
 
@@ -532,7 +537,7 @@ class SSHExecutor(Executor):
             if rec.get("marker") is not None:
                 ended.append((att, rec["marker"]))
             elif not rec.get("alive"):
-                ended.append((att, self._vanished(att, str(rec.get("tail") or ""))))
+                ended.append((att, self._vanished(att, str(rec.get("tail") or ""), rec.get("exit"))))
             else:
                 self._enforce_stop(att)
         if ended:
@@ -561,8 +566,10 @@ class SSHExecutor(Executor):
         metrics.host = att.host.label if att.host else None
         return Completion(att.attempt_id, outcome, metrics, error=error)
 
-    def _vanished(self, att: _Attempt, tail: str) -> Completion:
-        """The completion of an attempt whose worker is gone without an exit marker."""
+    def _vanished(self, att: _Attempt, tail: str, exit_record: Any = None) -> Completion:
+        """The completion of an attempt whose worker is gone without an exit marker; the
+        watcher's ``exit_record`` tells a signal (external kill: CANCELLED; crash: FAILED) from
+        an exit (LOST)."""
         if att.stop_reason is Outcome.CANCELLED:
             return self._markerless(att, att.stop_reason, "cancelled")
         if att.stop_reason is Outcome.OUT_OF_MEMORY:
@@ -570,14 +577,38 @@ class SSHExecutor(Executor):
         if att.stop_reason is not None:
             why = f"killed after its walltime ({att.walltime}s)"
             return self._markerless(att, att.stop_reason, why)
+        code = exit_record.get("returncode") if isinstance(exit_record, dict) else None
         last = "\n".join(tail.strip().splitlines()[-15:]) or "(empty)"
+        if isinstance(code, int) and code < 0:
+            return self._killed(att, -code, last)
         assert att.host is not None
+        how = f"exited with status {code}" if isinstance(code, int) else "exited"
         error = (
-            f"the worker (pid {att.pid}) on {att.host.label} exited without writing an exit "
+            f"the worker (pid {att.pid}) on {att.host.label} {how} without writing an exit "
             f"marker: it was killed, or {self.settings.python} could not run corral.worker. "
             f"Last lines of {att.log}:\n{last}"
         )
         return self._markerless(att, Outcome.LOST, error)
+
+    def _killed(self, att: _Attempt, signum: int, last: str) -> Completion:
+        """A worker killed by a signal Corral did not send: by ``kill`` (SIGKILL, SIGTERM,
+        SIGINT, SIGHUP), the analogue of an external scancel/qdel, CANCELLED (not retried); by a
+        crash (SIGSEGV, SIGABRT, ...), FAILED."""
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = f"signal {signum}"
+        if signum in _KILL_SIGNALS:
+            completion = self._markerless(att, Outcome.CANCELLED, (
+                f"the worker {att.native_id} was killed by {name} from outside Corral (kill, or "
+                "the host's out-of-memory killer); reported cancelled, like an external scancel "
+                "or qdel, and not retried"))
+        else:
+            completion = self._markerless(att, Outcome.FAILED, (
+                f"the worker {att.native_id} crashed, killed by {name}. Last lines of "
+                f"{att.log}:\n{last}"))
+        completion.metrics.exit_code = -signum
+        return completion
 
     def _out_of_memory(self, att: _Attempt) -> Completion:
         rss, mem = att.oom_rss or 0, att.memory or 0

@@ -6,6 +6,13 @@ standard input a JSON list of items, and the answer one line ``CORRAL-JSON:{...}
 output, read by :func:`parse_answer` (so login-script noise around it is ignored). No path or
 value is ever interpolated into a shell command line.
 
+``launch`` forks a *watcher* per attempt: it leaves the SSH session (its own session, standard
+streams on ``/dev/null``), starts the worker in a further new session (so the worker leads its
+own process group, which a cancel signals), reports the worker's pid and then waits for it and
+writes ``worker-exit.json`` (``{"returncode": ...}``; negative: killed by that signal) in the
+attempt directory. A worker gone without ``exit.json`` is thus known to have been killed (and by
+which signal) or to have exited; ``status`` reports that record as ``exit``.
+
 ``status`` also enforces memory requests: for an item with ``memory`` (bytes), the RSS of the
 worker's whole process tree is read from ``/proc`` (``/proc/PID/task/*/children`` and
 ``/proc/PID/statm``; the process table's ppids where the kernel has no ``children`` files), and
@@ -66,20 +73,64 @@ def launch(it):
             time.sleep(0.1)
         return {"error": "a previous launch left no pid in " + lock}
     os.makedirs(it["cwd"], exist_ok=True)
-    env = dict(os.environ)
-    env.update(it["env"])
-    out = open(it["stdout"], "ab")
-    err = out if it["stderr"] == it["stdout"] else open(it["stderr"], "ab")
-    try:
-        proc = subprocess.Popen(it["argv"], cwd=it["cwd"], env=env, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=err, start_new_session=True)
-    except OSError as exc:
-        return {"error": "cannot start %s: %s" % (it["argv"][0], exc)}
-    tmp = pidfile + ".tmp"
+    r, w = os.pipe()
+    watcher = os.fork()
+    if watcher == 0:
+        os.close(r)
+        watch(it, w)
+    os.close(w)
+    with os.fdopen(r, "rb") as fh:
+        said = fh.read().decode("utf-8", "replace")
+    if not said.isdigit():
+        return {"error": "cannot start %s: %s" % (it["argv"][0], said[1:] or "the watcher died")}
+    save(os.path.join(lock, "watcher"), watcher)
+    save(pidfile, int(said))
+    return {"pid": int(said)}
+def save(path, value):
+    tmp = path + ".tmp"
     with open(tmp, "w") as fh:
-        fh.write(str(proc.pid))
-    os.replace(tmp, pidfile)
-    return {"pid": proc.pid}
+        fh.write(json.dumps(value))
+    os.replace(tmp, path)
+def watch(it, w):
+    try:
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        env = dict(os.environ)
+        env.update(it["env"])
+        out = open(it["stdout"], "ab")
+        err = out if it["stderr"] == it["stdout"] else open(it["stderr"], "ab")
+        try:
+            proc = subprocess.Popen(it["argv"], cwd=it["cwd"], env=env, stdin=subprocess.DEVNULL,
+                                    stdout=out, stderr=err, start_new_session=True)
+        except OSError as exc:
+            os.write(w, ("!%s" % exc).encode())
+            os._exit(0)
+        out.close()
+        err.close()
+        os.write(w, str(proc.pid).encode())
+        os.close(w)
+        rc = proc.wait()
+        save(os.path.join(it["dir"], "worker-exit.json"), {"returncode": rc, "ended": time.time()})
+    finally:
+        os._exit(0)
+def running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+def ended(d):
+    watcher = load(os.path.join(d, ".launch", "watcher"))
+    for _ in range(40):
+        rec = load(os.path.join(d, "worker-exit.json"))
+        if rec is not None or not watcher or not running(watcher):
+            return rec
+        time.sleep(0.05)
+    return None
 def kids(pid, table):
     if table is not None:
         return table.get(pid, [])
@@ -146,6 +197,7 @@ def status(it):
     rec["started"] = load(os.path.join(d, "started.json"))
     if rec["marker"] is None and not rec["alive"]:
         rec["tail"] = load(os.path.join(d, it["log"]), 2000)
+        rec["exit"] = ended(d)
     return rec
 def send(it):
     if not alive(it.get("pid"), it["dir"]):
