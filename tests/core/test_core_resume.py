@@ -78,9 +78,20 @@ def test_kill_9_then_resume(tmp_path: Path) -> None:
 
     first = _engine(pipe, work)
     try:
-        wait_for(lambda: _query(db, "SELECT COUNT(*) FROM tasks WHERE state = 'succeeded'")
-                 and _query(db, "SELECT COUNT(*) FROM tasks WHERE state = 'succeeded'")[0][0] >= 5,
-                 timeout=60, what="some tasks to succeed")
+        def five_done() -> bool:
+            if first.poll() is not None:
+                out, err = first.communicate()
+                pytest.fail(f"the engine ended early ({first.returncode}):\n{out}{err}")
+            rows = _query(db, "SELECT COUNT(*) FROM tasks WHERE state = 'succeeded'")
+            return bool(rows) and int(rows[0][0]) >= 5  # type: ignore[call-overload]
+
+        try:
+            wait_for(five_done, timeout=60, what="some tasks to succeed")
+        except pytest.fail.Exception:
+            os.killpg(first.pid, signal.SIGKILL)
+            out, err = first.communicate()
+            states = _query(db, "SELECT state, COUNT(*) FROM tasks GROUP BY state")
+            pytest.fail(f"no 5 tasks done in 60 s; tasks {states}; engine output:\n{out}{err}")
         engine = psutil.Process(first.pid)
         descendants = engine.children(recursive=True)
         assert descendants, "the engine has pool workers"
