@@ -81,6 +81,18 @@ def hog(megabytes: int, seconds: float, pid_file: str | None = None) -> int:
     return len(block)
 
 
+def make_files(files: dict[str, str], returned: Any) -> Any:
+    """Write ``files`` (path -> text) in the task directory; return ``returned``."""
+    for name, text in files.items():
+        Path(name).parent.mkdir(parents=True, exist_ok=True)
+        Path(name).write_text(text)
+    return returned
+
+
+def read_text(path: Path) -> str:
+    return path.read_text()
+
+
 def read_env(name: str) -> str | None:
     return os.environ.get(name)
 
@@ -263,17 +275,30 @@ from corral import pipeline, shell, task
 def count_words(path: Path, more: list[Path]) -> int:
     return sum(len(p.read_text().split()) for p in [path, *more])
 
+@task
+def make(text: str) -> dict[str, Path]:
+    out = Path("made/x.txt")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    return {"x": out}
+
+@task
+def shout(made: dict[str, Path]) -> str:
+    return made["x"].read_text().upper()
+
 @pipeline
 def staged():
     copy = shell("mkdir -p out && cat {input} > {output}", inputs="data/in.txt",
                  outputs="out/copy.txt", name="copy")
     upper = shell("tr a-z A-Z < {input.text} > {output}", inputs={"text": copy},
                   outputs="upper.txt", name="upper")
-    return count_words(Path("data/words.txt"), [Path("data/deeper/more.txt")]), upper
+    made = make("made remotely")
+    return count_words(Path("data/words.txt"), [Path("data/deeper/more.txt")]), upper, shout(made)
 """
 """A pipeline whose tasks read declared inputs under ``data/``, which exists only locally: a
 shell task's ``inputs=``, a Python task's ``Path`` arguments (one in a list) and an upstream
-shell task's output passed as a future."""
+shell task's output passed as a future; and a Python task's returned file (in a dict), fetched
+back and read by a downstream task."""
 
 
 def run_staged_pipeline(project: Path, executor: str, options: dict[str, Any]) -> Any:
@@ -289,8 +314,9 @@ def run_staged_pipeline(project: Path, executor: str, options: dict[str, Any]) -
     result = corral.run(pipe, {}, executor=executor, executor_options=options, jobs=4,
                         workdir=project)
     assert result.ok, result.errors
-    words, upper = result.value
+    words, upper, shouted = result.value
     assert words == 5
+    assert shouted == "MADE REMOTELY" and (project / "made" / "x.txt").read_text() == "made remotely"
     assert (project / "out" / "copy.txt").read_text() == "staged input\n"
     assert Path(upper) == Path("upper.txt")
     assert (project / "upper.txt").read_text() == "STAGED INPUT\n"

@@ -9,8 +9,10 @@ another machine. Runs on Grid Engine and SLURM (each skipped when it does not an
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import shutil
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -281,3 +283,51 @@ def test_an_unchanged_input_is_copied_once(tmp_path: Path) -> None:
     staging.stage(third)
     assert transport.puts[2:] == [(str(ws.cwd / "data" / "ref.txt"), f"{remote_cwd}/data/ref.txt")]
 
+
+
+class _Copying(LocalTransport):
+    """A local "remote" side whose get_many really copies, as SFTP would."""
+
+    shared_filesystem = False
+
+    def get_many(self, pairs: Sequence[tuple[str, str]]) -> list[str]:
+        got = []
+        for remote, local in pairs:
+            if os.path.isfile(remote):
+                os.makedirs(os.path.dirname(local), exist_ok=True)
+                shutil.copyfile(remote, local)
+                got.append(remote)
+        return got
+
+
+def test_returned_files_are_fetched_or_refused(tmp_path: Path) -> None:
+    """No cluster: the files a successful Python task's exit marker lists come back to the same
+    relative place; one outside the remote task directory fails it (one line); one that is
+    missing makes it LOST, and the remote directory is kept."""
+    ws = new_workspace(tmp_path)
+    staging = RemoteStaging(_Copying(), ws.work_root, ws.cwd, ws.run_id, str(tmp_path / "rem"), "succeeded")
+    remote_cwd = Path(staging.remote_cwd)
+    (remote_cwd / "out").mkdir(parents=True)
+    (remote_cwd / "out" / "x.txt").write_text("made remotely")
+    cases = {"ok": ["out/x.txt"], "outside": ["/etc/hostname"], "up": ["../x.txt"], "missing": ["out/gone.txt"]}
+    comps: dict[str, Completion] = {}
+    dirs: dict[str, Path] = {}
+    for name, files in cases.items():
+        spec = ws.spec(python_payload(square, 2))
+        remote_dir = Path(staging.remote(spec.workdir))
+        remote_dir.mkdir(parents=True)
+        dirs[name] = remote_dir
+        (remote_dir / "exit.json").write_text(json.dumps({"outcome": "succeeded", "files": files}))
+        (remote_dir / "result.pkl").write_bytes(pickle.dumps(None))
+        staging.track(spec.attempt_id, spec.workdir, spec.payload)
+        comps[name] = Completion(spec.attempt_id, Outcome.SUCCEEDED)
+    staging.fetch(list(comps.values()))
+    assert comps["ok"].outcome is Outcome.SUCCEEDED, comps["ok"].error
+    assert (ws.cwd / "out" / "x.txt").read_text() == "made remotely"
+    for name in ("outside", "up"):
+        c = comps[name]
+        assert c.outcome is Outcome.FAILED and c.result is None and "\n" not in (c.error or "")
+        assert f"outside its remote task directory {remote_cwd}" in (c.error or "")
+    assert comps["missing"].outcome is Outcome.LOST and "out/gone.txt" in (comps["missing"].error or "")
+    assert not (ws.cwd / "out" / "gone.txt").exists()
+    assert {name for name, d in dirs.items() if d.exists()} == {"outside", "up", "missing"}

@@ -1,5 +1,6 @@
 """Whole runs on the ssh executor (engine and store locally, workers through the loopback sshd):
-a task over its memory request is retried with more memory."""
+a task over its memory request is retried with more memory; without a shared file system, a
+file a Python task returns comes back, is stored, and a downstream task reads it."""
 
 from __future__ import annotations
 
@@ -62,3 +63,37 @@ def test_out_of_memory_is_retried_with_more_memory(ssh_rig: SSHRig, tmp_path: Pa
     attempts = _attempts(wd, r.run_id)
     assert [a["state"] for a in attempts] == ["out_of_memory", "succeeded"]
     assert "memory request of 150 MiB" in (attempts[0]["error"] or "")
+
+
+def test_a_returned_file_comes_back_and_feeds_downstream(ssh_rig: SSHRig, tmp_path: Path) -> None:
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    pipe = _load(tmp_path, '''
+        from pathlib import Path
+        from corral import pipeline, task
+
+        @task
+        def make(text: str) -> Path:
+            out = Path("out/x.txt")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text)
+            return out
+
+        @task
+        def read(path: Path) -> str:
+            return path.read_text().upper()
+
+        @pipeline
+        def files():
+            made = make("made remotely")
+            return made, read(made)
+    ''')
+    r = corral.run(pipe, executor="ssh", executor_options=_options(ssh_rig, tmp_path, False), jobs=2, workdir=wd)
+    assert r.ok, r.errors
+    made, upper = r.value
+    assert Path(made) == Path("out/x.txt") and upper == "MADE REMOTELY"
+    assert (wd / "out" / "x.txt").read_text() == "made remotely"
+    with sqlite3.connect(wd / ".corral" / "state.db") as db:
+        stored = [row[0] for row in db.execute("SELECT path FROM artifacts WHERE run_id = ? AND kind = 'file'",
+                                               (r.run_id,))]
+    assert stored == [str((wd / "out" / "x.txt").resolve())]  # in the store, as with a local run

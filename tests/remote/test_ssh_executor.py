@@ -26,8 +26,10 @@ from remote_helpers import (
     check_scatter,
     check_shell_output,
     hog,
+    make_files,
     python_payload,
     read_env,
+    read_text,
     run_staged_pipeline,
     shell_payload,
     sleeper,
@@ -455,3 +457,41 @@ def test_memory_is_enforced(make_executor: Factory, workspace: Workspace, record
     ok = done[under.attempt_id]
     assert ok.outcome is Outcome.SUCCEEDED, ok.error
     assert pickle.loads(ok.result or b"") == 400 * 2**20
+
+
+# ---------------------------------------------------------------------------------- returned files
+
+
+def test_returned_files_come_back(
+    make_executor: Factory, workspace: Workspace, recorder: Recorder, tmp_path: Path
+) -> None:
+    """Without a shared file system the files a Python task returns (a Path; Paths in a list and
+    a dict) are fetched into the same relative place locally before the completion is
+    reported, and a task on another host (another remote_workdir) that gets one as an argument
+    has it staged; a returned file outside the remote task directory fails with one line."""
+    executor = make_executor(shared=False)
+    executor.start(recorder)
+    one = workspace.spec(python_payload(make_files, {"out/x.txt": "made remotely\n"}, Path("out/x.txt")))
+    files = {"a/1.txt": "one", "b/2.txt": "two"}
+    many = workspace.spec(python_payload(make_files, files, [Path("a/1.txt"), {"k": Path("b/2.txt")}]))
+    outside = tmp_path / "elsewhere.txt"
+    bad = workspace.spec(python_payload(make_files, {str(outside): "x"}, outside))
+    executor.submit([one, many, bad])
+    done = wait_all(executor, {one.attempt_id, many.attempt_id, bad.attempt_id})
+    assert done[one.attempt_id].outcome is Outcome.SUCCEEDED, done[one.attempt_id].error
+    assert (workspace.cwd / "out" / "x.txt").read_text() == "made remotely\n"
+    assert done[many.attempt_id].outcome is Outcome.SUCCEEDED, done[many.attempt_id].error
+    assert {n: (workspace.cwd / n).read_text() for n in files} == files
+    c = done[bad.attempt_id]
+    assert c.outcome is Outcome.FAILED and c.result is None and c.error and "\n" not in c.error
+    assert f"returned the file {outside}, outside its remote task directory" in c.error
+    assert "return a path relative to the task's directory" in c.error
+
+    other = make_executor(shared=False, remote_workdir=str(tmp_path / "other-host"))
+    other.start(Recorder())
+    reader = workspace.spec(python_payload(read_text, Path("out/x.txt")))
+    assert reader.inputs == []  # as the engine leaves it for a value only known at run time
+    other.submit([reader])
+    c = wait_all(other, {reader.attempt_id})[reader.attempt_id]
+    assert c.outcome is Outcome.SUCCEEDED, c.error
+    assert pickle.loads(c.result or b"") == "made remotely\n"

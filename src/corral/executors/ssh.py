@@ -13,7 +13,8 @@ and ``slots_per_host`` slots; an attempt takes ``resources.cores`` slots. For ev
 3. One remote command per host and interval (back-off from 0.25 s to ``poll_interval``) reports,
    for all attempts on that host, which are alive and which wrote ``exit.json``.
 4. Ended attempts have ``exit.json``, ``result.pkl``, logs and (after a success) declared shell
-   outputs copied back by SFTP (one batch per host), then become
+   outputs and the files a Python task returned (listed in its exit marker; one outside the
+   remote task directory fails the attempt) copied back by SFTP (one batch per host), then become
    :class:`~corral.executors.base.Completion`. Their remote attempt directories are then removed
    per ``remote_cleanup`` (``succeeded``: kept after a failure; ``all``; ``none``), and at
    shutdown a host's ``<remote_workdir>/<run>`` too, with nothing in flight or kept there.
@@ -59,6 +60,7 @@ from corral.executors.base import (
     TaskSpec,
 )
 from corral.resources import Resources
+from corral.transport import staging
 from corral.transport.ssh import DEFAULT_KNOWN_HOSTS, SSHTransport, check_options
 from corral.transport.ssh import parse_transport_url as _parse_url
 from corral.transport.ssh_helper import REMOTE_HELPER, parse_answer
@@ -378,6 +380,9 @@ class SSHExecutor(Executor):
         atomic_write(spec.workdir / PAYLOAD_FILE, spec.payload)
         payload = pickle.loads(spec.payload)
         outputs = list(payload.outputs) if isinstance(payload, ShellPayload) else []
+        inputs = list(spec.inputs)
+        if not self.settings.shared_filesystem:  # with the files upstream tasks returned
+            inputs = list(dict.fromkeys(inputs + staging.argument_files(payload, spec.cwd)))
         shell = spec.kind == TaskKind.SHELL
         return _Attempt(
             attempt_id=spec.attempt_id,
@@ -390,7 +395,7 @@ class SSHExecutor(Executor):
             walltime=spec.resources.walltime_seconds,
             memory=spec.resources.memory_bytes,
             outputs=outputs,
-            inputs=list(spec.inputs),
+            inputs=inputs,
             env=dict(spec.env),
         )
 
@@ -661,6 +666,7 @@ class SSHExecutor(Executor):
             for out in att.outputs:  # absolute outputs: fetched from the same path on the host
                 pair = (posixpath.join(att.remote_cwd, out), str(att.local_cwd / out))
                 (pairs if posixpath.isabs(out) else outputs).append(pair)
+            outputs += staging.returned_pairs(end, att.remote_cwd, att.local_cwd)[0]  # a Python task's Paths
         return host.run.get(pairs, outputs)
 
     @staticmethod
@@ -674,6 +680,10 @@ class SSHExecutor(Executor):
         if completion.outcome is Outcome.SUCCEEDED and att.log != WORKER_LOG and result not in got:
             completion.outcome, completion.result = Outcome.LOST, None
             completion.error = f"the attempt succeeded, but its {result} could not be fetched"
+        problem = staging.returned_problem(*staging.returned_pairs(end, att.remote_cwd, att.local_cwd), got)
+        if completion.outcome is Outcome.SUCCEEDED and problem is not None:
+            completion.outcome, completion.error = Outcome(problem[0]), problem[1]
+            completion.result = None
         return completion
 
     def _complete(self, att: _Attempt, completion: Completion) -> None:

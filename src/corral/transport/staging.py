@@ -3,7 +3,8 @@
 Used by the executors that stage attempts over SSH (the ``ssh`` executor and the batch
 executors with ``shared_filesystem = false``): which ``(local, remote)`` copies a task's input
 files need, the ``(size, mtime)`` stamps that let them skip files already copied earlier in the
-run, and the ``remote_cleanup`` policy for remote attempt directories once their files are back.
+run, the ``remote_cleanup`` policy for remote attempt directories once their files are back,
+and which files a Python task returned (listed in its exit marker) are to be fetched back.
 """
 
 from __future__ import annotations
@@ -13,9 +14,13 @@ import os
 import posixpath
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+import cloudpickle
 
 from corral.errors import CorralError
 from corral.transport.base import Transport
+from corral.worker.execute import PythonPayload, returned_files
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,53 @@ def input_pairs(inputs: Iterable[str], cwd: Path, remote_cwd: str, attempt_id: s
         elif sent.get(str(local)) != stamp:
             pairs.append((str(local), posixpath.join(remote_cwd, path.as_posix())))
     return pairs
+
+
+def returned_pairs(marker: Mapping[str, Any], remote_cwd: str, cwd: Path) -> tuple[list[tuple[str, str]], str | None]:
+    """``(remote, local)`` copies of the files a Python task returned, as its exit marker lists
+    them (``files``: paths relative to the task directory, see
+    :func:`corral.worker.execute.returned_files`), into the same relative place under ``cwd``;
+    and a one-line error if one of them lies outside the remote task directory ``remote_cwd``
+    (absolute, or up through ``..``): the engine could not store or pass on such a file."""
+    files = marker.get("files")
+    names = [str(f) for f in files] if isinstance(files, list) else []
+    pairs: list[tuple[str, str]] = []
+    for name in names:
+        rel = posixpath.normpath(name)
+        if posixpath.isabs(rel) or rel == ".." or rel.startswith("../"):
+            return [], (
+                f"the task returned the file {name}, outside its remote task directory "
+                f"{remote_cwd}, so it cannot be fetched back; return a path relative to the task's "
+                "directory (e.g. Path('out/x.txt')), or use shared_filesystem = true if every "
+                "machine sees that path")
+        pairs.append((posixpath.join(remote_cwd, rel), str(cwd / rel)))
+    return pairs, None
+
+
+def returned_problem(pairs: Sequence[tuple[str, str]], error: str | None,
+                     got: set[str]) -> tuple[str, str] | None:
+    """What is wrong with a Python task's success given its :func:`returned_pairs` and the
+    remote paths fetched: ``("failed", error)`` for a file outside its task directory,
+    ``("lost", why)`` (retried) for a returned file that did not come back; else None."""
+    if error is not None:
+        return "failed", error
+    missing = [remote for remote, _ in pairs if remote not in got]
+    if missing:
+        return "lost", f"the attempt succeeded, but the file it returned, {missing[0]}, could not be fetched"
+    return None
+
+
+def argument_files(payload: Any, cwd: Path) -> list[str]:
+    """Existing files named by ``Path`` values among a Python payload's arguments (also inside
+    lists, tuples and dicts). Upstream values are in by then, so this includes the files
+    upstream Python tasks returned, which ``TaskSpec.inputs`` cannot list."""
+    if not isinstance(payload, PythonPayload):
+        return []
+    try:
+        args = cloudpickle.loads(payload.args)
+    except Exception:  # the worker reports an unreadable payload
+        return []
+    return returned_files(args, cwd)
 
 
 def stamps(paths: Iterable[str]) -> dict[str, Stamp]:
@@ -134,5 +186,5 @@ class StagedRun:
             remove_run_dir(self.transport, base, allowed)
 
 
-__all__ = ["CLEANUP_CHOICES", "Stamp", "StagedRun", "input_pairs", "remove_run_dir", "removable",
-           "stamps"]
+__all__ = ["CLEANUP_CHOICES", "Stamp", "StagedRun", "argument_files", "input_pairs", "remove_run_dir", "removable",
+           "returned_pairs", "returned_problem", "stamps"]

@@ -4,6 +4,8 @@ A payload is a pickled :class:`PythonPayload` or :class:`ShellPayload`. :func:`r
 :func:`run_shell` execute it and return an :class:`AttemptResult`; :func:`run_attempt_dir` is the
 file-based form used by batch, SSH and Dask executors: it reads ``payload.pkl`` in an attempt
 directory and writes ``result.pkl`` and then the exit marker ``exit.json``, each atomically.
+The marker lists the files a Python task returned (``Path`` values, also inside lists, tuples
+and dicts), so executors that stage attempts on other machines can fetch them back.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import cloudpickle
@@ -89,6 +91,8 @@ class AttemptResult:
     error: str | None = None
     stdout: str | None = None
     stderr: str | None = None
+    files: list[str] | None = None
+    """Files the task returned (see :func:`returned_files`); only when asked for."""
 
 
 _FUNC_CACHE: dict[str, Any] = {}
@@ -152,12 +156,42 @@ def load_function(payload: PythonPayload) -> Any:
     return func
 
 
-def run_python(payload: PythonPayload, capture: bool = True) -> AttemptResult:
-    """Call the task function, measuring it; exceptions become a FAILED result with traceback."""
+def returned_files(value: Any, cwd: Path) -> list[str]:
+    """The existing files named by ``Path`` values in a task's return value (also inside lists,
+    tuples and dicts, as the engine looks for them): relative to ``cwd`` when they are inside it
+    (as POSIX paths), absolute otherwise."""
+    found: list[str] = []
+    for p in _paths(value):
+        full = Path(cwd, p)
+        if not full.is_file():
+            continue
+        name = str(p)
+        for base, path in ((cwd, full), (cwd.resolve(), full.resolve())):
+            with contextlib.suppress(ValueError):
+                name = path.relative_to(base).as_posix()
+                break
+        found.append(name)
+    return list(dict.fromkeys(found))
+
+
+def _paths(value: Any) -> Iterator[PurePath]:
+    if isinstance(value, PurePath):
+        yield value
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _paths(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _paths(v)
+
+
+def run_python(payload: PythonPayload, capture: bool = True, list_files: bool = False) -> AttemptResult:
+    """Call the task function, measuring it; exceptions become a FAILED result with traceback.
+    With ``list_files``, the result's ``files`` are the files it returned."""
     monitor = _monitor()
     out, err = io.StringIO(), io.StringIO()
     probe = Probe.begin(monitor)
-    outcome, result, error = "succeeded", None, None
+    outcome, result, error, files = "succeeded", None, None, None
     try:
         func = load_function(payload)
         args, kwargs = resolve_refs(cloudpickle.loads(payload.args))
@@ -166,6 +200,8 @@ def run_python(payload: PythonPayload, capture: bool = True) -> AttemptResult:
                 value = func(*args, **kwargs)
         else:
             value = func(*args, **kwargs)
+        if list_files:
+            files = returned_files(value, Path.cwd())
         try:
             result = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
@@ -180,7 +216,7 @@ def run_python(payload: PythonPayload, capture: bool = True) -> AttemptResult:
         outcome, error = "failed", traceback.format_exc()
     metrics = probe.end(monitor)
     return AttemptResult(
-        outcome, metrics, result, error, out.getvalue() or None, err.getvalue() or None
+        outcome, metrics, result, error, out.getvalue() or None, err.getvalue() or None, files
     )
 
 
@@ -283,12 +319,14 @@ def run_attempt_dir(attempt_dir: Path, cwd: Path | None = None) -> int:
     if isinstance(payload, ShellPayload):
         res = run_shell(payload, cwd, attempt_dir / STDOUT_FILE, attempt_dir / STDERR_FILE)
     else:
-        res = run_python(payload, capture=False)
+        res = run_python(payload, capture=False, list_files=True)
         if res.error:
             sys.stderr.write(res.error)
     if res.result is not None:
         atomic_write(attempt_dir / RESULT_FILE, res.result)
-    marker = {"outcome": res.outcome, "metrics": res.metrics, "error": res.error}
+    marker: dict[str, Any] = {"outcome": res.outcome, "metrics": res.metrics, "error": res.error}
+    if res.files:
+        marker["files"] = res.files
     atomic_write(attempt_dir / MARKER_FILE, json.dumps(marker).encode())
     return 0 if res.outcome == "succeeded" else 1
 

@@ -12,7 +12,10 @@ When an attempt ends, its markers, result and logs (``exit.json``, ``started.jso
 ``result.pkl``, ``stdout.log``, ``stderr.log``, the scheduler's ``.out``/``.err``) and, for a
 successful shell task, its declared outputs are copied back to the local attempt directory and
 pipeline directory, all finished attempts of one poll in one SFTP batch, before the completion
-is reported. Then the remote attempt directory is removed, according to ``remote_cleanup``:
+is reported. The files a successful Python task returned (``Path`` values, listed in its exit
+marker) follow in a second batch, to the same relative place under the pipeline directory; a
+returned file outside the remote task directory fails the attempt with a one-line error. Then
+the remote attempt directory is removed, according to ``remote_cleanup``:
 
 - ``succeeded`` (default): removed after a success; kept after a failure, so the job can be
   inspected or rerun by hand on the cluster (``payload.pkl`` and ``job.sh`` are only there);
@@ -25,17 +28,27 @@ inputs, outputs) is removed too unless an attempt directory was kept.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from corral.errors import CorralError, ExecutorError
 from corral.executors.base import Completion, Outcome, TaskSpec
 from corral.transport.base import Transport
-from corral.transport.staging import Stamp, input_pairs, removable, stamps
+from corral.transport.staging import (
+    Stamp,
+    argument_files,
+    input_pairs,
+    removable,
+    returned_pairs,
+    returned_problem,
+    stamps,
+)
 from corral.worker.execute import (
     MARKER_FILE,
     PAYLOAD_FILE,
@@ -116,7 +129,8 @@ class RemoteStaging:
         if not self._ready:
             self.transport.makedirs(self.remote_cwd)
             self._ready = True
-        pairs = input_pairs(spec.inputs, self.cwd, self.remote_cwd, spec.attempt_id, self._sent)
+        inputs = list(dict.fromkeys([*spec.inputs, *argument_files(_unpickled(spec.payload), self.cwd)]))
+        pairs = input_pairs(inputs, self.cwd, self.remote_cwd, spec.attempt_id, self._sent)
         if pairs:
             copied = stamps(local for local, _ in pairs)
             self.transport.put_many(pairs)
@@ -162,7 +176,29 @@ class RemoteStaging:
                 comp.result = (st.local_dir / RESULT_FILE).read_bytes()
             elif not st.shell:
                 _lose(comp, f"its {RESULT_FILE} is missing from {self.remote(st.local_dir)}")
+        self._fetch_returned([(c, st) for c, st in staged if st is not None and not st.shell])
         self._remove([(c, st) for c, st in staged if st is not None])
+
+    def _fetch_returned(self, staged: list[tuple[Completion, _Staged]]) -> None:
+        """Copy back the files successful Python tasks returned (listed in their exit markers,
+        fetched above) into the same relative place under the pipeline directory, in one more
+        SFTP batch; a file outside the remote task directory fails the attempt, one that did not
+        come back makes it LOST."""
+        wanted: list[tuple[Completion, list[tuple[str, str]], str | None]] = []
+        for comp, st in staged:
+            if comp.outcome is Outcome.SUCCEEDED:
+                wanted.append((comp, *returned_pairs(_local_marker(st.local_dir), self.remote_cwd, self.cwd)))
+        pairs = [pair for _, found, _ in wanted for pair in found]
+        try:
+            got = set(self.transport.get_many(pairs)) if pairs else set()
+        except CorralError as exc:
+            log.warning("could not fetch the files returned by %d task(s): %s", len(wanted), exc)
+            got = set()
+        self._sent.update(stamps(local for remote, local in pairs if remote in got))
+        for comp, found, error in wanted:
+            problem = returned_problem(found, error, got)
+            if problem is not None:
+                comp.outcome, comp.error, comp.result = Outcome(problem[0]), problem[1], None
 
     def _pairs(self, comp: Completion, st: _Staged) -> list[tuple[str, str]]:
         remote_dir = self.remote(st.local_dir)
@@ -224,15 +260,28 @@ class RemoteStaging:
             log.warning("could not remove the staged run directory %s: %s", self.base, exc)
 
 
+def _unpickled(payload: bytes) -> Any:
+    try:
+        return pickle.loads(payload)
+    except Exception:  # an unreadable payload: the worker says so; treat it as Python
+        return None
+
+
 def _describe(payload: bytes) -> tuple[bool, list[str]]:
     """Whether a payload is a shell task's, and its declared outputs."""
-    try:
-        obj = pickle.loads(payload)
-    except Exception:  # an unreadable payload: the worker says so; treat it as Python
-        return False, []
+    obj = _unpickled(payload)
     if isinstance(obj, ShellPayload):
         return True, list(obj.outputs)
     return False, []
+
+
+def _local_marker(local_dir: Path) -> dict[str, Any]:
+    """The exit marker fetched back into ``local_dir`` (empty if unreadable)."""
+    try:
+        marker = json.loads((local_dir / MARKER_FILE).read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return marker if isinstance(marker, dict) else {}
 
 
 def _lose(comp: Completion, why: str) -> None:
