@@ -209,14 +209,14 @@ else
 fi
 
 # wait until the queue instance is up (no 'u'nknown / 'E'rror / 'd'isabled state)
-n=$(( TIMEOUT * 10 ))
+deadline=$(( ${EPOCHREALTIME%.*} + TIMEOUT ))
 while :; do
   line=$(timeout 10 qstat -f -q "$Q" 2>/dev/null | awk -v q="$Q" '$1==q' || true)
   st=$(echo "$line" | awk '{print $6}')
   if [ -n "$line" ] && [ -z "$st" ]; then break; fi
   case "$st" in *E*) qmod -c "$Q" >/dev/null 2>&1 || true;; esac
   case "$st" in *d*) qmod -e "$Q" >/dev/null 2>&1 || true;; esac
-  n=$((n-1)); [ $n -gt 0 ] || die "queue $Q not up after ${TIMEOUT}s (state '${st}')"
+  [ "${EPOCHREALTIME%.*}" -lt "$deadline" ] || die "queue $Q not up after ${TIMEOUT}s (state '${st}')"
   sleep 0.1
 done
 log "queue $Q up: $(echo "$line" | awk '{print $3}') slots (resv/used/tot)"

@@ -317,14 +317,14 @@ else
 fi
 
 # wait for the node to be usable (resume it if a previous run left it down/drained)
-n=$(( TIMEOUT * 10 )); st=
+deadline=$(( ${EPOCHREALTIME%.*} + TIMEOUT )); st=
 while :; do
-  st=$(sinfo -h -n "$NODE" -o %T 2>/dev/null | head -1 || true)
+  st=$(timeout 10 sinfo -h -n "$NODE" -o %T 2>/dev/null | head -1 || true)
   case "$st" in
     idle|mixed|allocated|completing) break;;
     down*|drain*|fail*) scontrol update nodename="$NODE" state=resume 2>/dev/null || true;;
   esac
-  n=$((n-1)); [ $n -gt 0 ] || die "node $NODE not idle after ${TIMEOUT}s (state: ${st:-none})"
+  [ "${EPOCHREALTIME%.*}" -lt "$deadline" ] || die "node $NODE not idle after ${TIMEOUT}s (state: ${st:-none})"
   sleep 0.1
 done
 log "node $NODE is $st (cluster=$CLUSTER accounting=$EFF_ACCT" \
