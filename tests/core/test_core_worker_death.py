@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 import corral
 from corral import pipeline, task
 
@@ -50,3 +52,22 @@ def test_pool_worker_ends_quietly_when_the_engine_is_gone() -> None:
     engine_end.send([("a.1.1", pickle.dumps(payload), {})])
     engine_end.close()  # the engine dies before the result comes back
     worker_main(worker_end)  # returns, no exception
+
+
+def test_pool_worker_applies_only_the_differences_between_attempts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from corral.worker.pool import AttemptEnv
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "64")
+    monkeypatch.delenv("CORRAL_ATTEMPT", raising=False)
+    monkeypatch.delenv("CORRAL_MEMORY", raising=False)
+    env = AttemptEnv()
+    env.apply({"OMP_NUM_THREADS": "1", "CORRAL_ATTEMPT": "1", "CORRAL_MEMORY": "100"})
+    assert (os.environ["OMP_NUM_THREADS"], os.environ["CORRAL_MEMORY"]) == ("1", "100")
+    os.environ["CORRAL_ATTEMPT"] = "changed by the task"
+    env.apply({"OMP_NUM_THREADS": "2", "CORRAL_ATTEMPT": "1"})
+    assert os.environ["OMP_NUM_THREADS"] == "2" and os.environ["CORRAL_ATTEMPT"] == "1"
+    assert "CORRAL_MEMORY" not in os.environ  # the previous attempt's, not set any more
+    env.apply({})
+    assert os.environ["OMP_NUM_THREADS"] == "64" and "CORRAL_ATTEMPT" not in os.environ

@@ -114,7 +114,7 @@ def attempt_environment(env: dict[str, str]) -> Iterator[None]:
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        with _thread_limits(env.get("CORRAL_CORES")):
+        with thread_limits(env.get("CORRAL_CORES")):
             yield
     finally:
         for key, value in saved.items():
@@ -133,7 +133,7 @@ Without any of them loaded, the variables set for the attempt are enough and thr
 (0.05-0.1 s to import) is not imported."""
 
 
-def _thread_limits(cores: str | None) -> contextlib.AbstractContextManager[Any]:
+def thread_limits(cores: str | None) -> contextlib.AbstractContextManager[Any]:
     """threadpoolctl limits of ``cores`` threads, or nothing if no numeric library is loaded."""
     global _CONTROLLER
     if not cores or not cores.isdigit() or not any(m in sys.modules for m in _NUMERIC):
