@@ -32,7 +32,6 @@ from .recorder import Recorder
 from .specs import (
     PayloadBuilder,
     attempt_dir,
-    attempt_env,
     make_spec,
     node_cacheable,
     node_resources,
@@ -400,8 +399,7 @@ class Engine:
             self._fail(idx, str(exc))
             return None
         spec = make_spec(node, self.run_id, n, self.work_root, self.plan.cwd, kind, payload,
-                         resources)
-        spec.env = attempt_env(real, resources)
+                         resources, real, self.executor.stages_inputs)
         self.state[idx] = RUNNING
         self.inflight[spec.attempt_id] = idx
         now = time.time()

@@ -171,6 +171,10 @@ class Executor(ABC):
     #: Whether attempts run in a separate file system view and need the work dir shared.
     needs_shared_workdir: ClassVar[bool] = False
 
+    #: Whether attempts may run where the pipeline's files are not (the engine then lists each
+    #: attempt's input files in ``TaskSpec.inputs`` for the executor to copy).
+    stages_inputs: ClassVar[bool] = True
+
     #: Whether the executor itself keeps at most ``ctx.max_parallel`` attempts running (and so
     #: may be handed more, to queue); otherwise the engine keeps at most that many in flight.
     applies_parallel_limit: ClassVar[bool] = False

@@ -498,6 +498,7 @@ class DaskExecutor(Executor):
     """Runs attempts as futures on a dask ``distributed`` cluster."""
 
     kind: ClassVar[str] = "dask"
+    stages_inputs: ClassVar[bool] = False
 
     def __init__(self, settings: DaskExecutorSettings, ctx: ExecutorContext) -> None:
         self.settings = settings

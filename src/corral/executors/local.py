@@ -86,6 +86,7 @@ class LocalSettings:
 class LocalExecutor(Executor):
     kind = "local"
     applies_parallel_limit = True
+    stages_inputs = False
 
     def __init__(self, settings: LocalSettings, ctx: ExecutorContext) -> None:
         self.settings = settings
