@@ -490,6 +490,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--only {ns.only!r}: workloads are numbered 1 to 4")
     sizes = QUICK if ns.quick else FULL
     errors: list[str] = []
+    # Corral's running API (SQLAlchemy, the engine) is imported on first use; import it here,
+    # once per process like the peers' modules, so that no in-process row pays for it (the
+    # command-line rows include it)
+    import corral.api  # noqa: F401
+
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
     notes: list[str] = []
