@@ -58,7 +58,12 @@ from corral.executors.batch.script import (
 )
 from corral.executors.batch.settings import BatchSettings, parse_settings
 from corral.executors.batch.staging import SCHED_ERR, SCHED_OUT, RemoteStaging
-from corral.executors.batch.status import OUTCOME_OF_STATE, JobState, JobStatus
+from corral.executors.batch.status import (
+    OUTCOME_OF_STATE,
+    JobState,
+    JobStatus,
+    killed_for_memory,
+)
 from corral.resources import Resources, format_memory, format_walltime
 from corral.transport import transport_from_profile
 from corral.transport.base import CommandResult, Transport
@@ -666,6 +671,8 @@ class BatchExecutor(Executor):
             outcome = Outcome.LOST
         else:
             outcome = OUTCOME_OF_STATE[status.state]
+            if outcome is Outcome.FAILED and killed_for_memory(self._sched_log(attempt)):
+                outcome = Outcome.OUT_OF_MEMORY  # e.g. SLURM without cgroups: FAILED, 137
         metrics = Metrics(submitted=attempt.submitted, native_id=attempt.native_id)
         if status is not None:
             metrics.exit_code, metrics.started, metrics.ended = (
@@ -697,6 +704,13 @@ class BatchExecutor(Executor):
         elif status.state is JobState.ERROR_HELD:
             text += "; the job was deleted"
         return text
+
+    def _sched_log(self, attempt: _Attempt) -> str | None:
+        """The tail of the scheduler's error file of the job (not the task's stderr)."""
+        if attempt.sched_err is None:
+            return None
+        data = self.transport.read_bytes(self._r(attempt.sched_err))
+        return data[-8192:].decode(errors="replace") if data else None
 
     def _log_tails(self, attempt: _Attempt) -> str:
         parts = []

@@ -108,3 +108,18 @@ def expand_range(spec: str) -> list[int]:
             continue
         out.extend(range(lo, hi + 1, max(step, 1)))
     return out
+
+
+MEMORY_KILL = re.compile(
+    r"exceeded (job|step) memory limit|oom[-_ ]kill|exceeded resource mem|term_memlimit",
+    re.IGNORECASE,
+)
+"""What schedulers write to a job's own error file when they kill it for memory: slurmstepd
+("Exceeded job memory limit", "oom-kill event(s)"), PBS ("exceeded resource mem"), LSF
+(TERM_MEMLIMIT). Without cgroups a SLURM job killed this way ends FAILED, not OUT_OF_MEMORY."""
+
+
+def killed_for_memory(scheduler_log: str | None) -> bool:
+    """Whether the scheduler's error file of a job says it was killed for memory (the task's
+    own output is in another file, so a program cannot trigger this by printing)."""
+    return bool(scheduler_log) and MEMORY_KILL.search(scheduler_log or "") is not None
