@@ -223,14 +223,14 @@ def test_attempt_environment_limits_already_loaded_blas() -> None:
     from threadpoolctl import threadpool_info
 
     from corral.engine.specs import attempt_env
-    from corral.worker.execute import attempt_environment
+    from corral.worker.execute import thread_limits
 
     def blas() -> set[int]:
         return {i["num_threads"] for i in threadpool_info() if i["internal_api"] == "openblas"}
 
     before = blas()
     assert before, "numpy without OpenBLAS: nothing to check"
-    with attempt_environment(attempt_env(1, Resources(cores=1))):
+    with thread_limits(attempt_env(1, Resources(cores=1))["CORRAL_CORES"]):
         assert blas() == {1}
     assert blas() == before
 

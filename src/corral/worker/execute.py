@@ -106,24 +106,6 @@ def _monitor() -> TreeMonitor:
     return _MONITOR
 
 
-@contextlib.contextmanager
-def attempt_environment(env: dict[str, str]) -> Iterator[None]:
-    """Set ``env`` in ``os.environ`` while one attempt runs in a shared worker process, and
-    limit the thread pools of numeric libraries already loaded in it (OpenBLAS, MKL, OpenMP
-    read their variables only when loaded) to the attempt's cores."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        with thread_limits(env.get("CORRAL_CORES")):
-            yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 _CONTROLLER: tuple[int, Any] | None = None
 """threadpoolctl's view of this process's loaded libraries, and len(sys.modules) when taken."""
 

@@ -122,4 +122,4 @@ MEMORY_KILL = re.compile(
 def killed_for_memory(scheduler_log: str | None) -> bool:
     """Whether the scheduler's error file of a job says it was killed for memory (the task's
     own output is in another file, so a program cannot trigger this by printing)."""
-    return bool(scheduler_log) and MEMORY_KILL.search(scheduler_log or "") is not None
+    return scheduler_log is not None and MEMORY_KILL.search(scheduler_log) is not None
