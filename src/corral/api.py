@@ -27,6 +27,7 @@ from typing import Any
 import cloudpickle
 
 from corral.engine.engine import Engine, EngineOptions, Progress
+from corral.engine.gc_pause import collection_paused
 from corral.engine.plan import Plan, make_plan
 from corral.engine.states import TERMINAL_RUN_STATES, RunState
 from corral.errors import CorralError, RunLockedError, TaskFailed, UsageError
@@ -164,8 +165,12 @@ def plan(pipeline: Pipeline[Any, Any], params: Mapping[str, Any] | None = None,
          workdir: str | Path | None = None) -> Plan:
     """Build and validate the graph and compute every cache key; nothing runs."""
     values = check_params(pipeline, dict(params or {}))
-    graph = pipeline.build(values)
-    return make_plan(graph, Path(workdir or Path.cwd()).resolve())
+    return _build_plan(pipeline, values, Path(workdir or Path.cwd()).resolve())
+
+
+def _build_plan(pipeline: Pipeline[Any, Any], values: dict[str, Any], workdir: Path) -> Plan:
+    with collection_paused():  # an allocation burst without garbage cycles
+        return make_plan(pipeline.build(values), workdir)
 
 
 def _identity(source: str, pipeline: str, params: Mapping[str, Any]) -> str:
@@ -182,8 +187,8 @@ def prepare_run(
     """Validate everything and find or create the run row. Raises before anything runs."""
     values = check_params(pipeline, dict(params))
     workdir = cfg.workdir.resolve()
-    graph = pipeline.build(values)
-    the_plan = make_plan(graph, workdir)
+    the_plan = _build_plan(pipeline, values, workdir)
+    graph = the_plan.graph
     source = cfg.source or pipeline.source_file or f"{pipeline.func.__module__}:{pipeline.name}"
     json_params = json.loads(json.dumps(values, default=str))
     identity = _identity(source, pipeline.name, json_params)

@@ -45,8 +45,17 @@ class _Unhashable(Exception):
         self.value = value
 
 
-@functools.singledispatch
 def _feed(value: Any, h: Any) -> None:
+    """Feed ``value`` into the hasher ``h``: exact builtin types through a plain dict (the hot
+    path of keying large graphs), anything else through the single-dispatch registry."""
+    fn = _EXACT.get(type(value))
+    if fn is None:
+        fn = _dispatch.dispatch(type(value))
+    fn(value, h)
+
+
+@functools.singledispatch
+def _dispatch(value: Any, h: Any) -> None:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         h.update(b"D" + type(value).__qualname__.encode() + b"\0")
         for f in dataclasses.fields(value):
@@ -73,44 +82,44 @@ def _feed_ndarray(value: Any, h: Any) -> None:
     h.update(arr.tobytes())
 
 
-@_feed.register(type(None))
+@_dispatch.register(type(None))
 def _(value: None, h: Any) -> None:
     h.update(b"N")
 
 
-@_feed.register(bool)
+@_dispatch.register(bool)
 def _(value: bool, h: Any) -> None:
     h.update(b"T" if value else b"F")
 
 
-@_feed.register(int)
+@_dispatch.register(int)
 def _(value: int, h: Any) -> None:
     h.update(b"i" + str(value).encode() + b";")
 
 
-@_feed.register(float)
+@_dispatch.register(float)
 def _(value: float, h: Any) -> None:
     h.update(b"f" + struct.pack("<d", value))
 
 
-@_feed.register(complex)
+@_dispatch.register(complex)
 def _(value: complex, h: Any) -> None:
     h.update(b"c" + struct.pack("<dd", value.real, value.imag))
 
 
-@_feed.register(str)
+@_dispatch.register(str)
 def _(value: str, h: Any) -> None:
     data = value.encode()
     h.update(b"s" + str(len(data)).encode() + b":" + data)
 
 
-@_feed.register(bytes)
+@_dispatch.register(bytes)
 def _(value: bytes, h: Any) -> None:
     h.update(b"b" + str(len(value)).encode() + b":" + value)
 
 
-@_feed.register(tuple)
-@_feed.register(list)
+@_dispatch.register(tuple)
+@_dispatch.register(list)
 def _(value: list[Any] | tuple[Any, ...], h: Any) -> None:
     h.update(b"L" if isinstance(value, list) else b"U")
     h.update(str(len(value)).encode() + b"[")
@@ -119,9 +128,10 @@ def _(value: list[Any] | tuple[Any, ...], h: Any) -> None:
     h.update(b"]")
 
 
-@_feed.register(dict)
+@_dispatch.register(dict)
 def _(value: dict[Any, Any], h: Any) -> None:
-    items = sorted((hash_value(k), v) for k, v in value.items())
+    items = sorted((_str_digest(k) if type(k) is str else hash_value(k), v)
+                   for k, v in value.items())
     h.update(b"M" + str(len(items)).encode() + b"{")
     for k, v in items:
         h.update(k.encode())
@@ -129,27 +139,51 @@ def _(value: dict[Any, Any], h: Any) -> None:
     h.update(b"}")
 
 
-@_feed.register(frozenset)
-@_feed.register(set)
+@_dispatch.register(frozenset)
+@_dispatch.register(set)
 def _(value: set[Any] | frozenset[Any], h: Any) -> None:
+    # framed like lists: an unframed empty set would add nothing, so (set(), 1) == (1, set())
+    h.update(b"Q" + str(len(value)).encode() + b"{")
     for k in sorted(hash_value(v) for v in value):
         h.update(b"S" + k.encode())
+    h.update(b"}")
 
 
-@_feed.register(PurePath)
+@_dispatch.register(PurePath)
 def _(value: PurePath, h: Any) -> None:
     h.update(b"P" + str(value).encode() + b"\0")
 
 
-@_feed.register(enum.Enum)
+@_dispatch.register(enum.Enum)
 def _(value: enum.Enum, h: Any) -> None:
     h.update(b"E" + type(value).__qualname__.encode() + b".")
     _feed(value.value, h)
 
 
-@_feed.register(range)
+@_dispatch.register(range)
 def _(value: range, h: Any) -> None:
     h.update(f"R{value.start}:{value.stop}:{value.step}".encode())
+
+
+_EXACT: dict[type, Callable[[Any, Any], None]] = {
+    cls: _dispatch.registry[cls]
+    for cls in (type(None), bool, int, float, complex, str, bytes, tuple, list, dict, set,
+                frozenset, range)
+}
+
+
+@functools.lru_cache(maxsize=4096)
+def _str_digest(key: str) -> str:
+    """``hash_value`` of a string, memoised: the argument names of a map repeat in every call."""
+    h = new_hasher()
+    _dispatch.registry[str](key, h)
+    return str(h.hexdigest())
+
+
+def register_feeder(cls: type, feed: Callable[[Any, Any], None]) -> None:
+    """Register ``feed(value, hasher)`` for values of ``cls`` (for Corral's own types)."""
+    _dispatch.register(cls)(feed)
+    _EXACT.pop(cls, None)
 
 
 def register(cls: type, hasher: Callable[[Any], bytes]) -> None:
@@ -158,7 +192,7 @@ def register(cls: type, hasher: Callable[[Any], bytes]) -> None:
     def feed(value: Any, h: Any) -> None:
         h.update(b"X" + cls.__qualname__.encode() + b":" + hasher(value))
 
-    _feed.register(cls)(feed)
+    register_feeder(cls, feed)
 
 
 def hash_value(value: Any, where: str = "") -> str:

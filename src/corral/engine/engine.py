@@ -27,6 +27,7 @@ from corral.store import Store
 from corral.store import schema as t
 from corral.store.bulk import executemany
 
+from .gc_pause import collection_paused
 from .plan import Plan, key_nodes
 from .recorder import Recorder
 from .specs import (
@@ -185,10 +186,11 @@ class Engine:
             c.execute(t.runs.update().where(t.runs.c.id == self.run_id).values(
                 n_tasks=len(self.graph.nodes)))
         if fresh:
-            for name, task_row in self.store.task_ids(self.run_id).items():
-                idx = self.graph.names.get(name)
+            names = self.graph.names
+            for name, row_id in self.store.task_row_ids(self.run_id).items():
+                idx = names.get(name)
                 if idx is not None:
-                    self.task_id[idx] = task_row["id"]
+                    self.task_id[idx] = row_id
 
     def _resources_json(self, node: Node) -> dict[str, Any]:
         """JSON form of a node's first-attempt resources, one dict per distinct Resources."""
@@ -215,12 +217,10 @@ class Engine:
         candidates = [i for i in idxs if nodes[i].kind is not NodeKind.EXPAND
                       and i not in self._forced and not self.options.no_cache
                       and node_cacheable(nodes[i])]
-        found = self.store.completed_keys(nodes[i].key for i in candidates)
-        # declared shell outputs and files returned by Python tasks (Path results) alike
-        with_outputs = [nodes[i].key for i in candidates if nodes[i].key in found]
-        outputs = self.store.result_outputs(with_outputs) if with_outputs else {}
+        # with their output files: declared shell outputs and returned Paths alike
+        found = self.store.completed(nodes[i].key for i in candidates)
         return {i for i in candidates if nodes[i].key in found
-                and self._outputs_ok(nodes[i], outputs.get(nodes[i].key, {}))}
+                and self._outputs_ok(nodes[i], found[nodes[i].key])}
 
     def _apply_cached(self, idxs: list[int], cached: set[int]) -> None:
         nodes = self.graph.nodes
@@ -285,7 +285,8 @@ class Engine:
     # ------------------------------------------------------------------ main loop
 
     def run(self) -> RunState:
-        self.prepare()
+        with collection_paused():
+            self.prepare()
         self._report()
         while True:
             self._control()

@@ -16,8 +16,14 @@ import cloudpickle
 
 from corral.errors import GraphError, HashingError, SerializationError
 from corral.graph import Future, Graph, Node, NodeKind
-from corral.hashing import _feed as _feed_dispatch
-from corral.hashing import _Unhashable, feed_into, file_digest, hash_value, new_hasher
+from corral.hashing import (
+    _Unhashable,
+    feed_into,
+    file_digest,
+    hash_value,
+    new_hasher,
+    register_feeder,
+)
 
 
 def _feed_future(value: Future, h: Any) -> None:
@@ -26,7 +32,7 @@ def _feed_future(value: Future, h: Any) -> None:
     h.update(b"F" + value.node.key.encode())
 
 
-_feed_dispatch.register(Future)(_feed_future)
+register_feeder(Future, _feed_future)
 
 
 @dataclass

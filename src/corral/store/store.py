@@ -242,6 +242,12 @@ class Store:
         with self.engine.connect() as c:
             return {r.name: dict(r._mapping) for r in c.execute(q)}
 
+    def task_row_ids(self, run_id: str) -> dict[str, int]:
+        """``{task name: row id}`` of a run (the lean form of :meth:`task_ids`)."""
+        q = sa.select(t.tasks.c.name, t.tasks.c.id).where(t.tasks.c.run_id == run_id)
+        with self.engine.connect() as c:
+            return {name: row_id for name, row_id in c.execute(q)}
+
     def tasks(self, run_id: str, name: str | None = None) -> list[dict[str, Any]]:
         q = sa.select(t.tasks).where(t.tasks.c.run_id == run_id).order_by(t.tasks.c.idx)
         if name is not None:
@@ -306,13 +312,19 @@ class Store:
     # ------------------------------------------------------------------ results
 
     def completed_keys(self, keys: Iterable[str]) -> set[str]:
-        found: set[str] = set()
+        return set(self.completed(keys))
+
+    def completed(self, keys: Iterable[str]) -> dict[str, dict[str, str]]:
+        """Stored results among ``keys``, with their recorded output files ({} for none):
+        ``{key: {path: digest}}``, in one pass over the results table."""
+        found: dict[str, dict[str, str]] = {}
         keys = list(keys)
         with self.engine.connect() as c:
             for i in range(0, len(keys), 900):
-                chunk = keys[i : i + 900]
-                q = sa.select(t.results.c.key).where(t.results.c.key.in_(chunk))
-                found.update(r[0] for r in c.execute(q))
+                q = sa.select(t.results.c.key, t.results.c.outputs).where(
+                    t.results.c.key.in_(keys[i : i + 900]))
+                for key, outputs in c.execute(q):
+                    found[key] = outputs or {}
         return found
 
     def result_row(self, key: str) -> dict[str, Any] | None:
