@@ -176,13 +176,37 @@ def corral_pipeline() -> Any:
     return scatter
 
 
+@dataclass
+class Workspace:
+    path: Path
+    keep: bool
+
+
+@contextmanager
+def workspace(m: Measurement, prefix: str, keep: bool) -> Iterator[Workspace]:
+    """A temporary directory for one tool's run. An exception inside ends the measurement
+    with an error (with its traceback on stderr) rather than the benchmark; the directory is
+    removed unless ``keep`` (or the block set ``keep``)."""
+    space = Workspace(Path(tempfile.mkdtemp(prefix=prefix)), keep)
+    try:
+        yield space
+    except Exception as exc:
+        m.error = f"{type(exc).__name__}: {exc}"
+        traceback.print_exc()
+    finally:
+        if space.keep:
+            print(f"{m.tool} workdir kept: {space.path}", file=sys.stderr)
+        else:
+            shutil.rmtree(space.path, ignore_errors=True)
+
+
 def run_corral(n: int, keep: bool) -> Measurement:
     from corral.api import RunConfig, execute
 
     m = Measurement("Corral")
     engines: list[Any] = []
-    tmp = Path(tempfile.mkdtemp(prefix="corral-bench-slurm-"))
-    try:
+    with workspace(m, "corral-bench-slurm-", keep) as space:
+        tmp = space.path
         with counted(tmp) as (log, _env):
             workdir = tmp / "work"
             workdir.mkdir()
@@ -208,14 +232,6 @@ def run_corral(n: int, keep: bool) -> Measurement:
             m.error = f"wrong sum {result.value!r}"
         else:
             m.ok = True
-    except Exception as exc:
-        m.error = f"{type(exc).__name__}: {exc}"
-        traceback.print_exc()
-    finally:
-        if keep:
-            print(f"Corral workdir kept: {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     return m
 
 
@@ -291,8 +307,8 @@ def run_snakemake(n: int, venv: Path, arrays: bool, keep: bool) -> Measurement:
     except Exception as exc:
         m.error = f"could not install snakemake into {venv}: {type(exc).__name__}: {exc}"
         return m
-    tmp = Path(tempfile.mkdtemp(prefix="snakemake-bench-slurm-"))
-    try:
+    with workspace(m, "snakemake-bench-slurm-", keep) as space:
+        tmp = space.path
         with counted(tmp) as (log, env):
             work = tmp / "work"
             work.mkdir()
@@ -310,19 +326,11 @@ def run_snakemake(n: int, venv: Path, arrays: bool, keep: bool) -> Measurement:
             if proc.returncode != 0:
                 tail = "\n".join(out.read_text().splitlines()[-15:])
                 m.error = f"snakemake exited {proc.returncode}:\n{tail}"
-                keep = True
+                space.keep = True  # its log is the only account of what went wrong
             elif not total.exists() or total.read_text().strip() != str(n * (n - 1) // 2):
                 m.error = f"wrong total {total.read_text().strip() if total.exists() else None!r}"
             else:
                 m.ok = True
-    except Exception as exc:
-        m.error = f"{type(exc).__name__}: {exc}"
-        traceback.print_exc()
-    finally:
-        if keep:
-            print(f"Snakemake workdir kept: {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     return m
 
 

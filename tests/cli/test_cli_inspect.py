@@ -197,3 +197,14 @@ def test_json_outputs_parse_whatever_the_width(project: Project) -> None:
     for args in (["runs"], ["status"], ["status", "--metrics"]):
         result = invoke(*args, "--json")
         json.loads(result.stdout)
+
+
+def test_version_and_bare_command(project: Project) -> None:
+    import corral
+
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert result.output.strip() == f"corral {corral.__version__}"
+    bare = invoke()
+    assert bare.exit_code == 2  # usage: the help text, as for any missing command
+    assert "Usage: corral" in bare.output and "run" in bare.output

@@ -41,7 +41,7 @@ from corral.store import schema as t
 from corral.worker.execute import PAYLOAD_FILE, RESULT_FILE
 
 from .recorder import Recorder
-from .specs import attempt_env, node_resources, node_retries, safe_name
+from .specs import attempt_env, may_retry, node_resources, node_retries, safe_name
 from .states import RunState, TaskState
 
 if TYPE_CHECKING:
@@ -177,7 +177,7 @@ class Reconciling:
 
     def settle(self, d: DetachedTask, outcome: Outcome, reason: str) -> None:
         """After a failed attempt (already recorded): retry the task, or fail it."""
-        if self.retries_allowed and should_retry(outcome, d.number - d.uncounted, d.retries):
+        if self.retries_allowed and may_retry(outcome, d.number - d.uncounted, d.retries):
             log.info("detached run %s: retrying %s after %s", self.run["id"], d.name,
                      outcome.value)
             self.retry.append(d)
@@ -192,12 +192,6 @@ class Reconciling:
     def save(self) -> None:
         self.rec.flush()
         write_state(self.work_root / "detach.pkl", self.state)
-
-
-def should_retry(outcome: Outcome, attempt: int, retries: int) -> bool:
-    """The attached engine's rule: a retryable outcome while ``attempt <= retries``
-    (``attempt`` counts only attempts that ran)."""
-    return outcome.retryable and attempt <= retries
 
 
 def cancel_requested(p: Reconciling) -> str:
@@ -329,4 +323,4 @@ def _submit(p: Reconciling, ex: BatchExecutor, job: _Job) -> None:
     p.attempts[d.attempt_id]["native_id"] = native
 
 
-__all__ = ["Reconciling", "attempt_plan", "claim", "release", "resubmit", "should_retry"]
+__all__ = ["Reconciling", "attempt_plan", "claim", "release", "resubmit"]

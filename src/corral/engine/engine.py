@@ -34,6 +34,7 @@ from .specs import (
     PayloadBuilder,
     attempt_dir,
     make_spec,
+    may_retry,
     node_cacheable,
     node_resources,
     node_retries,
@@ -302,7 +303,10 @@ class Engine:
             timeout = 0.0 if (self.ready and not self.paused and self._room() > 0) else 0.2
             for comp in self.executor.poll(timeout):
                 self._complete(comp)
-            if self.rec.dirty and (not self.inflight or
+            # flush when idle or every FLUSH_INTERVAL; tasks just made ready are handed over
+            # first (a gather waited for the fsync of every part it consumes)
+            idle = not self.inflight and not (self.ready and self._room() > 0 and not self.paused)
+            if self.rec.dirty and (idle or
                                    time.monotonic() - self.rec.last_flush > FLUSH_INTERVAL):
                 self.rec.flush()
             self._report()
@@ -456,7 +460,7 @@ class Engine:
                 self._fail(idx, f"its result could not be stored: {exc}")
             return
         node = self.graph.nodes[idx]
-        if comp.outcome.retryable and self._real_attempt(idx) <= node_retries(node) \
+        if may_retry(comp.outcome, self._real_attempt(idx), node_retries(node)) \
                 and not self.cancelling:
             log.info("retrying %s after %s", node.name, comp.outcome.value)
             self.state[idx] = READY

@@ -11,7 +11,7 @@ from typing import Any
 import cloudpickle
 
 from corral.errors import SerializationError
-from corral.executors.base import TaskKind, TaskSpec
+from corral.executors.base import Outcome, TaskKind, TaskSpec
 from corral.graph import Future, Node, NodeKind
 from corral.hashing import digest_bytes
 from corral.model import TaskDef, TaskOptions
@@ -80,6 +80,13 @@ def node_resources(node: Node, attempt: int) -> Resources:
 def node_retries(node: Node) -> int:
     opts = _opts(node)
     return opts.retries if opts else 0
+
+
+def may_retry(outcome: Outcome, attempt: int, retries: int) -> bool:
+    """The retry rule of attached and detached runs alike: a retryable outcome (failure,
+    timeout, out of memory, lost node) while ``attempt <= retries``, where ``attempt`` counts
+    only the attempts that really ran."""
+    return outcome.retryable and attempt <= retries
 
 
 def node_cacheable(node: Node) -> bool:

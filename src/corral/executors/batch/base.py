@@ -595,7 +595,7 @@ class BatchExecutor(Executor):
                   if self.staging is None else None)
         error = marker.get("error")
         if outcome is not Outcome.SUCCEEDED and attempt.kind is TaskKind.SHELL:
-            error = _join(error, self._log_tails(attempt))
+            error = _join(error, self._log_tails(attempt, self._sched_log(attempt)))
         self._finish(attempt, Completion(attempt.attempt_id, outcome, metrics, result, error))
 
     def _finish(self, attempt: _Attempt, completion: Completion) -> None:
@@ -671,14 +671,15 @@ class BatchExecutor(Executor):
             outcome = Outcome.LOST
         else:
             outcome = OUTCOME_OF_STATE[status.state]
-            if outcome is Outcome.FAILED and killed_for_memory(self._sched_log(attempt)):
-                outcome = Outcome.OUT_OF_MEMORY  # e.g. SLURM without cgroups: FAILED, 137
+        sched_log = self._sched_log(attempt)
+        if outcome is Outcome.FAILED and killed_for_memory(sched_log):
+            outcome = Outcome.OUT_OF_MEMORY  # e.g. SLURM without cgroups: FAILED, 137
         metrics = Metrics(submitted=attempt.submitted, native_id=attempt.native_id)
         if status is not None:
             metrics.exit_code, metrics.started, metrics.ended = (
                 status.exit_code, status.started, status.ended)
             metrics.peak_rss, metrics.host = status.max_rss, status.host
-        error = _join(self._reason(attempt, status, outcome), self._log_tails(attempt))
+        error = _join(self._reason(attempt, status, outcome), self._log_tails(attempt, sched_log))
         self._finish(attempt, Completion(attempt.attempt_id, outcome, metrics, None, error))
 
     def _reason(self, attempt: _Attempt, status: JobStatus | None, outcome: Outcome) -> str:
@@ -712,15 +713,15 @@ class BatchExecutor(Executor):
         data = self.transport.read_bytes(self._r(attempt.sched_err))
         return data[-8192:].decode(errors="replace") if data else None
 
-    def _log_tails(self, attempt: _Attempt) -> str:
-        parts = []
-        for path in (attempt.workdir / STDERR_FILE, attempt.sched_err):
-            if path is None:
-                continue
-            data = self.transport.read_bytes(self._r(path))
-            text = tail(data.decode(errors="replace") if data else None)
-            if text:
-                parts.append(f"--- {path.name} (last lines) ---\n{text}")
+    def _log_tails(self, attempt: _Attempt, sched_log: str | None) -> str:
+        """The last lines of the task's stderr and of ``sched_log`` (from :meth:`_sched_log`,
+        read once by the caller, which also looks into it)."""
+        data = self.transport.read_bytes(self._r(attempt.workdir / STDERR_FILE))
+        logs = [(STDERR_FILE, data.decode(errors="replace") if data else None)]
+        if attempt.sched_err is not None:
+            logs.append((attempt.sched_err.name, sched_log))
+        parts = [f"--- {name} (last lines) ---\n{text}"
+                 for name, text in ((n, tail(t)) for n, t in logs) if text]
         return "\n".join(parts)
 
     def _run(
