@@ -4,6 +4,7 @@ may not have been sent yet) run again, one per worker, until the culprit is foun
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,13 @@ def test_pool_worker_ends_quietly_when_the_engine_is_gone() -> None:
     engine_end, worker_end = multiprocessing.Pipe()
     engine_end.send([("a.1.1", pickle.dumps(payload), {})])
     engine_end.close()  # the engine dies before the result comes back
-    worker_main(worker_end)  # returns, no exception
+    # worker_main ignores SIGINT for good (a worker leaves Ctrl-C to its engine): restore it,
+    # or every process this test session starts afterwards would inherit SIGINT ignored
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        worker_main(worker_end)  # returns, no exception
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_pool_worker_applies_only_the_differences_between_attempts(
