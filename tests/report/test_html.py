@@ -13,7 +13,7 @@ import pytest
 
 from corral.errors import UsageError
 from corral.report._figures import timeline_figure
-from corral.report._format import Clock, duration
+from corral.report._format import Clock, duration, timestamp
 from corral.report._layout import concurrency, layers, pack_lanes
 from corral.report.html import tail_file, write_report
 from corral.report.metrics import run_metrics
@@ -98,6 +98,11 @@ def test_clock_zone_and_text(kolkata: None) -> None:
     assert clock.ms(1_700_000_000.25) == (1_700_000_000 + 19_800) * 1000 + 250
     assert clock.text(1_700_000_000.25) == "2023-11-15 03:43:20.250"
     assert Clock(1_700_000_000.0, span=3600).text(1_700_000_000.25, date=False) == "03:43:20"
+
+
+def test_timestamps_name_their_zone(kolkata: None) -> None:
+    assert timestamp(1_700_000_000.0) == "2023-11-15 03:43:20 IST"
+    assert timestamp(None) == "-"
 
 
 def test_short_durations_in_milliseconds() -> None:

@@ -54,10 +54,11 @@ def number(value: float | None, digits: int = 2) -> str:
 
 
 def timestamp(unix: float | None) -> str:
-    """Local time ``2024-05-01 13:02:11`` of a UNIX time; ``-`` when unknown."""
+    """Local time of a UNIX time with its zone, ``2024-05-01 13:02:11 CEST``; ``-`` when
+    unknown (a report or a lineage read in another zone names the one it was written in)."""
     if unix is None:
         return "-"
-    return _dt.datetime.fromtimestamp(float(unix)).strftime("%Y-%m-%d %H:%M:%S")
+    return _dt.datetime.fromtimestamp(float(unix)).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def iso(unix: float | None) -> str | None:
