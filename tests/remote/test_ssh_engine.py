@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SSHRig
 
 import corral
+from conftest import SSHRig
 
 pytestmark = pytest.mark.ssh
 
@@ -97,3 +97,37 @@ def test_a_returned_file_comes_back_and_feeds_downstream(ssh_rig: SSHRig, tmp_pa
         stored = [row[0] for row in db.execute("SELECT path FROM artifacts WHERE run_id = ? AND kind = 'file'",
                                                (r.run_id,))]
     assert stored == [str((wd / "out" / "x.txt").resolve())]  # in the store, as with a local run
+
+
+def test_an_absolute_returned_path_names_the_local_copy(ssh_rig: SSHRig, tmp_path: Path) -> None:
+    """``Path.cwd() / ...`` returned on the host (e.g. the Littlewood picture) is the remote
+    task directory there; once fetched, the run's value names the local file."""
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    pipe = _load(tmp_path, '''
+        from pathlib import Path
+        from corral import pipeline, task
+
+        @task
+        def make(text: str) -> Path:
+            out = Path.cwd() / "pics" / "x.txt"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text)
+            return out
+
+        @task
+        def read(path: Path) -> tuple[str, str]:
+            return str(path), path.read_text().upper()
+
+        @pipeline
+        def absolute():
+            made = make("made remotely")
+            return made, read(made)
+    ''')
+    r = corral.run(pipe, executor="ssh", executor_options=_options(ssh_rig, tmp_path, False), jobs=2, workdir=wd)
+    assert r.ok, r.errors
+    made, (seen, upper) = r.value
+    assert made == wd / "pics" / "x.txt" and made.read_text() == "made remotely"
+    # and the downstream task, on the host, got the path of the staged copy there
+    assert seen.startswith(str(tmp_path / "remote")) and seen.endswith("/cwd/pics/x.txt"), seen
+    assert upper == "MADE REMOTELY"

@@ -81,6 +81,8 @@ log = logging.getLogger(__name__)
 
 WORKER_LOG = "worker.log"
 """Output of the worker process itself for shell tasks (their command writes stdout/stderr.log)."""
+STAGED_PAYLOAD_FILE = "payload.staged.pkl"
+"""The payload as staged when argument paths were moved to the remote task directory."""
 LAUNCH_FILE = "ssh-launch.json"
 """Written to the local attempt dir after launch: what re-attach and ``corral cancel`` need."""
 _FETCHED = (RESULT_FILE, MARKER_FILE, STARTED_FILE, STDOUT_FILE, STDERR_FILE, WORKER_LOG)
@@ -170,6 +172,22 @@ def completion_from_marker(att: _Attempt, marker: Mapping[str, Any]) -> Completi
     result_path = att.local_dir / RESULT_FILE
     result = result_path.read_bytes() if result_path.exists() else None
     return Completion(att.attempt_id, outcome, metrics, result, marker.get("error"))
+
+
+def _staged_payload_file(att: _Attempt) -> Path:
+    """The local file to copy as the attempt's remote ``payload.pkl``: ``payload.pkl`` itself,
+    or ``payload.staged.pkl`` when argument paths had to be moved to the remote task directory
+    (:func:`corral.transport.staging.staged_payload`)."""
+    local = att.local_dir / PAYLOAD_FILE
+    if att.log == WORKER_LOG:  # a shell task: its command line was written for the remote side
+        return local
+    data = local.read_bytes()
+    staged = staging.staged_payload(data, att.local_cwd, att.remote_cwd)
+    if staged is data:
+        return local
+    moved = att.local_dir / STAGED_PAYLOAD_FILE
+    atomic_write(moved, staged)
+    return moved
 
 
 # ---------------------------------------------------------------------------------- executor
@@ -356,7 +374,7 @@ class SSHExecutor(Executor):
     def _stage(host: _Host, atts: list[_Attempt]) -> None:
         """Copy the payloads and input files of ``atts`` to ``host`` (each input file once, and
         not at all if it is there already, unchanged, from an earlier copy or output)."""
-        payloads = [(str(a.local_dir / PAYLOAD_FILE), f"{a.remote_dir}/{PAYLOAD_FILE}") for a in atts]
+        payloads = [(str(_staged_payload_file(a)), f"{a.remote_dir}/{PAYLOAD_FILE}") for a in atts]
         inputs: dict[str, str] = {}
         for att in atts:
             inputs.update(input_pairs(att.inputs, att.local_cwd, att.remote_cwd, att.attempt_id, host.run.sent))
@@ -606,6 +624,9 @@ class SSHExecutor(Executor):
         if completion.outcome is Outcome.SUCCEEDED and problem is not None:
             completion.outcome, completion.error = Outcome(problem[0]), problem[1]
             completion.result = None
+        elif completion.outcome is Outcome.SUCCEEDED:
+            completion.result = staging.localize_result(completion.result, end, att.remote_cwd,
+                                                        att.local_cwd)
         return completion
 
     def _complete(self, att: _Attempt, completion: Completion) -> None:

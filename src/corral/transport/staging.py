@@ -9,11 +9,13 @@ and which files a Python task returned (listed in its exit marker) are to be fet
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import pickle
 import posixpath
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import cloudpickle
@@ -75,6 +77,67 @@ def returned_pairs(marker: Mapping[str, Any], remote_cwd: str, cwd: Path) -> tup
                 "machine sees that path")
         pairs.append((posixpath.join(remote_cwd, rel), str(cwd / rel)))
     return pairs, None
+
+
+def localize_result(result: bytes | None, marker: Mapping[str, Any], remote_cwd: str,
+                    cwd: Path) -> bytes | None:
+    """A Python task's pickled value in which the absolute remote paths of the files it returned
+    (``files`` of its exit marker, fetched back into ``cwd``) name their local copies instead:
+    ``Path.cwd() / "x.png"`` returned on the host becomes ``<cwd>/x.png``. Other paths and
+    values, and a value that cannot be unpickled here, are left as they are."""
+    files = marker.get("files")
+    fetched = {posixpath.normpath(str(f)) for f in files} if isinstance(files, list) else set()
+    if not result or not fetched:
+        return result
+    try:
+        value = cloudpickle.loads(result)
+    except Exception:  # the engine reports it when it loads the value
+        return result
+    moved, changed = move_paths(value, remote_cwd, os.fspath(cwd), fetched)
+    return cloudpickle.dumps(moved, protocol=pickle.HIGHEST_PROTOCOL) if changed else result
+
+
+def move_paths(value: Any, src_root: str, dst_root: str,
+               only: set[str] | None = None) -> tuple[Any, bool]:
+    """(``value`` with every absolute path under ``src_root`` moved to the same place under
+    ``dst_root``, whether any was); with ``only``, just the paths whose relative form is in
+    it. Paths inside lists, tuples and dicts are found, as the worker finds returned files;
+    each keeps its class."""
+    if isinstance(value, PurePath):
+        if not value.is_absolute():
+            return value, False
+        rel = posixpath.relpath(posixpath.normpath(value.as_posix()), posixpath.normpath(src_root))
+        if rel == ".." or rel.startswith("../") or (only is not None and rel not in only):
+            return value, False
+        return type(value)(dst_root if rel == "." else posixpath.join(dst_root, rel)), True
+    if type(value) in (list, tuple):
+        pairs = [move_paths(v, src_root, dst_root, only) for v in value]
+        if any(changed for _, changed in pairs):
+            return type(value)(v for v, _ in pairs), True
+    elif type(value) is dict:
+        moved = {k: move_paths(v, src_root, dst_root, only) for k, v in value.items()}
+        if any(changed for _, changed in moved.values()):
+            return {k: v for k, (v, _) in moved.items()}, True
+    return value, False
+
+
+def staged_payload(data: bytes, cwd: Path, remote_cwd: str) -> bytes:
+    """``payload.pkl`` as the remote side needs it: a Python task's absolute argument paths
+    inside the pipeline directory ``cwd`` name the same place under ``remote_cwd``, where
+    :func:`input_pairs` copies the files (a path returned by an upstream task is one). Returns
+    ``data`` itself when nothing moves."""
+    try:
+        payload = pickle.loads(data)
+        if not isinstance(payload, PythonPayload):
+            return data
+        args = cloudpickle.loads(payload.args)
+    except Exception:  # the worker reports it
+        return data
+    moved, changed = move_paths(args, os.fspath(cwd), remote_cwd)
+    if not changed:
+        return data
+    new_args = cloudpickle.dumps(moved, protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps(dataclasses.replace(payload, args=new_args), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def returned_problem(pairs: Sequence[tuple[str, str]], error: str | None,

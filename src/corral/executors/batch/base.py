@@ -68,6 +68,7 @@ from corral.resources import Resources, format_memory, format_walltime
 from corral.transport import transport_from_profile
 from corral.transport.base import CommandResult, Transport
 from corral.transport.local import LocalTransport
+from corral.transport.staging import staged_payload
 from corral.worker.execute import (
     MARKER_FILE,
     PAYLOAD_FILE,
@@ -335,7 +336,9 @@ class BatchExecutor(Executor):
         """Create the attempt directory and write ``payload.pkl`` (detached mode uses it too)."""
         workdir = self._r(spec.workdir)
         self.transport.makedirs(workdir)
-        self.transport.write_bytes(os.path.join(workdir, PAYLOAD_FILE), spec.payload)
+        payload = spec.payload if self.staging is None else \
+            staged_payload(spec.payload, self.staging.cwd, self.staging.remote_cwd)
+        self.transport.write_bytes(os.path.join(workdir, PAYLOAD_FILE), payload)
         if self.staging is not None:
             self.staging.stage(spec)
 

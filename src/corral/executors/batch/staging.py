@@ -44,6 +44,7 @@ from corral.transport.staging import (
     Stamp,
     argument_files,
     input_pairs,
+    localize_result,
     removable,
     returned_pairs,
     returned_problem,
@@ -185,9 +186,11 @@ class RemoteStaging:
         SFTP batch; a file outside the remote task directory fails the attempt, one that did not
         come back makes it LOST."""
         wanted: list[tuple[Completion, list[tuple[str, str]], str | None]] = []
+        markers: dict[str, dict[str, Any]] = {}
         for comp, st in staged:
             if comp.outcome is Outcome.SUCCEEDED:
-                wanted.append((comp, *returned_pairs(_local_marker(st.local_dir), self.remote_cwd, self.cwd)))
+                markers[comp.attempt_id] = marker = _local_marker(st.local_dir)
+                wanted.append((comp, *returned_pairs(marker, self.remote_cwd, self.cwd)))
         pairs = [pair for _, found, _ in wanted for pair in found]
         try:
             got = set(self.transport.get_many(pairs)) if pairs else set()
@@ -199,6 +202,9 @@ class RemoteStaging:
             problem = returned_problem(found, error, got)
             if problem is not None:
                 comp.outcome, comp.error, comp.result = Outcome(problem[0]), problem[1], None
+            else:
+                comp.result = localize_result(comp.result, markers[comp.attempt_id],
+                                              self.remote_cwd, self.cwd)
 
     def _pairs(self, comp: Completion, st: _Staged) -> list[tuple[str, str]]:
         remote_dir = self.remote(st.local_dir)
