@@ -8,7 +8,10 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,8 +25,9 @@ ROWS = 20_000
 SHARDS = 3
 
 
-def _load(name: str):
+def _load(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"datapipe_{name}", EXAMPLE / f"{name}.py")
+    assert spec is not None and spec.loader is not None, name
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
@@ -35,7 +39,7 @@ serve = _load("serve")
 
 
 @pytest.fixture
-def server(tmp_path):
+def server(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     served = make_dataset.make_dataset(tmp_path / "served", ITEMS, rows=ROWS, seed=1)
     srv = serve.serve_in_thread(served)
     yield served, f"http://127.0.0.1:{srv.server_port}"
@@ -43,7 +47,7 @@ def server(tmp_path):
     srv.server_close()
 
 
-def _run(base_url: str, workdir: Path, dest: str = "site", **config):
+def _run(base_url: str, workdir: Path, dest: str = "site", **config: Any) -> corral.RunResult:
     pipe = corral.load_pipeline(EXAMPLE / "pipeline.py")
     params = {"base_url": base_url, "shards": SHARDS, "dest": dest}
     res = corral.run(pipe, params=params, workdir=workdir, source=str(EXAMPLE / "pipeline.py"),
@@ -97,7 +101,7 @@ def _check_outputs(served: Path, work: Path, site: Path | None = None) -> None:
     assert (site / "figure.html").read_text() == figure
 
 
-def test_resumable_download(server, tmp_path):
+def test_resumable_download(server: tuple[Path, str], tmp_path: Path) -> None:
     served, url = server
     pipe = _load("pipeline")
     sums = pipe.fetch_manifest(url)
@@ -112,7 +116,7 @@ def test_resumable_download(server, tmp_path):
         pipe.fetch_file(f"{url}/subj01.csv", dest.parent / "x", sums["subj01.csv"])
 
 
-def test_datapipe_local_cache_and_partial_rerun(server, tmp_path):
+def test_datapipe_local_cache_and_partial_rerun(server: tuple[Path, str], tmp_path: Path) -> None:
     served, url = server
     work = tmp_path / "work"
     first = _run(url, work, jobs=2)
@@ -171,14 +175,14 @@ def _run_on_cluster(kind: str, url: str, served: Path, work: Path) -> None:
 
 
 @pytest.mark.slurm
-def test_datapipe_slurm(server, tmp_path):
+def test_datapipe_slurm(server: tuple[Path, str], tmp_path: Path) -> None:
     _require_cluster("slurm", "sbatch", ["sinfo", "-h"])
     served, url = server
     _run_on_cluster("slurm", url, served, tmp_path / "work")
 
 
 @pytest.mark.sge
-def test_datapipe_sge(server, tmp_path):
+def test_datapipe_sge(server: tuple[Path, str], tmp_path: Path) -> None:
     _require_cluster("sge", "qsub", ["qstat", "-f"])
     served, url = server
     _run_on_cluster("sge", url, served, tmp_path / "work")
@@ -197,7 +201,7 @@ def _need_rclone() -> str:
 
 
 @pytest.fixture
-def rclone_env(tmp_path):
+def rclone_env(tmp_path: Path) -> dict[str, str]:
     """The environment of a ``corral run`` child process with an rclone remote ``corraltest`` of
     type ``local``, configured only by variables (RCLONE_CONFIG names a file that does not
     exist, which keeps the user's rclone.conf out).
@@ -218,7 +222,7 @@ def _corral_run(url: str, work: Path, dest: str, env: dict[str, str]) -> subproc
                           env={**env, "COLUMNS": "500"})  # rich wraps at 80 columns otherwise
 
 
-def test_is_remote():
+def test_is_remote() -> None:
     pipe = _load("pipeline")
     for dest in ["pub:/srv/www", "my remote:www", ":local:/tmp/x", "s3.eu:bucket/dir"]:
         assert pipe.is_remote(dest), dest
@@ -226,7 +230,7 @@ def test_is_remote():
         assert not pipe.is_remote(dest), dest
 
 
-def test_publish_to_rclone_errors_are_one_line(tmp_path, monkeypatch):
+def test_publish_to_rclone_errors_are_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pipe = _load("pipeline")
     staging = tmp_path / "staging"
     staging.mkdir()
@@ -245,7 +249,8 @@ def test_publish_to_rclone_errors_are_one_line(tmp_path, monkeypatch):
     assert not (tmp_path / "out").exists()
 
 
-def test_datapipe_publish_to_rclone_remote(server, tmp_path, rclone_env):
+def test_datapipe_publish_to_rclone_remote(server: tuple[Path, str], tmp_path: Path,
+                                           rclone_env: dict[str, str]) -> None:
     served, url = server
     work, remote_dir = tmp_path / "work", tmp_path / "remote" / "www"
     dest = f"corraltest:{remote_dir}"

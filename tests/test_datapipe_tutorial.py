@@ -49,7 +49,8 @@ class Command:
 
 def _blocks(markdown: str) -> Iterator[tuple[str, str, list[str]]]:
     """``(section, language, lines)`` of each fenced block."""
-    section, lang, lines = "", None, []
+    section, lang = "", None
+    lines: list[str] = []
     for line in markdown.splitlines():
         if lang is None and line.startswith("## "):
             section = line[3:].strip()

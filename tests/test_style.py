@@ -1,5 +1,5 @@
-"""The code stays ruff clean and mypy --strict clean (the library, the benchmarks, the examples),
-so CI enforces what `make check` checks."""
+"""The code stays ruff clean and mypy --strict clean (the library, the benchmarks, the examples,
+the tests), so CI enforces what `make check` checks."""
 
 from __future__ import annotations
 
@@ -34,10 +34,14 @@ def test_ruff_clean() -> None:
 
 
 @pytest.mark.parametrize("target", [
-    "src/corral", "bench", *sorted(f"examples/{p.name}" for p in (ROOT / "examples").iterdir()
-                                   if p.is_dir() and any(p.glob("*.py"))),
+    "src/corral", "bench", "tests",
+    *sorted(f"examples/{p.name}" for p in (ROOT / "examples").iterdir()
+            if p.is_dir() and any(p.glob("*.py"))),
 ])
 def test_mypy_strict_clean(target: str) -> None:
     """Each example separately: they all have a pipeline.py, which mypy would see as one
-    module twice."""
-    _check([_tool("mypy"), target])  # strict, from pyproject.toml
+    module twice. The tests with --explicit-package-bases: tests/batch and tests/remote have no
+    __init__.py (pytest imports their modules under their own names) and each has a conftest.py;
+    pyproject's mypy_path lets tests/remote import its conftest and remote_helpers by name."""
+    bases = ["--explicit-package-bases"] if target == "tests" else []
+    _check([_tool("mypy"), *bases, target])  # strict, from pyproject.toml

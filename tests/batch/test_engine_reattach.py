@@ -42,7 +42,7 @@ marker_interval = 0.2
 '''
 
 
-def _rows(db: Path, sql: str) -> list[tuple[object, ...]]:
+def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
     try:
         with sqlite3.connect(db, timeout=10) as conn:
             return conn.execute(sql).fetchall()

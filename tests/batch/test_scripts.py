@@ -158,10 +158,11 @@ def test_task_name_cannot_inject(kind: str, evil: str) -> None:
 @pytest.mark.parametrize("evil", EVIL[1:])
 def test_queue_and_account_are_validated(kind: str, field: str, evil: str) -> None:
     ex = make(kind)
+    bad: dict[str, Any] = {field: evil}  # queue=evil or account=evil
     with pytest.raises(ResourceError, match=field):
-        ex.validate(Resources(**{field: evil}))
+        ex.validate(Resources(**bad))
     with pytest.raises(ResourceError):
-        ex.render_job([spec(1, res=Resources(**{field: evil}))])
+        ex.render_job([spec(1, res=Resources(**bad))])
 
 
 def test_newline_in_resources_is_refused_by_resources_itself() -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from corral.engine.states import RunState
+
 from .corehelp import Helper
 
 FAILING = '''
@@ -82,8 +84,6 @@ def test_failure_traceback_skips_downstream_and_finishes_other_branches(helper: 
 
 
 def test_shell_failure_records_exit_code_and_stderr(helper: Helper) -> None:
-    import corral
-
     pipe = helper.load('''
         from corral import pipeline, shell
         @pipeline
@@ -91,7 +91,7 @@ def test_shell_failure_records_exit_code_and_stderr(helper: Helper) -> None:
             return shell("echo oops-on-stderr >&2; exit 3", outputs="x.txt", name="bad")
     ''')
     r = helper.run(pipe)
-    assert r.state is corral.api.RunState.FAILED
+    assert r.state is RunState.FAILED
     (attempt,) = helper.attempts(r.run_id)
     assert attempt["exit_code"] == 3
     assert "exited with status 3" in attempt["error"]

@@ -28,7 +28,7 @@ def typed(
     sizes: list[int] = [1, 2],  # noqa: B006 - a default read, never mutated
     label: str = "x",
     level: int | None = None,
-):
+) -> object:
     return echo((n, scale, verbose, data, mode, sizes, label, level))
 
 

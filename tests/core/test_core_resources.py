@@ -75,7 +75,7 @@ def needs_a_gigabyte() -> int:
 
 def test_resources_as_a_function_of_the_attempt(helper: Helper) -> None:
     @pipeline
-    def grow():
+    def grow() -> int:
         return needs_a_gigabyte()
 
     r = helper.run(grow)
@@ -112,7 +112,7 @@ def always_fails() -> None:
 
 def test_retries(helper: Helper) -> None:
     @pipeline
-    def retried():
+    def retried() -> tuple[str, None]:
         return flaky("count.txt"), always_fails()
 
     r = helper.run(retried)
@@ -139,7 +139,7 @@ def hog() -> int:
 
 def test_local_executor_enforces_memory_request(helper: Helper) -> None:
     @pipeline
-    def hungry():
+    def hungry() -> int:
         return hog()
 
     r = helper.run(hungry)

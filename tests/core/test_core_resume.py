@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -55,7 +56,8 @@ def _engine(pipe: Path, workdir: Path) -> subprocess.Popen[str]:
     )
 
 
-def _query(db: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
+def _query(db: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` (none before the tables exist); SQLite values are typed at run time."""
     if not db.exists():
         return []
     try:

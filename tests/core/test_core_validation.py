@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import corral
-from corral import pipeline, shell, task
+from corral import Future, MapFuture, pipeline, shell, task
 from corral.errors import (
     GraphError,
     HashingError,
@@ -40,7 +40,7 @@ class Opaque:
         self.v = v
 
 
-def _refused(helper: Helper, pipe: corral.Pipeline, error: type[Exception], pattern: str,
+def _refused(helper: Helper, pipe: corral.Pipeline[Any, Any], error: type[Exception], pattern: str,
              params: dict[str, Any] | None = None) -> str:
     with pytest.raises(error, match=pattern) as info:
         helper.run(pipe, params)
@@ -55,7 +55,7 @@ def _refused(helper: Helper, pipe: corral.Pipeline, error: type[Exception], patt
 
 def test_cycle_through_shell_files(helper: Helper) -> None:
     @pipeline
-    def cyclic():
+    def cyclic() -> None:
         side_effect("side.txt")
         shell("cp {input} {output}", inputs="b.txt", outputs="a.txt", name="make_a")
         shell("cp {input} {output}", inputs="a.txt", outputs="b.txt", name="make_b")
@@ -66,7 +66,7 @@ def test_cycle_through_shell_files(helper: Helper) -> None:
 
 def test_missing_input_file(helper: Helper) -> None:
     @pipeline
-    def missing():
+    def missing() -> Future:
         side_effect("side.txt")
         return shell("wc -l {input} > {output}", inputs="nope.txt", outputs="n.txt", name="wc")
 
@@ -75,7 +75,7 @@ def test_missing_input_file(helper: Helper) -> None:
 
 def test_output_declared_by_two_tasks(helper: Helper) -> None:
     @pipeline
-    def clash():
+    def clash() -> None:
         side_effect("side.txt")
         shell("echo 1 > {output}", outputs="same.txt", name="one")
         shell("echo 2 > {output}", outputs="./same.txt", name="two")
@@ -89,7 +89,7 @@ def test_unpicklable_argument(helper: Helper, make: Any) -> None:
     value = make()
     try:
         @pipeline
-        def unpicklable():
+        def unpicklable() -> str:
             side_effect("side.txt")
             return use({"handle": value})
 
@@ -102,7 +102,7 @@ def test_unpicklable_argument(helper: Helper, make: Any) -> None:
 
 def test_unhashable_argument(helper: Helper) -> None:
     @pipeline
-    def unhashable():
+    def unhashable() -> str:
         side_effect("side.txt")
         return use([Opaque(1)])
 
@@ -123,7 +123,7 @@ def test_registered_hasher_makes_a_class_usable(helper: Helper) -> None:
     register(Point, lambda p: str(p.x).encode())
 
     @pipeline
-    def registered():
+    def registered() -> str:
         return use(Point(3))
 
     r = helper.run(registered)
@@ -132,7 +132,7 @@ def test_registered_hasher_makes_a_class_usable(helper: Helper) -> None:
 
 def test_unknown_parameter_and_wrong_type(helper: Helper) -> None:
     @pipeline
-    def params(n: int = 1):
+    def params(n: int = 1) -> str:
         side_effect("side.txt")
         return use(n)
 
@@ -143,14 +143,14 @@ def test_unknown_parameter_and_wrong_type(helper: Helper) -> None:
 
 def test_duplicate_task_name_and_future_as_output(helper: Helper) -> None:
     @pipeline
-    def future_output():
+    def future_output() -> Future:
         a = use(1)
         return shell("echo > {output}", outputs=a, name="bad")
 
     _refused(helper, future_output, GraphError, "outputs must be paths")
 
     @pipeline
-    def bad_call():
+    def bad_call() -> object:
         return use(1, 2)
 
     _refused(helper, bad_call, GraphError, r"task use: too many positional arguments")
@@ -158,7 +158,7 @@ def test_duplicate_task_name_and_future_as_output(helper: Helper) -> None:
 
 def test_plan_computes_keys_without_running(helper: Helper) -> None:
     @pipeline
-    def planned(n: int = 2):
+    def planned(n: int = 2) -> MapFuture:
         return use.map(value=list(range(n)))
 
     p = corral.plan(planned, {"n": 3}, helper.workdir)

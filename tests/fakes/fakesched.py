@@ -77,7 +77,7 @@ def new_job(
         counter.write_text(str(number))
         script_path = d / "jobs" / f"{number}.sh"
         script_path.write_text(script_text)
-        job = {
+        job: dict[str, Any] = {
             "id": str(number), "name": name, "script": str(script_path), "array": bool(indices),
             "throttle": throttle or len(indices) or 1, "stdout": stdout, "stderr": stderr,
             "walltime": walltime, "index_var": index_var, "deps": deps, "token": token,

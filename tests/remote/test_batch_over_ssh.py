@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import SSHRig
 from remote_helpers import Recorder, Workspace, boom, python_payload, square, wait_all
 
+from conftest import SSHRig
 from corral.executors import executor_class
 from corral.executors.base import Outcome
 from corral.executors.batch.base import BatchExecutor

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SSHRig
 from remote_helpers import (
     Recorder,
     Workspace,
@@ -32,6 +31,7 @@ from remote_helpers import (
     wait_all,
 )
 
+from conftest import SSHRig
 from corral.errors import CommandError
 from corral.executors import executor_class
 from corral.executors.base import Completion, Outcome, TaskKind
@@ -160,7 +160,8 @@ def test_spec_inputs_are_the_tasks_files(tmp_path: Path) -> None:
     def use(path: Path, paths: dict[str, Any], label: str, value: Any) -> None: ...
 
     @task
-    def produce() -> Path: ...
+    def produce() -> Path:
+        raise NotImplementedError("only planned here, never run")
 
     @pipeline
     def p() -> Any:

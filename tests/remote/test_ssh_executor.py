@@ -16,7 +16,6 @@ from typing import Any
 
 import psutil
 import pytest
-from conftest import SSHRig
 from remote_helpers import (
     Recorder,
     Workspace,
@@ -40,6 +39,7 @@ from remote_helpers import (
     wait_for_file,
 )
 
+from conftest import SSHRig
 from corral.errors import ConfigError, ResourceError
 from corral.executors import create_executor
 from corral.executors.base import AttemptRef, ExecutorContext, Outcome, TaskKind

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import asyncssh
 import pytest
-from conftest import SSHRig
 
+from conftest import SSHRig
 from corral.errors import CommandError, ConfigError, ExecutorError
 from corral.transport.base import Transport
 from corral.transport.ssh import SSHTransport, parse_transport_url, remote_command

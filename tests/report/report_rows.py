@@ -63,7 +63,7 @@ class RunBuilder:
         attempts = [] if cached else (attempts if attempts is not None else [{}])
         starts = [self.t0 + a.get("start", 0.0) for a in attempts]
         with self.store.transaction() as c:
-            tid = c.execute(
+            pk = c.execute(
                 t.tasks.insert().values(
                     run_id=self.run_id, idx=self._idx, name=name, grp=grp or name, kind="python",
                     key=key, state="cached" if cached and state == "succeeded" else state,
@@ -71,7 +71,9 @@ class RunBuilder:
                     inputs=inputs or {}, upstream=up, resources=resources or {"cores": 1},
                     error=error, started_at=min(starts) if starts else None,
                 )
-            ).inserted_primary_key[0]
+            ).inserted_primary_key
+            assert pk is not None
+            tid = pk[0]
             for number, a in enumerate(attempts, 1):
                 self._attempt(c, tid, name, number, a, resources or {"cores": 1})
             if state == "succeeded":
