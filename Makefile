@@ -44,6 +44,9 @@ lint: dev-venv
 
 typecheck: dev-venv
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy bench
+	$(VENV)/bin/mypy --explicit-package-bases tests
+	for d in examples/*/; do $(VENV)/bin/mypy "$$d" || exit 1; done
 
 clean:
 	rm -rf out .corral

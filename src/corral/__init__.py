@@ -19,6 +19,7 @@ Write tasks as functions, call them in a pipeline, run anywhere::
 
 from typing import TYPE_CHECKING, Any
 
+from corral.engine.states import RunState, TaskState
 from corral.errors import CorralError, GraphError, ParameterError, TaskFailed, UsageError
 from corral.graph import Future, MapFuture
 from corral.model import Pipeline, TaskDef, each, fixed, pipeline, shell, task
@@ -53,8 +54,10 @@ __all__ = [
     "Resources",
     "RunHandle",
     "RunResult",
+    "RunState",
     "TaskDef",
     "TaskFailed",
+    "TaskState",
     "UsageError",
     "each",
     "fixed",

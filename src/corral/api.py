@@ -400,5 +400,5 @@ class Client:
         return RunHandle(self.store, self.store.get_run(run_id)["id"])
 
 
-__all__ = ["Client", "RunConfig", "RunHandle", "RunLockedError", "RunResult", "execute",
+__all__ = ["Client", "RunConfig", "RunHandle", "RunLockedError", "RunResult", "RunState", "execute",
            "load_pipeline", "plan", "run", "start", "Future", "MapFuture"]

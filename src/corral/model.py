@@ -31,9 +31,21 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class each:
-    """Map over the list that ``future`` will hold at run time (a dynamic scatter)."""
+    """Map over the list that ``future`` will hold at run time (a dynamic scatter):
+    ``step.map(item=each(list_items(...)))``.
 
-    future: Future
+    ``future`` is typed ``Any`` because a task call is typed as returning the task's value
+    (so pipelines type-check as plain Python); it must be the future of a task call."""
+
+    future: Any
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.future, Future):
+            raise GraphError(
+                f"each() takes the result of a task call inside a pipeline, not a "
+                f"{type(self.future).__name__}; map over a plain list directly: "
+                "task.map(x=[...])"
+            )
 
 
 @dataclass(frozen=True)

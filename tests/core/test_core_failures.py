@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.engine.states import RunState
+from corral import RunState
 
 from .corehelp import Helper
 

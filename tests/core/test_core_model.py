@@ -1,9 +1,4 @@
-"""Tasks, shell tasks, scatter/gather, nested pipelines, dynamic map, fixed.
-
-In a pipeline a task call returns a Future, but ``TaskDef.__call__`` is typed as the task's return
-value while ``each`` takes a Future: the documented ``each(task(...))`` needs
-``# type: ignore[arg-type]`` (a gap in corral.model's typing, not a wrong argument).
-"""
+"""Tasks, shell tasks, scatter/gather, nested pipelines, dynamic map, fixed."""
 
 from __future__ import annotations
 
@@ -46,7 +41,7 @@ def length(xs: list[int], x: int) -> tuple[int, int]:
 @pipeline
 def sums(n: int = 10) -> tuple[Future, Future, Future]:
     a = total(sq.map(x=range(n)))
-    b = total(sq.map(x=each(listing(n))))  # type: ignore[arg-type]  # each(task(...))
+    b = total(sq.map(x=each(listing(n))))
     s = shell("echo {params.v} > {output}", outputs="out.txt", params={"v": a})
     return a, b, s
 
@@ -142,8 +137,8 @@ def test_nested_pipelines_scope_task_names(helper: Helper) -> None:
 def test_dynamic_map_over_runtime_list(helper: Helper) -> None:
     @pipeline
     def dyn(n: int = 4) -> tuple[Future, MapFuture]:
-        squares = sq.map(x=each(listing(n)))  # type: ignore[arg-type]  # each(task(...))
-        return total(squares), add.map(y=each(listing(3)), x=100)  # type: ignore[arg-type]
+        squares = sq.map(x=each(listing(n)))
+        return total(squares), add.map(y=each(listing(3)), x=100)
 
     r = helper.run(dyn, {"n": 4})
     assert r.ok, r.errors
@@ -158,11 +153,11 @@ def test_dynamic_map_misuse_is_a_graph_error(wd: Path) -> None:
     @pipeline
     def two_each() -> MapFuture:
         xs = listing(3)
-        return add.map(x=each(xs), y=each(xs))  # type: ignore[arg-type]  # each(task(...))
+        return add.map(x=each(xs), y=each(xs))
 
     @pipeline
     def positional_each() -> MapFuture:
-        return sq.map(each(listing(3)))  # type: ignore[arg-type]  # each(task(...))
+        return sq.map(each(listing(3)))
 
     @pipeline
     def branch_on_future() -> int:
@@ -176,6 +171,8 @@ def test_dynamic_map_misuse_is_a_graph_error(wd: Path) -> None:
         corral.plan(positional_each, {}, wd)
     with pytest.raises(GraphError, match="not known while the graph is built"):
         corral.plan(branch_on_future, {}, wd)
+    with pytest.raises(GraphError, match=r"each\(\) takes the result of a task call.*not a list"):
+        each([1, 2, 3])
 
 
 def test_shell_tasks_with_declared_inputs_and_outputs(helper: Helper) -> None:
