@@ -45,3 +45,41 @@ def test_mypy_strict_clean(target: str) -> None:
     pyproject's mypy_path lets tests/remote import its conftest and remote_helpers by name."""
     bases = ["--explicit-package-bases"] if target == "tests" else []
     _check([_tool("mypy"), *bases, target])  # strict, from pyproject.toml
+
+
+USER_PIPELINE = '''
+from corral import each, pipeline, task
+
+@task
+def listing(n: int) -> list[int]:
+    return list(range(n))
+
+@task
+def sq(x: int) -> int:
+    return x * x
+
+@task
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+@pipeline
+def inner(n: int) -> int:
+    return total(sq.map(x=each(listing(n))))
+
+@pipeline(name="outer")
+def outer(n: int = 3) -> int:
+    return inner("three")
+'''
+
+
+def test_user_pipelines_type_check(tmp_path: Path) -> None:
+    """What users write type-checks as plain Python (futures are typed as the tasks' values,
+    each() takes a task call), and a wrong call to a nested pipeline is caught by mypy."""
+    (tmp_path / "user_pipeline.py").write_text(USER_PIPELINE)
+    proc = subprocess.run(  # noqa: S603
+        [_tool("mypy"), "--strict", "--no-incremental", "user_pipeline.py"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    errors = [line for line in proc.stdout.splitlines() if ": error:" in line]
+    assert len(errors) == 1, proc.stdout
+    assert 'Argument 1 to "__call__" of "Pipeline" has incompatible type "str"' in errors[0]

@@ -25,7 +25,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from corral import Future, Resources, pipeline, task
+from corral import Resources, pipeline, task
 
 CHUNK = 1 << 16
 HIST_BINS = 40
@@ -330,10 +330,10 @@ def datapipe(base_url: str = "http://127.0.0.1:8765", items: str = "subj01,subj0
     sums = [{"csv": manifest[f"{n}.csv"], "units": manifest[f"{n}.units.json"]} for n in names]
     raw = download.map(base_url=base_url, item=names, sha256=sums, data_raw=data_raw)
     converted = convert.map(raw=raw, data_deriv=data_deriv)
-    shard_files: list[Future] = []
+    shard_files: list[Path] = []
     for name, conv in zip(names, converted, strict=True):
         shard_files.extend(analyze.map(converted=conv, item=name, shard=range(shards),
                                        shards=shards, data_deriv=data_deriv))
     summary = summarize(shard_files, data_deriv)
     figure = visualize(summary, data_deriv)
-    return publish(figure, summary, base_url, names, dest, data_deriv)  # type: ignore[no-any-return]
+    return publish(figure, summary, base_url, names, dest, data_deriv)

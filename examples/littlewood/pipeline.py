@@ -51,4 +51,4 @@ def heatmap(parts: list[npt.NDArray[np.int64]], size: int, out: str) -> Path:
 def littlewood(degree: int = 16, size: int = 200, out: str = "littlewood.png") -> Path:
     """Density of the roots of the 2^(degree+1) Littlewood polynomials, as a PNG."""
     parts = roots.map(degree=degree, prefix=lm.prefixes(degree), size=size)
-    return heatmap(parts, size, out)  # type: ignore[no-any-return]
+    return heatmap(parts, size, out)

@@ -7,8 +7,8 @@ import inspect
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import PurePath
-from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
+from pathlib import Path, PurePath
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
 from corral.errors import GraphError, UsageError
 from corral.graph import (
@@ -98,16 +98,14 @@ class TaskDef(Generic[P, R]):
     def __repr__(self) -> str:
         return f"<task {self.name}>"
 
-    @overload
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R: ...
-    @overload
-    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Outside a pipeline: call the function. Inside: add the call to the graph and return
+        its :class:`Future`, typed as the value it stands for, so that a pipeline type-checks
+        as plain Python (a wrong argument or a wrong count is a mypy error)."""
         graph = active_graph()
         if graph is None:
             return self.func(*args, **kwargs)
-        return self._add(graph, args, kwargs, graph.unique_name(self.name))
+        return cast(R, self._add(graph, args, kwargs, graph.unique_name(self.name)))
 
     def _add(self, graph: Graph, args: Sequence[Any], kwargs: dict[str, Any], name: str,
              check: bool = True) -> Future:
@@ -131,7 +129,7 @@ class TaskDef(Generic[P, R]):
 
     def map(
         self, *args: Any, mode: Literal["zip", "product"] = "zip", **kwargs: Any
-    ) -> MapFuture:
+    ) -> list[R]:
         """Scatter: one call per element of the list arguments.
 
         Lists, tuples, ranges and scatters are mapped; other values (and ``fixed(x)``) are passed
@@ -139,9 +137,15 @@ class TaskDef(Generic[P, R]):
         combined as a product with ``mode="product"``. ``each(future)`` maps over a list a task
         returns at run time.
         """
+        # Typed as the list of values it stands for, as a task call is typed as its value: so
+        # `total(sq.map(x=xs))` type-checks. In a pipeline it is a MapFuture.
+        return cast("list[R]", self._scatter(args, kwargs, mode))
+
+    def _scatter(self, args: tuple[Any, ...], kwargs: dict[str, Any], mode: str
+                 ) -> MapFuture | list[Any]:
         graph = active_graph()
         if graph is None:
-            return [self.func(*a, **k) for a, k in _expand(self.name, args, kwargs, mode)]  # type: ignore[return-value]
+            return [self.func(*a, **k) for a, k in _expand(self.name, args, kwargs, mode)]
         dynamic = [k for k, v in kwargs.items() if isinstance(v, each)]
         if any(isinstance(a, each) for a in args):
             raise GraphError(f"task {self.name}: pass each(...) as a keyword argument of .map")
@@ -285,14 +289,40 @@ def _flat_paths(spec: Any) -> list[Any]:
     return [p for v in spec for p in _flat_paths(v)]
 
 
+# A shell task's future is typed as the value it stands for, from the form of ``outputs``
+# (see engine.values.shell_value): one path, a dict of paths, a list of paths, or nothing.
+@overload
+def shell(command: str, *, inputs: PathsSpec = None, outputs: str | PurePath,
+          name: str | None = None, params: Mapping[str, Any] | None = None,
+          resources: ResourcesSpec = None, retries: int = 0, cache: bool = True,
+          executor: str | None = None) -> Path: ...
+@overload
+def shell(command: str, *, inputs: PathsSpec = None, outputs: Mapping[str, Any],
+          name: str | None = None, params: Mapping[str, Any] | None = None,
+          resources: ResourcesSpec = None, retries: int = 0, cache: bool = True,
+          executor: str | None = None) -> dict[str, Path]: ...
+@overload
+def shell(command: str, *, inputs: PathsSpec = None, outputs: Sequence[Any],
+          name: str | None = None, params: Mapping[str, Any] | None = None,
+          resources: ResourcesSpec = None, retries: int = 0, cache: bool = True,
+          executor: str | None = None) -> list[Path]: ...
+@overload
+def shell(command: str, *, inputs: PathsSpec = None, outputs: None = None,
+          name: str | None = None, params: Mapping[str, Any] | None = None,
+          resources: ResourcesSpec = None, retries: int = 0, cache: bool = True,
+          executor: str | None = None) -> None: ...
+
+
 def shell(
     command: str, *, inputs: PathsSpec = None, outputs: PathsSpec = None, name: str | None = None,
     params: Mapping[str, Any] | None = None, resources: ResourcesSpec = None, retries: int = 0,
     cache: bool = True, executor: str | None = None,
-) -> Future:
+) -> Any:
     """A shell-command task. ``{input}``, ``{output}`` and ``{params.x}`` in ``command`` are
     replaced (quoted for the shell) when the task runs; ``{input.name}`` / ``{output.name}``
-    when inputs or outputs are dicts. The future's value is the output path(s)."""
+    when inputs or outputs are dicts. Returns a :class:`Future` whose value is the output
+    path(s) as declared, and is typed so: ``Path`` for one output, ``dict[str, Path]``,
+    ``list[Path]``, or ``None`` without outputs."""
     graph = active_graph()
     if graph is None:
         raise UsageError("shell(...) creates a task: call it inside a @pipeline function")
@@ -354,8 +384,17 @@ class Pipeline(Generic[P, R]):
         return graph
 
 
+@overload
+def pipeline(func: Callable[P, R], /) -> Pipeline[P, R]: ...
+@overload
+def pipeline(func: None = None, /, *, name: str | None = None
+             ) -> Callable[[Callable[P, R]], Pipeline[P, R]]: ...
+
+
 def pipeline(func: Callable[P, R] | None = None, /, *, name: str | None = None) -> Any:
-    """Declare a pipeline: a function that calls tasks and returns futures."""
+    """Declare a pipeline: a function that calls tasks and returns futures (``@pipeline`` or
+    ``@pipeline(name="...")``). Typed as the function, so calls to it and its parameters are
+    checked like any call."""
     if func is None:
         return lambda f: Pipeline(f, name)
     return Pipeline(func, name)

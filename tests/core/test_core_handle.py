@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import corral
-from corral import MapFuture, pipeline, task
+from corral import pipeline, task
 from corral.engine.engine import Engine
 
 
@@ -17,7 +17,7 @@ def double(x: int) -> int:
 
 
 @pipeline
-def doubled(n: int = 3) -> MapFuture:
+def doubled(n: int = 3) -> list[int]:
     return double.map(x=range(n))
 
 

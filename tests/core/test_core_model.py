@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import corral
-from corral import Future, MapFuture, each, fixed, pipeline, shell, task
+from corral import each, fixed, pipeline, shell, task
 from corral.errors import GraphError, UsageError
 
 from .corehelp import Helper
@@ -39,7 +39,7 @@ def length(xs: list[int], x: int) -> tuple[int, int]:
 
 
 @pipeline
-def sums(n: int = 10) -> tuple[Future, Future, Future]:
+def sums(n: int = 10) -> tuple[int, int, Path]:
     a = total(sq.map(x=range(n)))
     b = total(sq.map(x=each(listing(n))))
     s = shell("echo {params.v} > {output}", outputs="out.txt", params={"v": a})
@@ -73,19 +73,19 @@ def test_python_task_called_outside_pipeline_is_plain_call() -> None:
 
 def test_scatter_zip_product_and_mismatch(wd: Path) -> None:
     @pipeline
-    def zipped() -> MapFuture:
+    def zipped() -> list[int]:
         return add.map(x=[1, 2, 3], y=[10, 20, 30])
 
     @pipeline
-    def product() -> MapFuture:
+    def product() -> list[int]:
         return add.map(x=[1, 2], y=[10, 20, 30], mode="product")
 
     @pipeline
-    def mismatched() -> MapFuture:
+    def mismatched() -> list[int]:
         return add.map(x=[1, 2], y=[10, 20, 30])
 
     @pipeline
-    def nothing_to_map() -> MapFuture:
+    def nothing_to_map() -> list[int]:
         return add.map(x=1, y=2)
 
     zp = corral.plan(zipped, {}, wd)
@@ -103,7 +103,7 @@ def test_scatter_zip_product_and_mismatch(wd: Path) -> None:
 
 def test_scatter_gather_and_fixed_run(helper: Helper) -> None:
     @pipeline
-    def scatter() -> tuple[Future, MapFuture, Future]:
+    def scatter() -> tuple[int, list[tuple[int, int]], int]:
         squares = sq.map(x=[1, 2, 3])
         pairs = length.map(xs=fixed([7, 8, 9, 10]), x=[5, 6])
         return total(squares), pairs, squares[1]
@@ -136,7 +136,7 @@ def test_nested_pipelines_scope_task_names(helper: Helper) -> None:
 
 def test_dynamic_map_over_runtime_list(helper: Helper) -> None:
     @pipeline
-    def dyn(n: int = 4) -> tuple[Future, MapFuture]:
+    def dyn(n: int = 4) -> tuple[int, list[int]]:
         squares = sq.map(x=each(listing(n)))
         return total(squares), add.map(y=each(listing(3)), x=100)
 
@@ -151,12 +151,12 @@ def test_dynamic_map_over_runtime_list(helper: Helper) -> None:
 
 def test_dynamic_map_misuse_is_a_graph_error(wd: Path) -> None:
     @pipeline
-    def two_each() -> MapFuture:
+    def two_each() -> list[int]:
         xs = listing(3)
         return add.map(x=each(xs), y=each(xs))
 
     @pipeline
-    def positional_each() -> MapFuture:
+    def positional_each() -> list[int]:
         return sq.map(each(listing(3)))
 
     @pipeline
@@ -183,7 +183,7 @@ def test_shell_tasks_with_declared_inputs_and_outputs(helper: Helper) -> None:
         return len(Path(p).read_text().splitlines())
 
     @pipeline
-    def sh() -> tuple[Future, Future]:
+    def sh() -> tuple[int, dict[str, Path]]:
         srt = shell("sort {input} > {output}", inputs="in.txt", outputs="sorted.txt", name="sort")
         both = shell("cat {input.a} {input.b} > {output}",
                      inputs={"a": srt, "b": "in.txt"}, outputs="both.txt", name="cat")
@@ -206,7 +206,7 @@ def test_shell_tasks_with_declared_inputs_and_outputs(helper: Helper) -> None:
 
 def test_shell_command_values_are_quoted(helper: Helper) -> None:
     @pipeline
-    def quoting() -> Future:
+    def quoting() -> Path:
         return shell("printf '%s' {params.text} > {output}", outputs="q.txt",
                      params={"text": "it's $HOME; rm -rf /"}, name="quote")
 
@@ -217,7 +217,7 @@ def test_shell_command_values_are_quoted(helper: Helper) -> None:
 
 def test_shell_task_missing_declared_output_fails(helper: Helper) -> None:
     @pipeline
-    def lazy() -> Future:
+    def lazy() -> Path:
         return shell("true", outputs="never.txt", name="lazy")
 
     r = helper.run(lazy)

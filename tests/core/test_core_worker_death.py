@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import corral
-from corral import MapFuture, pipeline, task
+from corral import pipeline, task
 
 
 @task
@@ -21,7 +21,7 @@ def maybe_die(i: int) -> int:
 
 
 @pipeline
-def many(n: int = 40) -> MapFuture:
+def many(n: int = 40) -> list[int]:
     return maybe_die.map(i=range(n))
 
 
