@@ -161,3 +161,24 @@ def test_signal_interrupts_then_same_command_resumes(project: Project, sig: int)
     assert f"run {run_id} succeeded" in again.stdout
     steps = wait_for(lambda: status(run_id)["tasks"])
     assert {t["state"] for t in steps.values()} == {"succeeded"}
+
+
+def test_run_help_lists_the_pipeline_parameters(project: Project) -> None:
+    helped = invoke("run", project.file("sums.py"), "--help")
+    assert helped.exit_code == 0, helped.output
+    assert "Usage: corral run" in helped.output and "Pipeline sums" in helped.output
+    rows = {line.split()[0]: line.split()[1:] for line in helped.output.splitlines()
+            if line.strip().startswith("--n ") or line.strip().startswith("--fail")}
+    assert rows["--n"] == ["int", "3"]
+    assert rows["--fail"] == ["/", "--no-fail", "bool", "False"]
+    assert not (project.wd / ".corral").exists()  # help runs nothing, creates no store
+
+    bare = invoke("run", "--help")
+    assert bare.exit_code == 0 and "Usage: corral run" in bare.output
+    broken = invoke("run", "nope.py", "--help")
+    assert broken.exit_code == 0 and "Usage: corral run" in broken.output
+    assert "cannot list the pipeline's parameters" in broken.stderr
+
+    missing = invoke("run")
+    assert missing.exit_code == 2
+    one_line_error(missing.stderr, "missing FILE", "corral run --help")

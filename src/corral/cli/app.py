@@ -90,10 +90,11 @@ def open_store(workdir: Path, db: str | None) -> Store:
     return Store.open(workdir.resolve(), db)
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                               "help_option_names": []})  # --help: see _run_help
 def run(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="Pipeline file.")],
+    file: Annotated[Path | None, typer.Argument(help="Pipeline file.", show_default=False)] = None,
     pipeline: Annotated[str | None, typer.Argument(help="Pipeline name (if the file has several).")] = None,
     jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Tasks running at once.")] = None,
     executor: Annotated[str | None, typer.Option("--executor", "-e", help="Executor kind or corral.toml profile.")] = None,  # noqa: E501
@@ -108,10 +109,19 @@ def run(
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run a pipeline: [bold]corral run FILE [PIPELINE] [--param value ...][/]."""
+    """Run a pipeline: [bold]corral run FILE [PIPELINE] [--param value ...][/]. With FILE,
+    [bold]--help[/] also lists the pipeline's parameters."""
     extra = list(ctx.args)
     if pipeline is not None and pipeline.startswith("-"):
         extra, pipeline = [pipeline, *extra], None
+    if file is not None and str(file) == "--help":  # `corral run --help`: no FILE
+        extra, file = ["--help", *extra], None
+    if "--help" in extra or file is None:
+        if "--help" not in extra:
+            raise fail("missing FILE: corral run FILE [PIPELINE] [--param value ...]; "
+                       "see corral run --help", EXIT_USAGE)
+        _run_help(ctx, file, pipeline)
+        return
     try:
         pipe = load_pipeline(file, pipeline)
         params = parse_cli_params(pipe, extra)
@@ -133,6 +143,19 @@ def run(
     except CorralError as exc:
         raise fail(str(exc), exit_code_for(exc)) from None
     _print_outcome(result, as_json)
+
+
+def _run_help(ctx: typer.Context, file: Path | None, name: str | None) -> None:
+    """The command's help, then (given FILE) the pipeline's parameters from its signature."""
+    console.print(ctx.get_help())
+    if file is None:
+        return
+    try:
+        pipe = load_pipeline(file, name)
+    except CorralError as exc:
+        err_console.print(f"[yellow]cannot list the pipeline's parameters: {escape(str(exc))}[/]")
+        return
+    console.print(views.params_table(pipe))
 
 
 def _run_with_display(pipe: Any, params: dict[str, Any], cfg: RunConfig, quiet: bool) -> Any:

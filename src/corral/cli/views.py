@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -134,3 +135,20 @@ def read_log(workdir: str | None, name: str) -> str | None:
         return path.read_text(errors="replace")
     except OSError:
         return None
+
+
+def params_table(pipe: Any) -> Group:
+    """The parameters of a pipeline (`corral run FILE --help`): flag, type, default."""
+    from corral.params import signature_params
+
+    doc = (pipe.func.__doc__ or "").strip().splitlines()
+    head = Text(f"Pipeline {pipe.name}" + (f": {doc[0]}" if doc else ""), style="bold")
+    table = Table(box=box.SIMPLE_HEAD)
+    for col in ("parameter", "type", "default"):
+        table.add_column(col)
+    for name, (typ, default) in signature_params(pipe).items():
+        flag = f"--{name}" + (f" / --no-{name}" if typ is bool else "")
+        tname = typ.__name__ if isinstance(typ, type) else str(typ).replace("typing.", "")
+        shown = "(required)" if default is inspect.Parameter.empty else repr(default)
+        table.add_row(escape(flag), escape(tname), escape(shown))
+    return Group(head, table)
