@@ -78,3 +78,42 @@ def test_pool_worker_applies_only_the_differences_between_attempts(
     assert "CORRAL_MEMORY" not in os.environ  # the previous attempt's, not set any more
     env.apply({})
     assert os.environ["OMP_NUM_THREADS"] == "64" and "CORRAL_ATTEMPT" not in os.environ
+
+
+FORKSERVER_CTRL_C = '''
+import multiprocessing as mp, os, signal, sys, time
+
+def main() -> None:
+    from corral import api
+    from corral.executors import local
+    api.PIPELINE_IMPORTS.add("slow_import")
+    local._start_forkserver()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    from multiprocessing import forkserver
+    time.sleep(0.3)  # the fork server is importing slow_import now
+    os.kill(forkserver._forkserver._forkserver_pid, signal.SIGINT)  # a Ctrl-C reaches it
+    time.sleep(1.5)
+    p = mp.get_context("forkserver").Process(target=print, args=("worker started",))
+    p.start()
+    p.join()
+    print("exit", p.exitcode)
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def test_ctrl_c_while_the_fork_server_preloads_is_quiet(tmp_path: Path) -> None:
+    """A Ctrl-C reaches the whole process group; the fork server, still importing the
+    pipeline's packages, must neither print a KeyboardInterrupt traceback nor die."""
+    import subprocess
+    import sys
+
+    (tmp_path / "slow_import.py").write_text("import time\ntime.sleep(1.0)\n")
+    (tmp_path / "main.py").write_text(FORKSERVER_CTRL_C)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "main.py"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "worker started" in proc.stdout and "exit 0" in proc.stdout
+    assert "KeyboardInterrupt" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

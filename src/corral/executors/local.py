@@ -15,6 +15,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -453,7 +454,29 @@ def _start_forkserver() -> None:
 
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["corral.worker.pool", *sorted(PIPELINE_IMPORTS)])
-    forkserver.ensure_running()
+    with _sigint_ignored_by_children():
+        forkserver.ensure_running()
+
+
+@contextlib.contextmanager
+def _sigint_ignored_by_children() -> Iterator[None]:
+    """Processes started in the block begin with SIGINT ignored (an ignored signal stays so
+    across exec, and Python then keeps it so). The fork server imports the preloaded modules
+    (numpy...) before it ignores SIGINT itself: a Ctrl-C in that window printed its
+    KeyboardInterrupt traceback over the terminal. Meanwhile SIGINT is blocked here, so a
+    Ctrl-C meant for the engine stays pending and reaches its handler afterwards. Handlers can
+    only be changed in the main thread; elsewhere (a run started with corral.start) nothing
+    changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
 
 def _limited(spec: TaskSpec) -> bool:
