@@ -286,6 +286,17 @@ def make(text: str) -> dict[str, Path]:
 def shout(made: dict[str, Path]) -> str:
     return made["x"].read_text().upper()
 
+@task
+def make_absolute(text: str) -> Path:
+    out = Path.cwd() / "made" / "abs.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    return out
+
+@task
+def where(path: Path) -> tuple[str, str]:
+    return str(path), path.read_text()
+
 @pipeline
 def staged():
     copy = shell("mkdir -p out && cat {input} > {output}", inputs="data/in.txt",
@@ -293,7 +304,9 @@ def staged():
     upper = shell("tr a-z A-Z < {input.text} > {output}", inputs={"text": copy},
                   outputs="upper.txt", name="upper")
     made = make("made remotely")
-    return count_words(Path("data/words.txt"), [Path("data/deeper/more.txt")]), upper, shout(made)
+    absolute = make_absolute("absolute remotely")
+    return (count_words(Path("data/words.txt"), [Path("data/deeper/more.txt")]), upper,
+            shout(made), absolute, where(absolute))
 """
 """A pipeline whose tasks read declared inputs under ``data/``, which exists only locally: a
 shell task's ``inputs=``, a Python task's ``Path`` arguments (one in a list) and an upstream
@@ -314,8 +327,13 @@ def run_staged_pipeline(project: Path, executor: str, options: dict[str, Any]) -
     result = corral.run(pipe, {}, executor=executor, executor_options=options, jobs=4,
                         workdir=project)
     assert result.ok, result.errors
-    words, upper, shouted = result.value
+    words, upper, shouted, absolute, (seen, text) = result.value
     assert words == 5
+    # an absolute path returned on the host names the local copy here, and the downstream task
+    # on the host was handed the path of the staged copy there
+    assert absolute == project / "made" / "abs.txt"
+    assert absolute.read_text() == "absolute remotely" == text
+    assert not seen.startswith(str(project)) and seen.endswith("/made/abs.txt"), seen
     assert shouted == "MADE REMOTELY" and (project / "made" / "x.txt").read_text() == "made remotely"
     assert (project / "out" / "copy.txt").read_text() == "staged input\n"
     assert Path(upper) == Path("upper.txt")
