@@ -193,6 +193,10 @@ def prepare_run(
     json_params = json.loads(json.dumps(values, default=str))
     identity = _identity(source, pipeline.name, json_params)
     previous = None if cfg.new else store.find_resumable(identity)
+    if cfg.jobs is not None and (isinstance(cfg.jobs, bool) or not isinstance(cfg.jobs, int)
+                                 or cfg.jobs < 1):
+        raise UsageError(f"jobs={cfg.jobs!r} (-j/--jobs) must be a whole number >= 1; leave it "
+                         f"out to run up to {os.cpu_count() or 2} tasks at once (the CPU count)")
     jobs = cfg.jobs or (os.cpu_count() or 2)
     executor = {"kind": cfg.executor, "options": cfg.executor_options, "jobs": jobs}
     if previous is not None:

@@ -48,6 +48,8 @@ def test_run_text_output_names_the_pipeline_by_name(project: Project) -> None:
     (["--fail", "maybe"], ["--fail expects bool"]),
     (["--n", "[/x]"], ["--n expects int", "[/x]"]),  # rich markup in a value is printed as is
     (["stray"], ["has no pipeline 'stray'"]),
+    (["-j", "0"], ["jobs=0 (-j/--jobs) must be a whole number >= 1", "leave it out"]),
+    (["-j", "-2"], ["jobs=-2 (-j/--jobs) must be a whole number >= 1"]),
 ])
 def test_bad_parameters_exit_2_with_one_line(project: Project, args: list[str],
                                              words: list[str]) -> None:

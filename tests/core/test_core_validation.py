@@ -139,6 +139,10 @@ def test_unknown_parameter_and_wrong_type(helper: Helper) -> None:
     _refused(helper, params, ParameterError, r"has no parameter --m; its parameters are --n",
              {"m": 1})
     _refused(helper, params, ParameterError, r"--n expects int, got 'x'", {"n": "x"})
+    for jobs in (0, -1, 1.5, True):
+        with pytest.raises(UsageError, match=r"\(-j/--jobs\) must be a whole number >= 1"):
+            helper.run(params, jobs=jobs)
+    assert helper.store.list_runs() == [] and not (helper.workdir / "side.txt").exists()
 
 
 def test_duplicate_task_name_and_future_as_output(helper: Helper) -> None:

@@ -128,7 +128,7 @@ def run(
         cfg_file = load_config(workdir, config)
         kind, options = cfg_file.executor(executor)
         cfg = RunConfig(
-            executor=kind, executor_options=options, jobs=jobs or cfg_file.defaults.get("jobs"),
+            executor=kind, executor_options=options, jobs=jobs if jobs is not None else cfg_file.defaults.get("jobs"),
             workdir=workdir, db=db, force=force or [], no_cache=no_cache, fail_fast=fail_fast,
             new=new, source=str(file.resolve()),
             on_note=note,
