@@ -269,3 +269,36 @@ def test_python_tasks_see_the_environment_of_their_run(
     assert helper.run(pipe).value is None
     monkeypatch.setenv("CORRAL_TEST_LATE_VARIABLE", "set later")
     assert helper.run(pipe).value == "set later"
+
+
+CORES_PIPE = '''
+import time
+from corral import Resources, pipeline, shell, task
+
+@task(resources=Resources(cores=NCORES))
+def busy(i: int) -> float:
+    time.sleep(0.4)
+    return time.time()
+
+@pipeline
+def p() -> tuple:
+    return busy.map(i=[1, 2]), shell("sleep 0.4", name="sh", resources=Resources(cores=NCORES))
+'''
+
+
+def _overlaps(spans: list[tuple[float, float]]) -> bool:
+    spans = sorted(spans)
+    return any(b[0] < a[1] - 0.05 for a, b in zip(spans, spans[1:], strict=False))
+
+
+@pytest.mark.parametrize(("cores", "overlap"), [(1, True), (2, False), (64, False)])
+def test_local_executor_counts_cores_against_jobs(helper: Helper, cores: int,
+                                                  overlap: bool) -> None:
+    """With -j 2, 1-core tasks run two at a time; 2-core tasks (Python or shell) one at a time;
+    a task asking for more cores than -j still runs, alone."""
+    pipe = helper.load(CORES_PIPE.replace("NCORES", str(cores)), "p")
+    r = helper.run(pipe, jobs=2)
+    assert r.ok, r.errors
+    spans = [(a["started_at"], a["ended_at"]) for a in helper.attempts(r.run_id)]
+    assert len(spans) == 3
+    assert _overlaps(spans) is overlap, spans

@@ -4,7 +4,8 @@ Python tasks travel to long-lived workers (cloudpickle; functions cached per wor
 chunks, so thousands of tiny tasks cost little; a task with a walltime or memory limit is sent
 alone, so that killing its worker to enforce the limit hurts no other task. Shell tasks run as
 ``bash`` subprocesses in their own session; their exit is seen through a pidfd and reaped with
-``wait4`` for exact CPU time and peak memory. At most ``max_parallel`` slots are busy at once.
+``wait4`` for exact CPU time and peak memory. At most ``max_parallel`` (``-j``) slots are busy at
+once; an attempt takes ``resources.cores`` of them (all of them if it asks for more).
 """
 
 from __future__ import annotations
@@ -204,8 +205,15 @@ class LocalExecutor(Executor):
 
     # ------------------------------------------------------------------ dispatch
 
+    def _cost(self, spec: TaskSpec) -> int:
+        """Slots an attempt takes: its cores, at most all of them (a task asking for more
+        cores than ``-j`` still runs, alone)."""
+        return min(max(1, spec.resources.cores), self.slots)
+
     def _busy(self) -> int:
-        return len(self.shells) + sum(1 for w in self.workers if w.running)
+        """Slots in use: a worker's chunk runs its attempts one after another."""
+        return sum(self._cost(sh.spec) for sh in self.shells.values()) + sum(
+            max(self._cost(s) for s in w.running.values()) for w in self.workers if w.running)
 
     def _has_limits(self) -> bool:
         return any(w.limited for w in self.workers if w.running) or any(
@@ -213,7 +221,9 @@ class LocalExecutor(Executor):
         )
 
     def _dispatch(self) -> None:
-        while self.pending and self._busy() < self.slots:
+        # first come, first served: a many-core attempt at the head waits for its slots rather
+        # than being overtaken for ever by 1-core ones
+        while self.pending and self._busy() + self._cost(self.pending[0]) <= self.slots:
             spec = self.pending[0]
             if spec.kind is TaskKind.SHELL:
                 self.pending.popleft()
@@ -228,7 +238,7 @@ class LocalExecutor(Executor):
                 while self.pending and len(chunk) < size:
                     nxt = self.pending[0]
                     if nxt.kind is not TaskKind.PYTHON or self._alone(nxt) \
-                            or _kind_of(nxt) != _kind_of(spec):
+                            or _kind_of(nxt) != _kind_of(spec) or self._cost(nxt) != self._cost(spec):
                         break
                     chunk.append(self.pending.popleft())
             self._send(worker, chunk)
