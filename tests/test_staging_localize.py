@@ -69,3 +69,21 @@ def test_argument_paths_inside_the_pipeline_directory_move_to_the_remote_one(tmp
     # nothing to move: the very same bytes
     plain = pickle.dumps(PythonPayload("d", cloudpickle.dumps(task), cloudpickle.dumps(((1,), {}))))
     assert staged_payload(plain, tmp_path, REMOTE) is plain
+
+
+def test_containers_keep_their_classes(tmp_path: Path) -> None:
+    """Paths are found where the worker finds returned files (isinstance: subclasses too), and
+    the rebuilt containers keep their classes."""
+    from collections import OrderedDict, defaultdict, namedtuple
+
+    from corral.transport.staging import move_paths
+
+    pair = namedtuple("pair", "png n")
+    remote = Path(REMOTE, "x.png")
+    moved, changed = move_paths(pair(remote, 1), REMOTE, str(tmp_path), {"x.png"})
+    assert changed and moved == pair(tmp_path / "x.png", 1) and type(moved) is pair
+    ordered, _ = move_paths(OrderedDict(a=remote), REMOTE, str(tmp_path), {"x.png"})
+    assert type(ordered) is OrderedDict and ordered["a"] == tmp_path / "x.png"
+    nested, _ = move_paths(defaultdict(list, a=[remote]), REMOTE, str(tmp_path), {"x.png"})
+    assert type(nested) is defaultdict and nested.default_factory is list
+    assert nested["a"] == [tmp_path / "x.png"]

@@ -40,7 +40,14 @@ class each:
     future: Any
 
     def __post_init__(self) -> None:
-        if not isinstance(self.future, Future):
+        if isinstance(self.future, MapFuture):
+            if self.future.gather is None:  # a scatter over a list known now: map over it
+                raise GraphError(
+                    f"each() of the scatter {self.future.name}: its elements are known while "
+                    "the graph is built, so map over it directly: task.map(x=scatter)"
+                )
+            object.__setattr__(self, "future", self.future.gather)  # the list it will hold
+        elif not isinstance(self.future, Future):
             raise GraphError(
                 f"each() takes the result of a task call inside a pipeline, not a "
                 f"{type(self.future).__name__}; map over a plain list directly: "

@@ -175,6 +175,11 @@ def test_run_help_lists_the_pipeline_parameters(project: Project) -> None:
     assert rows["--fail"] == ["/", "--no-fail", "bool", "False"]
     assert not (project.wd / ".corral").exists()  # help runs nothing, creates no store
 
+    first = invoke("run", "--help", project.file("sums.py"))  # --help before FILE
+    assert first.exit_code == 0 and "Pipeline sums" in first.output, first.output
+    named = invoke("run", "--help", project.file("sums.py"), "sums")
+    assert named.exit_code == 0 and "Pipeline sums" in named.output, named.output
+
     bare = invoke("run", "--help")
     assert bare.exit_code == 0 and "Usage: corral run" in bare.output
     broken = invoke("run", "nope.py", "--help")

@@ -67,7 +67,7 @@ def test_brief_example_runs(helper: Helper) -> None:
 
 def test_python_task_called_outside_pipeline_is_plain_call() -> None:
     assert sq(4) == 16
-    mapped: object = sq.map(x=[1, 2])  # a list here, though TaskDef.map is typed -> MapFuture
+    mapped: list[int] = sq.map(x=[1, 2])  # a plain list here (in a pipeline, a MapFuture)
     assert mapped == [1, 4]
 
 
@@ -143,6 +143,14 @@ def test_dynamic_map_over_runtime_list(helper: Helper) -> None:
     r = helper.run(dyn, {"n": 4})
     assert r.ok, r.errors
     assert r.value == (14, [100, 101, 102])
+
+    @pipeline
+    def twice(n: int = 3) -> list[int]:  # each() of a dynamic scatter: the list it gathers
+        return sq.map(x=each(sq.map(x=each(listing(n)))))
+
+    r2 = helper.run(twice)
+    assert r2.ok, r2.errors
+    assert r2.value == [0, 1, 16]
     # an empty runtime list gives an empty gather
     r0 = helper.run(dyn, {"n": 0})
     assert r0.ok, r0.errors
@@ -173,6 +181,13 @@ def test_dynamic_map_misuse_is_a_graph_error(wd: Path) -> None:
         corral.plan(branch_on_future, {}, wd)
     with pytest.raises(GraphError, match=r"each\(\) takes the result of a task call.*not a list"):
         each([1, 2, 3])
+
+    @pipeline
+    def each_of_static() -> list[int]:
+        return sq.map(x=each(sq.map(x=[1, 2])))
+
+    with pytest.raises(GraphError, match=r"each\(\) of the scatter sq.*map over it directly"):
+        corral.plan(each_of_static, {}, wd)
 
 
 def test_shell_tasks_with_declared_inputs_and_outputs(helper: Helper) -> None:

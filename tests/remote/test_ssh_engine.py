@@ -99,11 +99,17 @@ def test_a_returned_file_comes_back_and_feeds_downstream(ssh_rig: SSHRig, tmp_pa
     assert stored == [str((wd / "out" / "x.txt").resolve())]  # in the store, as with a local run
 
 
-def test_an_absolute_returned_path_names_the_local_copy(ssh_rig: SSHRig, tmp_path: Path) -> None:
+@pytest.mark.parametrize("through_symlink", [False, True])
+def test_an_absolute_returned_path_names_the_local_copy(ssh_rig: SSHRig, tmp_path: Path,
+                                                        through_symlink: bool) -> None:
     """``Path.cwd() / ...`` returned on the host (e.g. the Littlewood picture) is the remote
-    task directory there; once fetched, the run's value names the local file."""
+    task directory there; once fetched, the run's value names the local file. Also when the
+    remote work directory is reached through a symlink (Path.cwd() has none)."""
     wd = tmp_path / "wd"
     wd.mkdir()
+    if through_symlink:
+        (tmp_path / "real-remote").mkdir()
+        (tmp_path / "remote").symlink_to(tmp_path / "real-remote")
     pipe = _load(tmp_path, '''
         from pathlib import Path
         from corral import pipeline, task
@@ -129,5 +135,6 @@ def test_an_absolute_returned_path_names_the_local_copy(ssh_rig: SSHRig, tmp_pat
     made, (seen, upper) = r.value
     assert made == wd / "pics" / "x.txt" and made.read_text() == "made remotely"
     # and the downstream task, on the host, got the path of the staged copy there
-    assert seen.startswith(str(tmp_path / "remote")) and seen.endswith("/cwd/pics/x.txt"), seen
+    assert seen.startswith(str(tmp_path / ("real-remote" if through_symlink else "remote")))
+    assert seen.endswith("/cwd/pics/x.txt"), seen
     assert upper == "MADE REMOTELY"

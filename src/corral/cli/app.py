@@ -114,8 +114,9 @@ def run(
     extra = list(ctx.args)
     if pipeline is not None and pipeline.startswith("-"):
         extra, pipeline = [pipeline, *extra], None
-    if file is not None and str(file) == "--help":  # `corral run --help`: no FILE
-        extra, file = ["--help", *extra], None
+    if file is not None and str(file) == "--help":  # `corral run --help [FILE [PIPELINE]]`
+        extra, file = ["--help", *extra], Path(pipeline) if pipeline else None
+        pipeline = next((a for a in extra[1:2] if not a.startswith("-")), None)
     if "--help" in extra or file is None:
         if "--help" not in extra:
             raise fail("missing FILE: corral run FILE [PIPELINE] [--param value ...]; "

@@ -477,7 +477,8 @@ def _sigint_ignored_by_children() -> Iterator[None]:
     Ctrl-C meant for the engine stays pending and reaches its handler afterwards. Handlers can
     only be changed in the main thread; elsewhere (a run started with corral.start) nothing
     changes."""
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is None:  # None: a handler not set from Python
         yield
         return
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})

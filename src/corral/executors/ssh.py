@@ -250,19 +250,21 @@ class SSHExecutor(Executor):
             raise CommandError(res.argv[:1] + [action], res.returncode, res.stdout, str(exc)) from exc
 
     def _probe(self, host: _Host) -> None:
-        info = self._helper(host, "probe", [{"id": "probe"}])["probe"]
+        info = self._helper(host, "probe", [{"id": "probe", "root": self.settings.remote_workdir}])["probe"]
         if not info.get("corral"):
             raise ExecutorError(
                 f"{self.settings.python} on {host.label} (Python {info.get('python')}) cannot "
                 "import corral.worker; install corral there or set the ssh executor's python"
             )
         host.slots = self.settings.slots_per_host or int(info["cpus"])
-        root = self.settings.remote_workdir
+        # resolved on the host: a worker's Path.cwd() has no symlinks, and returned paths are
+        # matched against this root (a /scratch or /home behind a symlink is common)
+        root = info.get("root") or self.settings.remote_workdir
         if root == "~" or root.startswith("~/"):
             root = str(info["home"]) + root[1:]
         elif not root.startswith("/"):
             root = f"{info['home']}/{root}"
-        host.root = root.rstrip("/")
+        host.root = root.rstrip("/") or "/"
 
     def start(self, listener: Listener) -> None:
         """Connect to every host and check its interpreter; unreachable hosts are left out."""

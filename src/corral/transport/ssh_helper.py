@@ -209,7 +209,9 @@ def send(it):
     return True
 def probe(it):
     import importlib.util
+    root = it.get("root")  # the remote work directory, as the workers will see it (no symlinks)
     return {"cpus": os.cpu_count() or 1, "home": os.path.expanduser("~"),
+            "root": os.path.realpath(os.path.expanduser(root)) if root else None,
             "corral": importlib.util.find_spec("corral.worker") is not None,
             "python": sys.version.split()[0]}
 action = {"launch": launch, "status": status, "signal": send, "probe": probe}[sys.argv[1]]

@@ -9,6 +9,7 @@ and which files a Python task returned (listed in its exit marker) are to be fet
 
 from __future__ import annotations
 
+import copy as _copy
 import dataclasses
 import logging
 import os
@@ -110,15 +111,30 @@ def move_paths(value: Any, src_root: str, dst_root: str,
         if rel == ".." or rel.startswith("../") or (only is not None and rel not in only):
             return value, False
         return type(value)(dst_root if rel == "." else posixpath.join(dst_root, rel)), True
-    if type(value) in (list, tuple):
+    if isinstance(value, list | tuple):
         pairs = [move_paths(v, src_root, dst_root, only) for v in value]
         if any(changed for _, changed in pairs):
-            return type(value)(v for v, _ in pairs), True
-    elif type(value) is dict:
+            return _rebuilt(value, [v for v, _ in pairs]), True
+    elif isinstance(value, dict):
         moved = {k: move_paths(v, src_root, dst_root, only) for k, v in value.items()}
         if any(changed for _, changed in moved.values()):
-            return {k: v for k, (v, _) in moved.items()}, True
+            copy = _copy.copy(value)  # keeps the class (OrderedDict, defaultdict...)
+            copy.update((k, v) for k, (v, _) in moved.items())
+            return copy, True
     return value, False
+
+
+def _rebuilt(value: list[Any] | tuple[Any, ...], items: list[Any]) -> Any:
+    """A list or tuple of the same class as ``value`` holding ``items`` (a namedtuple too)."""
+    if isinstance(value, tuple) and hasattr(value, "_make"):
+        return value._make(items)
+    if type(value) in (list, tuple):
+        return type(value)(items)
+    copy = _copy.copy(value)  # a subclass: its other state kept
+    if isinstance(copy, list):
+        copy[:] = items
+        return copy
+    return type(value)(items)
 
 
 def staged_payload(data: bytes, cwd: Path, remote_cwd: str) -> bytes:
