@@ -242,14 +242,23 @@ def execute(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: RunCon
         executor.start(_Listener(engine))
         state = engine.run()
     except BaseException:
-        engine.rec.flush()
+        _best_effort(engine.rec.flush)  # keep what finished; the first error is the one raised
         raise
     finally:
         executor.shutdown()
         error = "; ".join(engine.errors[:5]) or None
-        store.release_run(run_id, state=state.value, finished_at=time.time(), error=error,
-                          control="none")
+        # if the store cannot take it (full disk), the next engine finds this one's lock stale
+        _best_effort(lambda: store.release_run(run_id, state=state.value, error=error,
+                                               finished_at=time.time(), control="none"))
     return RunResult(run_id, state, engine.errors, store, the_plan.graph.result, engine)
+
+
+def _best_effort(action: Callable[[], None]) -> None:
+    """Clean-up that must not hide the error being raised (a store that cannot be written)."""
+    try:
+        action()
+    except CorralError as exc:
+        log.debug("clean-up after an error failed too: %s", exc)
 
 
 def _warm_up(cfg: RunConfig) -> None:

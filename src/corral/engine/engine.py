@@ -26,6 +26,7 @@ from corral.hashing import file_digest, hash_value
 from corral.store import Store
 from corral.store import schema as t
 from corral.store.bulk import executemany
+from corral.store.store import disk_full
 
 from .gc_pause import collection_paused
 from .plan import Plan, key_nodes
@@ -456,7 +457,11 @@ class Engine:
         if comp.outcome is Outcome.SUCCEEDED:
             try:
                 self._succeed(idx, comp)
-            except (CorralError, OSError, ValueError) as exc:
+            except OSError as exc:
+                if disk_full(exc):  # every next result would fail too: stop, resume later
+                    raise self.store.write_error(exc) from exc
+                self._fail(idx, f"its result could not be stored: {exc}")
+            except (CorralError, ValueError) as exc:
                 self._fail(idx, f"its result could not be stored: {exc}")
             return
         node = self.graph.nodes[idx]

@@ -112,7 +112,10 @@ class Recorder:
     def flush(self) -> None:
         if not self.dirty:
             return
-        self.store.cas.sync()  # the blobs the rows below refer to are on disk first
+        try:
+            self.store.cas.sync()  # the blobs the rows below refer to are on disk first
+        except OSError as exc:
+            raise self.store.write_error(exc) from exc
         with self.store.transaction() as c:
             insert_ignore(c, t.results, self.results, "key")
             if self.new_attempts:

@@ -6,6 +6,7 @@ Writes of one engine iteration are grouped in one transaction (:meth:`Store.tran
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import time
@@ -57,6 +58,14 @@ def pid_alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (an OSError or a database error) says the disk or quota is full."""
+    errno_ = getattr(exc, "errno", None) or getattr(getattr(exc, "orig", None), "errno", None)
+    text = str(exc).lower()
+    return errno_ in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in text \
+        or "no space left" in text or "disk quota" in text
 
 
 class Store:
@@ -131,8 +140,26 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        with self.engine.begin() as conn:
-            yield conn
+        """A committed-or-rolled-back transaction. A database failure becomes one StoreError
+        line that says what to do (a full disk, most often): what was committed before stays,
+        and the same command resumes from it."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except sa.exc.OperationalError as exc:
+            raise self.write_error(exc) from exc
+
+    def write_error(self, exc: BaseException) -> StoreError:
+        """The one-line StoreError for a failed write to the database or the CAS."""
+        text = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        if disk_full(exc):
+            return StoreError(
+                f"the state store's disk is full ({self._safe_url()}, "
+                f"{os.path.abspath(self.cas.root)}): {text}; "
+                "free some space (corral clean removes unused results) and run the same "
+                "command again: what finished is kept")
+        return StoreError(f"the state store {self._safe_url()} failed: {text}; run the same "
+                          "command again once it is fixed: what finished is kept")
 
     # ------------------------------------------------------------------ runs
 
