@@ -214,3 +214,26 @@ def test_report_renders_in_chromium(
             browser.close()
     assert errors == []
     assert (tmp_path / f"{which}.png").stat().st_size > 10_000
+
+
+def test_graph_draws_a_large_scatter_as_one_node() -> None:
+    """32 map elements and a gather: the scatter is one node (not a 32-node column), a small
+    scatter and single tasks keep a node each, and links follow the collapsed nodes."""
+    from corral.report._figures import STATE_COLOURS, _graph
+    from corral.report.metrics import TaskMetrics
+
+    def tm(idx: int, name: str, group: str, state: str = "succeeded") -> TaskMetrics:
+        return TaskMetrics(idx, idx, name, group, state, False, 1, 1.0, None)
+
+    tasks = [tm(i, f"roots[{i}]", "roots", "failed" if i == 7 else "succeeded")
+             for i in range(32)]
+    tasks += [tm(32 + i, f"small[{i}]", "small") for i in range(3)]
+    tasks += [tm(35, "heatmap", "heatmap"), tm(36, "prep", "prep")]
+    edges = [(36, i) for i in range(32)] + [(i, 35) for i in range(32)] + [(36, 32), (32, 35)]
+    nodes, links = _graph(tasks, edges, group_all=False)
+    assert set(nodes) == {"roots", "small[0]", "small[1]", "small[2]", "heatmap", "prep"}
+    assert nodes["roots"]["label"] == "roots ×32" and nodes["roots"]["colour"] == STATE_COLOURS["failed"]
+    assert links == [("prep", "roots"), ("prep", "small[0]"), ("roots", "heatmap"),
+                     ("small[0]", "heatmap")]
+    everything, _ = _graph(tasks, edges, group_all=True)
+    assert set(everything) == {"roots", "small", "heatmap", "prep"}

@@ -19,6 +19,8 @@ MAX_LANES = 150
 """Above this many packed lanes, attempts of a host share one lane."""
 MAX_GRAPH_NODES = 150
 """Above this many tasks the graph shows one node per task name."""
+MAX_GROUP_NODES = 12
+"""A scatter of more tasks than this is drawn as one node (one tall column otherwise)."""
 MAX_COLOURED_GROUPS = 12
 MAX_HEATMAP_HOSTS = 200
 """Hosts shown in the host heatmap of large runs (those with the most attempts)."""
@@ -282,41 +284,42 @@ def distributions_figure(m: RunMetrics, max_groups: int = 15) -> str:
 # ---------------------------------------------------------------------------- graph
 
 
-def _task_graph(
-    tasks: Sequence[TaskMetrics], edges: Sequence[tuple[int, int]]
-) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str]]]:
-    by_idx = {tm.idx: tm for tm in tasks}
-    nodes = {
-        tm.name: {"label": tm.name, "colour": STATE_COLOURS.get(tm.state, OTHER),
-                  "size": 14, "critical": tm.critical,
-                  "hover": f"<b>{tm.name}</b><br>{tm.state}{' (reused)' if tm.cached else ''}"
-                           f"<br>wall {fmt.duration(tm.duration)}"}
-        for tm in tasks
-    }
-    links = [(by_idx[a].name, by_idx[b].name) for a, b in edges if a in by_idx and b in by_idx]
-    return nodes, links
+def _task_node(tm: TaskMetrics) -> dict[str, Any]:
+    return {"label": tm.name, "colour": STATE_COLOURS.get(tm.state, OTHER), "size": 14,
+            "critical": tm.critical,
+            "hover": f"<b>{tm.name}</b><br>{tm.state}{' (reused)' if tm.cached else ''}"
+                     f"<br>wall {fmt.duration(tm.duration)}"}
 
 
-def _group_graph(
-    tasks: Sequence[TaskMetrics], edges: Sequence[tuple[int, int]]
+def _group_node(g: str, ts: Sequence[TaskMetrics]) -> dict[str, Any]:
+    states = Counter(tm.state for tm in ts)
+    worst = next((s for s in ("failed", "running", "pending", "cancelled") if states[s]), None)
+    detail = ", ".join(f"{n:,} {s}" for s, n in states.most_common())
+    return {"label": f"{g} ×{len(ts):,}", "size": 12 + 4 * math.log10(len(ts)),
+            "colour": STATE_COLOURS.get(worst or max(states, key=lambda s: states[s]), OTHER),
+            "critical": any(tm.critical for tm in ts),
+            "hover": f"<b>{g}</b><br>{len(ts):,} tasks: {detail}"}
+
+
+def _graph(
+    tasks: Sequence[TaskMetrics], edges: Sequence[tuple[int, int]], group_all: bool
 ) -> tuple[dict[str, dict[str, Any]], list[tuple[str, str]]]:
-    by_idx = {tm.idx: tm for tm in tasks}
+    """Nodes and links of the pipeline graph: a task per node, except that a scatter of more
+    than MAX_GROUP_NODES tasks (or, with ``group_all``, every scatter) is one node."""
     members: dict[str, list[TaskMetrics]] = defaultdict(list)
     for tm in tasks:
         members[tm.group].append(tm)
+    collapsed = {g for g, ts in members.items()
+                 if len(ts) > 1 and (group_all or len(ts) > MAX_GROUP_NODES)}
+    node_of = {tm.idx: tm.group if tm.group in collapsed else tm.name for tm in tasks}
     nodes: dict[str, dict[str, Any]] = {}
     for g, ts in members.items():
-        states = Counter(tm.state for tm in ts)
-        worst = next((s for s in ("failed", "running", "pending", "cancelled") if states[s]), None)
-        colour = STATE_COLOURS.get(worst or max(states, key=lambda s: states[s]), OTHER)
-        detail = ", ".join(f"{n:,} {s}" for s, n in states.most_common())
-        nodes[g] = {
-            "label": f"{g} ×{len(ts):,}" if len(ts) > 1 else g, "colour": colour,
-            "size": 12 + 4 * math.log10(len(ts)), "critical": any(tm.critical for tm in ts),
-            "hover": f"<b>{g}</b><br>{len(ts):,} tasks: {detail}",
-        }
-    links = {(by_idx[a].group, by_idx[b].group) for a, b in edges
-             if a in by_idx and b in by_idx and by_idx[a].group != by_idx[b].group}
+        if g in collapsed:
+            nodes[g] = _group_node(g, ts)
+        else:
+            nodes.update((tm.name, _task_node(tm)) for tm in ts)
+    links = {(node_of[a], node_of[b]) for a, b in edges
+             if a in node_of and b in node_of and node_of[a] != node_of[b]}
     return nodes, sorted(links)
 
 
@@ -324,9 +327,9 @@ def graph_figure(m: RunMetrics, edges: Sequence[tuple[int, int]]) -> tuple[str, 
     """The pipeline graph, left to right; one node per task name when there are many tasks."""
     import plotly.graph_objects as go
 
-    grouped = len(m.tasks) > MAX_GRAPH_NODES
-    nodes, links = (_group_graph if grouped else _task_graph)(m.tasks, edges)
+    nodes, links = _graph(m.tasks, edges, group_all=len(m.tasks) > MAX_GRAPH_NODES)
     names = list(nodes)
+    grouped = len(names) < len(m.tasks)
     layer = layers(names, links)
     pos = order_in_layers(layer, links)
     fig = go.Figure()
@@ -356,8 +359,8 @@ def graph_figure(m: RunMetrics, edges: Sequence[tuple[int, int]]) -> tuple[str, 
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     note = (
-        f"{len(m.tasks):,} tasks drawn as {len(names)} nodes, one per task name; "
-        "node size grows with the number of tasks." if grouped else
+        f"{len(m.tasks):,} tasks drawn as {len(names)} nodes: a scatter of many tasks is one "
+        "node, whose size grows with their number; colour is the worst state among them." if grouped else
         "One node per task; colour is the task state; the critical path is outlined in dark red."
     )
     return to_script_json(fig), note
