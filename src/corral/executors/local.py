@@ -65,6 +65,8 @@ class _Worker:
     """Attempts sent to this worker and not yet reported, in order."""
     limited: bool = False
     since: float = 0.0
+    cost: int = 1
+    """Slots its current chunk takes (its attempts run one after another)."""
 
 
 @dataclass
@@ -213,7 +215,7 @@ class LocalExecutor(Executor):
     def _busy(self) -> int:
         """Slots in use: a worker's chunk runs its attempts one after another."""
         return sum(self._cost(sh.spec) for sh in self.shells.values()) + sum(
-            max(self._cost(s) for s in w.running.values()) for w in self.workers if w.running)
+            w.cost for w in self.workers if w.running)
 
     def _has_limits(self) -> bool:
         return any(w.limited for w in self.workers if w.running) or any(
@@ -289,6 +291,7 @@ class LocalExecutor(Executor):
     def _send(self, worker: _Worker, chunk: list[TaskSpec]) -> None:
         worker.running = {s.attempt_id: s for s in chunk}
         worker.limited = any(_limited(s) for s in chunk)
+        worker.cost = max(self._cost(s) for s in chunk)
         worker.since = time.time()
         worker.conn.send([(s.attempt_id, s.payload, s.env) for s in chunk])
         if self._listener is not None:  # shown as running; exact start times come with results
