@@ -23,6 +23,7 @@ from corral.errors import CorralError
 from corral.executors.base import AttemptRef, Completion, Executor, Outcome, TaskSpec
 from corral.graph import Future, Node, NodeKind
 from corral.hashing import file_digest, hash_value
+from corral.resources import Resources
 from corral.store import Store
 from corral.store import schema as t
 from corral.store.bulk import executemany
@@ -49,6 +50,8 @@ log = logging.getLogger("corral.engine")
 WAITING, READY, RUNNING, DONE, FAILED, SKIPPED, CANCELLED = range(7)
 CONTROL_INTERVAL = 0.5
 FLUSH_INTERVAL = 0.25
+_NO_UPSTREAM: dict[str, str] = {}
+"""The ``upstream`` of every task row without dependencies: one object, serialised once."""
 
 
 @dataclass
@@ -162,7 +165,8 @@ class Engine:
                 "state": (TaskState.CACHED if is_cached else TaskState.PENDING).value,
                 "code_hash": _code_of(node), "params": short_params(node),
                 "inputs": self.plan.inputs.get(node.idx),
-                "upstream": {self.graph.nodes[d].name: self.graph.nodes[d].key for d in node.deps},
+                "upstream": {self.graph.nodes[d].name: self.graph.nodes[d].key
+                             for d in node.deps} if node.deps else _NO_UPSTREAM,
                 "resources": self._resources_json(node) if node.task or node.shell else None,
             }
             old = existing.get(node.name)
@@ -196,7 +200,11 @@ class Engine:
 
     def _resources_json(self, node: Node) -> dict[str, Any]:
         """JSON form of a node's first-attempt resources, one dict per distinct Resources."""
-        res = node_resources(node, 1)
+        return self._res_dict(node_resources(node, 1))
+
+    def _res_dict(self, res: Resources) -> dict[str, Any]:
+        """``res.to_dict()``, one shared dict per Resources object (so that the bulk writer
+        serialises it once for all the rows that carry it; the dicts are never modified)."""
         cached = self._res_dicts.get(id(res))
         if cached is None or cached[0] is not res:
             cached = self._res_dicts[id(res)] = (res, res.to_dict())
@@ -414,7 +422,7 @@ class Engine:
         self.rec.attempt_new({
             "id": spec.attempt_id, "task_id": self.task_id[idx], "run_id": self.run_id,
             "number": n, "state": "submitted", "executor": self.executor.kind,
-            "workdir": str(spec.workdir), "resources": resources.to_dict(), "submitted_at": now,
+            "workdir": str(spec.workdir), "resources": self._res_dict(resources), "submitted_at": now,
         })
         return spec
 
