@@ -64,6 +64,7 @@ from corral.executors.base import (
     Outcome,
     TaskSpec,
 )
+from corral.executors.processes import kill_group
 from corral.resources import Resources
 from corral.worker.execute import (
     STDERR_FILE,
@@ -231,11 +232,6 @@ def run_attempt(
     return result
 
 
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 class _Child:
@@ -305,7 +301,7 @@ class _Child:
     def close(self, kill: bool = False) -> None:
         """End the process (its lifeline closes; ``kill``: SIGKILL its group first) and reap it."""
         if kill:
-            _kill_group(self.proc.pid)
+            kill_group(self.proc.pid)
         if self.lifeline is not None:
             os.close(self.lifeline)
             self.lifeline = None
@@ -313,7 +309,7 @@ class _Child:
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            _kill_group(self.proc.pid)
+            kill_group(self.proc.pid)
             self.proc.wait()
 
 
@@ -397,7 +393,7 @@ def _await_shell(spawner: Spawner, task: ShellPayload, cwd: str, watch: _Watch) 
         if pid is not None and stop is None:
             stop = watch.verdict(pid)
             if stop is not None:
-                _kill_group(pid)
+                kill_group(pid)
 
 
 def _shell_result(

@@ -38,6 +38,7 @@ from corral.executors.base import (
     TaskKind,
     TaskSpec,
 )
+from corral.executors.processes import kill_group, over_memory_request
 from corral.worker.execute import (
     STDERR_FILE,
     STDOUT_FILE,
@@ -181,7 +182,7 @@ class LocalExecutor(Executor):
             self.done.append(Completion(spec.attempt_id, Outcome.CANCELLED, error="cancelled"))
         for sh in self.shells.values():
             if sh.spec.attempt_id in ids and sh.pid is not None:
-                _kill_group(sh.pid)
+                kill_group(sh.pid)
         for w in list(self.workers):
             if ids & set(w.running):
                 self._kill_worker(w, Outcome.CANCELLED, "cancelled", ids)
@@ -189,7 +190,7 @@ class LocalExecutor(Executor):
     def shutdown(self) -> None:
         for sh in self.shells.values():
             if sh.pid is not None:
-                _kill_group(sh.pid)
+                kill_group(sh.pid)
         if self._spawner is not None:
             self._spawner.close()
             self._spawner = None
@@ -379,7 +380,7 @@ class LocalExecutor(Executor):
             if "pid" in msg:
                 sh.pid = int(msg["pid"])
                 if sh.spec.attempt_id in self.cancelled:
-                    _kill_group(sh.pid)
+                    kill_group(sh.pid)
             elif "error" in msg:
                 del self.shells[msg["id"]]
                 self.done.append(Completion(sh.spec.attempt_id, Outcome.FAILED,
@@ -421,7 +422,7 @@ class LocalExecutor(Executor):
             verdict = _over_limit(sh.spec, sh.started, sh.pid, now)
             if verdict is not None:
                 sh.limit_outcome = verdict
-                _kill_group(sh.pid)
+                kill_group(sh.pid)
         for w in list(self.workers):
             if not (w.limited and len(w.running) == 1):
                 continue
@@ -512,18 +513,10 @@ def _over_limit(
         except psutil.Error:
             return None
         if rss > mem:
-            return Outcome.OUT_OF_MEMORY, (
-                f"killed for using {rss / 2**20:.0f} MiB, over its memory request of "
-                f"{mem / 2**20:.0f} MiB; raise Resources(memory=...) for this task"
-            )
+            return Outcome.OUT_OF_MEMORY, over_memory_request(rss, mem)
     return None
 
 
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _tail(path: Any, lines: int = 20) -> str:

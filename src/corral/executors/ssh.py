@@ -59,6 +59,7 @@ from corral.executors.base import (
     TaskKind,
     TaskSpec,
 )
+from corral.executors.processes import over_memory_request
 from corral.executors.ssh_settings import SSHExecutorSettings, parse_settings
 from corral.resources import Resources
 from corral.transport import staging
@@ -559,9 +560,7 @@ class SSHExecutor(Executor):
 
     def _out_of_memory(self, att: _Attempt) -> Completion:
         rss, mem = att.oom_rss or 0, att.memory or 0
-        completion = self._markerless(att, Outcome.OUT_OF_MEMORY, (
-            f"killed for using {rss / 2**20:.0f} MiB, over its memory request of "
-            f"{mem / 2**20:.0f} MiB; raise Resources(memory=...) for this task"))
+        completion = self._markerless(att, Outcome.OUT_OF_MEMORY, over_memory_request(rss, mem))
         completion.metrics.peak_rss = rss
         return completion
 

@@ -338,9 +338,6 @@ class Store:
 
     # ------------------------------------------------------------------ results
 
-    def completed_keys(self, keys: Iterable[str]) -> set[str]:
-        return set(self.completed(keys))
-
     def completed(self, keys: Iterable[str]) -> dict[str, dict[str, str]]:
         """Stored results among ``keys``, with their recorded output files ({} for none):
         ``{key: {path: digest}}``, in one pass over the results table."""
