@@ -7,20 +7,14 @@ as ``failed 37``: both must end OUT_OF_MEMORY, not FAILED.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from test_conformance import hog  # the same memory hog as SLURM's case there
 
 from corral.executors.base import Outcome
 from corral.resources import Resources
-
-
-def hog(megabytes: int) -> int:
-    block = b"x" * (megabytes * 1024 * 1024)
-    time.sleep(1)
-    return len(block)
 
 
 @pytest.mark.sge

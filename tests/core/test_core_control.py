@@ -35,15 +35,20 @@ def _count(handle: corral.RunHandle, state: str) -> int:
     return sum(1 for a in handle.attempts() if a["state"] == state)
 
 
+def _pause_and_settle(handle: corral.RunHandle) -> None:
+    """Pause, then wait until the run says paused and no attempt is submitted or running."""
+    handle.pause()
+    wait_for(lambda: handle.state.value == "paused", what="the run to pause")
+    wait_for(lambda: not [a for a in handle.attempts() if a["state"] in ("submitted", "running")],
+             what="running attempts to finish")
+
+
 def test_pause_and_resume(helper: Helper) -> None:
     pipe = helper.load(SLOW.format(retries=1))
     handle = corral.start(pipe, {"n": 12}, jobs=2, workdir=helper.workdir)
     wait_for(lambda: _count(handle, "succeeded") >= 2, what="two attempts to finish")
-    handle.pause()
-    wait_for(lambda: handle.state.value == "paused", what="the run to pause")
     # attempts running when the pause came finish; queued ones are withdrawn
-    wait_for(lambda: not [a for a in handle.attempts() if a["state"] in ("submitted", "running")],
-             what="running attempts to finish")
+    _pause_and_settle(handle)
     seen = len(handle.attempts())
     done = _count(handle, "succeeded")
     assert done < 12
@@ -73,10 +78,7 @@ def test_pause_holds_the_queued_elements_of_a_map(helper: Helper) -> None:
     pipe = helper.load(SLOW.format(retries=0))
     handle = corral.start(pipe, {"n": 6}, jobs=1, workdir=helper.workdir)
     wait_for(lambda: _count(handle, "running") >= 1, what="the first attempt to start")
-    handle.pause()
-    wait_for(lambda: handle.state.value == "paused", what="the run to pause")
-    wait_for(lambda: not [a for a in handle.attempts() if a["state"] in ("submitted", "running")],
-             what="running attempts to finish")
+    _pause_and_settle(handle)
     time.sleep(1.0)
     assert _count(handle, "succeeded") <= 2, [a["state"] for a in handle.attempts()]
     handle.resume()

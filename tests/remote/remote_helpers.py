@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import cloudpickle
+import psutil
 
 from corral.executors.base import Completion, Executor, ExecutorContext, Outcome, TaskKind, TaskSpec
 from corral.resources import Resources
@@ -263,6 +264,14 @@ def check_cancel(executor: Executor, ws: Workspace, rec: Recorder) -> Completion
     executor.cancel([spec.attempt_id, quick.attempt_id])  # late cancels are harmless
     assert executor.poll(0.3) == []
     return done[spec.attempt_id]
+
+
+def process_gone(pid: int) -> bool:
+    """The process is gone or a zombie (on loopback, the remote pids are ours too)."""
+    try:
+        return psutil.Process(pid).status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
+        return True
 
 
 # ---------------------------------------------------------------------------------- whole runs

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from remote_helpers import process_gone
 
 import corral
-from corral.engine.states import RunState
+from corral import RunState
 from corral.worker.metrics import hostname
 
 distributed = pytest.importorskip("distributed")
@@ -57,14 +58,6 @@ def _running(wd: Path, run_id: str) -> str | None:
         row = db.execute("SELECT state, host, started_at FROM attempts WHERE run_id = ?",
                          (run_id,)).fetchone()
     return row[1] if row and row[0] == "running" and row[2] is not None else None
-
-
-def _gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
 def test_timeout_is_retried_with_more_walltime(wd: Path, cluster_address: str) -> None:
@@ -116,7 +109,7 @@ def test_cancelling_a_run_stops_its_running_task(wd: Path, cluster_address: str)
         assert time.monotonic() < deadline, "the task never started"
         time.sleep(0.1)
     pid = int(pid_file.read_text())
-    assert not _gone(pid)
+    assert not process_gone(pid)
     deadline = time.monotonic() + 20  # shown as running, where, while it runs
     while _running(wd, handle.run_id) is None:
         assert time.monotonic() < deadline, "the running attempt is not recorded as running"
@@ -125,7 +118,7 @@ def test_cancelling_a_run_stops_its_running_task(wd: Path, cluster_address: str)
     handle.cancel()
     assert handle.wait(60) is RunState.CANCELLED
     deadline = time.monotonic() + 5
-    while not _gone(pid):
+    while not process_gone(pid):
         assert time.monotonic() < deadline, f"the task's process {pid} survived the cancellation"
         time.sleep(0.05)
     assert [a["state"] for a in _attempts(wd, handle.run_id)] == ["cancelled"]

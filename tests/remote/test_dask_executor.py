@@ -22,6 +22,7 @@ from remote_helpers import (
     check_failure,
     check_scatter,
     check_shell_output,
+    process_gone,
     python_payload,
     read_env,
     shell_payload,
@@ -154,14 +155,6 @@ def hog(megabytes: int) -> int:
 SHELL_SLEEP = "sleep 60 & echo $$ $! > {pid_file}; wait"
 
 
-def _gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
-
-
 def _pids(path: Path, executor: Executor, seen: dict[str, Completion]) -> list[int]:
     deadline = time.monotonic() + 60
     while not (path.exists() and len(path.read_text().split()) == 2):
@@ -172,8 +165,8 @@ def _pids(path: Path, executor: Executor, seen: dict[str, Completion]) -> list[i
 
 def _assert_all_gone(pids: list[int], within: float = 5.0) -> None:
     deadline = time.monotonic() + within
-    while not all(_gone(p) for p in pids):
-        alive = [p for p in pids if not _gone(p)]
+    while not all(process_gone(p) for p in pids):
+        alive = [p for p in pids if not process_gone(p)]
         assert time.monotonic() < deadline, f"processes {alive} survived"
         time.sleep(0.05)
 

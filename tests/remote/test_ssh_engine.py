@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from remote_helpers import run_staged_pipeline
 
 import corral
 from conftest import SSHRig
@@ -99,42 +100,15 @@ def test_a_returned_file_comes_back_and_feeds_downstream(ssh_rig: SSHRig, tmp_pa
     assert stored == [str((wd / "out" / "x.txt").resolve())]  # in the store, as with a local run
 
 
-@pytest.mark.parametrize("through_symlink", [False, True])
-def test_an_absolute_returned_path_names_the_local_copy(ssh_rig: SSHRig, tmp_path: Path,
-                                                        through_symlink: bool) -> None:
-    """``Path.cwd() / ...`` returned on the host (e.g. the Littlewood picture) is the remote
-    task directory there; once fetched, the run's value names the local file. Also when the
-    remote work directory is reached through a symlink (Path.cwd() has none)."""
-    wd = tmp_path / "wd"
-    wd.mkdir()
-    if through_symlink:
-        (tmp_path / "real-remote").mkdir()
-        (tmp_path / "remote").symlink_to(tmp_path / "real-remote")
-    pipe = _load(tmp_path, '''
-        from pathlib import Path
-        from corral import pipeline, task
-
-        @task
-        def make(text: str) -> Path:
-            out = Path.cwd() / "pics" / "x.txt"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(text)
-            return out
-
-        @task
-        def read(path: Path) -> tuple[str, str]:
-            return str(path), path.read_text().upper()
-
-        @pipeline
-        def absolute():
-            made = make("made remotely")
-            return made, read(made)
-    ''')
-    r = corral.run(pipe, executor="ssh", executor_options=_options(ssh_rig, tmp_path, False), jobs=2, workdir=wd)
-    assert r.ok, r.errors
-    made, (seen, upper) = r.value
-    assert made == wd / "pics" / "x.txt" and made.read_text() == "made remotely"
-    # and the downstream task, on the host, got the path of the staged copy there
-    assert seen.startswith(str(tmp_path / ("real-remote" if through_symlink else "remote")))
-    assert seen.endswith("/cwd/pics/x.txt"), seen
-    assert upper == "MADE REMOTELY"
+def test_staged_paths_cross_over_through_a_symlinked_remote_workdir(
+    ssh_rig: SSHRig, tmp_path: Path,
+) -> None:
+    """The staged-run pipeline (run plainly in test_ssh_executor) with the remote work
+    directory reached through a symlink: ``Path.cwd()`` on the host has none, and a task's
+    absolute returned path must still name the local copy, and reach its downstream task as the
+    staged copy on the host."""
+    (tmp_path / "real-remote").mkdir()
+    (tmp_path / "remote").symlink_to(tmp_path / "real-remote")
+    project = tmp_path / "project"
+    project.mkdir()
+    run_staged_pipeline(project, "ssh", _options(ssh_rig, tmp_path, False))

@@ -26,6 +26,7 @@ from remote_helpers import (
     check_shell_output,
     hog,
     make_files,
+    process_gone,
     python_payload,
     read_env,
     read_text,
@@ -264,7 +265,7 @@ def test_external_kill_is_cancelled(
     assert c.outcome is Outcome.CANCELLED, c.error
     assert c.error and native in c.error and "killed by SIGKILL from outside Corral" in c.error
     assert c.metrics.exit_code == -9 and c.metrics.native_id == native
-    assert all(_gone(p) for p in group)
+    assert all(process_gone(p) for p in group)
 
 
 def _pgid(pid: int) -> int | None:
@@ -426,14 +427,6 @@ def test_helper_answer_parsing() -> None:
 # ---------------------------------------------------------------------------------- memory
 
 
-def _gone(pid: int) -> bool:
-    """The process is gone or a zombie (loopback: the remote pids are ours too)."""
-    try:
-        return psutil.Process(pid).status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
-    except psutil.NoSuchProcess:
-        return True
-
-
 @pytest.mark.parametrize("shared", MODES)
 def test_memory_is_enforced(make_executor: Factory, workspace: Workspace, recorder: Recorder, shared: bool) -> None:
     """A tree over its memory request is killed by the status command: OUT_OF_MEMORY, with the
@@ -453,7 +446,7 @@ def test_memory_is_enforced(make_executor: Factory, workspace: Workspace, record
     assert "over its memory request of 150 MiB" in c.error and "Resources(memory=...)" in c.error
     assert (c.metrics.peak_rss or 0) > 150 * 2**20
     worker = split_native_id(recorder.submitted_ids[over.attempt_id])[1]
-    assert worker is not None and _gone(worker) and _gone(int(pid_file.read_text()))
+    assert worker is not None and process_gone(worker) and process_gone(int(pid_file.read_text()))
     ok = done[under.attempt_id]
     assert ok.outcome is Outcome.SUCCEEDED, ok.error
     assert pickle.loads(ok.result or b"") == 400 * 2**20
