@@ -205,7 +205,7 @@ def _outputs(store: Store, data: RunData) -> list[dict[str, Any]]:
     by_id = {int(t["id"]): t for t in data.tasks}
     reused = [t["key"] for t in data.tasks if t.get("cached")]
     keys = {t["key"]: t for t in data.tasks}
-    for key, files in store.result_outputs(reused).items():
+    for key, files in store.completed(reused).items():  # files: {} for value-only results
         for path, digest in files.items():
             if path not in have:
                 rows.append({"path": path, "digest": digest, "size": None,

@@ -10,7 +10,7 @@ import errno
 import os
 import socket
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -355,19 +355,6 @@ class Store:
         with self.engine.connect() as c:
             row = c.execute(sa.select(t.results).where(t.results.c.key == key)).mappings().first()
         return dict(row) if row else None
-
-    def result_outputs(self, keys: Sequence[str]) -> dict[str, dict[str, str]]:
-        """Output files recorded for results: {key: {path: digest}} (only keys with outputs)."""
-        out: dict[str, dict[str, str]] = {}
-        with self.engine.connect() as c:
-            for i in range(0, len(keys), 900):
-                q = sa.select(t.results.c.key, t.results.c.outputs).where(
-                    t.results.c.key.in_(keys[i : i + 900]), t.results.c.outputs.is_not(None)
-                )
-                for r in c.execute(q):
-                    if r.outputs:
-                        out[r.key] = r.outputs
-        return out
 
     def load_value(self, key: str) -> bytes:
         row = self.result_row(key)
