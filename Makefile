@@ -5,16 +5,20 @@ PY     := $(VENV)/bin/python
 DEGREE ?= 14
 SIZE   ?= 400
 
-.PHONY: demo test venv dev-venv rig lint typecheck clean
+.PHONY: demo test venv dev-venv rig lint typecheck clean lock lock-upgrade lock-check
 
-$(VENV)/.corral-installed: pyproject.toml
+# Installs are locked: requirements/*.txt pin every package (direct and transitive, with hashes),
+# pip itself and the build backend included; `make lock` updates them on purpose.
+$(VENV)/.corral-installed: pyproject.toml requirements/demo.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[examples]"
+	$(PY) -m pip install -q --require-hashes --no-deps -r requirements/demo.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip check -q
 	touch $@
 
-$(VENV)/.corral-dev: pyproject.toml $(VENV)/.corral-installed
-	$(PY) -m pip install -q -e ".[dev]"
+$(VENV)/.corral-dev: pyproject.toml requirements/dev.txt $(VENV)/.corral-installed
+	$(PY) -m pip install -q --require-hashes --no-deps -r requirements/dev.txt
+	$(PY) -m pip check -q
 	touch $@
 
 venv: $(VENV)/.corral-installed
@@ -47,6 +51,34 @@ typecheck: dev-venv
 	$(VENV)/bin/mypy bench
 	$(VENV)/bin/mypy --explicit-package-bases tests
 	for d in examples/*/; do $(VENV)/bin/mypy "$$d" || exit 1; done
+
+## lock: update requirements/*.txt after a change to pyproject.toml (keeps every other pin)
+## lock-upgrade: move every pin to the newest release; lock-check: fail if the lock is stale
+UV_VERSION := 0.13.9
+LOCK_VENV  := .venv-lock
+UV         := $(LOCK_VENV)/bin/uv
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet --no-header
+LOCKS      := requirements/dev.txt:dev requirements/demo.txt:examples
+# the demo's lock is solved within the dev lock, so that the two agree on every shared pin
+LOCK_DEMO  := -c requirements/dev.txt
+
+$(UV):
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q uv==$(UV_VERSION)
+
+lock: $(UV)
+	for l in $(LOCKS); do $(UV) pip compile pyproject.toml requirements/build.in --extra $${l#*:} \
+		$(LOCK_FLAGS) $$([ $${l#*:} = dev ] || echo $(LOCK_DEMO)) -o $${l%:*} || exit 1; done
+
+lock-upgrade: $(UV)
+	for l in $(LOCKS); do $(UV) pip compile pyproject.toml requirements/build.in --extra $${l#*:} \
+		$(LOCK_FLAGS) $$([ $${l#*:} = dev ] && echo --upgrade || echo $(LOCK_DEMO)) -o $${l%:*} || exit 1; done
+
+lock-check: $(UV)
+	tmp=$$(mktemp -d); for l in $(LOCKS); do f=$${l%:*}; cp $$f $$tmp/lock.txt; \
+		$(UV) pip compile pyproject.toml requirements/build.in --extra $${l#*:} $(LOCK_FLAGS) \
+		$$([ $${l#*:} = dev ] || echo $(LOCK_DEMO)) -o $$tmp/lock.txt && diff -u $$f $$tmp/lock.txt || { echo "$$f is stale: run make lock"; exit 1; }; \
+	done; rm -rf $$tmp
 
 clean:
 	rm -rf out .corral

@@ -9,7 +9,8 @@
     │   ├── ResourceError            a Resources value is malformed or unsupported by a scheduler
     │   ├── HashingError             an argument cannot be hashed stably for the cache key
     │   ├── SerializationError       an argument or result cannot be pickled
-    │   └── ConfigError              corral.toml or an executor profile is wrong
+    │   ├── ConfigError              corral.toml or an executor profile is wrong
+    │   └── MissingExtra             an optional dependency is not installed; names the extra
     ├── StoreError                   the state store cannot be opened or migrated
     │   └── RunNotFound              no run or task of that id
     ├── RunLockedError               another live engine owns the run
@@ -57,6 +58,17 @@ class SerializationError(UsageError):
 
 class ConfigError(UsageError):
     """The configuration file or an executor profile is invalid."""
+
+
+class MissingExtra(UsageError):
+    """An optional dependency is not installed: the message names the extra that brings it
+    (``extra=None``: a dependency every install has, missing from a broken environment)."""
+
+    def __init__(self, feature: str, extra: str | None, exc: ImportError) -> None:
+        module = (exc.name or str(exc)).partition(".")[0]
+        fix = (f"install it with: pip install 'corral[{extra}]'" if extra
+               else "reinstall Corral with its dependencies: pip install --force-reinstall corral")
+        super().__init__(f"{feature} needs the Python package {module!r}, which is not installed; {fix}")
 
 
 class StoreError(CorralError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
+import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
@@ -338,6 +339,7 @@ def shell(
     label = name or command.split()[0].split("/")[-1]
     label = "".join(c if c.isalnum() or c in "_-." else "_" for c in label) or "shell"
     opts = TaskOptions(label, resources, retries, cache, "", executor)
+    check_command_fields(label, command, params or {})
     inputs = normalize(inputs)
     spec = ShellSpec(command, inputs, outputs, dict(params or {}), opts)
     outs = [str(p) for p in _flat_paths(outputs)]
@@ -350,6 +352,36 @@ def shell(
         inputs=in_paths, group=graph.scoped(label),
     )
     return Future(node)
+
+
+COMMAND_FIELDS = ("input", "inputs", "output", "outputs", "params")
+"""The brace fields a shell command may use; any other brace is an error before the run."""
+
+
+def check_command_fields(label: str, command: str, params: Mapping[str, Any]) -> None:
+    """A GraphError, before anything runs, for a brace field of ``command`` that the task
+    cannot fill (``{s}``, ``{params.x}`` without a parameter ``x``, a lone ``{``)."""
+    literal = "write {{ and }} for literal braces"
+    try:
+        parsed = list(string.Formatter().parse(command))
+    except ValueError as exc:
+        raise GraphError(f"shell task {label}: the command's braces are malformed ({exc}); {literal}") from None
+    for _text, ref, _spec, _conv in parsed:
+        if ref is None:
+            continue
+        root, _, rest = ref.partition(".")
+        root = root.partition("[")[0]
+        if root not in COMMAND_FIELDS:
+            raise GraphError(
+                f"shell task {label}: the command has the field {{{ref}}}, which Corral cannot fill "
+                f"(it fills {{input}}, {{output}} and {{params.NAME}}); {literal}"
+            )
+        name = rest.partition(".")[0].partition("[")[0]
+        if root == "params" and name and name not in params:
+            raise GraphError(
+                f"shell task {label}: the command uses {{params.{name}}} but params has no {name!r} "
+                f"(it has: {', '.join(map(str, params)) or 'nothing'}); add it to params= or {literal}"
+            )
 
 
 # ---------------------------------------------------------------------------- pipelines

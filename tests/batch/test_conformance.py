@@ -86,6 +86,18 @@ def test_failures_report_exit_code_and_error(
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_declared_outputs_get_their_folders(kind: str, harness_for: Callable[[str], Any]) -> None:
+    h = harness_for(kind)
+    ex = h.executor()
+    spec = h.spec(h.sh("echo made > csv/deep/a.csv", ["csv/deep/a.csv"]), group="sh", kind=TaskKind.SHELL)
+    ex.submit([spec])
+    c = h.wait(ex, 1)[spec.attempt_id]
+    assert c.outcome is Outcome.SUCCEEDED, c.error
+    assert (spec.cwd / "csv" / "deep" / "a.csv").read_text() == "made\n"
+    ex.shutdown()
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_external_cancel_is_cancelled(kind: str, harness_for: Callable[[str], Any]) -> None:
     h = harness_for(kind)
     ex = h.executor()

@@ -229,7 +229,7 @@ def check_failure(executor: Executor, ws: Workspace, rec: Recorder) -> Completio
 
 def check_shell_output(executor: Executor, ws: Workspace, rec: Recorder) -> Completion:
     executor.start(rec)
-    command = "mkdir -p sub && echo 'hello  world' > sub/out.txt && echo said"
+    command = "echo 'hello  world' > sub/out.txt && echo said"  # Corral makes sub/
     spec = ws.spec(shell_payload(command, ["sub/out.txt"]), kind=TaskKind.SHELL)
     bad = ws.spec(shell_payload("echo nope >&2; exit 3"), kind=TaskKind.SHELL)
     missing = ws.spec(shell_payload("true", ["never.txt"]), kind=TaskKind.SHELL)

@@ -8,13 +8,12 @@ from collections.abc import Callable
 from pathlib import Path, PurePath
 from typing import Any
 
-import cloudpickle
-
 from corral.errors import SerializationError
 from corral.executors.base import Outcome, TaskKind, TaskSpec
 from corral.graph import Future, Node, NodeKind
 from corral.hashing import digest_bytes
 from corral.model import TaskDef, TaskOptions
+from corral.pickling import dumps
 from corral.resources import Resources, resolve_resources
 from corral.worker.execute import PythonPayload, ShellPayload
 
@@ -36,7 +35,7 @@ class PayloadBuilder:
     def function(self, task: TaskDef[Any, Any]) -> tuple[str, bytes]:
         cached = self._funcs.get(id(task))
         if cached is None:
-            data = cloudpickle.dumps(task.func, protocol=pickle.HIGHEST_PROTOCOL)
+            data = dumps(task.func)
             cached = (digest_bytes(data), data)
             self._funcs[id(task)] = cached
         return cached
@@ -48,7 +47,7 @@ class PayloadBuilder:
             args = substitute(node.args, load)
             kwargs = substitute(node.kwargs, load)
             try:
-                packed = cloudpickle.dumps((args, kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+                packed = dumps((args, kwargs))
             except Exception as exc:
                 raise SerializationError(
                     f"task {node.name}: its arguments cannot be pickled ({exc})"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
 from corral.errors import ConfigError
 from corral.executors.base import Executor, ExecutorContext
+from corral.optional import require
 
 EXECUTORS: dict[str, str] = {
     "local": "corral.executors.local:LocalExecutor",
@@ -30,15 +30,7 @@ def executor_class(kind: str) -> type[Executor]:
             "or a profile defined in corral.toml"
         ) from None
     module_name, _, attr = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        if (exc.name or "").startswith("corral"):
-            raise
-        raise ConfigError(
-            f"executor {kind!r} needs an optional dependency ({exc.name}); "
-            f"install it with: pip install 'corral[{kind}]'"
-        ) from exc
+    module = require(module_name, f"executor {kind!r}", kind)
     cls: type[Executor] = getattr(module, attr)
     return cls
 

@@ -65,12 +65,14 @@ from corral.executors.base import (
     TaskSpec,
 )
 from corral.executors.processes import kill_group
+from corral.optional import require
 from corral.resources import Resources
 from corral.worker.execute import (
     STDERR_FILE,
     STDOUT_FILE,
     AttemptResult,
     ShellPayload,
+    make_output_dirs,
     shell_argv,
     shell_outcome,
 )
@@ -83,14 +85,7 @@ if TYPE_CHECKING:
 
 
 def _import_distributed() -> Any:
-    try:
-        import distributed
-    except ImportError as exc:
-        raise ConfigError(
-            "executor 'dask' needs an optional dependency (distributed); "
-            "install it with: pip install 'corral[dask]'"
-        ) from exc
-    return distributed
+    return require("distributed", "executor 'dask'", "dask")
 
 
 # ---------------------------------------------------------------------------------- worker side
@@ -358,6 +353,9 @@ def _run_shell(
 ) -> AttemptResult:
     """Run a shell task through a spawner (exact CPU time and peak memory, own session)."""
     workdir.mkdir(parents=True, exist_ok=True)
+    problem = make_output_dirs(task.outputs, cwd)
+    if problem:
+        return watch.ended(_Stop("failed", problem))
     spawner = _SPAWNERS.take("")
     if spawner is not None and spawner.proc.poll() is not None:
         spawner.close()

@@ -44,6 +44,7 @@ from corral.worker.execute import (
     STDOUT_FILE,
     AttemptResult,
     ShellPayload,
+    make_output_dirs,
     shell_argv,
     shell_outcome,
 )
@@ -308,6 +309,10 @@ class LocalExecutor(Executor):
             spec.workdir.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
             pass
+        problem = make_output_dirs(payload.outputs, spec.cwd)
+        if problem:
+            self.done.append(Completion(spec.attempt_id, Outcome.FAILED, error=problem))
+            return
         started = time.time()
         if self._spawner is None:
             self._spawner = Spawner()

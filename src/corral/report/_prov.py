@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from corral.errors import UsageError
+from corral.optional import require
 from corral.report._data import RunData, cpu_of, load_run, wall_of
 from corral.store import schema as t
 from corral.store.store import Store
@@ -122,6 +123,7 @@ def build_prov(store: Store, data: RunData) -> Any:
 
 def export_prov(store: Store, run_id: str, path: str | Path) -> Path:
     """Write the W3C PROV-JSON document of a run (id, unique prefix or ``latest``) to ``path``."""
+    require("prov.model", "the PROV-JSON export", None)
     target = Path(path)
     doc = build_prov(store, load_run(store, run_id))
     try:

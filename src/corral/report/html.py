@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.errors import UsageError
+from corral.optional import require
 from corral.report import _figures
 from corral.report import _format as fmt
 from corral.report._data import RunData, load_run
@@ -185,7 +186,8 @@ def _table_note(shown: int, total: int) -> str | None:
 def render_html(data: RunData, m: RunMetrics) -> str:
     """The report as an HTML string."""
     import jinja2
-    from plotly.offline import get_plotlyjs
+
+    get_plotlyjs = require("plotly.offline", "the HTML report", None).get_plotlyjs
 
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("corral.report", "templates"),

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.errors import UsageError
+from corral.optional import require
 from corral.report import _format as fmt
 from corral.report._data import RunData, cpu_of, load_run, wall_of
 from corral.store.store import Store
@@ -411,6 +412,7 @@ def export_ro_crate(
     crate (others are referenced by ``file://`` URI). ``license`` is a URL or SPDX id for the
     crate's content; ``author`` (``{"@id": ORCID URL, "name": ...}``) becomes the crate's
     author and the run's agent."""
+    require("rocrate.rocrate", "the RO-Crate export", None)
     dest = Path(dest_dir)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise UsageError(f"{dest} exists and is not an empty directory; choose a new directory "

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from corral.errors import RunLockedError, RunNotFound, StoreError
+from corral.errors import MissingExtra, RunLockedError, RunNotFound, StoreError, UsageError
 from corral.store import schema as t
 from corral.store.cas import CAS
 
@@ -77,6 +77,13 @@ class Store:
         try:
             self.engine: Engine = self._create_engine(url)
             self._migrate()
+        except ImportError as exc:  # the database's driver is not installed
+            if url.startswith("postgres"):
+                raise MissingExtra(f"the state store {self._safe_url()}", "postgres", exc) from exc
+            raise UsageError(
+                f"the state store {self._safe_url()} needs the database driver {exc.name!r}, which is "
+                f"not installed; install it into Corral's environment (pip install {exc.name})"
+            ) from exc
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(
                 f"cannot open the state store {self._safe_url()}: {exc.__class__.__name__}: "

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from corral.errors import ConfigError
+from corral.optional import require
 from corral.transport.base import Transport
 
 
@@ -22,11 +23,7 @@ def transport_from_profile(url: str | None, options: Mapping[str, Any] | None) -
         return None
     if not isinstance(url, str) or not url.startswith("ssh://"):
         raise ConfigError(f"transport = {url!r} is not supported; write transport = \"ssh://user@host[:port]\"")
-    try:
-        from corral.transport.ssh import SSHTransport
-    except ImportError as exc:
-        raise ConfigError(
-            f"transport {url!r} needs asyncssh ({exc.name}); install it with: pip install 'corral[ssh]'"
-        ) from exc
+    ssh = require("corral.transport.ssh", f"transport {url!r}", "ssh")
     # the batch executors read and write the work directory at local paths: it must be shared
-    return SSHTransport.from_url(url, {"shared_filesystem": True, **dict(options or {})})
+    transport: Transport = ssh.SSHTransport.from_url(url, {"shared_filesystem": True, **dict(options or {})})
+    return transport

@@ -22,6 +22,7 @@ from typing import Any
 import cloudpickle
 
 from corral.errors import CorralError
+from corral.pickling import dumps
 from corral.transport.base import Transport
 from corral.worker.execute import PythonPayload, returned_files
 
@@ -95,7 +96,7 @@ def localize_result(result: bytes | None, marker: Mapping[str, Any], remote_cwd:
     except Exception:  # the engine reports it when it loads the value
         return result
     moved, changed = move_paths(value, remote_cwd, os.fspath(cwd), fetched)
-    return cloudpickle.dumps(moved, protocol=pickle.HIGHEST_PROTOCOL) if changed else result
+    return dumps(moved) if changed else result
 
 
 def move_paths(value: Any, src_root: str, dst_root: str,
@@ -152,7 +153,7 @@ def staged_payload(data: bytes, cwd: Path, remote_cwd: str) -> bytes:
     moved, changed = move_paths(args, os.fspath(cwd), remote_cwd)
     if not changed:
         return data
-    new_args = cloudpickle.dumps(moved, protocol=pickle.HIGHEST_PROTOCOL)
+    new_args = dumps(moved)
     return pickle.dumps(dataclasses.replace(payload, args=new_args), protocol=pickle.HIGHEST_PROTOCOL)
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import cloudpickle
 
+from corral.pickling import dumps
 from corral.worker.metrics import Probe, TreeMonitor, hostname
 
 PAYLOAD_FILE = "payload.pkl"
@@ -185,7 +186,7 @@ def run_python(payload: PythonPayload, capture: bool = True, list_files: bool = 
         if list_files:
             files = returned_files(value, Path.cwd())
         try:
-            result = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            result = dumps(value)
         except Exception as exc:
             outcome = "failed"
             error = (
@@ -265,10 +266,28 @@ def shell_outcome(returncode: int, outputs: list[str], cwd: Path) -> tuple[str, 
     return "failed", f"the command exited with status {returncode}"
 
 
+def make_output_dirs(outputs: list[str], cwd: Path | str) -> str | None:
+    """Create the folders of a shell task's declared outputs (``csv/a.csv`` needs ``csv/``),
+    as a command expects them to exist; run where the command runs, before it starts.
+    Returns the attempt's error if one cannot be created."""
+    for out in outputs:
+        parent = Path(cwd, out).parent
+        if parent.is_dir():
+            continue
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return f"cannot create the folder of the declared output {out}: {exc}"
+    return None
+
+
 def run_shell(payload: ShellPayload, cwd: Path, stdout: Path, stderr: Path) -> AttemptResult:
     """Run a shell payload to completion (used on cluster nodes and SSH hosts)."""
     monitor = _monitor()
     probe = Probe.begin(monitor)
+    problem = make_output_dirs(payload.outputs, cwd)
+    if problem:
+        return AttemptResult("failed", probe.end(monitor), None, problem)
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
         proc = subprocess.run(  # noqa: S603 - argv list, command is the task's own
             shell_argv(payload.command), cwd=cwd, stdout=out, stderr=err, check=False

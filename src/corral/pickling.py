@@ -1,0 +1,39 @@
+"""Pickling task functions and arguments for workers, keeping their source file names.
+
+cloudpickle pickles a function defined in the pipeline file (or in any module registered with
+``register_pickle_by_value``) by value: its code object travels, not a reference. Since
+cloudpickle 3.1.3 it sets ``co_filename`` of every such code object to ``"<dynamic-code>"``, so
+a task's traceback no longer names the user's file and shows no source lines. Corral does not
+depend on what a cloudpickle release does with that field: :class:`Pickler` sends code objects
+with :mod:`marshal`, which keeps every field (file name, first line, line table, nested code
+objects) as compiled. Unpickling needs nothing but the standard library, and the worker must run
+the same Python minor version as the engine, as cloudpickle already requires.
+"""
+
+from __future__ import annotations
+
+import io
+import marshal
+import pickle
+import types
+from collections import ChainMap
+from typing import Any
+
+import cloudpickle
+
+
+def _reduce_code(code: types.CodeType) -> tuple[Any, tuple[bytes]]:
+    return marshal.loads, (marshal.dumps(code),)
+
+
+class Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+    """cloudpickle's pickler, with code objects sent whole (see the module's docstring)."""
+
+    dispatch_table = ChainMap({types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table)
+
+
+def dumps(value: Any) -> bytes:
+    """``cloudpickle.dumps(value)`` at the highest protocol, keeping code objects' file names."""
+    with io.BytesIO() as buffer:
+        Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+        return buffer.getvalue()
