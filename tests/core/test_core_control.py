@@ -93,7 +93,7 @@ def test_cancel(helper: Helper) -> None:
     assert handle.wait(timeout=30).value == "cancelled"
     states = {t["name"]: t["state"] for t in handle.tasks()}
     assert "cancelled" in states.values()
-    assert set(states.values()) <= {"succeeded", "cancelled", "pending"}, states
+    assert set(states.values()) <= {"succeeded", "cancelled"}, states  # none left pending
     assert _count(handle, "succeeded") < 12
     assert handle.info["engine_pid"] is None
     with pytest.raises(corral.UsageError, match="already ended"):

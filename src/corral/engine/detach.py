@@ -60,7 +60,7 @@ from .engine import DONE, Engine, EngineOptions
 from .plan import topological_order
 from .recorder import Recorder
 from .specs import make_spec, node_resources
-from .states import RunState, TaskState
+from .states import DONE_TASK_STATES, RunState, TaskState
 from .values import GatherRef, output_files
 
 if TYPE_CHECKING:
@@ -409,7 +409,8 @@ def _reconcile(store: Store, run: dict[str, Any], state: DetachedRun,
         sched.close()
     final = str(run["state"])
     if all(s in _FINISHED_TASK for s in p.task_state.values()):
-        failed = any(s in BAD_TASK for s in p.task_state.values())
+        # the invariant of a run's end: succeeded only if every task succeeded or was cached
+        failed = any(s not in DONE_TASK_STATES for s in p.task_state.values())
         final = RunState.FAILED.value if failed else RunState.SUCCEEDED.value
         store.update_run(run["id"], state=final, finished_at=p.now,
                          error="some tasks failed" if failed else None)

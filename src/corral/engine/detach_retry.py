@@ -54,7 +54,8 @@ log = logging.getLogger(__name__)
 FINISHED_TASK = frozenset({TaskState.SUCCEEDED.value, TaskState.CACHED.value,
                            TaskState.FAILED.value, TaskState.SKIPPED.value,
                            TaskState.CANCELLED.value})
-BAD_TASK = frozenset({TaskState.FAILED.value, TaskState.SKIPPED.value})
+BAD_TASK = frozenset({TaskState.FAILED.value, TaskState.SKIPPED.value, TaskState.CANCELLED.value})
+"""Task states that skip the dependents and fail the run (a job cancelled outside Corral too)."""
 LINK_DIR = "results"
 """Under the run's work root: one symbolic link per retryable Python task to its result."""
 

@@ -323,11 +323,18 @@ class Engine:
         return self._final_state()
 
     def _final_state(self) -> RunState:
+        """The invariant of a run's end: SUCCEEDED only if every task succeeded or was cached;
+        anything else is CANCELLED (this run's own cancel) or FAILED, with a reason."""
         if self.cancelling:
             return RunState.CANCELLED
-        if any(s in (FAILED, SKIPPED) for s in self.state):
-            return RunState.FAILED
-        return RunState.SUCCEEDED
+        unfinished = [self.graph.nodes[i].name for i, s in enumerate(self.state) if s != DONE]
+        if not unfinished:
+            return RunState.SUCCEEDED
+        if not self.errors:  # nothing failed, yet something did not run: never "succeeded"
+            shown = ", ".join(unfinished[:5]) + (" ..." if len(unfinished) > 5 else "")
+            self.errors.append(f"{len(unfinished)} task(s) did not finish ({shown}); "
+                               "run the same command again to resume")
+        return RunState.FAILED
 
     def _report(self) -> None:
         if self.on_progress is not None:
@@ -359,14 +366,16 @@ class Engine:
             self.store.update_run(self.run_id, state=RunState.RUNNING.value)
 
     def cancel(self) -> None:
-        """Stop releasing tasks and cancel the running ones."""
+        """Stop releasing tasks, cancel the running ones; every task not yet started (ready or
+        waiting for its inputs) ends CANCELLED, as when no engine is alive."""
         self.cancelling = True
         if self.inflight:
             self.executor.cancel(list(self.inflight))
-        for i in list(self.ready):
-            self.state[i] = CANCELLED
-            self.rec.task(self.task_id[i], state=TaskState.CANCELLED.value)
         self.ready.clear()
+        for i, s in enumerate(self.state):
+            if s in (WAITING, READY):
+                self.state[i] = CANCELLED
+                self.rec.task(self.task_id[i], state=TaskState.CANCELLED.value)
 
     def _make_ready(self, idx: int) -> None:
         node = self.graph.nodes[idx]
@@ -479,14 +488,26 @@ class Engine:
             self.state[idx] = READY
             self.ready.append(idx)
             return
-        if comp.outcome is Outcome.CANCELLED:
+        if comp.outcome is Outcome.CANCELLED and self.cancelling:  # this run's own cancel
             self.state[idx] = CANCELLED
             self.rec.task(self.task_id[idx], state=TaskState.CANCELLED.value,
                           finished_at=time.time())
             return
+        if comp.outcome is Outcome.CANCELLED:  # scancel, qdel, kill: a fault, not a request
+            self._fail(idx, self._cancelled_outside(comp), CANCELLED)
+            return
         reason = comp.outcome.value.replace("_", " ")
         first = (comp.error or "").strip().splitlines()
         self._fail(idx, f"{reason}: {first[-1] if first else 'no details'}")
+
+    def _cancelled_outside(self, comp: Completion) -> str:
+        """The one-line reason of an attempt cancelled by someone else than this run."""
+        kind = getattr(self.executor, "kind", "")
+        native = comp.metrics.native_id
+        where = f" ({kind} job {native})" if native and kind not in ("", "local") else ""
+        detail = (comp.error or "").strip().splitlines()
+        tail = f": {detail[-1]}" if detail and detail[-1] != "cancelled" else ""
+        return f"cancelled outside Corral{where}{tail}"
 
     def _write_logs(self, idx: int, comp: Completion) -> None:
         node = self.graph.nodes[idx]
@@ -529,13 +550,14 @@ class Engine:
             if self.waiting[c] == 0 and self.state[c] == WAITING:
                 self._make_ready(c)
 
-    def _fail(self, idx: int, reason: str) -> None:
+    def _fail(self, idx: int, reason: str, state: int = FAILED) -> None:
+        """End task ``idx`` as FAILED (or CANCELLED from outside) and skip its dependents."""
         node = self.graph.nodes[idx]
-        self.state[idx] = FAILED
+        self.state[idx] = state
         self.progress.failed += 1
         self.errors.append(f"{node.name}: {reason}")
-        self.rec.task(self.task_id[idx], state=TaskState.FAILED.value, error=reason,
-                      finished_at=time.time())
+        stored = TaskState.CANCELLED if state == CANCELLED else TaskState.FAILED
+        self.rec.task(self.task_id[idx], state=stored.value, error=reason, finished_at=time.time())
         stack = list(self.plan.children[idx])
         while stack:
             c = stack.pop()
