@@ -29,6 +29,7 @@ import cloudpickle
 from corral.engine.engine import Engine, EngineOptions, Progress
 from corral.engine.gc_pause import collection_paused
 from corral.engine.plan import Plan, make_plan
+from corral.engine.runlog import run_log
 from corral.engine.states import TERMINAL_RUN_STATES, RunState
 from corral.errors import CorralError, RunLockedError, TaskFailed, UsageError
 from corral.executors import create_executor, executor_class
@@ -239,13 +240,16 @@ def execute(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: RunCon
                      environment=_safe_env())
     state = RunState.INTERRUPTED
     try:
-        executor.start(_Listener(engine))
-        state = engine.run()
+        with run_log(work_root):  # the libraries' chatter (dask) goes there, off the terminal
+            try:
+                executor.start(_Listener(engine))
+                state = engine.run()
+            finally:
+                executor.shutdown()
     except BaseException:
         _best_effort(engine.rec.flush)  # keep what finished; the first error is the one raised
         raise
     finally:
-        executor.shutdown()
         error = "; ".join(engine.errors[:5]) or None
         # if the store cannot take it (full disk), the next engine finds this one's lock stale
         _best_effort(lambda: store.release_run(run_id, state=state.value, error=error,

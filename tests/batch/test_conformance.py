@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from corral.engine.engine import summary
 from corral.executors.base import AttemptRef, Outcome, TaskKind
 from corral.resources import Resources
 
@@ -186,6 +187,9 @@ def test_slurm_out_of_memory(harness_for: Callable[[str], Any]) -> None:
     c = h.wait(ex, 1, timeout=60)[spec.attempt_id]
     assert c.outcome is Outcome.OUT_OF_MEMORY, c.error
     assert c.error and "memory=100M" in c.error
+    # Corral's classification comes first, with the peak it saw: the one-line summary starts so
+    first = summary(c).split(" | ")[0]
+    assert first.startswith(f"out of memory: slurm job {c.metrics.native_id} asked for memory=100M, peak "), first
 
 
 @pytest.mark.slurm
@@ -207,7 +211,7 @@ def test_sge_timeout(harness_for: Callable[[str], Any]) -> None:
     ex.submit([spec])
     c = h.wait(ex, 1, timeout=90)[spec.attempt_id]
     assert c.outcome is Outcome.TIMEOUT, c.error
-    assert c.error and "walltime=00:00:05" in c.error
+    assert summary(c).startswith(f"timeout: sge job {c.metrics.native_id} asked for walltime=00:00:05;"), c.error
 
 
 def test_pbs_fake_walltime_is_timeout(harness_for: Callable[[str], Any]) -> None:
@@ -217,6 +221,8 @@ def test_pbs_fake_walltime_is_timeout(harness_for: Callable[[str], Any]) -> None
     ex.submit([spec])
     c = h.wait(ex, 1, timeout=60)[spec.attempt_id]
     assert c.outcome is Outcome.TIMEOUT, c.error
+    assert summary(c).startswith(f"timeout: slurm job {c.metrics.native_id} asked for walltime="), c.error
+    assert "TIME LIMIT" in summary(c).split(" | ")[-1], c.error  # then SLURM's own line
 
 
 @pytest.mark.sge

@@ -4,7 +4,10 @@ cancelling a run stops its running task on the worker."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -122,3 +125,30 @@ def test_cancelling_a_run_stops_its_running_task(wd: Path, cluster_address: str)
         assert time.monotonic() < deadline, f"the task's process {pid} survived the cancellation"
         time.sleep(0.05)
     assert [a["state"] for a in _attempts(wd, handle.run_id)] == ["cancelled"]
+
+
+def test_quiet_run_prints_nothing_and_dask_logs_go_to_the_run_log(wd: Path) -> None:
+    """``corral run -q -e dask`` (its own LocalCluster): no line of distributed's INFO logs on
+    the terminal; they are in the run's engine.log. With --json, standard output is the JSON."""
+    (wd / "sq.py").write_text(textwrap.dedent('''
+        from corral import pipeline, task
+
+        @task
+        def sq(x: int) -> int:
+            return x * x
+
+        @pipeline
+        def squares(n: int = 3):
+            return [sq(i) for i in range(n)]
+    '''))
+    corral_cli = str(Path(sys.executable).parent / "corral")
+    quiet = subprocess.run([corral_cli, "run", "sq.py", "-e", "dask", "-q"], cwd=wd,  # noqa: S603
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == "", quiet.stderr
+    logs = list((wd / ".corral" / "work").glob("*/engine.log"))
+    assert len(logs) == 1 and "INFO distributed.scheduler" in logs[0].read_text()
+    as_json = subprocess.run([corral_cli, "run", "sq.py", "-e", "dask", "--json", "--new"],  # noqa: S603
+                             cwd=wd, capture_output=True, text=True, timeout=120, check=False)
+    assert as_json.returncode == 0 and as_json.stderr == "", as_json.stderr
+    assert json.loads(as_json.stdout)["state"] == "succeeded"

@@ -496,9 +496,7 @@ class Engine:
         if comp.outcome is Outcome.CANCELLED:  # scancel, qdel, kill: a fault, not a request
             self._fail(idx, self._cancelled_outside(comp), CANCELLED)
             return
-        reason = comp.outcome.value.replace("_", " ")
-        first = (comp.error or "").strip().splitlines()
-        self._fail(idx, f"{reason}: {first[-1] if first else 'no details'}")
+        self._fail(idx, summary(comp))
 
     def _cancelled_outside(self, comp: Completion) -> str:
         """The one-line reason of an attempt cancelled by someone else than this run."""
@@ -638,6 +636,19 @@ class Engine:
                 self.waiting[node.idx] = sum(1 for d in node.deps if self.state[d] != DONE)
                 if self.waiting[node.idx] == 0:
                     self._make_ready(node.idx)
+
+
+def summary(comp: Completion) -> str:
+    """The one-line reason of a failed attempt. For a task's own failure, the last line of
+    its error (the exception); for a kill by the system (memory, walltime, node, lost job),
+    Corral's classification first, then the last line of what the system said."""
+    lines = [line.strip() for line in (comp.error or "").strip().splitlines() if line.strip()]
+    outcome = comp.outcome.value.replace("_", " ")
+    if not lines:
+        return f"{outcome}: no details"
+    if comp.outcome is Outcome.FAILED or len(lines) == 1:
+        return f"{outcome}: {lines[-1]}"
+    return f"{outcome}: {lines[0]} | {lines[-1]}"
 
 
 def _code_of(node: Node) -> str | None:

@@ -699,10 +699,11 @@ class BatchExecutor(Executor):
             text += f": {status.reason}"
         res = attempt.resources
         if outcome is Outcome.OUT_OF_MEMORY and res is not None and res.memory_bytes:
-            text += f"; it asked for memory={format_memory(res.memory_bytes)}"
-        elif outcome is Outcome.TIMEOUT and res is not None and res.walltime_seconds:
-            text += f"; it asked for walltime={format_walltime(res.walltime_seconds)}"
-        elif outcome is Outcome.LOST:
+            peak = f", peak {format_memory(status.max_rss)}" if status.max_rss else ""
+            return f"{who} asked for memory={format_memory(res.memory_bytes)}{peak}; {text}"
+        if outcome is Outcome.TIMEOUT and res is not None and res.walltime_seconds:
+            return f"{who} asked for walltime={format_walltime(res.walltime_seconds)}; {text}"
+        if outcome is Outcome.LOST:
             text += (f" but left no exit marker after {self.settings.lost_grace:g}s "
                      "(the worker did not start, or the shared file system is slow)")
         elif status.state is JobState.ERROR_HELD:
