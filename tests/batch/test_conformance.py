@@ -46,6 +46,51 @@ def hog(megabytes: int) -> int:
     return len(block)
 
 
+def calls_tools() -> list[int]:
+    """Prints, runs commands that print, leaves a child and a daemon running; their pids."""
+    import os
+
+    print("from python print")
+    subprocess.run(["echo", "from child process stdout"], check=True)
+    subprocess.run(["sh", "-c", "echo from child stderr >&2"], check=True)
+    os.system("echo from os.system")
+    print("python again")
+    child = subprocess.Popen(["sleep", "1234"])
+    daemon = subprocess.Popen(["sh", "-c", "sleep 1235 >/dev/null & echo $!"],
+                              stdout=subprocess.PIPE, start_new_session=True)
+    return [child.pid, int(daemon.communicate()[0])]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_child_processes_log_in_order_and_end(
+    kind: str, harness_for: Callable[[str], Any]
+) -> None:
+    h = harness_for(kind)
+    ex = h.executor()
+    spec = h.spec(h.py(calls_tools), group="tools")
+    ex.submit([spec])
+    c = h.wait(ex, 1)[spec.attempt_id]
+    ended = time.monotonic()
+    assert c.outcome is Outcome.SUCCEEDED, c.error
+    assert (spec.workdir / "stdout.log").read_text().splitlines() == [
+        "from python print", "from child process stdout", "from os.system", "python again"]
+    assert "from child stderr" in (spec.workdir / "stderr.log").read_text()
+    assert c.result is not None
+    pids = pickle.loads(c.result)
+    while not all(_gone(p) for p in pids):
+        assert time.monotonic() - ended < 2.0, [p for p in pids if not _gone(p)]
+        time.sleep(0.05)
+    ex.shutdown()
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_scatter_is_one_array_job(kind: str, harness_for: Callable[[str], Any]) -> None:
     h = harness_for(kind)
@@ -201,6 +246,8 @@ def test_slurm_timeout(harness_for: Callable[[str], Any]) -> None:
     ex.submit([spec])
     c = h.wait(ex, 1, timeout=200)[spec.attempt_id]
     assert c.outcome is Outcome.TIMEOUT, c.error
+    assert summary(c).startswith(f"timeout: slurm job {c.metrics.native_id} asked for walltime="), c.error
+    assert "TIME LIMIT" in summary(c).split(" | ")[-1], c.error  # then SLURM's own line
 
 
 @pytest.mark.sge
@@ -221,8 +268,6 @@ def test_pbs_fake_walltime_is_timeout(harness_for: Callable[[str], Any]) -> None
     ex.submit([spec])
     c = h.wait(ex, 1, timeout=60)[spec.attempt_id]
     assert c.outcome is Outcome.TIMEOUT, c.error
-    assert summary(c).startswith(f"timeout: slurm job {c.metrics.native_id} asked for walltime="), c.error
-    assert "TIME LIMIT" in summary(c).split(" | ")[-1], c.error  # then SLURM's own line
 
 
 @pytest.mark.sge

@@ -266,6 +266,57 @@ def check_cancel(executor: Executor, ws: Workspace, rec: Recorder) -> Completion
     return done[spec.attempt_id]
 
 
+def calls_tools() -> list[int]:
+    """Prints, runs commands that print, and leaves two processes running: a child, and an
+    orphan in a session of its own (a daemon); returns their pids."""
+    import subprocess
+
+    print("from python print")
+    subprocess.run(["echo", "from child process stdout"], check=True)
+    subprocess.run(["sh", "-c", "echo from child stderr >&2"], check=True)
+    os.system("echo from os.system")
+    print("python again")
+    child = subprocess.Popen(["sleep", "1234"])
+    daemon = subprocess.Popen(["sh", "-c", "sleep 1235 >/dev/null & echo $!"],
+                              stdout=subprocess.PIPE, start_new_session=True)
+    orphan = int(daemon.communicate()[0])
+    return [child.pid, orphan]
+
+
+CHILD_STDOUT = "from python print\nfrom child process stdout\nfrom os.system\npython again\n"
+
+
+def attempt_log(spec: TaskSpec, c: Completion, name: str) -> str:
+    """An attempt's stdout.log or stderr.log: in its directory, or in the completion (an
+    executor without a shared file system)."""
+    path = spec.workdir / name
+    if path.exists():
+        return path.read_text()
+    return (c.stdout if name == "stdout.log" else c.stderr) or ""
+
+
+def check_children(executor: Executor, ws: Workspace, rec: Recorder) -> None:
+    """What a task's child processes write is in its logs, in order, and what they leave
+    running (a Python task's child and daemon, a shell task's background job) is gone within
+    2 s of the task's end."""
+    executor.start(rec)
+    py = ws.spec(python_payload(calls_tools), name="calls_tools")
+    sh = ws.spec(shell_payload("sleep 1236 >/dev/null & echo $!"), kind=TaskKind.SHELL)
+    executor.submit([py, sh])
+    done = wait_all(executor, {py.attempt_id, sh.attempt_id})
+    ended = time.monotonic()
+    c = done[py.attempt_id]
+    assert c.outcome is Outcome.SUCCEEDED, c.error
+    assert attempt_log(py, c, "stdout.log") == CHILD_STDOUT
+    assert attempt_log(py, c, "stderr.log") == "from child stderr\n"
+    assert done[sh.attempt_id].outcome is Outcome.SUCCEEDED, done[sh.attempt_id].error
+    assert c.result is not None
+    pids = [*pickle.loads(c.result), int(attempt_log(sh, done[sh.attempt_id], "stdout.log"))]
+    while not all(process_gone(pid) for pid in pids):
+        assert time.monotonic() - ended < 2.0, [p for p in pids if not process_gone(p)]
+        time.sleep(0.05)
+
+
 def process_gone(pid: int) -> bool:
     """The process is gone or a zombie (on loopback, the remote pids are ours too)."""
     try:

@@ -18,7 +18,9 @@ import pytest
 from remote_helpers import (
     Recorder,
     Workspace,
+    attempt_log,
     check_cancel,
+    check_children,
     check_failure,
     check_scatter,
     check_shell_output,
@@ -84,6 +86,12 @@ def test_shell_output(make_executor: Factory, cluster_address: str, workspace: W
     check_shell_output(make_executor(address=cluster_address), workspace, recorder)
 
 
+def test_child_processes_log_and_end(
+    make_executor: Factory, cluster_address: str, workspace: Workspace, recorder: Recorder
+) -> None:
+    check_children(make_executor(address=cluster_address), workspace, recorder)
+
+
 def test_env_stdout_and_ignored_resources(
     make_executor: Factory, cluster_address: str, workspace: Workspace, recorder: Recorder
 ) -> None:
@@ -96,7 +104,7 @@ def test_env_stdout_and_ignored_resources(
     executor.submit([env, sq])
     done = wait_all(executor, {env.attempt_id, sq.attempt_id})
     assert pickle.loads(done[env.attempt_id].result or b"") == "x y"
-    assert done[sq.attempt_id].stdout == "squaring 5\n"
+    assert attempt_log(sq, done[sq.attempt_id], "stdout.log") == "squaring 5\n"
     assert executor.capacity() == 4
 
 

@@ -21,6 +21,7 @@ from remote_helpers import (
     Workspace,
     boom,
     check_cancel,
+    check_children,
     check_failure,
     check_scatter,
     check_shell_output,
@@ -93,6 +94,13 @@ def test_scatter(make_executor: Factory, workspace: Workspace, recorder: Recorde
     host, pid = split_native_id(next(iter(recorder.submitted_ids.values())))
     assert host.endswith("@127.0.0.1:" + host.rsplit(":", 1)[1]) and pid
     assert len(recorder.started_at) == 6
+
+
+@pytest.mark.parametrize("shared", MODES)
+def test_child_processes_log_and_end(
+    make_executor: Factory, workspace: Workspace, recorder: Recorder, shared: bool
+) -> None:
+    check_children(make_executor(shared), workspace, recorder)
 
 
 @pytest.mark.parametrize("shared", MODES)

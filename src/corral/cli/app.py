@@ -319,8 +319,11 @@ def _metrics(store: Store, run_id: str, as_json: bool) -> None:
 def logs(run_id: Annotated[str, typer.Argument(help="Run id.")],
          task: Annotated[str, typer.Argument(help="Task name (or unique prefix).")],
          attempt: Annotated[int | None, typer.Option(help="Attempt number (default: all).")] = None,
+         full: Annotated[bool, typer.Option("--full", help="Whole logs (default: their end).")]
+         = False,
          workdir: WorkdirOpt = Path("."), db: DbOpt = None) -> None:
-    """Show a task's output, error output and traceback, attempt by attempt."""
+    """Show a task's output, error output and traceback, attempt by attempt (the last lines
+    of each log; --full for all of them)."""
     try:
         store = open_store(workdir, db)
         run_row = store.get_run(run_id)
@@ -343,6 +346,9 @@ def logs(run_id: Annotated[str, typer.Argument(help="Run id.")],
         console.rule(f"{escape(row['name'])} attempt {a['number']}: {a['state']} "
                      f"on {a['host'] or '?'} {a['native_id'] or ''}")
         for name in ("stdout.log", "stderr.log"):
+            if full:
+                _print_full_log(a["workdir"], name)
+                continue
             text = views.read_log(a["workdir"], name)
             if text:
                 console.print(f"[bold]{name}[/]")
@@ -350,6 +356,22 @@ def logs(run_id: Annotated[str, typer.Argument(help="Run id.")],
         if a["error"]:
             console.print("[bold red]error[/]")
             console.out(a["error"].rstrip("\n"), highlight=False)
+
+
+def _print_full_log(workdir: str | None, name: str) -> None:
+    """A whole log, copied block by block (it may be larger than memory)."""
+    path = Path(workdir or "", name)
+    if not workdir or not path.is_file() or path.stat().st_size == 0:
+        return
+    console.print(f"[bold]{name}[/]")
+    console.file.flush()
+    out = getattr(console.file, "buffer", None)
+    if out is None:  # a text stream (tests): decode
+        text = views.read_log(workdir, name, full=True) or ""
+        console.out(text.rstrip("\n"), highlight=False)
+        return
+    views.copy_log(workdir, name, out)
+    out.flush()
 
 
 def _control(run_id: str, workdir: Path, db: str | None, control: str, verb: str) -> None:

@@ -127,14 +127,50 @@ def _task_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def read_log(workdir: str | None, name: str) -> str | None:
+LOG_TAIL_LINES = 200
+LOG_TAIL_BYTES = 64 * 1024
+
+
+def read_log(workdir: str | None, name: str, full: bool = False) -> str | None:
+    """An attempt's log: its last :data:`LOG_TAIL_LINES` lines (at most
+    :data:`LOG_TAIL_BYTES`, read from the end: a log may be gigabytes), after a line saying
+    what was left out; ``full``: all of it (see :func:`copy_log`)."""
     if not workdir:
         return None
     path = Path(workdir) / name
     try:
-        return path.read_text(errors="replace")
+        with open(path, "rb") as fh:
+            size = fh.seek(0, 2)
+            start = 0 if full else max(0, size - LOG_TAIL_BYTES)
+            fh.seek(start)
+            text = fh.read().decode(errors="replace")
     except OSError:
         return None
+    lines = text.splitlines(keepends=True)
+    if start:
+        lines = lines[1:]  # the first one is cut
+    kept = lines if full else lines[-LOG_TAIL_LINES:]
+    left = size - sum(len(x.encode(errors="replace")) for x in kept)
+    note = f"[… {left} bytes before; --full shows all]\n" if left > 0 else ""
+    return note + "".join(kept)
+
+
+def copy_log(workdir: str | None, name: str, out: Any) -> bool:
+    """Copy a whole log to the binary stream ``out`` in blocks (never all in memory); False if
+    there is none."""
+    if not workdir:
+        return False
+    try:
+        with open(Path(workdir) / name, "rb") as fh:
+            first = fh.read(1 << 20)
+            if not first:
+                return False
+            out.write(first)
+            while block := fh.read(1 << 20):
+                out.write(block)
+    except OSError:
+        return False
+    return True
 
 
 def params_table(pipe: Any) -> Group:

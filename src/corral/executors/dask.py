@@ -34,6 +34,7 @@ import by name (they need ``corral`` importable) and that returns an
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import multiprocessing
 import os
@@ -43,6 +44,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -64,9 +66,10 @@ from corral.executors.base import (
     Outcome,
     TaskSpec,
 )
-from corral.executors.processes import kill_group
+from corral.executors.processes import kill_group, kill_tree
 from corral.optional import require
 from corral.resources import Resources
+from corral.worker.children import become_subreaper
 from corral.worker.execute import (
     STDERR_FILE,
     STDOUT_FILE,
@@ -77,6 +80,7 @@ from corral.worker.execute import (
     shell_outcome,
 )
 from corral.worker.metrics import hostname, tree_rss
+from corral.worker.output import salvage, scratch_paths
 from corral.worker.pool import worker_main
 from corral.worker.spawner import Spawner
 
@@ -221,7 +225,10 @@ def run_attempt(
         child = child or _Child.start(where)
     except OSError as exc:
         return watch.ended(_Stop("failed", f"the attempt process could not start: {exc}"))
-    result, reusable = child.run(payload, env, watch)
+    # with a shared file system the attempt writes its logs into its directory; else they
+    # come back in the result
+    logdir = workdir if where == cwd else None
+    result, reusable = child.run(payload, env, watch, logdir)
     if reusable:
         _CHILDREN.give(where, child, watch.slots)
     return result
@@ -238,6 +245,8 @@ class _Child:
         self.lifeline: int | None = lifeline
         """Write end of the pipe the process watches; it kills its group when this closes."""
         self.ready = False
+        self.kept: set[int] = set()
+        """Processes its tasks chose to leave running (spared when it is killed)."""
 
     @classmethod
     def start(cls, cwd: str) -> _Child:
@@ -258,7 +267,7 @@ class _Child:
             os.close(life_r)
         return cls(proc, ours, life_w, cwd)
 
-    def run(self, payload: bytes, env: dict[str, str], watch: _Watch
+    def run(self, payload: bytes, env: dict[str, str], watch: _Watch, logdir: str | None
             ) -> tuple[AttemptResult, bool]:
         """Run one attempt; returns its result and whether this process may run another."""
         try:
@@ -266,14 +275,15 @@ class _Child:
                 self._receive(watch)  # _READY
                 self.ready = True
             watch.start_clock()
-            self.conn.send([("attempt", payload, env)])
+            self.conn.send([("attempt", payload, env, logdir)])
             ((_, result),) = self._receive(watch)
+            self.kept.update(result.metrics.get("kept") or ())
             return result, True
         except _Stopped as stopped:
-            self.close(kill=True)
+            self.close(kill=True, logdir=logdir)
             return watch.ended(stopped.stop, self.proc.returncode), False
         except (EOFError, OSError):
-            self.close(kill=True)
+            self.close(kill=True, logdir=logdir)
             code = self.proc.returncode
             how = f"killed by signal {-code}" if code and code < 0 else f"exit code {code}"
             return watch.ended(_Stop("failed", f"the attempt process died ({how})"), code), False
@@ -293,10 +303,12 @@ class _Child:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def close(self, kill: bool = False) -> None:
-        """End the process (its lifeline closes; ``kill``: SIGKILL its group first) and reap it."""
+    def close(self, kill: bool = False, logdir: str | None = None) -> None:
+        """End the process (its lifeline closes; ``kill``: SIGKILL it and what its task started
+        first, keeping what the attempt wrote in ``logdir``) and reap it."""
         if kill:
-            kill_group(self.proc.pid)
+            kill_tree(self.proc.pid, self.kept)
+            _keep_output(self.proc.pid, logdir)
         if self.lifeline is not None:
             os.close(self.lifeline)
             self.lifeline = None
@@ -306,6 +318,15 @@ class _Child:
         except subprocess.TimeoutExpired:
             kill_group(self.proc.pid)
             self.proc.wait()
+
+
+def _keep_output(pid: int, logdir: str | None) -> None:
+    """The output of the killed attempt process ``pid``: into ``logdir``, or dropped."""
+    if logdir is not None:
+        salvage(Path(logdir).parent, pid, logdir)
+    for scratch in scratch_paths(tempfile.gettempdir(), pid):
+        with contextlib.suppress(OSError):
+            scratch.unlink()
 
 
 class _Closable(Protocol):
@@ -414,6 +435,7 @@ def _attempt_process(argv: Sequence[str]) -> int:
     conn_fd, life_fd = int(argv[0]), int(argv[1])
     if os.getpgrp() != os.getpid():
         os.setpgid(0, 0)  # lead a group: the lifeline and kills take the whole group
+    become_subreaper()  # orphans of its tasks stay in its tree, to be ended with them
     threading.Thread(target=_die_with_parent, args=(life_fd,), name="corral-lifeline",
                      daemon=True).start()
     conn = Connection(conn_fd)

@@ -38,7 +38,7 @@ from corral.executors.base import (
     TaskKind,
     TaskSpec,
 )
-from corral.executors.processes import kill_group, over_memory_request
+from corral.executors.processes import kill_group, kill_tree, over_memory_request
 from corral.worker.execute import (
     STDERR_FILE,
     STDOUT_FILE,
@@ -49,7 +49,8 @@ from corral.worker.execute import (
     shell_outcome,
 )
 from corral.worker.metrics import hostname, tree_rss
-from corral.worker.pool import worker_main
+from corral.worker.output import salvage
+from corral.worker.pool import pool_main
 from corral.worker.spawner import Spawner
 
 CHUNK = 32
@@ -69,6 +70,8 @@ class _Worker:
     since: float = 0.0
     cost: int = 1
     """Slots its current chunk takes (its attempts run one after another)."""
+    kept: set[int] = field(default_factory=set)
+    """Processes its tasks chose to leave running (spared when it is killed)."""
 
 
 @dataclass
@@ -203,7 +206,7 @@ class LocalExecutor(Executor):
         for w in self.workers:
             w.proc.join(timeout=2)
             if w.proc.is_alive():
-                w.proc.kill()
+                kill_tree(w.proc.pid, w.kept)
         self.workers.clear()
         self.shells.clear()
 
@@ -281,7 +284,7 @@ class LocalExecutor(Executor):
     def _new_worker(self) -> _Worker:
         parent, child = self._mp.Pipe()
         # the fork server was started with the environment of its time; give the worker today's
-        proc = self._mp.Process(target=worker_main, args=(child, str(self.ctx.cwd), self._base_env),
+        proc = self._mp.Process(target=pool_main, args=(child, str(self.ctx.cwd), self._base_env),
                                 daemon=True)
         with _main_not_reimported():
             proc.start()
@@ -295,7 +298,8 @@ class LocalExecutor(Executor):
         worker.limited = any(_limited(s) for s in chunk)
         worker.cost = max(self._cost(s) for s in chunk)
         worker.since = time.time()
-        worker.conn.send([(s.attempt_id, s.payload, s.env) for s in chunk])
+        # the worker writes each attempt's output straight into its attempt directory
+        worker.conn.send([(s.attempt_id, s.payload, s.env, str(s.workdir)) for s in chunk])
         if self._listener is not None:  # shown as running; exact start times come with results
             for s in chunk:
                 self._listener.started(s.attempt_id, worker.since, hostname())
@@ -335,6 +339,7 @@ class LocalExecutor(Executor):
                 except (EOFError, OSError):
                     break
                 for attempt_id, res in batch:
+                    w.kept.update(res.metrics.get("kept") or ())
                     spec = w.running.pop(attempt_id, None)
                     if spec is not None:
                         self._observe(spec, res)
@@ -356,11 +361,14 @@ class LocalExecutor(Executor):
         """Stop a worker; attempts in ``ids`` end with ``outcome``. Its other attempts (the one
         it was running, and those queued behind it) go back to the front of the queue."""
         if w.proc.is_alive():
-            w.proc.kill()
+            kill_tree(w.proc.pid, w.kept)  # with what its task started
             w.proc.join(timeout=5)
         # the first attempt of the chunk was running since the chunk was sent (limited attempts
         # travel alone); record what is known of it rather than leaving its metrics empty
         running = next(iter(w.running), None)
+        if running is not None:  # what it wrote so far is its log
+            workdir = w.running[running].workdir
+            salvage(workdir.parent, w.proc.pid, workdir)
         metrics = Metrics(started=w.since, ended=time.time(), exit_code=w.proc.exitcode,
                           host=hostname())
         requeue = []

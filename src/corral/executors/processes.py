@@ -1,17 +1,52 @@
 """Helpers shared by the executors that run attempts as processes they watch themselves
-(``local``, ``dask``, ``ssh``): stopping a process group, and the one-line reason an attempt
-killed for its memory request is given."""
+(``local``, ``dask``, ``ssh``): stopping a process group or a worker with everything its task
+started, and the one-line reason an attempt killed for its memory request is given."""
 
 from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Collection
+
+import psutil
+
+from corral.worker.metrics import descendants
 
 
 def kill_group(pid: int) -> None:
     """SIGKILL the process group led by ``pid`` (gone already, or not ours: nothing to do)."""
     try:
         os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def kill_tree(pid: int, keep: Collection[int] = ()) -> None:
+    """SIGKILL the worker ``pid`` and its descendants (what its task started; orphans of a
+    worker that is a child subreaper stay its descendants), except ``keep`` and theirs
+    (processes a task chose to leave running). Descendants go first, twice: while the worker
+    lives, nothing they fork meanwhile can leave its tree."""
+    for _ in range(2):
+        spared = {k for kept in keep for k in (kept, *_tree(kept))}
+        for child in _tree(pid):
+            if child not in spared:
+                _kill(child)
+    _kill(pid)
+
+
+def _tree(pid: int) -> list[int]:
+    found = descendants(pid)
+    if found is not None:
+        return found
+    try:
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import json
 import os
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -29,7 +29,16 @@ from typing import Any
 import cloudpickle
 
 from corral.pickling import dumps
-from corral.worker.metrics import Probe, TreeMonitor, hostname
+from corral.worker.children import (
+    become_subreaper,
+    begin_attempt,
+    end_children,
+    keep_requested,
+    kept_processes,
+    stop_processes,
+)
+from corral.worker.metrics import Probe, TreeMonitor, descendants, hostname
+from corral.worker.output import line_buffered
 
 PAYLOAD_FILE = "payload.pkl"
 RESULT_FILE = "result.pkl"
@@ -168,21 +177,20 @@ def _paths(value: Any) -> Iterator[PurePath]:
             yield from _paths(v)
 
 
-def run_python(payload: PythonPayload, capture: bool = True, list_files: bool = False) -> AttemptResult:
+def run_python(payload: PythonPayload, list_files: bool = False) -> AttemptResult:
     """Call the task function, measuring it; exceptions become a FAILED result with traceback.
-    With ``list_files``, the result's ``files`` are the files it returned."""
+    What it writes goes to this process's descriptors 1 and 2 (the caller points them at the
+    attempt's logs); the processes it started are ended when it returns (see
+    :mod:`corral.worker.children`), and counted in its peak memory while they live. With
+    ``list_files``, the result's ``files`` are the files it returned."""
     monitor = _monitor()
-    out, err = io.StringIO(), io.StringIO()
     probe = Probe.begin(monitor)
+    begin_attempt()
     outcome, result, error, files = "succeeded", None, None, None
     try:
         func = load_function(payload)
         args, kwargs = resolve_refs(cloudpickle.loads(payload.args))
-        if capture:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-                value = func(*args, **kwargs)
-        else:
-            value = func(*args, **kwargs)
+        value = func(*args, **kwargs)
         if list_files:
             files = returned_files(value, Path.cwd())
         try:
@@ -197,10 +205,11 @@ def run_python(payload: PythonPayload, capture: bool = True, list_files: bool = 
         outcome, error = "out_of_memory", traceback.format_exc()
     except BaseException:
         outcome, error = "failed", traceback.format_exc()
-    metrics = probe.end(monitor)
-    return AttemptResult(
-        outcome, metrics, result, error, out.getvalue() or None, err.getvalue() or None, files
-    )
+    end_children()
+    metrics: dict[str, Any] = probe.end(monitor)
+    if keep_requested():
+        metrics["kept"] = kept_processes()  # spared when this worker is killed later
+    return AttemptResult(outcome, metrics, result, error, None, None, files)
 
 
 def shell_argv(command: str) -> list[str]:
@@ -292,6 +301,7 @@ def run_shell(payload: ShellPayload, cwd: Path, stdout: Path, stderr: Path) -> A
         proc = subprocess.run(  # noqa: S603 - argv list, command is the task's own
             shell_argv(payload.command), cwd=cwd, stdout=out, stderr=err, check=False
         )
+    end_children()  # what the command left running in the background
     metrics = probe.end(monitor)
     metrics["exit_code"] = proc.returncode
     outcome, error = shell_outcome(proc.returncode, payload.outputs, cwd)
@@ -317,12 +327,22 @@ def run_attempt_dir(attempt_dir: Path, cwd: Path | None = None) -> int:
         json.dumps({"started": time.time(), "host": hostname(), "pid": os.getpid()}).encode(),
     )
     payload = pickle.loads((attempt_dir / PAYLOAD_FILE).read_bytes())
-    if isinstance(payload, ShellPayload):
-        res = run_shell(payload, cwd, attempt_dir / STDOUT_FILE, attempt_dir / STDERR_FILE)
-    else:
-        res = run_python(payload, capture=False, list_files=True)
-        if res.error:
-            sys.stderr.write(res.error)
+    # orphans of the task stay our descendants; a SIGTERM (cancel, walltime) ends them too
+    become_subreaper()
+    previous = signal.signal(signal.SIGTERM, _end_on_sigterm)
+    try:
+        if isinstance(payload, ShellPayload):
+            res = run_shell(payload, cwd, attempt_dir / STDOUT_FILE, attempt_dir / STDERR_FILE)
+        else:
+            # descriptors 1 and 2 are the attempt's logs already (opened by the job script or
+            # the SSH launcher): prints keep their place among the lines of child processes
+            line_buffered()
+            res = run_python(payload, list_files=True)
+            if res.error:
+                sys.stderr.write(res.error)
+            sys.stdout.flush()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if res.result is not None:
         atomic_write(attempt_dir / RESULT_FILE, res.result)
     marker: dict[str, Any] = {"outcome": res.outcome, "metrics": res.metrics, "error": res.error}
@@ -330,6 +350,15 @@ def run_attempt_dir(attempt_dir: Path, cwd: Path | None = None) -> int:
         marker["files"] = res.files
     atomic_write(attempt_dir / MARKER_FILE, json.dumps(marker).encode())
     return 0 if res.outcome == "succeeded" else 1
+
+
+def _end_on_sigterm(signum: int, _frame: Any) -> None:
+    """End the task's processes (those that left the process group too), then die of the
+    signal, as the executor that sent it expects."""
+    stop_processes(descendants(os.getpid()) or [], grace=1.0)
+    sys.stdout.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 def read_marker(attempt_dir: Path) -> dict[str, Any] | None:

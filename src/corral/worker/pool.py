@@ -1,4 +1,9 @@
-"""The loop of a local pool worker process: receive chunks of payloads, run, send results."""
+"""The loop of a local pool worker process: receive chunks of payloads, run, send results.
+
+A chunk is a list of ``(attempt_id, payload, variables, logdir)`` (``logdir`` may be left out
+or None: the output then comes back in the result, see :mod:`corral.worker.output`). The
+worker's descriptors 1 and 2 are the running attempt's logs; the processes an attempt started
+are ended when it returns (:mod:`corral.worker.children`)."""
 
 from __future__ import annotations
 
@@ -7,11 +12,26 @@ import pickle
 import signal
 import time
 from multiprocessing.connection import Connection
+from typing import Any
 
+from corral.worker.children import become_subreaper, keep_requested
 from corral.worker.execute import AttemptResult, PythonPayload, run_python, thread_limits
+from corral.worker.output import AttemptOutput
 
 FLUSH_AFTER = 0.02
 """Send results at once when a task took longer than this; batch tiny tasks."""
+
+
+def pool_main(conn: Connection, cwd: str | None = None, env: dict[str, str] | None = None
+              ) -> None:
+    """A local pool worker: leads its own session (what its tasks start is killed with it and
+    never gets the terminal's Ctrl-C), reaps their orphans, and serves chunks."""
+    try:
+        os.setsid()
+    except OSError:
+        pass  # leads a group already
+    become_subreaper()
+    worker_main(conn, cwd, env)
 
 
 def worker_main(conn: Connection, cwd: str | None = None, env: dict[str, str] | None = None
@@ -25,21 +45,32 @@ def worker_main(conn: Connection, cwd: str | None = None, env: dict[str, str] | 
         os.environ.update(env)
     if cwd:
         os.chdir(cwd)
-    attempt_env = AttemptEnv()
+    output = AttemptOutput()
+    try:
+        _serve(conn, AttemptEnv(), output)
+    finally:
+        output.close()
+
+
+def _serve(conn: Connection, attempt_env: AttemptEnv, output: AttemptOutput) -> None:
     while True:
         try:
-            chunk: list[tuple[str, bytes, dict[str, str]]] | None = conn.recv()
+            chunk: list[tuple[Any, ...]] | None = conn.recv()
         except (EOFError, OSError):
             return
         if chunk is None:
             return
         out: list[tuple[str, AttemptResult]] = []
         last = time.monotonic()
-        for attempt_id, data, variables in chunk:
+        for attempt_id, data, variables, *rest in chunk:
+            logdir: str | None = rest[0] if rest else None
             payload: PythonPayload = pickle.loads(data)
             attempt_env.apply(variables)
+            logdir = output.begin(logdir)
             with thread_limits(variables.get("CORRAL_CORES")):
-                out.append((attempt_id, run_python(payload)))
+                res = run_python(payload)
+            res.stdout, res.stderr = output.end(logdir, rotate=keep_requested())
+            out.append((attempt_id, res))
             now = time.monotonic()
             if now - last > FLUSH_AFTER:
                 if not _send(conn, out):

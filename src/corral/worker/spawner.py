@@ -10,7 +10,8 @@ costs a fork and an exec, not an interpreter start.
 Protocol, one JSON object per line. Requests on stdin: ``{"id", "argv", "cwd", "stdout",
 "stderr", "env"}``. Replies on stdout: ``{"id", "pid"}`` once started (or ``{"id", "error"}``),
 then ``{"id", "status", "utime", "stime", "maxrss"}`` when it ends (status as from
-``os.waitstatus_to_exitcode``: negative for a signal).
+``os.waitstatus_to_exitcode``: negative for a signal). When a command ends, what it left running
+in its process group (``cmd &``) gets SIGTERM, and SIGKILL a second later.
 """
 
 from __future__ import annotations
@@ -23,12 +24,17 @@ import sys
 from typing import IO, Any
 
 SOURCE = r'''
-import json, os, select, signal, sys
+GRACE = 1.0
+import json, os, select, signal, sys, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 inp = sys.stdin.buffer
 out = sys.stdout
 children = {}  # pidfd -> (id, pid)
+leftovers = []  # (deadline, process group of an ended command): SIGKILL then
 buf = b""
+def killpg(pgid, sig):
+    try: os.killpg(pgid, sig)
+    except OSError: pass
 def reply(obj):
     out.write(json.dumps(obj) + "\n"); out.flush()
 def start(req):
@@ -44,14 +50,19 @@ def start(req):
     children[os.pidfd_open(pid)] = (req["id"], pid)
     reply({"id": req["id"], "pid": pid})
 while True:
-    ready, _, _ = select.select([0, *children], [], [])
+    now = time.monotonic()
+    while leftovers and leftovers[0][0] <= now:
+        killpg(leftovers.pop(0)[1], signal.SIGKILL)
+    wait = max(0.0, leftovers[0][0] - now) if leftovers else None
+    ready, _, _ = select.select([0, *children], [], [], wait)
     for fd in ready:
         if fd == 0:
             chunk = os.read(0, 1 << 16)
             if not chunk:
                 for cid, pid in children.values():
-                    try: os.killpg(pid, signal.SIGKILL)
-                    except OSError: pass
+                    killpg(pid, signal.SIGKILL)
+                for _, pgid in leftovers:
+                    killpg(pgid, signal.SIGKILL)
                 sys.exit(0)
             buf += chunk
             while b"\n" in buf:
@@ -61,6 +72,9 @@ while True:
             cid, pid = children.pop(fd)
             os.close(fd)
             _, status, ru = os.wait4(pid, 0)
+            # what the command left running in its group (cmd &) ends with it: TERM, then KILL
+            killpg(pid, signal.SIGTERM)
+            leftovers.append((time.monotonic() + GRACE, pid))
             reply({"id": cid, "status": os.waitstatus_to_exitcode(status), "utime": ru.ru_utime,
                    "stime": ru.ru_stime, "maxrss": ru.ru_maxrss * 1024})
 '''
