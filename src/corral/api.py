@@ -26,6 +26,7 @@ from typing import Any
 
 import cloudpickle
 
+from corral.codehash import recorded_parts
 from corral.engine.engine import Engine, EngineOptions, Progress
 from corral.engine.gc_pause import collection_paused
 from corral.engine.plan import Plan, make_plan
@@ -212,7 +213,8 @@ def prepare_run(
             "params": json_params, "workdir": str(workdir), "executor": executor,
             "state": RunState.PENDING.value, "control": "none", "owner": cfg.owner,
             "project": cfg.project, "created_at": time.time(), "n_tasks": len(graph.nodes),
-            "options": {"force": list(cfg.force), "no_cache": cfg.no_cache},
+            "options": {"force": list(cfg.force), "no_cache": cfg.no_cache,
+                        "code_parts": recorded_parts(graph.nodes)},  # for `corral why`
         })
     return run_id, the_plan, executor
 

@@ -5,24 +5,18 @@ dataclasses, enums and numpy arrays. A type with no registered hasher is refused
 :class:`~corral.errors.HashingError` instead of falling back to ``repr`` or ``id``, which would
 make cache keys silently unstable. Register more with :func:`register`.
 
-Code is hashed from the AST of its source (comments and formatting do not matter), together with
-the module-level helper functions it calls, so editing a helper reruns the tasks that use it.
+The code part of a Python task's key (what its function reaches in the user's own code) is
+computed by :mod:`corral.codehash` with these digests.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import enum
 import functools
 import hashlib
-import inspect
 import os
 import struct
-import sys
-import sysconfig
-import textwrap
-import types
 from collections.abc import Callable
 from pathlib import PurePath
 from typing import Any
@@ -244,105 +238,3 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     digest = str(h.hexdigest())
     _FILE_CACHE[key] = digest
     return digest
-
-
-# ---------------------------------------------------------------------------- code
-
-_CODE_CACHE: dict[Any, str] = {}
-
-
-def _source_ast(obj: Any) -> str:
-    try:
-        src = textwrap.dedent(inspect.getsource(obj))
-    except (OSError, TypeError):
-        code = getattr(obj, "__code__", None)
-        if code is None:
-            return repr(obj)
-        return repr((code.co_code, code.co_consts, code.co_names))
-    try:
-        tree = ast.parse(src)
-    except SyntaxError:
-        return src
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
-            node.decorator_list = []  # decorators carry options, hashed separately
-    return ast.dump(tree, annotate_fields=False, include_attributes=False)
-
-
-def _helpers(func: types.FunctionType, depth: int) -> list[types.FunctionType]:
-    """Module-level functions of the same module that ``func`` refers to by name."""
-    if depth <= 0:
-        return []
-    found = []
-    globs = func.__globals__
-    for name in _names(func.__code__):
-        target = globs.get(name)
-        target = getattr(target, "__wrapped__", target)
-        if (
-            isinstance(target, types.FunctionType)
-            and target is not func
-            and target.__module__ == func.__module__
-        ):
-            found.append(target)
-    return found
-
-
-def _names(code: types.CodeType) -> set[str]:
-    """Global names used by a code object and the functions, lambdas and comprehensions in it."""
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _names(const)
-    return names
-
-
-_STD_PREFIXES = tuple(
-    {os.path.dirname(os.__file__), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-)
-
-
-def _local_module_files(func: types.FunctionType) -> list[str]:
-    """Source files of the user's own modules that ``func`` uses: modules (``import m``) or
-    functions (``from m import f``) from outside the standard library and site-packages, such
-    as a ``helpers.py`` beside the pipeline file. Editing them reruns the task."""
-    files: set[str] = set()
-    own = getattr(sys.modules.get(func.__module__), "__file__", None)
-    for name in _names(func.__code__):
-        target = func.__globals__.get(name)
-        if isinstance(target, types.ModuleType):
-            module_name, path = target.__name__, getattr(target, "__file__", None)
-        elif isinstance(target, types.FunctionType):
-            module_name = target.__module__
-            path = getattr(sys.modules.get(module_name), "__file__", None)
-        else:
-            continue
-        if module_name.partition(".")[0] == "corral":
-            continue
-        if path and path != own and path.endswith(".py") and not path.startswith(_STD_PREFIXES):
-            files.add(path)
-    return sorted(files)
-
-
-def code_hash(func: Callable[..., Any], depth: int = 2) -> str:
-    """Hash of a function's code and of the same-module helpers it calls (``depth`` levels)."""
-    cached = _CODE_CACHE.get(func)
-    if cached is not None:
-        return cached
-    h = new_hasher()
-    h.update(getattr(func, "__qualname__", repr(func)).encode())
-    h.update(_source_ast(func).encode())
-    if isinstance(func, types.FunctionType):
-        for helper in sorted(_helpers(func, depth), key=lambda f: f.__qualname__):
-            h.update(b"helper:" + code_hash(helper, depth - 1).encode())
-        for path in _local_module_files(func):
-            try:
-                h.update(b"module:" + file_digest(path).encode())
-            except OSError:
-                continue
-    digest = str(h.hexdigest())
-    try:
-        _CODE_CACHE[func] = digest
-    except TypeError:
-        pass
-    return digest
-

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 
+from corral.codehash import code_hash
 from corral.errors import GraphError, UsageError
 from corral.graph import (
     ExpandSpec,
@@ -23,7 +24,6 @@ from corral.graph import (
     dependencies,
     normalize,
 )
-from corral.hashing import code_hash
 from corral.resources import Resources, ResourcesSpec
 
 P = ParamSpec("P")

@@ -5,6 +5,10 @@ digests of its input files and the keys of its upstream tasks. So the reasons ar
 comparing those recorded fields (``tasks.code_hash``, ``params``, ``inputs``, ``upstream``) with
 the same task of another run. When nothing differs, the rerun was forced (``--force`` or
 ``cache=False``), the earlier run failed, or its stored result had been deleted.
+
+What a code hash covers (the task's function, the classes, helpers and module values it reaches:
+see :mod:`corral.codehash`) is recorded per run (``runs.options["code_parts"]``), so a code
+change is named: "class Model changed", "module value TABLE changed".
 """
 
 from __future__ import annotations
@@ -133,12 +137,67 @@ def _upstream_reasons(old: Mapping[str, str], new: Mapping[str, str]) -> list[Re
     return out
 
 
-def task_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Reason]:
-    """Reasons why ``new`` (a ``tasks`` row) does not reuse the result of ``old``."""
+class CodeParts:
+    """What the code hashes of a store's tasks cover, read from their runs when asked."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._runs: dict[str, Mapping[str, Any]] = {}
+
+    def of(self, task: Mapping[str, Any]) -> Mapping[str, str] | None:
+        run_id = str(task.get("run_id"))
+        if run_id not in self._runs:
+            options = self.store.get_run(run_id).get("options") or {}
+            self._runs[run_id] = options.get("code_parts") or {}
+        parts = self._runs[run_id].get(str(task.get("code_hash")))
+        return parts if isinstance(parts, Mapping) else None
+
+
+_PART_KINDS = {"function": "function", "class": "class", "value": "module value",
+               "closure": "closure variable", "module": "local module"}
+
+
+def _part(name: str) -> str:
+    kind, _, label = name.partition(" ")
+    return f"{_PART_KINDS.get(kind, kind)} {label}"
+
+
+def _code_reasons(old: Mapping[str, Any], new: Mapping[str, Any],
+                  parts: CodeParts | None) -> list[Reason]:
+    """Which recorded parts of the code changed, else the two code hashes."""
+    a, b = str(old.get("code_hash") or "-"), str(new.get("code_hash") or "-")
+    (code_a, _, version_a), (code_b, _, version_b) = a.partition(":"), b.partition(":")
+    version = [Reason("code", f"task version changed ({version_a or '-'} → {version_b or '-'})")
+               ] if version_a != version_b else []
+    if code_a == code_b:
+        return version
+    fallback = [Reason("code", f"code changed ({a[:12]} → {b[:12]})"), *version]
+    was, now = (parts.of(old), parts.of(new)) if parts else (None, None)
+    if was is None or now is None:
+        return fallback
+    out, unknown = [], []
+    for name in sorted(set(was) | set(now)):
+        kind, _, label = name.partition(" ")
+        if kind == "unknown" and name in now:
+            unknown.append(Reason("code", f"Corral cannot tell what {label} is (not a "
+                                          "function, class or value it can hash or find the "
+                                          "statement of), so the task runs every time", name))
+        elif name not in was:
+            out.append(Reason("code", f"now uses {_part(name)}", name))
+        elif name not in now:
+            out.append(Reason("code", f"no longer uses {_part(name)}", name))
+        elif was[name] != now[name]:
+            out.append(Reason("code", f"{_part(name)} changed", name))
+    return out + unknown + version if out or unknown else fallback
+
+
+def task_differences(old: Mapping[str, Any], new: Mapping[str, Any],
+                     parts: CodeParts | None = None) -> list[Reason]:
+    """Reasons why ``new`` (a ``tasks`` row) does not reuse the result of ``old``; ``parts``
+    names what changed in the code."""
     reasons: list[Reason] = []
     if (old.get("code_hash") or "") != (new.get("code_hash") or ""):
-        a, b = str(old.get("code_hash") or "-")[:12], str(new.get("code_hash") or "-")[:12]
-        reasons.append(Reason("code", f"code changed ({a} → {b})"))
+        reasons += _code_reasons(old, new, parts)
     reasons += _param_reasons(old.get("params"), new.get("params"))
     reasons += _input_reasons(old.get("inputs") or {}, new.get("inputs") or {})
     reasons += _upstream_reasons(old.get("upstream") or {}, new.get("upstream") or {})
@@ -178,6 +237,7 @@ def compare_runs(store: Store, a: str, b: str) -> Comparison:
     run_a, run_b = store.get_run(a), store.get_run(b)
     old = {r["name"]: r for r in store.tasks(run_a["id"])}
     new = {r["name"]: r for r in store.tasks(run_b["id"])}
+    parts = CodeParts(store)
     changes = []
     for name, task in new.items():
         prev = old.get(name)
@@ -185,7 +245,7 @@ def compare_runs(store: Store, a: str, b: str) -> Comparison:
         if prev is None:
             changes.append(TaskChange(name, "new", [Reason("new", f"not in run {run_a['id']}")]))
         elif status == "rerun":
-            changes.append(TaskChange(name, status, task_differences(prev, task)))
+            changes.append(TaskChange(name, status, task_differences(prev, task, parts)))
         else:
             changes.append(TaskChange(name, status, []))
     for name in old.keys() - new.keys():
@@ -223,7 +283,7 @@ def _same_name_in(store: Store, run_id: str, name: str) -> dict[str, Any] | None
 
 def _deepen(
     store: Store, reasons: list[Reason], task: Mapping[str, Any], prev: Mapping[str, Any],
-    depth: int, seen: set[str],
+    depth: int, seen: set[str], parts: CodeParts,
 ) -> list[Reason]:
     """Follow each upstream change to the upstream task's own reasons."""
     out = []
@@ -238,7 +298,8 @@ def _deepen(
             out.append(r)
             continue
         seen.add(name)
-        causes = _deepen(store, task_differences(up_old, up_new), up_new, up_old, depth + 1, seen)
+        causes = _deepen(store, task_differences(up_old, up_new, parts), up_new, up_old,
+                         depth + 1, seen, parts)
         out.append(dataclasses.replace(r, causes=causes))
     return out
 
@@ -280,7 +341,8 @@ def explain_task(store: Store, run_id: str, task_name: str) -> Explanation:
             str(run["id"]), name, str(task["state"]), "ran", f"{name} ran: it never ran before",
             reasons + ([retry] if retry else []),
         )
-    reasons = _deepen(store, task_differences(prev, task), task, prev, 0, {name})
+    parts = CodeParts(store)
+    reasons = _deepen(store, task_differences(prev, task, parts), task, prev, 0, {name}, parts)
     first = reasons[0].message if reasons else "unknown reason"
     return Explanation(
         str(run["id"]), name, str(task["state"]), "ran",
