@@ -520,8 +520,6 @@ class BatchExecutor(Executor):
             log.info("%s cancel exited %d: %s", self.kind, result.returncode,
                      tail(result.stderr or result.stdout, 3))
 
-    _cancel_natives = cancel_jobs  # kept for callers written against the first version
-
     # ------------------------------------------------------------------ the poll-time check
     def _cycle(self) -> None:
         now = time.monotonic()
