@@ -151,3 +151,30 @@ def test_large_output_bypasses_the_engine_and_logs_show_the_end(project: Project
     full = subprocess.run([CORRAL, "logs", "latest", "loud", "--full"], cwd=project.wd,  # noqa: S603
                           stdout=subprocess.PIPE, env=_env(), check=True).stdout
     assert len(full) > 200 * 2**20 and full.rstrip().endswith(b"the last line")
+
+
+def test_a_timed_out_task_keeps_its_log_and_loses_its_processes(project: Project) -> None:
+    (project.root / "slow.py").write_text(textwrap.dedent('''
+        import subprocess, time
+        from pathlib import Path
+        from corral import Resources, pipeline, task
+
+        @task(resources=Resources(walltime=1), retries=0)
+        def slow() -> int:
+            print("started the tool")
+            daemon = subprocess.Popen(["sh", "-c", "sleep 63 >/dev/null & echo $!"],
+                                      stdout=subprocess.PIPE, start_new_session=True)
+            Path("pids").write_text(daemon.communicate()[0].decode())
+            time.sleep(30)
+            return 1
+
+        @pipeline
+        def slow_run():
+            return slow()
+        '''))
+    result = invoke("run", project.file("slow.py"))
+    assert result.exit_code == 1, result.output
+    (pid,) = (int(p) for p in (project.wd / "pids").read_text().split())
+    assert _gone(pid)
+    logs = invoke("logs", "latest", "slow")
+    assert "timeout" in logs.output and "started the tool" in logs.output, logs.output
