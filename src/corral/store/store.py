@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -21,8 +21,10 @@ from sqlalchemy.engine import Connection, Engine
 from corral.errors import MissingExtra, RunLockedError, RunNotFound, StoreError, UsageError
 from corral.store import schema as t
 from corral.store.cas import CAS
+from corral.store.migrate import HEAD_REVISION as HEAD_REVISION
+from corral.store.migrate import ensure_schema
+from corral.store.outage import Outage, ReplayingConnection, outage_limit
 
-HEAD_REVISION = "0001"
 INLINE_LIMIT = 64 * 1024
 GC_MIN_AGE = 3600.0
 """Seconds a CAS blob is safe from `corral clean` after it was written or last reused."""
@@ -76,7 +78,9 @@ class Store:
         self.cas = CAS(cas_root)
         try:
             self.engine: Engine = self._create_engine(url)
-            self._migrate()
+            self._sqlite = self.engine.dialect.name == "sqlite"
+            self.outage = Outage(self._safe_url(), outage_limit())
+            ensure_schema(self.engine, self._safe_url())
         except ImportError as exc:  # the database's driver is not installed
             if url.startswith("postgres"):
                 raise MissingExtra(f"the state store {self._safe_url()}", "postgres", exc) from exc
@@ -109,38 +113,11 @@ class Store:
             engine = sa.create_engine(url, connect_args={"timeout": 30})
             sa.event.listen(engine, "connect", _sqlite_pragmas)
             return engine
-        return sa.create_engine(url, pool_pre_ping=True)
-
-    def _migrate(self) -> None:
-        with self.engine.connect() as conn:
-            insp = sa.inspect(conn)
-            current = None
-            if insp.has_table("alembic_version"):
-                current = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
-            empty = current is None and not insp.has_table("runs")
-        if current == HEAD_REVISION:
-            return
-        if empty:
-            self._create_fresh()
-            return
-        from alembic import command
-        from alembic.config import Config
-
-        cfg = Config()
-        cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-        with self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
-
-    def _create_fresh(self) -> None:
-        """A new database gets the current schema and is stamped at head, as Alembic's docs
-        advise ("building an up-to-date database from scratch"); existing ones are migrated."""
-        version = sa.Table("alembic_version", sa.MetaData(),
-                           sa.Column("version_num", sa.String(32), primary_key=True))
-        with self.engine.begin() as conn:
-            t.metadata.create_all(conn)
-            version.create(conn)
-            conn.execute(version.insert().values(version_num=HEAD_REVISION))
+        parsed = sa.engine.make_url(url)
+        args = {}
+        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+            args["connect_timeout"] = 10  # a server that does not answer is an outage too
+        return sa.create_engine(url, pool_pre_ping=True, connect_args=args)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -149,12 +126,38 @@ class Store:
     def transaction(self) -> Iterator[Connection]:
         """A committed-or-rolled-back transaction. A database failure becomes one StoreError
         line that says what to do (a full disk, most often): what was committed before stays,
-        and the same command resumes from it."""
+        and the same command resumes from it. On a server database a lost connection is
+        retried with back-off and the transaction replayed, up to the outage limit
+        (:mod:`corral.store.outage`)."""
+        if self._sqlite:
+            try:
+                with self.engine.begin() as conn:
+                    yield conn
+            except sa.exc.OperationalError as exc:
+                raise self.write_error(exc) from exc
+            return
+        replaying = ReplayingConnection(self.engine, self.outage)
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            yield cast(Connection, replaying)  # duck-typed: what transactions use of one
+            replaying.commit()
         except sa.exc.OperationalError as exc:
             raise self.write_error(exc) from exc
+        finally:
+            replaying.close()
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A connection for reading; on a server database it rides out an outage as
+        :meth:`transaction` does."""
+        if self._sqlite:
+            with self.engine.connect() as conn:
+                yield conn
+            return
+        replaying = ReplayingConnection(self.engine, self.outage)
+        try:
+            yield cast(Connection, replaying)
+        finally:
+            replaying.close()
 
     def write_error(self, exc: BaseException) -> StoreError:
         """The one-line StoreError for a failed write to the database or the CAS."""
@@ -176,7 +179,7 @@ class Store:
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         """A run by id or unique id prefix; ``latest`` means the newest run."""
-        with self.engine.connect() as c:
+        with self._read() as c:
             if run_id in ("latest", "last", "-"):
                 q = sa.select(t.runs).order_by(t.runs.c.created_at.desc()).limit(1)
             else:
@@ -193,7 +196,7 @@ class Store:
         q = sa.select(t.runs).order_by(t.runs.c.created_at.desc()).limit(limit)
         if owner is not None:
             q = q.where(t.runs.c.owner == owner)
-        with self.engine.connect() as c:
+        with self._read() as c:
             return [dict(r) for r in c.execute(q).mappings()]
 
     def find_resumable(self, identity: str) -> dict[str, Any] | None:
@@ -204,7 +207,7 @@ class Store:
             .order_by(t.runs.c.created_at.desc())
             .limit(1)
         )
-        with self.engine.connect() as c:
+        with self._read() as c:
             row = c.execute(q).mappings().first()
         return dict(row) if row else None
 
@@ -273,20 +276,20 @@ class Store:
         q = sa.select(
             t.tasks.c.id, t.tasks.c.name, t.tasks.c.state, t.tasks.c.key, t.tasks.c.attempts
         ).where(t.tasks.c.run_id == run_id)
-        with self.engine.connect() as c:
+        with self._read() as c:
             return {r.name: dict(r._mapping) for r in c.execute(q)}
 
     def task_row_ids(self, run_id: str) -> dict[str, int]:
         """``{task name: row id}`` of a run (the lean form of :meth:`task_ids`)."""
         q = sa.select(t.tasks.c.name, t.tasks.c.id).where(t.tasks.c.run_id == run_id)
-        with self.engine.connect() as c:
+        with self._read() as c:
             return {name: row_id for name, row_id in c.execute(q)}
 
     def tasks(self, run_id: str, name: str | None = None) -> list[dict[str, Any]]:
         q = sa.select(t.tasks).where(t.tasks.c.run_id == run_id).order_by(t.tasks.c.idx)
         if name is not None:
             q = q.where(t.tasks.c.name == name)
-        with self.engine.connect() as c:
+        with self._read() as c:
             return [dict(r) for r in c.execute(q).mappings()]
 
     def find_task(self, run_id: str, name: str) -> dict[str, Any]:
@@ -305,14 +308,14 @@ class Store:
         q = sa.select(t.attempts).where(t.attempts.c.run_id == run_id)
         if task_id is not None:
             q = q.where(t.attempts.c.task_id == task_id)
-        with self.engine.connect() as c:
+        with self._read() as c:
             return [dict(r) for r in c.execute(q.order_by(t.attempts.c.number)).mappings()]
 
     def inflight_attempts(self, run_id: str) -> list[dict[str, Any]]:
         q = sa.select(t.attempts).where(
             t.attempts.c.run_id == run_id, t.attempts.c.state.in_(("submitted", "running"))
         )
-        with self.engine.connect() as c:
+        with self._read() as c:
             return [dict(r) for r in c.execute(q).mappings()]
 
     def mark_cancelled(self, run_id: str) -> None:
@@ -320,7 +323,7 @@ class Store:
         now = time.time()
         with self.transaction() as c:
             c.execute(t.tasks.update().where(
-                t.tasks.c.run_id == run_id, t.tasks.c.state.in_(("pending", "running"))
+                t.tasks.c.run_id == run_id, t.tasks.c.state.in_(("pending", "queued", "running"))
             ).values(state="cancelled", finished_at=now))
             c.execute(t.attempts.update().where(
                 t.attempts.c.run_id == run_id, t.attempts.c.state.in_(("submitted", "running"))
@@ -335,12 +338,12 @@ class Store:
                    t.attempts.c.state.in_(("withdrawn", "abandoned")))
             .group_by(t.attempts.c.task_id)
         )
-        with self.engine.connect() as c:
+        with self._read() as c:
             return {int(r[0]): int(r[1]) for r in c.execute(q)}
 
     def edges(self, run_id: str) -> list[tuple[int, int]]:
         q = sa.select(t.edges.c.parent, t.edges.c.child).where(t.edges.c.run_id == run_id)
-        with self.engine.connect() as c:
+        with self._read() as c:
             return [(r.parent, r.child) for r in c.execute(q)]
 
     # ------------------------------------------------------------------ results
@@ -350,7 +353,7 @@ class Store:
         ``{key: {path: digest}}``, in one pass over the results table."""
         found: dict[str, dict[str, str]] = {}
         keys = list(keys)
-        with self.engine.connect() as c:
+        with self._read() as c:
             for i in range(0, len(keys), 900):
                 q = sa.select(t.results.c.key, t.results.c.outputs).where(
                     t.results.c.key.in_(keys[i : i + 900]))
@@ -359,7 +362,7 @@ class Store:
         return found
 
     def result_row(self, key: str) -> dict[str, Any] | None:
-        with self.engine.connect() as c:
+        with self._read() as c:
             row = c.execute(sa.select(t.results).where(t.results.c.key == key)).mappings().first()
         return dict(row) if row else None
 
@@ -386,16 +389,16 @@ class Store:
             .where(t.artifacts.c.path == str(path.resolve()))
             .order_by(t.artifacts.c.created_at.desc())
         )
-        with self.engine.connect() as c:
+        with self._read() as c:
             return [dict(r) for r in c.execute(q).mappings()]
 
     def artifacts(self, run_id: str) -> list[dict[str, Any]]:
         q = sa.select(t.artifacts).where(t.artifacts.c.run_id == run_id)
-        with self.engine.connect() as c:
+        with self._read() as c:
             return [dict(r) for r in c.execute(q).mappings()]
 
     def task_by_id(self, task_id: int) -> dict[str, Any] | None:
-        with self.engine.connect() as c:
+        with self._read() as c:
             row = c.execute(sa.select(t.tasks).where(t.tasks.c.id == task_id)).mappings().first()
         return dict(row) if row else None
 
@@ -407,7 +410,7 @@ class Store:
             .order_by(t.tasks.c.finished_at.desc())
             .limit(1)
         )
-        with self.engine.connect() as c:
+        with self._read() as c:
             row = c.execute(q).mappings().first()
         return dict(row) if row else None
 
