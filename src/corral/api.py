@@ -292,7 +292,7 @@ class _Listener:
         self.engine.rec.attempt(attempt_id, native_id=native_id)
 
     def started(self, attempt_id: str, when: float, host: str | None) -> None:
-        self.engine.rec.attempt(attempt_id, state="running", started_at=when, host=host)
+        self.engine.attempt_started(attempt_id, when, host)
 
 
 def run(pipeline: Pipeline[Any, Any], params: Mapping[str, Any] | None = None,

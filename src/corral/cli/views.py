@@ -17,7 +17,7 @@ from rich.text import Text
 from corral.resources import format_memory
 
 STATE_STYLE = {
-    "succeeded": "green", "cached": "cyan", "running": "yellow", "pending": "dim",
+    "succeeded": "green", "cached": "cyan", "running": "yellow", "queued": "blue", "pending": "dim",
     "failed": "bold red", "skipped": "magenta", "cancelled": "red", "paused": "yellow",
     "interrupted": "yellow",
 }
@@ -70,11 +70,16 @@ def last_attempts(attempts: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
 
 
 def task_rows(tasks: list[dict[str, Any]], attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row a task, with its last attempt's figures; a queued task's ``queued`` is the time
+    its attempt has waited to start so far."""
     last = last_attempts(attempts)
     rows = []
+    now = dt.datetime.now().timestamp()
     for t in tasks:
         a = last.get(t["id"], {})
+        queued = now - a["submitted_at"] if t["state"] == "queued" and a.get("submitted_at") else None
         rows.append({
+            "queued": queued,
             "name": t["name"], "state": t["state"], "cached": bool(t["cached"]),
             "attempts": t["attempts"], "wall": a.get("wall"), "peak_rss": a.get("peak_rss"),
             "cpu": (a.get("cpu_user") or 0) + (a.get("cpu_system") or 0) if a else None,
@@ -121,7 +126,8 @@ def _task_table(rows: list[dict[str, Any]]) -> Table:
                          else "left")
     for r in rows:
         state = r["state"] + (" (cached)" if r["cached"] and r["state"] != "cached" else "")
-        table.add_row(escape(r["name"]), styled(state), str(r["attempts"]), duration(r["wall"]),
+        wall = f"queued {duration(r['queued'])}" if r.get("queued") is not None else duration(r["wall"])
+        table.add_row(escape(r["name"]), styled(state), str(r["attempts"]), wall,
                       duration(r["cpu"]) if r["cpu"] is not None else "-",
                       format_memory(r["peak_rss"]), r["host"] or "-", r["native_id"] or "-")
     return table

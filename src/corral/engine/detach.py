@@ -467,7 +467,7 @@ def _summary(store: Store, run_id: str, run_state: str) -> dict[str, Any]:
     return {"run_id": run_id, "state": run_state, "total": len(rows), "done": done,
             "failed": count.get("failed", 0), "skipped": count.get("skipped", 0),
             "cancelled": count.get("cancelled", 0),
-            "pending": count.get("pending", 0) + count.get("running", 0)}
+            "pending": count.get("pending", 0) + count.get("queued", 0) + count.get("running", 0)}
 
 
 def _finish(p: Reconciling, d: DetachedTask,

@@ -426,7 +426,7 @@ class Engine:
         self.state[idx] = RUNNING
         self.inflight[spec.attempt_id] = idx
         now = time.time()
-        self.rec.task(self.task_id[idx], state=TaskState.RUNNING.value, attempts=n,
+        self.rec.task(self.task_id[idx], state=TaskState.QUEUED.value, attempts=n,
                       **({"started_at": now} if n == 1 else {}))
         self.rec.attempt_new({
             "id": spec.attempt_id, "task_id": self.task_id[idx], "run_id": self.run_id,
@@ -434,6 +434,13 @@ class Engine:
             "workdir": str(spec.workdir), "resources": self._res_dict(resources), "submitted_at": now,
         })
         return spec
+
+    def attempt_started(self, attempt_id: str, when: float, host: str | None) -> None:
+        """The executor saw an attempt start: it and its task are running, no longer queued."""
+        self.rec.attempt(attempt_id, state="running", started_at=when, host=host)
+        idx = self.inflight.get(attempt_id)
+        if idx is not None:
+            self.rec.task(self.task_id[idx], state=TaskState.RUNNING.value)
 
     # ------------------------------------------------------------------ values
 

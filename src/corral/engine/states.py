@@ -33,8 +33,11 @@ TERMINAL_RUN_STATES = frozenset({RunState.SUCCEEDED, RunState.FAILED, RunState.C
 class TaskState(enum.StrEnum):
     PENDING = "pending"
     """Waiting for its inputs or for a free slot."""
+    QUEUED = "queued"
+    """An attempt was handed to the executor and waits to start (in a scheduler's queue: PENDING
+    in squeue, ``qw`` in Grid Engine; or for a free slot)."""
     RUNNING = "running"
-    """An attempt was submitted and has not ended."""
+    """An attempt has started on a node and has not ended."""
     SUCCEEDED = "succeeded"
     """Ran in this run and stored its result."""
     CACHED = "cached"

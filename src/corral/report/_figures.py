@@ -34,7 +34,7 @@ OTHER = "#C7C7C7"
 FAILED = "#D62728"
 CRITICAL = "#B10026"
 STATE_COLOURS = {
-    "succeeded": "#54A24B", "cached": "#9ECAE9", "failed": FAILED, "running": "#F58518",
+    "succeeded": "#54A24B", "cached": "#9ECAE9", "failed": FAILED, "running": "#F58518", "queued": "#4C78A8",
     "pending": "#BAB0AC", "cancelled": "#79706E", "skipped": "#D3D3D3",
 }
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
@@ -293,7 +293,7 @@ def _task_node(tm: TaskMetrics) -> dict[str, Any]:
 
 def _group_node(g: str, ts: Sequence[TaskMetrics]) -> dict[str, Any]:
     states = Counter(tm.state for tm in ts)
-    worst = next((s for s in ("failed", "running", "pending", "cancelled") if states[s]), None)
+    worst = next((s for s in ("failed", "running", "queued", "pending", "cancelled") if states[s]), None)
     detail = ", ".join(f"{n:,} {s}" for s, n in states.most_common())
     return {"label": f"{g} ×{len(ts):,}", "size": 12 + 4 * math.log10(len(ts)),
             "colour": STATE_COLOURS.get(worst or max(states, key=lambda s: states[s]), OTHER),

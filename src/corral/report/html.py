@@ -222,5 +222,5 @@ def write_report(store: Store, run_id: str, path: str | Path) -> Path:
 
 
 def state_counts(states: dict[str, int]) -> Sequence[tuple[str, int]]:
-    order = ["succeeded", "cached", "failed", "running", "pending", "cancelled", "skipped"]
+    order = ["succeeded", "cached", "failed", "running", "queued", "pending", "cancelled", "skipped"]
     return sorted(states.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99)

@@ -43,7 +43,7 @@ WALLTIME_SLACK = 0.25
 """Advise a shorter walltime when the longest attempt used less than this fraction of it."""
 WALLTIME_MIN_WASTE = 600
 """...and at least this many seconds were left unused."""
-_NOT_FAILED = frozenset({"succeeded", "running", "submitted", "pending"})
+_NOT_FAILED = frozenset({"succeeded", "running", "queued", "submitted", "pending"})
 QUEUE_RATIO = 5.0
 """Advise bigger tasks when they wait this many times longer in the queue than they run."""
 
