@@ -42,7 +42,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from corral.errors import HashingError
 from corral.hashing import digest_bytes, file_digest, hash_value, new_hasher
 
 if TYPE_CHECKING:
@@ -111,7 +110,6 @@ def analyse(func: Callable[..., Any]) -> CodeReach:
 # ---------------------------------------------------------------------------- user code
 
 
-@functools.lru_cache(maxsize=1024)
 def _module_file(module_name: str) -> str | None:
     """The source file of one of the user's own modules, None for anything else."""
     if module_name.partition(".")[0] == "corral":
@@ -154,7 +152,7 @@ def _definition(obj: Any) -> ast.stmt | None:
     """The ``def`` or ``class`` statement of a function or class, None without source."""
     try:
         tree = ast.parse(textwrap.dedent(inspect.getsource(obj)))
-    except (OSError, TypeError, SyntaxError):
+    except Exception:  # no source (OSError, TypeError), or inspect failing on odd objects
         return None
     first = tree.body[0] if tree.body else None
     return first if isinstance(first, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) else None
@@ -191,7 +189,10 @@ def _root_name(node: ast.expr) -> str | None:
 
 
 def _is_corral(obj: Any) -> bool:
-    name = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None)
+    try:
+        name = obj.__name__ if isinstance(obj, types.ModuleType) else getattr(obj, "__module__", None)
+    except Exception:  # any object may define __getattr__
+        return False
     return isinstance(name, str) and name.partition(".")[0] == "corral"
 
 
@@ -501,8 +502,8 @@ class _Walk:
             try:
                 self._add(f"{kind} {label}", hash_value(value))
                 return
-            except (HashingError, RecursionError):
-                pass
+            except Exception:  # no hasher (HashingError), a value containing itself, ...
+                pass  # then by the statements that bind it
         if closure:
             self._unknown(label)
             return
