@@ -72,6 +72,9 @@ class TaskOptions:
     version: str = ""
     executor: str | None = None
     """Run this task on another executor profile than the pipeline's (e.g. ``"local"``)."""
+    retry_cancelled: bool = False
+    """Retry (within ``retries``) an attempt cancelled outside Corral (``scancel``, ``qdel``, a
+    preemption script) instead of failing the run."""
 
 
 class TaskDef(Generic[P, R]):
@@ -243,17 +246,19 @@ def task(func: Callable[P, R], /) -> TaskDef[P, R]: ...
 def task(
     *, name: str | None = None, resources: ResourcesSpec = None, retries: int = 0,
     cache: bool = True, version: str = "", executor: str | None = None,
+    retry_cancelled: bool = False,
 ) -> Callable[[Callable[P, R]], TaskDef[P, R]]: ...
 
 
 def task(
     func: Callable[..., Any] | None = None, /, *, name: str | None = None,
     resources: ResourcesSpec = None, retries: int = 0, cache: bool = True, version: str = "",
-    executor: str | None = None,
+    executor: str | None = None, retry_cancelled: bool = False,
 ) -> Any:
     """Declare a Python task. ``retries`` extra attempts after a failure; ``resources`` may be
     a :class:`Resources` or a function of the attempt number; ``cache=False`` always reruns;
-    ``version`` is mixed into the cache key (bump it to force a rerun)."""
+    ``version`` is mixed into the cache key (bump it to force a rerun); ``retry_cancelled``
+    retries a job cancelled outside Corral too (by default that fails the run)."""
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise UsageError(f"retries={retries!r} must be an integer >= 0")
     if resources is not None and not (isinstance(resources, Resources) or callable(resources)):
@@ -262,7 +267,8 @@ def task(
         )
 
     def wrap(f: Callable[..., Any]) -> TaskDef[Any, Any]:
-        opts = TaskOptions(name or f.__name__, resources, retries, cache, version, executor)
+        opts = TaskOptions(name or f.__name__, resources, retries, cache, version, executor,
+                           retry_cancelled)
         return TaskDef(f, opts)
 
     return wrap(func) if func is not None else wrap
@@ -303,28 +309,28 @@ def _flat_paths(spec: Any) -> list[Any]:
 def shell(command: str, *, inputs: PathsSpec = None, outputs: str | PurePath,
           name: str | None = None, params: Mapping[str, Any] | None = None,
           resources: ResourcesSpec = None, retries: int = 0, cache: bool = True,
-          executor: str | None = None) -> Path: ...
+          executor: str | None = None, retry_cancelled: bool = False) -> Path: ...
 @overload
 def shell(command: str, *, inputs: PathsSpec = None, outputs: Mapping[str, Any],
           name: str | None = None, params: Mapping[str, Any] | None = None,
           resources: ResourcesSpec = None, retries: int = 0, cache: bool = True,
-          executor: str | None = None) -> dict[str, Path]: ...
+          executor: str | None = None, retry_cancelled: bool = False) -> dict[str, Path]: ...
 @overload
 def shell(command: str, *, inputs: PathsSpec = None, outputs: Sequence[Any],
           name: str | None = None, params: Mapping[str, Any] | None = None,
           resources: ResourcesSpec = None, retries: int = 0, cache: bool = True,
-          executor: str | None = None) -> list[Path]: ...
+          executor: str | None = None, retry_cancelled: bool = False) -> list[Path]: ...
 @overload
 def shell(command: str, *, inputs: PathsSpec = None, outputs: None = None,
           name: str | None = None, params: Mapping[str, Any] | None = None,
           resources: ResourcesSpec = None, retries: int = 0, cache: bool = True,
-          executor: str | None = None) -> None: ...
+          executor: str | None = None, retry_cancelled: bool = False) -> None: ...
 
 
 def shell(
     command: str, *, inputs: PathsSpec = None, outputs: PathsSpec = None, name: str | None = None,
     params: Mapping[str, Any] | None = None, resources: ResourcesSpec = None, retries: int = 0,
-    cache: bool = True, executor: str | None = None,
+    cache: bool = True, executor: str | None = None, retry_cancelled: bool = False,
 ) -> Any:
     """A shell-command task. ``{input}``, ``{output}`` and ``{params.x}`` in ``command`` are
     replaced (quoted for the shell) when the task runs; ``{input.name}`` / ``{output.name}``
@@ -338,7 +344,7 @@ def shell(
         raise UsageError("shell(...) needs a non-empty command string")
     label = name or command.split()[0].split("/")[-1]
     label = "".join(c if c.isalnum() or c in "_-." else "_" for c in label) or "shell"
-    opts = TaskOptions(label, resources, retries, cache, "", executor)
+    opts = TaskOptions(label, resources, retries, cache, "", executor, retry_cancelled)
     check_command_fields(label, command, params or {})
     inputs = normalize(inputs)
     spec = ShellSpec(command, inputs, outputs, dict(params or {}), opts)

@@ -32,8 +32,9 @@ PIPE = '''
 from corral import pipeline, shell
 
 @pipeline
-def two(retries: int = 0):
-    a = shell("echo a > {output}", outputs="a.txt", name="victim", retries=retries)
+def two(retries: int = 0, retry_cancelled: bool = False):
+    a = shell("echo a > {output}", outputs="a.txt", name="victim", retries=retries,
+              retry_cancelled=retry_cancelled)
     return shell("cat {input} > {output}", inputs=a, outputs="b.txt", name="after")
 '''
 
@@ -100,6 +101,7 @@ class ScriptedExecutor(Executor):
 
 
 # outcomes of victim's attempts, retries -> victim, after, run, `corral run` exit, --watch exit
+# (retries 9: retries=1 with retry_cancelled=True)
 TABLE = [
     (["succeeded"], 0, "succeeded", "succeeded", "succeeded", 0),
     (["failed"], 0, "failed", "skipped", "failed", 1),
@@ -112,6 +114,8 @@ TABLE = [
     (["cancelled"], 2, "cancelled", "skipped", "failed", 1),  # ... and not retried
     (["timeout", "succeeded"], 1, "succeeded", "succeeded", "succeeded", 0),
     (["out_of_memory", "lost"], 1, "failed", "skipped", "failed", 1),
+    (["cancelled", "succeeded"], 9, "succeeded", "succeeded", "succeeded", 0),  # opted in
+    (["cancelled", "cancelled"], 9, "cancelled", "skipped", "failed", 1),
 ]
 
 
@@ -132,7 +136,8 @@ def _cli(*args: str) -> Any:
 def test_outcome_table(scripted: Path, script: list[str], retries: int, victim: str, after: str,
                        run: str, code: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ScriptedExecutor, "SCRIPT", script)
-    done = _cli("run", "two.py", "-e", "scripted", "--retries", str(retries), "-q")
+    options = ["--retries", "1", "--retry-cancelled", "true"] if retries == 9 else ["--retries", str(retries)]
+    done = _cli("run", "two.py", "-e", "scripted", *options, "-q")
     assert done.exit_code == code, done.output
     status = json.loads(_cli("status", "latest", "--json").stdout)
     tasks = {t["name"]: t for t in status["tasks"]}

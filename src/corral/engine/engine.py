@@ -40,6 +40,7 @@ from .specs import (
     node_cacheable,
     node_resources,
     node_retries,
+    node_retry_cancelled,
     short_params,
 )
 from .states import RunState, TaskState
@@ -489,8 +490,8 @@ class Engine:
                 self._fail(idx, f"its result could not be stored: {exc}")
             return
         node = self.graph.nodes[idx]
-        if may_retry(comp.outcome, self._real_attempt(idx), node_retries(node)) \
-                and not self.cancelling:
+        if may_retry(comp.outcome, self._real_attempt(idx), node_retries(node),
+                     node_retry_cancelled(node)) and not self.cancelling:
             log.info("retrying %s after %s", node.name, comp.outcome.value)
             self.state[idx] = READY
             self.ready.append(idx)

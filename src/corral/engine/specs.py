@@ -81,11 +81,18 @@ def node_retries(node: Node) -> int:
     return opts.retries if opts else 0
 
 
-def may_retry(outcome: Outcome, attempt: int, retries: int) -> bool:
+def may_retry(outcome: Outcome, attempt: int, retries: int, retry_cancelled: bool = False) -> bool:
     """The retry rule of attached and detached runs alike: a retryable outcome (failure,
-    timeout, out of memory, lost node) while ``attempt <= retries``, where ``attempt`` counts
-    only the attempts that really ran."""
-    return outcome.retryable and attempt <= retries
+    timeout, out of memory, lost node; a cancellation from outside Corral only with the task's
+    ``retry_cancelled``) while ``attempt <= retries``, where ``attempt`` counts only the
+    attempts that really ran."""
+    wanted = outcome.retryable or (retry_cancelled and outcome is Outcome.CANCELLED)
+    return wanted and attempt <= retries
+
+
+def node_retry_cancelled(node: Node) -> bool:
+    opts = _opts(node)
+    return opts.retry_cancelled if opts else False
 
 
 def node_cacheable(node: Node) -> bool:
