@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 PIPE = '''
@@ -51,10 +52,14 @@ kill_grace = 0.5
 
 CANCEL = {"slurm": ["scancel"], "sge": ["qdel"], "pbs": ["qdel"], "lsf": ["bkill"]}
 KINDS = [pytest.param("slurm", marks=pytest.mark.slurm), pytest.param("sge", marks=pytest.mark.sge),
-         "pbs", "lsf", pytest.param("ssh", marks=pytest.mark.ssh)]
+         "pbs", "lsf", pytest.param("ssh", marks=pytest.mark.ssh), "local", "dask"]
+LOCAL_KINDS = ("local", "dask")
+"""The command's process killed with SIGKILL (no scheduler to cancel a job): the task fails."""
 
 
 def _profile(kind: str, harness_for: Callable[[str], Any]) -> str:
+    if kind in LOCAL_KINDS:
+        return PROFILE.replace("{kind}", kind).split("poll_interval")[0]
     if kind != "ssh":
         harness_for(kind)  # the real cluster (or skip/fail), or the fake scheduler on PATH
         return PROFILE.replace("{kind}", kind)
@@ -66,8 +71,18 @@ def _profile(kind: str, harness_for: Callable[[str], Any]) -> str:
     return SSH_PROFILE.format(python=sys.executable, **env)
 
 
-def _cancel_outside(kind: str, native: str) -> str:
-    """Cancel the job (or kill the ssh worker's process group); returns the id the user sees."""
+def _cancel_outside(kind: str, native: str, cwd: Path) -> str:
+    """Cancel the job (or kill the ssh worker's process group, or locally the command's
+    `sleep`); returns the id the user sees."""
+    if kind in LOCAL_KINDS:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for proc in psutil.process_iter(["cmdline", "cwd"]):
+                if proc.info["cmdline"] == ["sleep", "60"] and proc.info["cwd"] == str(cwd):
+                    proc.kill()
+                    return ""
+            time.sleep(0.1)
+        raise AssertionError("the task's sleep never started")
     if kind == "ssh":  # user@host:port:pid, on loopback: the pid is ours
         os.killpg(int(native.rpartition(":")[2]), signal.SIGKILL)
         return native
@@ -108,13 +123,18 @@ def test_job_cancelled_outside_fails_the_run_and_resumes(
     (tmp_path / "hold").touch()
     run = _corral(tmp_path, "run", "c.py", "-e", "fast", "-q")
     try:
-        native = _cancel_outside(kind, _native_id_of(tmp_path / ".corral" / "state.db", "slow"))
+        native = _native_id_of(tmp_path / ".corral" / "state.db", "slow") if kind not in LOCAL_KINDS else ""
+        native = _cancel_outside(kind, native, tmp_path)
         out, err = run.communicate(timeout=120)
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
     assert run.returncode == 1, (out, err)
-    assert "cancelled outside Corral" in err and native in err, err
+    expected = "failed" if kind in LOCAL_KINDS else "cancelled"
+    # locally the command dies of SIGKILL (bash says "Killed", or its exit status is 137)
+    reason = "slow: failed: " if kind in LOCAL_KINDS else "cancelled outside Corral"
+    assert reason in err and native in err, err
+    assert kind not in LOCAL_KINDS or "Killed" in err or "137" in err, err
     assert "Traceback" not in err and "succeeded" not in err, err
     assert not (tmp_path / "b.txt").exists()
 
@@ -122,8 +142,8 @@ def test_job_cancelled_outside_fails_the_run_and_resumes(
     data = json.loads(status.communicate(timeout=60)[0])
     tasks = {t["name"]: t for t in data["tasks"]}
     assert data["run"]["state"] == "failed", data["run"]
-    assert "cancelled outside Corral" in (data["run"]["error"] or "")
-    assert tasks["slow"]["state"] == "cancelled" and "cancelled outside Corral" in tasks["slow"]["error"]
+    assert reason in (data["run"]["error"] or "")
+    assert tasks["slow"]["state"] == expected, tasks["slow"]
     assert tasks["after"]["state"] == "skipped", tasks["after"]
     watch = _corral(tmp_path, "status", "latest", "--watch", "--interval", "0.2")
     watch.communicate(timeout=60)

@@ -94,8 +94,9 @@ def _file_lock(engine: Engine) -> Iterator[None]:
     try:
         fd = os.open(f"{database}.schema-lock", os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise StoreError(f"cannot create the state store's lock file {database}.schema-lock: "
-                         f"{exc.strerror}; check that its directory is writable") from exc
+        raise StoreError(f"cannot open the state store {database}: its lock file {database}.schema-lock "
+                         f"cannot be created ({exc.strerror}); check the --db URL and that the "
+                         "folder exists and is writable") from exc
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
