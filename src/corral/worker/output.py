@@ -95,10 +95,12 @@ class AttemptOutput:
         _flush()
         if self.folder is None:
             return None, None
+        sizes = (os.fstat(1).st_size, os.fstat(2).st_size)
+        if logdir is not None and not rotate and sizes == (0, 0):
+            return None, None  # a quiet task: nothing to move
         texts: list[str | None] = []
-        for fd, path, name in zip((1, 2), scratch_paths(self.folder, os.getpid()),
-                                  (STDOUT_NAME, STDERR_NAME), strict=True):
-            size = os.fstat(fd).st_size
+        for fd, size, path, name in zip((1, 2), sizes, scratch_paths(self.folder, os.getpid()),
+                                        (STDOUT_NAME, STDERR_NAME), strict=True):
             if logdir is None:
                 texts.append(_tail(fd, size) if size else None)
                 os.ftruncate(fd, 0)
