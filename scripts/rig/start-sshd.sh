@@ -97,6 +97,10 @@ X11Forwarding no
 AllowTcpForwarding yes
 AllowStreamLocalForwarding yes
 AcceptEnv LANG LC_* CORRAL_*
+# Every session's bash reads the user's ~/.bashrc (Debian's bash does under sshd); where that runs
+# `pyenv init`, each command first takes pyenv's rehash lock, and a lock left by a killed shell
+# made every later command wait 60 s for it: give up at once instead (pyenv skips the rehash).
+SetEnv PYENV_REHASH_TIMEOUT=0
 # tests open many connections at once
 MaxStartups 200:30:400
 MaxSessions 100
@@ -108,6 +112,12 @@ EOF
 /usr/sbin/sshd -t -f "$TMP" || die "generated sshd config does not validate"
 CONF_CHANGED=0
 cmp -s "$TMP" "$DIR/sshd_config" || CONF_CHANGED=1
+
+# A rehash lock of pyenv's left by a killed shell (no rehash running now) is removed: see SetEnv.
+if [ -f "${PYENV_ROOT:-$HOME/.pyenv}/shims/.pyenv-shim" ] && ! pgrep -f pyenv-rehash >/dev/null; then
+  log "removing a stale pyenv rehash lock"
+  rm -f "${PYENV_ROOT:-$HOME/.pyenv}/shims/.pyenv-shim"
+fi
 
 # ---------------------------------------------------------------- server
 UP=0   # our sshd runs and accepts the key
