@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from corral.cli.app import app
-from corral.executors import EXECUTORS
+from corral.executors import register, unregister
 from corral.executors.base import (
     Completion,
     Executor,
@@ -120,11 +120,12 @@ TABLE = [
 
 
 @pytest.fixture
-def scripted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setitem(EXECUTORS, "scripted", f"{__name__}:ScriptedExecutor")
+def scripted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    register("scripted", f"{__name__}:ScriptedExecutor")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "two.py").write_text(PIPE)
-    return tmp_path
+    yield tmp_path
+    unregister("scripted")
 
 
 def _cli(*args: str) -> Any:

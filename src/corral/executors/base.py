@@ -2,10 +2,13 @@
 
 The engine hands an executor *batches* of :class:`TaskSpec` and asks it, from one thread, for the
 :class:`Completion` of attempts that have ended. Executors never touch the state store or the
-graph; they only run attempts. A new backend is one module implementing :class:`Executor`.
+graph; they only run attempts. A new backend is one module implementing :class:`Executor`
+and an entry point (docs/executors/writing.md); tests/executors/test_contract.py checks it.
 
 Contract
 --------
+- ``from_options(options, ctx)`` builds it (see :func:`corral.executors.create_executor`); it is
+  registered under its ``kind`` in the ``corral.executors`` entry-point group.
 - ``start(listener)`` once before anything else; ``listener`` lets the executor report native ids
   (``listener.submitted(attempt_id, native_id)``) and start times (``listener.started``) so the
   engine persists them for re-attach and metrics.
@@ -178,6 +181,14 @@ class Executor(ABC):
     #: Whether the executor itself keeps at most ``ctx.max_parallel`` attempts running (and so
     #: may be handed more, to queue); otherwise the engine keeps at most that many in flight.
     applies_parallel_limit: ClassVar[bool] = False
+
+    @classmethod
+    @abstractmethod
+    def from_options(cls, options: dict[str, Any], ctx: ExecutorContext) -> Executor:
+        """Build the executor from its profile options (``corral.toml``'s ``[executors.NAME]``
+        table without ``kind``, or ``executor_options=``) for the run ``ctx`` describes. An
+        unknown option or a bad value raises :class:`corral.errors.ConfigError` with a one-line
+        message; nothing slow happens here (connections and cluster checks belong in ``start``)."""
 
     @classmethod
     def warm_up(cls, options: Mapping[str, Any]) -> None:
