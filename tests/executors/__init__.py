@@ -1,0 +1,1 @@
+"""One conformance suite for every executor, and the executor registry (entry points)."""
