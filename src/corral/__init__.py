@@ -19,6 +19,7 @@ Write tasks as functions, call them in a pipeline, run anywhere::
 
 from typing import TYPE_CHECKING, Any
 
+from corral.chunks import Chunk, chunks, concat
 from corral.engine.states import RunState, TaskState
 from corral.errors import CorralError, GraphError, ParameterError, TaskFailed, UsageError
 from corral.graph import Future, MapFuture
@@ -44,6 +45,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'corral' has no attribute {name!r}")
 
 __all__ = [
+    "Chunk",
     "Client",
     "CorralError",
     "Future",
@@ -59,6 +61,8 @@ __all__ = [
     "TaskFailed",
     "TaskState",
     "UsageError",
+    "chunks",
+    "concat",
     "each",
     "fixed",
     "load_pipeline",

@@ -75,6 +75,15 @@ class TaskOptions:
     retry_cancelled: bool = False
     """Retry (within ``retries``) an attempt cancelled outside Corral (``scancel``, ``qdel``, a
     preemption script) instead of failing the run."""
+    launcher: str | None = None
+    """How the ranks of a parallel task start (``srun``, ``mpirun``, ``mpiexec``, ``mpi``,
+    ``none``); it travels to the executor in the task's resources."""
+
+    def __post_init__(self) -> None:
+        if self.launcher is not None:
+            from corral.launchers import with_launcher
+
+            object.__setattr__(self, "resources", with_launcher(self.resources, self.launcher))
 
 
 class TaskDef(Generic[P, R]):
@@ -246,19 +255,20 @@ def task(func: Callable[P, R], /) -> TaskDef[P, R]: ...
 def task(
     *, name: str | None = None, resources: ResourcesSpec = None, retries: int = 0,
     cache: bool = True, version: str = "", executor: str | None = None,
-    retry_cancelled: bool = False,
+    retry_cancelled: bool = False, launcher: str | None = None,
 ) -> Callable[[Callable[P, R]], TaskDef[P, R]]: ...
 
 
 def task(
     func: Callable[..., Any] | None = None, /, *, name: str | None = None,
     resources: ResourcesSpec = None, retries: int = 0, cache: bool = True, version: str = "",
-    executor: str | None = None, retry_cancelled: bool = False,
+    executor: str | None = None, retry_cancelled: bool = False, launcher: str | None = None,
 ) -> Any:
     """Declare a Python task. ``retries`` extra attempts after a failure; ``resources`` may be
     a :class:`Resources` or a function of the attempt number; ``cache=False`` always reruns;
     ``version`` is mixed into the cache key (bump it to force a rerun); ``retry_cancelled``
-    retries a job cancelled outside Corral too (by default that fails the run)."""
+    retries a job cancelled outside Corral too (by default that fails the run); ``launcher="mpi"``
+    runs the function on every rank of ``resources`` (mpi4py) and returns rank 0's value."""
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise UsageError(f"retries={retries!r} must be an integer >= 0")
     if resources is not None and not (isinstance(resources, Resources) or callable(resources)):
@@ -268,7 +278,7 @@ def task(
 
     def wrap(f: Callable[..., Any]) -> TaskDef[Any, Any]:
         opts = TaskOptions(name or f.__name__, resources, retries, cache, version, executor,
-                           retry_cancelled)
+                           retry_cancelled, launcher)
         return TaskDef(f, opts)
 
     return wrap(func) if func is not None else wrap
@@ -309,34 +319,40 @@ def _flat_paths(spec: Any) -> list[Any]:
 def shell(command: str, *, inputs: PathsSpec = None, outputs: str | PurePath,
           name: str | None = None, params: Mapping[str, Any] | None = None,
           resources: ResourcesSpec = None, retries: int = 0, cache: bool = True,
-          executor: str | None = None, retry_cancelled: bool = False) -> Path: ...
+          executor: str | None = None, retry_cancelled: bool = False,
+          launcher: str | None = None) -> Path: ...
 @overload
 def shell(command: str, *, inputs: PathsSpec = None, outputs: Mapping[str, Any],
           name: str | None = None, params: Mapping[str, Any] | None = None,
           resources: ResourcesSpec = None, retries: int = 0, cache: bool = True,
-          executor: str | None = None, retry_cancelled: bool = False) -> dict[str, Path]: ...
+          executor: str | None = None, retry_cancelled: bool = False,
+          launcher: str | None = None) -> dict[str, Path]: ...
 @overload
 def shell(command: str, *, inputs: PathsSpec = None, outputs: Sequence[Any],
           name: str | None = None, params: Mapping[str, Any] | None = None,
           resources: ResourcesSpec = None, retries: int = 0, cache: bool = True,
-          executor: str | None = None, retry_cancelled: bool = False) -> list[Path]: ...
+          executor: str | None = None, retry_cancelled: bool = False,
+          launcher: str | None = None) -> list[Path]: ...
 @overload
 def shell(command: str, *, inputs: PathsSpec = None, outputs: None = None,
           name: str | None = None, params: Mapping[str, Any] | None = None,
           resources: ResourcesSpec = None, retries: int = 0, cache: bool = True,
-          executor: str | None = None, retry_cancelled: bool = False) -> None: ...
+          executor: str | None = None, retry_cancelled: bool = False,
+          launcher: str | None = None) -> None: ...
 
 
 def shell(
     command: str, *, inputs: PathsSpec = None, outputs: PathsSpec = None, name: str | None = None,
     params: Mapping[str, Any] | None = None, resources: ResourcesSpec = None, retries: int = 0,
     cache: bool = True, executor: str | None = None, retry_cancelled: bool = False,
+    launcher: str | None = None,
 ) -> Any:
     """A shell-command task. ``{input}``, ``{output}`` and ``{params.x}`` in ``command`` are
     replaced (quoted for the shell) when the task runs; ``{input.name}`` / ``{output.name}``
     when inputs or outputs are dicts. Returns a :class:`Future` whose value is the output
     path(s) as declared, and is typed so: ``Path`` for one output, ``dict[str, Path]``,
-    ``list[Path]``, or ``None`` without outputs."""
+    ``list[Path]``, or ``None`` without outputs. ``launcher="mpi"`` (or ``srun``, ``mpirun``,
+    ``mpiexec``) starts the command on every rank of ``resources``."""
     graph = active_graph()
     if graph is None:
         raise UsageError("shell(...) creates a task: call it inside a @pipeline function")
@@ -344,7 +360,7 @@ def shell(
         raise UsageError("shell(...) needs a non-empty command string")
     label = name or command.split()[0].split("/")[-1]
     label = "".join(c if c.isalnum() or c in "_-." else "_" for c in label) or "shell"
-    opts = TaskOptions(label, resources, retries, cache, "", executor, retry_cancelled)
+    opts = TaskOptions(label, resources, retries, cache, "", executor, retry_cancelled, launcher)
     check_command_fields(label, command, params or {})
     inputs = normalize(inputs)
     spec = ShellSpec(command, inputs, outputs, dict(params or {}), opts)

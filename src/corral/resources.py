@@ -2,8 +2,10 @@
 
 ``Resources`` is one model for every scheduler: cores, nodes, memory, walltime, gpus, queue,
 account, constraint, qos, exclusive, plus free-form ``native`` options per scheduler kind
-(``native={"slurm": ["--reservation=big"]}``). Memory accepts ``"2G"``/``"512M"``/bytes;
-walltime accepts ``"10m"``, ``"2h"``, ``"1:30:00"``, ``"1-00:00:00"`` or seconds.
+(``native={"slurm": ["--reservation=big"]}``). Parallel (MPI) jobs add ``tasks`` (ranks),
+``tasks_per_node`` and ``cores_per_task``, and ``launcher`` says how the ranks are started.
+Memory accepts ``"2G"``/``"512M"``/bytes; walltime accepts ``"10m"``, ``"2h"``, ``"1:30:00"``,
+``"1-00:00:00"`` or seconds.
 
 A task's resources may also be a function of the attempt number (1-based), so a retry after an
 out-of-memory failure can ask for more: ``resources=lambda attempt: Resources(memory=f"{2*attempt}G")``.
@@ -20,6 +22,8 @@ from typing import Any
 
 from corral.errors import ResourceError
 
+LAUNCHERS = ("srun", "mpirun", "mpiexec", "mpi", "none")
+"""Valid values of ``launcher`` (``mpi``: the executor's MPI launcher, ``srun`` on SLURM)."""
 _MEM_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 _MEM_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
 _TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -131,6 +135,16 @@ class Resources:
     """Whole nodes, not shared with other jobs."""
     native: Mapping[str, Sequence[str]] = field(default_factory=dict)
     """Extra scheduler arguments by executor kind, e.g. ``{"slurm": ["--reservation=big"]}``."""
+    tasks: int | None = None
+    """Ranks of a parallel (MPI) job in all (default: ``nodes`` x ``tasks_per_node``)."""
+    tasks_per_node: int | None = None
+    """Ranks on each node (default: ``tasks`` spread evenly over ``nodes``)."""
+    cores_per_task: int | None = None
+    """Cores of each rank (default: ``cores``); a parallel job takes ranks x cores_per_task."""
+    launcher: str | None = None
+    """How the command starts its ranks: ``srun``, ``mpirun``, ``mpiexec``, ``mpi`` (the
+    executor's MPI launcher) or ``none``; ``None`` leaves it to the executor's ``launcher``
+    option. Set by ``launcher=`` of :func:`corral.task` and :func:`corral.shell`."""
 
     def __post_init__(self) -> None:
         for name in ("cores", "nodes"):
@@ -154,6 +168,63 @@ class Resources:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, str) or not v or "\n" in v or "\0" in v):
                 raise ResourceError(f"{name}={v!r} must be a one-line non-empty string")
+        self._check_parallel()
+
+    def _check_parallel(self) -> None:
+        for name in ("tasks", "tasks_per_node", "cores_per_task"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ResourceError(f"{name}={v!r} must be a positive integer; write e.g. {name}=4")
+        if self.cores_per_task is not None and self.cores not in (1, self.cores_per_task):
+            raise ResourceError(
+                f"cores={self.cores} and cores_per_task={self.cores_per_task} disagree; "
+                "give only cores_per_task for the cores of each rank"
+            )
+        if self.tasks is not None and self.tasks < self.nodes:
+            raise ResourceError(
+                f"tasks={self.tasks} is fewer than nodes={self.nodes}; every node needs a rank: "
+                f"write tasks>={self.nodes} or nodes<={self.tasks}"
+            )
+        tpn = self.tasks_per_node
+        if self.tasks is not None and tpn is not None and self.tasks != self.nodes * tpn:
+            raise ResourceError(
+                f"tasks={self.tasks} is not nodes x tasks_per_node ({self.nodes} x {tpn}); "
+                "give tasks or tasks_per_node, or make them agree"
+            )
+        if self.launcher is not None and self.launcher not in LAUNCHERS:
+            raise ResourceError(
+                f"launcher={self.launcher!r} is not one of {', '.join(LAUNCHERS)}; "
+                "write e.g. launcher='mpi'"
+            )
+
+    @property
+    def parallel(self) -> bool:
+        """A multi-rank job: ``tasks`` or ``tasks_per_node`` was given."""
+        return self.tasks is not None or self.tasks_per_node is not None
+
+    @property
+    def ranks(self) -> int:
+        """Ranks in all (1 unless ``tasks`` or ``tasks_per_node`` is given)."""
+        if self.tasks is not None:
+            return self.tasks
+        return self.nodes * self.tasks_per_node if self.tasks_per_node is not None else 1
+
+    @property
+    def ranks_per_node(self) -> int:
+        """Most ranks on one node (``tasks`` spread evenly, rounded up)."""
+        if self.tasks_per_node is not None:
+            return self.tasks_per_node
+        return -(-self.ranks // self.nodes)
+
+    @property
+    def rank_cores(self) -> int:
+        """Cores of each rank."""
+        return self.cores_per_task or self.cores
+
+    @property
+    def total_cores(self) -> int:
+        """Cores of the whole job on one machine: ranks x cores of each rank."""
+        return self.ranks * self.rank_cores
 
     @property
     def memory_bytes(self) -> int | None:

@@ -5,12 +5,14 @@ chunks, so thousands of tiny tasks cost little; a task with a walltime or memory
 alone, so that killing its worker to enforce the limit hurts no other task. Shell tasks run as
 ``bash`` subprocesses in their own session; their exit is seen through a pidfd and reaped with
 ``wait4`` for exact CPU time and peak memory. At most ``max_parallel`` (``-j``) slots are busy at
-once; an attempt takes ``resources.cores`` of them (all of them if it asks for more).
+once; an attempt takes ``resources.cores`` of them (all of them if it asks for more); a parallel
+task (``tasks=N``) runs under ``mpirun -np N`` and takes N x ``cores_per_task``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing as mp
 import os
 import pickle
@@ -39,6 +41,7 @@ from corral.executors.base import (
     TaskSpec,
 )
 from corral.executors.processes import kill_group, kill_tree, over_memory_request
+from corral.launchers import check_launcher, effective_launcher, launch_argv, launched_payload
 from corral.worker.execute import (
     STDERR_FILE,
     STDOUT_FILE,
@@ -90,6 +93,10 @@ class LocalSettings:
     start_method: str = "forkserver"
     prestart: bool = True
     """Start the Python workers when the run starts (False: at the first Python task)."""
+    launcher: str = "none"
+    """Launcher of parallel tasks that name none (``mpi`` / ``mpirun`` / ``mpiexec``)."""
+    launcher_args: list[str] = field(default_factory=list)
+    """Extra arguments of the launcher, e.g. ``["--oversubscribe"]``."""
 
 
 class LocalExecutor(Executor):
@@ -125,7 +132,9 @@ class LocalExecutor(Executor):
                 f"unknown option(s) {sorted(unknown)} for the local executor; "
                 f"valid options are {sorted(valid)}"
             )
-        return cls(LocalSettings(**options), ctx)
+        settings = LocalSettings(**options)
+        check_launcher(settings.launcher)
+        return cls(settings, ctx)
 
     # ------------------------------------------------------------------ seam
 
@@ -150,8 +159,20 @@ class LocalExecutor(Executor):
         return max(0, self.slots * CHUNK * 2 - len(self.pending))
 
     def submit(self, batch: Sequence[TaskSpec]) -> None:
-        self.pending.extend(batch)
+        self.pending.extend(self._launched(s) for s in batch)
         self._dispatch()
+
+    def _launched(self, spec: TaskSpec) -> TaskSpec:
+        """``spec`` with its payload started by its launcher (``mpirun -np N``), if any."""
+        r = spec.resources
+        if r.launcher is None and not r.parallel:
+            return spec
+        name = effective_launcher(r, self.kind, self.settings.launcher)
+        argv = launch_argv(r, name, self.settings.launcher_args)
+        if not argv:
+            return spec
+        payload = launched_payload(spec.kind is TaskKind.SHELL, spec.payload, argv, spec.workdir)
+        return dataclasses.replace(spec, payload=payload)
 
     def withdraw(self) -> list[str]:
         """Drop attempts not started yet (for pause); returns their ids."""
@@ -213,9 +234,9 @@ class LocalExecutor(Executor):
     # ------------------------------------------------------------------ dispatch
 
     def _cost(self, spec: TaskSpec) -> int:
-        """Slots an attempt takes: its cores, at most all of them (a task asking for more
-        cores than ``-j`` still runs, alone)."""
-        return min(max(1, spec.resources.cores), self.slots)
+        """Slots an attempt takes: its cores (ranks x cores of each rank), at most all of them
+        (a task asking for more cores than ``-j`` still runs, alone)."""
+        return min(max(1, spec.resources.total_cores), self.slots)
 
     def _busy(self) -> int:
         """Slots in use: a worker's chunk runs its attempts one after another."""

@@ -64,6 +64,7 @@ from corral.executors.batch.status import (
     JobStatus,
     killed_for_memory,
 )
+from corral.launchers import effective_launcher, launch_argv, launched_payload
 from corral.resources import Resources, format_memory, format_walltime
 from corral.transport import transport_from_profile
 from corral.transport.base import CommandResult, Transport
@@ -336,11 +337,23 @@ class BatchExecutor(Executor):
         """Create the attempt directory and write ``payload.pkl`` (detached mode uses it too)."""
         workdir = self._r(spec.workdir)
         self.transport.makedirs(workdir)
-        payload = spec.payload if self.staging is None else \
-            staged_payload(spec.payload, self.staging.cwd, self.staging.remote_cwd)
+        payload = self.launched(spec, workdir)
+        if self.staging is not None:
+            payload = staged_payload(payload, self.staging.cwd, self.staging.remote_cwd)
         self.transport.write_bytes(os.path.join(workdir, PAYLOAD_FILE), payload)
         if self.staging is not None:
             self.staging.stage(spec)
+
+    def launched(self, spec: TaskSpec, workdir: str) -> bytes:
+        """The payload of ``spec``, started by its launcher (``srun``, ``mpirun``) if any."""
+        r = spec.resources
+        if r.launcher is None and not r.parallel:
+            return spec.payload
+        name = effective_launcher(r, self.kind, self.settings.launcher)
+        argv = launch_argv(r, name, self.settings.launcher_args)
+        if not argv:
+            return spec.payload
+        return launched_payload(spec.kind is TaskKind.SHELL, spec.payload, argv, Path(workdir))
 
     def _r(self, local: str | Path) -> str:
         """Where a path under the local work directory is on the scheduler's side."""

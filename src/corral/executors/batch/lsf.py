@@ -18,6 +18,7 @@ from corral.executors.batch.base import BatchExecutor
 from corral.executors.batch.script import JobRequest, directive_value
 from corral.executors.batch.settings import BatchSettings
 from corral.executors.batch.status import JobState, JobStatus, parse_size
+from corral.resources import Resources
 
 BJOBS_FIELDS = "jobid jobindex stat exit_code exit_reason job_name max_mem exec_host"
 LSF_STATES: dict[str, JobState] = {
@@ -62,12 +63,10 @@ def bsub_directives(req: JobRequest, settings: LSFSettings) -> list[str]:
         opts.append(f"-q {directive_value('queue', queue)}")
     if project:
         opts.append(f"-P {directive_value('account', project)}")
-    opts.append(f"-n {r.cores * r.nodes}")
-    span = f"span[ptile={r.cores}]" if r.nodes > 1 else "span[hosts=1]"
-    opts.append(f'-R "{span}"')
+    opts += _slots(r)
     if r.memory_bytes:
         mb = math.ceil(r.memory_bytes / 1024**2)
-        per_slot = math.ceil(mb / r.cores)
+        per_slot = math.ceil(mb / (r.ranks_per_node if r.parallel else r.cores))
         opts += [f"-M {mb}MB", f'-R "rusage[mem={per_slot}MB]"']
     if r.walltime_seconds:
         opts.append(f"-W {math.ceil(r.walltime_seconds / 60)}")
@@ -79,6 +78,20 @@ def bsub_directives(req: JobRequest, settings: LSFSettings) -> list[str]:
         opts.append("-x")
     opts += list(req.extra_args)
     return [f"#BSUB {o}" for o in opts]
+
+
+def _slots(r: Resources) -> list[str]:
+    """``-n`` and the span: a slot per core, or per rank for a parallel job (ranks with more
+    than one core each get ``affinity[core(C)]``)."""
+    if not r.parallel:
+        span = f"span[ptile={r.cores}]" if r.nodes > 1 else "span[hosts=1]"
+        return [f"-n {r.cores * r.nodes}", f'-R "{span}"']
+    span = f"span[ptile={r.ranks_per_node}]" if r.nodes > 1 or r.tasks_per_node else \
+        "span[hosts=1]"
+    opts = [f"-n {r.ranks}", f'-R "{span}"']
+    if r.rank_cores > 1:
+        opts.append(f'-R "affinity[core({r.rank_cores})]"')
+    return opts
 
 
 def bsub_argv(script: str = "", depends_on: Sequence[str] = ()) -> list[str]:

@@ -56,6 +56,16 @@ def qsub_directives(req: JobRequest, settings: PBSSettings) -> list[str]:
     if account:
         opts.append(f"-A {directive_value('account', account)}")
     chunk = f"select={r.nodes}:ncpus={r.cores}"
+    if r.parallel:
+        if r.ranks != r.nodes * r.ranks_per_node:
+            raise ResourceError(
+                f"PBS starts the same ranks on every node, and tasks={r.ranks} does not divide "
+                f"over nodes={r.nodes}; make tasks a multiple of nodes or give tasks_per_node"
+            )
+        chunk = (f"select={r.nodes}:ncpus={r.ranks_per_node * r.rank_cores}"
+                 f":mpiprocs={r.ranks_per_node}")
+        if r.rank_cores > 1:
+            chunk += f":ompthreads={r.rank_cores}"
     if r.memory_bytes:
         chunk += f":mem={math.ceil(r.memory_bytes / 1024**2)}mb"
     if r.gpus:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from corral.errors import ConfigError
+from corral.resources import LAUNCHERS
 from corral.transport.staging import CLEANUP_CHOICES
 
 CONTAINER_RUNTIMES = ("apptainer", "singularity", "docker")
@@ -60,6 +61,11 @@ class BatchSettings:
     remote_workdir: str = "~/.corral/remote"
     """Where attempt directories live on the scheduler's side when the transport does not
     share the work directory (``shared_filesystem = false``); ``~`` is the remote home."""
+    launcher: str = "none"
+    """Launcher of parallel tasks that name none: ``mpi`` (``srun`` on SLURM, ``mpirun``
+    elsewhere), ``srun``, ``mpirun``, ``mpiexec`` or ``none``."""
+    launcher_args: list[str] = field(default_factory=list)
+    """Extra arguments of the launcher, e.g. ``["--mpi=pmix"]`` for srun."""
     remote_cleanup: str = "succeeded"
     """Which of those remote attempt directories are removed once their files are fetched
     back: ``succeeded`` (failed ones are kept for inspection), ``all`` or ``none``."""
@@ -71,6 +77,8 @@ class BatchSettings:
                 f"container_runtime={self.container_runtime!r} is not one of "
                 f"{', '.join(CONTAINER_RUNTIMES)}"
             )
+        if self.launcher not in LAUNCHERS:
+            raise ConfigError(f"launcher={self.launcher!r} is not one of {', '.join(LAUNCHERS)}")
         if self.remote_cleanup not in CLEANUP_CHOICES:
             raise ConfigError(
                 f"remote_cleanup={self.remote_cleanup!r} is not one of {', '.join(CLEANUP_CHOICES)}"
@@ -88,7 +96,8 @@ class BatchSettings:
         for key in self.env:
             if not _ENV_NAME.match(key):
                 raise ConfigError(f"env name {key!r} is not a valid shell variable name")
-        for line in [*self.modules, *self.setup, *self.extra_args, *self.env.values()]:
+        for line in [*self.modules, *self.setup, *self.extra_args, *self.env.values(),
+                     *self.launcher_args]:
             if "\n" in line or "\r" in line or "\0" in line:
                 raise ConfigError(f"option value {line!r} must be a single line")
 

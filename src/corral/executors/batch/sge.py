@@ -34,6 +34,9 @@ class SGESettings(BatchSettings):
     project: str | None = None
     pe: str = "smp"
     """Parallel environment for multi-core tasks (``-pe <pe> <cores>``)."""
+    mpi_pe: str = "mpi"
+    """Parallel environment for parallel (MPI) tasks: ``-pe <mpi_pe> <ranks x cores_per_task>``;
+    its ``allocation_rule`` decides how the slots spread over hosts."""
     memory_resource: str = "h_vmem"
     """Complex that limits memory, requested per slot (``h_vmem``, ``mem_free``, ``h_rss``)."""
     gpu_resource: str | None = None
@@ -44,7 +47,7 @@ class SGESettings(BatchSettings):
 def qsub_directives(req: JobRequest, settings: SGESettings) -> list[str]:
     """``#$`` lines for one job or array; unsupported requests raise ResourceError."""
     r = req.resources
-    for field, value in (("nodes", r.nodes > 1), ("exclusive", r.exclusive),
+    for field, value in (("nodes", r.nodes > 1 and not r.parallel), ("exclusive", r.exclusive),
                          ("constraint", r.constraint), ("qos", r.qos)):
         if value:
             raise ResourceError(
@@ -57,10 +60,14 @@ def qsub_directives(req: JobRequest, settings: SGESettings) -> list[str]:
         opts.append(f"-q {directive_value('queue', queue)}")
     if project:
         opts.append(f"-P {directive_value('account', project)}")
-    if r.cores > 1:
+    slots, node_slots = r.cores, r.cores
+    if r.parallel:  # ranks x cores slots in the MPI environment, spread as it allocates them
+        slots, node_slots = r.total_cores, r.ranks_per_node * r.rank_cores
+        opts.append(f"-pe {directive_value('mpi_pe', settings.mpi_pe)} {slots}")
+    elif r.cores > 1:
         opts.append(f"-pe {directive_value('pe', settings.pe)} {r.cores}")
     if r.memory_bytes:
-        per_slot = math.ceil(r.memory_bytes / r.cores / 1024**2)
+        per_slot = math.ceil(r.memory_bytes / node_slots / 1024**2)
         opts.append(f"-l {directive_value('memory_resource', settings.memory_resource)}"
                     f"={per_slot}M")
     if r.walltime_seconds:

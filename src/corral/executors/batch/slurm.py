@@ -79,11 +79,15 @@ def sbatch_directives(req: JobRequest, settings: SlurmSettings) -> list[str]:
     ):
         if value:
             opts.append(f"{flag}={directive_value(what, value)}")
-    if r.nodes > 1:
+    if r.parallel:
+        opts += [f"--nodes={r.nodes}", f"--ntasks={r.ranks}"]
+        if r.tasks_per_node is not None:
+            opts.append(f"--ntasks-per-node={r.tasks_per_node}")
+    elif r.nodes > 1:
         opts += [f"--nodes={r.nodes}", "--ntasks-per-node=1"]
     else:
         opts += ["--nodes=1", "--ntasks=1"]
-    opts.append(f"--cpus-per-task={r.cores}")
+    opts.append(f"--cpus-per-task={r.rank_cores}")
     if r.memory_bytes:
         opts.append(f"--mem={math.ceil(r.memory_bytes / 1024**2)}M")
     if r.walltime_seconds:
