@@ -38,6 +38,7 @@ PKGS=(
   rclone                                           # datapipe publish to a remote
   make python3 python3-venv                        # make test / make venv
   procps psmisc iproute2 curl                      # ps, fuser, ss, HTTP probes
+  openmpi-bin libopenmpi-dev                       # MPI tasks (mpirun, mpicc; mpi4py loads libmpi)
 )
 # shellcheck disable=SC2206  # word splitting is the point
 [ -n "${CORRAL_RIG_EXTRA_PKGS:-}" ] && PKGS+=(${CORRAL_RIG_EXTRA_PKGS})
