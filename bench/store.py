@@ -82,13 +82,13 @@ def reader_mode(ns: argparse.Namespace) -> int:
     """``corral runs`` every 0.2 s until the stop file appears; prints polls and errors."""
     import click
 
-    from corral.cli import app
+    from corral.cli import status as cli_status
 
     polls, errors = 0, []
     with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
         while not Path(ns.stop).exists():
             try:
-                app.runs(workdir=Path(ns.workdir), db=ns.db or None, as_json=True, limit=20,
+                cli_status.runs(workdir=Path(ns.workdir), db=ns.db or None, as_json=True, limit=20,
                          compare=None)
             except (click.exceptions.Exit, SystemExit) as exc:
                 errors.append(repr(exc))

@@ -27,11 +27,12 @@ from corral.model import Pipeline, TaskDef, each, fixed, pipeline, shell, task
 from corral.resources import Resources
 
 if TYPE_CHECKING:
-    from corral.api import Client, RunHandle, RunResult, load_pipeline, plan, run, start
+    from corral.api import Client, RunHandle, RunResult, attach, load_pipeline, plan, run, runs, start
 
 __version__ = "0.1.0"
 
-_API = frozenset({"Client", "RunHandle", "RunResult", "load_pipeline", "plan", "run", "start"})
+_API = frozenset({"Client", "RunHandle", "RunResult", "attach", "load_pipeline", "plan", "run",
+                  "runs", "start"})
 
 
 def __getattr__(name: str) -> Any:
@@ -61,6 +62,7 @@ __all__ = [
     "TaskFailed",
     "TaskState",
     "UsageError",
+    "attach",
     "chunks",
     "concat",
     "each",
@@ -69,6 +71,7 @@ __all__ = [
     "pipeline",
     "plan",
     "run",
+    "runs",
     "shell",
     "start",
     "task",

@@ -418,6 +418,9 @@ class Pipeline(Generic[P, R]):
         self.name = name or func.__name__
         self.source_file: str | None = None
         """The file the pipeline was loaded from by :func:`corral.load_pipeline`."""
+        self.imports: frozenset[str] = frozenset()
+        """Installed packages (numpy, pandas ...) its file imported: local workers import them
+        ahead of the first task."""
         functools.update_wrapper(self, func)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:

@@ -84,10 +84,8 @@ FORKSERVER_CTRL_C = '''
 import multiprocessing as mp, os, signal, sys, time
 
 def main() -> None:
-    from corral import api
     from corral.executors import local
-    api.PIPELINE_IMPORTS.add("slow_import")
-    local._start_forkserver()
+    local._start_forkserver(["slow_import"])
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     from multiprocessing import forkserver
     time.sleep(0.3)  # the fork server is importing slow_import now

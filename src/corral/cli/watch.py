@@ -10,18 +10,22 @@ from rich.live import Live
 from corral.store import Store
 
 from . import views
-from .app import console, err_console, snapshot
+from .common import console, err_console
+from .layout import interactive
+from .status import snapshot
+from .statusview import status_renderable, status_view
 
 ENDED = frozenset({"succeeded", "failed", "cancelled", "interrupted", "paused"})
 """States in which a run without a live engine stays until someone acts."""
 
 
-def watch_run(store: Store, run_id: str, limit: int, as_json: bool, interval: float) -> int:
+def watch_run(store: Store, run_id: str, limit: int, as_json: bool, interval: float,
+              wide: bool = False) -> int:
     """Refresh the status of ``run_id`` every ``interval`` seconds (reconciling detached runs)
     until it ends; print the final view (or its JSON) and return the exit code: 0 if the run
     succeeded, 1 otherwise, 130 if the user stopped watching."""
     live = None
-    if not as_json and console.is_terminal:  # else only the final view is printed
+    if not as_json and interactive(console):  # else only the final view is printed
         live = Live(console=console, auto_refresh=False, redirect_stdout=False,
                     redirect_stderr=False)
     footer = f"[dim]refreshed every {interval:g}s; Ctrl-C stops watching, not the run[/]"
@@ -32,8 +36,9 @@ def watch_run(store: Store, run_id: str, limit: int, as_json: bool, interval: fl
             run_row, rows = snapshot(store, run_id)
             ended = _ended(store, run_row)
             if live is not None:
-                live.update(views.status_renderable(run_row, rows, limit, None if ended else footer),
-                            refresh=True)
+                view = status_renderable(console, run_row, rows, limit,
+                                         None if ended else footer, wide)
+                live.update(view, refresh=True)
             if ended:
                 break
             time.sleep(interval)
@@ -49,7 +54,7 @@ def watch_run(store: Store, run_id: str, limit: int, as_json: bool, interval: fl
     if as_json:
         views.print_json(console, {"run": run_row, "tasks": rows})
     elif live is None:
-        views.status_view(console, run_row, rows, limit)
+        status_view(console, run_row, rows, limit, wide)
     _hint(run_row)
     return 0 if run_row["state"] == "succeeded" else 1
 

@@ -23,7 +23,6 @@ import functools
 import logging
 import os
 import pickle
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ import cloudpickle
 
 from corral.errors import CorralError, UsageError
 from corral.executors import create_executor
-from corral.executors.base import ExecutorContext, Outcome, TaskSpec
+from corral.executors.base import Outcome, TaskSpec
 from corral.executors.batch.base import BatchExecutor
 from corral.executors.batch.status import OUTCOME_OF_STATE, JobState, JobStatus
 from corral.graph import Future, Node, NodeKind
@@ -58,13 +57,13 @@ from .detach_retry import (
 )
 from .engine import DONE, Engine, EngineOptions
 from .plan import topological_order
+from .prepare import RunConfig, executor_context, prepare_run, recorded_executor, work_root
 from .recorder import Recorder
 from .specs import make_spec, node_resources
 from .states import DONE_TASK_STATES, RunState, TaskState
 from .values import GatherRef, output_files
 
 if TYPE_CHECKING:
-    from corral.api import RunConfig
     from corral.model import Pipeline
 
 log = logging.getLogger(__name__)
@@ -141,11 +140,9 @@ def prepare_jobs(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: R
     """Create the run, persist its tasks, write every payload and render every job script.
 
     Nothing is submitted. ``kind`` overrides ``cfg.executor`` (``corral export --format``)."""
-    from corral.api import prepare_run
-
     kind = kind or cfg.executor
     store = Store.open(cfg.workdir, cfg.db)
-    run_id, the_plan, executor_cfg = prepare_run(pipeline, params, cfg, store)
+    run_id, the_plan, limit = prepare_run(pipeline, params, cfg, store)
     graph = the_plan.graph
     expand = [n.name for n in graph.nodes if n.kind is NodeKind.EXPAND]
     if expand:
@@ -153,10 +150,9 @@ def prepare_jobs(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: R
             f"detached/exported runs need a static graph, but {expand[0]} maps over each(...) "
             "(known only at run time); run it attached instead"
         )
-    workdir = cfg.workdir.resolve()
-    work_root = workdir / ".corral" / "work" / run_id
     options = cfg.executor_options if kind == cfg.executor else {}
-    ctx = ExecutorContext(run_id, work_root, workdir, executor_cfg["jobs"], sys.executable)
+    ctx = executor_context(run_id, cfg.workdir.resolve(), limit)
+    work_root = ctx.work_root
     executor = create_executor(kind, options, ctx)
     if not isinstance(executor, BatchExecutor):
         raise UsageError(
@@ -171,8 +167,7 @@ def prepare_jobs(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: R
         )
     store.claim_run(run_id)
     try:
-        opts = EngineOptions(jobs=executor_cfg["jobs"], force=list(cfg.force),
-                             no_cache=cfg.no_cache)
+        opts = EngineOptions(jobs=limit, force=list(cfg.force), no_cache=cfg.no_cache)
         engine = Engine(store, the_plan, run_id, executor, opts, work_root)
         engine.prepare()
         jobs = _build_jobs(engine, executor, work_root)
@@ -343,7 +338,7 @@ _FINISHED_TASK = FINISHED_TASK
 
 def load_state(store: Store, run_id: str) -> DetachedRun | None:
     run = store.get_run(run_id)
-    path = Path(run["workdir"]) / ".corral" / "work" / run["id"] / STATE_FILE
+    path = work_root(Path(run["workdir"]), run["id"]) / STATE_FILE
     try:
         state: DetachedRun = pickle.loads(path.read_bytes())
     except OSError:
@@ -522,11 +517,8 @@ class _Scheduler:
 
     def executor(self) -> BatchExecutor:
         if self._ex is None:
-            run = self.run
-            ctx = ExecutorContext(run["id"], Path(run["workdir"]) / ".corral" / "work" / run["id"],
-                                  Path(run["workdir"]), 1, sys.executable)
-            opts = (run.get("executor") or {}).get("options") or {}
-            ex = create_executor(self.state.kind, opts, ctx)
+            ex = recorded_executor({**self.run, "executor": {**(self.run.get("executor") or {}),
+                                                             "jobs": 1}}, self.state.kind)
             if not isinstance(ex, BatchExecutor):
                 raise UsageError(f"executor {self.state.kind!r} of a detached run is not a "
                                  "batch scheduler")

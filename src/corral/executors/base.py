@@ -191,9 +191,10 @@ class Executor(ABC):
         message; nothing slow happens here (connections and cluster checks belong in ``start``)."""
 
     @classmethod
-    def warm_up(cls, options: Mapping[str, Any]) -> None:
+    def warm_up(cls, options: Mapping[str, Any], preload: Sequence[str] = ()) -> None:
         """Optionally begin slow set-up before the run exists (the engine calls this first, then
-        plans the run while it proceeds); must not fail: bad options are reported later."""
+        plans the run while it proceeds); must not fail: bad options are reported later.
+        ``preload``: see :attr:`ExecutorContext.preload`."""
         return None
 
     @abstractmethod
@@ -245,3 +246,6 @@ class ExecutorContext:
     """The ``-j`` limit: attempts running (or queued on a cluster) at once."""
     python: str = ""
     """Python interpreter for workers (default: the engine's own ``sys.executable``)."""
+    preload: tuple[str, ...] = ()
+    """Installed packages the pipeline file imported (numpy ...): workers may import them
+    before the first task arrives."""

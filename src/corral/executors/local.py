@@ -139,19 +139,19 @@ class LocalExecutor(Executor):
     # ------------------------------------------------------------------ seam
 
     @classmethod
-    def warm_up(cls, options: Mapping[str, Any]) -> None:
+    def warm_up(cls, options: Mapping[str, Any], preload: Sequence[str] = ()) -> None:
         """Launch the fork server now: it imports corral's worker and the packages the pipeline
         file imported (e.g. numpy) while the engine opens the store and plans the run."""
         if options.get("start_method", "forkserver") == "forkserver" and \
                 options.get("prestart", True):
-            _start_forkserver()
+            _start_forkserver(preload)
 
     def start(self, listener: Listener) -> None:
         """Start the worker processes now, while the engine prepares the run; they import the
         packages the pipeline file imported (e.g. numpy) before the first task arrives."""
         self._listener = listener
         if self.settings.start_method == "forkserver":
-            _start_forkserver()
+            _start_forkserver(self.ctx.preload)
         while len(self.workers) < self.n_workers and self.settings.prestart:
             self._new_worker()
 
@@ -493,15 +493,30 @@ def _kind_of(spec: TaskSpec) -> str:
     return spec.group
 
 
-def _start_forkserver() -> None:
+def _forget_inherited_forkserver() -> None:
+    """In a child forked from a process that had started the fork server: forget it. It is
+    the parent's child, not ours, so multiprocessing's ``ensure_running`` would ``waitpid``
+    on it and fail with ChildProcessError (a program that runs a pipeline, forks, and runs
+    one again in the child); the child starts a fork server of its own."""
+    from multiprocessing import forkserver
+
+    server: Any = forkserver._forkserver  # type: ignore[attr-defined]  # no public way to reset it
+    if getattr(server, "_forkserver_pid", None) is not None:
+        server._forkserver_pid = None
+        server._forkserver_address = None
+        server._forkserver_alive_fd = None
+
+
+os.register_at_fork(after_in_child=_forget_inherited_forkserver)
+
+
+def _start_forkserver(preload: Sequence[str]) -> None:
     """Start (once per process) the fork server the Python workers are forked from, preloading
     the worker module and the pipeline's imports. Does not wait for the preloading."""
     from multiprocessing import forkserver
 
-    from corral.api import PIPELINE_IMPORTS
-
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["corral.worker.pool", *sorted(PIPELINE_IMPORTS)])
+    ctx.set_forkserver_preload(["corral.worker.pool", *sorted(preload)])
     with _sigint_ignored_by_children():
         forkserver.ensure_running()
 

@@ -1,0 +1,189 @@
+"""``corral run`` and ``corral resume``: a pipeline run in the foreground, with live progress;
+Ctrl-C leaves it *interrupted* and the same command resumes it."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from corral.config import load_config
+from corral.engine.lifecycle import RunResult, execute, request_control
+from corral.engine.prepare import RunConfig, recorded_run
+from corral.errors import CorralError
+from corral.loading import load_pipeline
+from corral.params import parse_cli_params
+
+from . import views
+from .common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    DbOpt,
+    JsonOpt,
+    WorkdirOpt,
+    app,
+    console,
+    err_console,
+    fail,
+    handled,
+    note,
+    open_store,
+    say,
+)
+from .layout import interactive
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                               "help_option_names": []})  # --help: see _run_help
+def run(
+    ctx: typer.Context,
+    file: Annotated[Path | None, typer.Argument(help="Pipeline file.", show_default=False)] = None,
+    pipeline: Annotated[str | None, typer.Argument(help="Pipeline name (if the file has several).")] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", "-j", help="Tasks running at once.")] = None,
+    executor: Annotated[str | None, typer.Option("--executor", "-e", help="Executor kind or corral.toml profile.")] = None,  # noqa: E501
+    force: Annotated[list[str] | None, typer.Option("--force", help="Rerun this task (name or glob) and everything downstream.")] = None,  # noqa: E501
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Rerun every task.")] = False,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Cancel everything at the first failure.")] = False,
+    new: Annotated[bool, typer.Option("--new", help="Start a new run instead of resuming an unfinished one.")] = False,
+    config: Annotated[Path | None, typer.Option("--config", help="corral.toml to use.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    detach: Annotated[bool, typer.Option("--detach", help="Submit the graph with scheduler-side dependencies and exit.")] = False,  # noqa: E501
+    workdir: WorkdirOpt = Path("."),
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a pipeline: [bold]corral run FILE [PIPELINE] [--param value ...][/]. With FILE,
+    [bold]--help[/] also lists the pipeline's parameters.
+
+    Example: corral run pipeline.py --n 100 -j 8"""
+    extra = list(ctx.args)
+    if pipeline is not None and pipeline.startswith("-"):
+        extra, pipeline = [pipeline, *extra], None
+    if file is not None and str(file) == "--help":  # `corral run --help [FILE [PIPELINE]]`
+        extra, file = ["--help", *extra], Path(pipeline) if pipeline else None
+        pipeline = next((a for a in extra[1:2] if not a.startswith("-")), None)
+    if "--help" in extra or file is None:
+        if "--help" not in extra:
+            raise fail("missing FILE: corral run FILE [PIPELINE] [--param value ...]; "
+                       "see corral run --help", EXIT_USAGE)
+        _run_help(ctx, file, pipeline)
+        return
+    with handled():
+        pipe = load_pipeline(file, pipeline)
+        params = parse_cli_params(pipe, extra)
+        cfg_file = load_config(workdir, config)
+        kind, options = cfg_file.executor(executor)
+        cfg = RunConfig(
+            executor=kind, executor_options=options, jobs=jobs if jobs is not None else cfg_file.defaults.get("jobs"),
+            workdir=workdir, db=db, force=force or [], no_cache=no_cache, fail_fast=fail_fast,
+            new=new, source=str(file.resolve()),
+            on_note=note,
+        )
+        if detach:
+            from corral.engine.detach import submit_detached
+
+            run_id = submit_detached(pipe, params, cfg)
+            console.print(f"submitted run {run_id}; follow it with: corral status {run_id}")
+            return
+        result = _run_with_display(pipe, params, cfg, quiet or as_json)
+    _print_outcome(result, as_json)
+
+
+def _run_help(ctx: typer.Context, file: Path | None, name: str | None) -> None:
+    """The command's help, then (given FILE) the pipeline's parameters from its signature."""
+    console.print(ctx.get_help())
+    if file is None:
+        return
+    try:
+        pipe = load_pipeline(file, name)
+    except CorralError as exc:
+        err_console.print(f"[yellow]cannot list the pipeline's parameters: {escape(str(exc))}[/]")
+        return
+    console.print(views.params_table(pipe))
+
+
+def _run_with_display(pipe: Any, params: dict[str, Any], cfg: RunConfig, quiet: bool) -> RunResult:
+    """Run in the foreground. Ctrl-C or SIGTERM stops the engine (the run is left
+    *interrupted*) and exits 130 with a one-line hint (typer would exit 130 silently)."""
+    from .progress import LineProgress, LiveProgress
+
+    started: list[str] = []
+    previous = signal.signal(signal.SIGTERM, _stop)
+    try:
+        if quiet:
+            return execute(pipe, params, cfg, engine_ready=lambda e: started.append(e.run_id))
+        shown = LiveProgress if interactive(console) else LineProgress
+        with shown(console, pipe.name) as live:
+            cfg.on_progress = live.update
+            result = execute(pipe, params, cfg, engine_ready=lambda e: started.append(e.run_id))
+            if result.engine is not None:
+                live.update(result.engine.progress, force=True)
+        return result
+    except KeyboardInterrupt:
+        which = f"run {started[0]} " if started else ""
+        err_console.print(f"[yellow]{which}interrupted; run the same command again to resume[/]")
+        raise typer.Exit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _print_outcome(result: RunResult, as_json: bool) -> None:
+    if as_json:
+        value = None
+        if result.ok:
+            try:
+                value = result.value
+            except CorralError:
+                value = None
+        views.print_json(console, {"run": result.run_id, "state": result.state.value,
+                                   "errors": result.errors, "result": value})
+    elif result.ok:
+        console.print(f"[green]run {result.run_id} succeeded[/]")
+        value = result.value
+        if value is not None:
+            console.print("result:", escape(_summarise(value)), highlight=False)
+    else:
+        err_console.print(f"[red]run {result.run_id} {result.state.value}[/]")
+        for line in result.errors[:10]:
+            err_console.print(f"  [red]✗[/] {escape(line)}", highlight=False)
+        err_console.print(f"see [bold]corral status {result.run_id}[/] and "
+                          f"[bold]corral logs {result.run_id} TASK[/]")
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _summarise(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) < 400 else text[:400] + "..."
+
+
+@app.command()
+def resume(run_id: str, workdir: WorkdirOpt = Path("."), db: DbOpt = None,
+           jobs: Annotated[int | None, typer.Option("--jobs", "-j")] = None,
+           as_json: JsonOpt = False) -> None:
+    """Continue a paused run; a run whose engine is gone (failed, interrupted) is run again
+    from where it stopped, in the foreground.
+
+    Example: corral resume latest"""
+    with handled():
+        store = open_store(workdir, db)
+        run_row = store.get_run(run_id)
+        if store.engine_alive(run_row):
+            request_control(store, run_row["id"], "none")
+            say(as_json, {"run": run_row["id"], "control": "none"}, f"resuming run {run_row['id']}")
+            return
+        if run_row["state"] == "succeeded":
+            say(as_json, {"run": run_row["id"], "state": "succeeded", "errors": []},
+                f"run {run_row['id']} already succeeded")
+            return
+        pipe, params, cfg = recorded_run(run_row, db=db, jobs=jobs, on_note=note)
+        store.update_run(run_row["id"], control="none")
+        result = _run_with_display(pipe, params, cfg, as_json)
+    _print_outcome(result, as_json)
