@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from rich import box
-from rich.console import Console, Group, RenderableType
+from rich.console import Console, Group
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from corral.resources import format_memory
+from .layout import Column, show_table
 
 STATE_STYLE = {
     "succeeded": "green", "cached": "cyan", "running": "yellow", "queued": "blue", "pending": "dim",
@@ -41,24 +41,34 @@ def styled(state: str) -> str:
     return f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
 
 
+def state_text(state: str, shown: str | None = None) -> Text:
+    return Text(shown or state, style=STATE_STYLE.get(state, ""))
+
+
 def print_json(console: Console, data: Any) -> None:
     console.print_json(json.dumps(data, default=str))
 
 
-def runs_table(console: Console, runs: list[dict[str, Any]]) -> None:
-    table = Table(title="Runs", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
-    # run ids are copied from here: never cut, whatever the width; params wrap instead
-    table.add_column("run", no_wrap=True, min_width=22)
-    for col in ("pipeline", "state", "tasks", "created", "duration"):
-        table.add_column(col, justify="right" if col in ("tasks", "duration") else "left")
-    table.add_column("params", ratio=1)
+RUN_COLUMNS = (
+    Column("run"), Column("state"), Column("pipeline", give=3), Column("tasks", give=4, right=True),
+    Column("created", give=6), Column("duration", give=5, right=True),
+    Column("params", give=9, cut=30),
+)
+"""``corral runs``: run ids and states never give way; the creation time is the run id's own
+prefix, so it goes early."""
+
+
+def runs_table(console: Console, runs: list[dict[str, Any]], wide: bool = False,
+               tsv: bool = False) -> None:
+    rows = []
     for r in runs:
         took = (r["finished_at"] or 0) - (r["started_at"] or 0) if r["finished_at"] else None
         params = " ".join(f"{k}={v}" for k, v in (r["params"] or {}).items())
-        created = dt.datetime.fromtimestamp(r["created_at"]).strftime("%m-%d %H:%M:%S")
-        table.add_row(r["id"], escape(r["pipeline"]), styled(r["state"]), str(r["n_tasks"]),
-                      created, duration(took), escape(params[:60]))
-    console.print(table)
+        created = dt.datetime.fromtimestamp(r["created_at"]).strftime("%Y-%m-%d %H:%M:%S")
+        rows.append([Text(r["id"]), state_text(r["state"]), Text(r["pipeline"]),
+                     Text(str(r["n_tasks"])), Text(created), Text(duration(took)),
+                     Text(params or "-")])
+    show_table(console, RUN_COLUMNS, rows, wide=wide, tsv=tsv)
 
 
 def last_attempts(attempts: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
@@ -87,50 +97,6 @@ def task_rows(tasks: list[dict[str, Any]], attempts: list[dict[str, Any]]) -> li
             "error": t["error"],
         })
     return rows
-
-
-def status_view(console: Console, run: dict[str, Any], rows: list[dict[str, Any]],
-                limit: int) -> None:
-    console.print(status_renderable(run, rows, limit))
-
-
-def status_renderable(run: dict[str, Any], rows: list[dict[str, Any]], limit: int,
-                      footer: str | None = None) -> Group:
-    """The run's summary line, its error, the task table and ``footer`` (for --watch)."""
-    took = None
-    if run["started_at"]:
-        took = (run["finished_at"] or run["heartbeat_at"] or run["started_at"]) - run["started_at"]
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r["state"]] = counts.get(r["state"], 0) + 1
-    summary = ", ".join(f"{styled(k)} {v}" for k, v in sorted(counts.items()))
-    parts: list[RenderableType] = [
-        Text.from_markup(f"[bold]run {run['id']}[/] {escape(run['pipeline'])} "
-                         f"({escape(str(run['source']))}) — {styled(run['state'])}, "
-                         f"{duration(took)}; {summary}")
-    ]
-    if run.get("error"):
-        parts.append(Text(str(run["error"]), style="red"))
-    parts.append(_task_table(rows if limit <= 0 else rows[:limit]))
-    if limit > 0 and len(rows) > limit:
-        parts.append(Text(f"... {len(rows) - limit} more tasks; --limit 0 shows all", style="dim"))
-    if footer:
-        parts.append(Text.from_markup(footer))
-    return Group(*parts)
-
-
-def _task_table(rows: list[dict[str, Any]]) -> Table:
-    table = Table(header_style="bold")
-    for col in ("task", "state", "tries", "wall", "cpu", "peak mem", "host", "job"):
-        table.add_column(col, justify="right" if col in ("tries", "wall", "cpu", "peak mem")
-                         else "left")
-    for r in rows:
-        state = r["state"] + (" (cached)" if r["cached"] and r["state"] != "cached" else "")
-        wall = f"queued {duration(r['queued'])}" if r.get("queued") is not None else duration(r["wall"])
-        table.add_row(escape(r["name"]), styled(state), str(r["attempts"]), wall,
-                      duration(r["cpu"]) if r["cpu"] is not None else "-",
-                      format_memory(r["peak_rss"]), r["host"] or "-", r["native_id"] or "-")
-    return table
 
 
 LOG_TAIL_LINES = 200
