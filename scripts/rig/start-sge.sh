@@ -4,7 +4,10 @@
 # integration tests. Run as root; no systemd needed.
 #
 # Result: sge_qmaster + sge_execd, queue all.q (N slots, bash, #! lines
-# honoured), parallel environment smp ($pe_slots), scheduler run every second
+# honoured), parallel environments smp ($pe_slots) and mpi ($fill_up, control_slaves
+# TRUE, job_is_first_task FALSE: Open MPI's mpirun, built with gridengine support,
+# reads $PE_HOSTFILE and starts ranks on other hosts with qrsh -inherit), both in
+# all.q's pe_list, scheduler run every second
 # and 1 s after each submit/finish, root (uid 0) allowed to run jobs,
 # accounting records flushed at once.
 #
@@ -132,9 +135,14 @@ if ! qconf -spl 2>/dev/null | grep -qx smp; then
   printf 'pe_name smp\nslots 9999\nuser_lists NONE\nxuser_lists NONE\nstart_proc_args NONE\nstop_proc_args NONE\nallocation_rule $pe_slots\ncontrol_slaves FALSE\njob_is_first_task TRUE\nurgency_slots min\naccounting_summary FALSE\nqsort_args NONE\n' > "$CFG/smp"
   qconf -Ap "$CFG/smp" >/dev/null 2>&1 || die "qconf -Ap failed"; changed+=("PE smp")
 fi
+if ! qconf -spl 2>/dev/null | grep -qx mpi; then
+  # shellcheck disable=SC2016  # $fill_up is SGE syntax
+  printf 'pe_name mpi\nslots 9999\nuser_lists NONE\nxuser_lists NONE\nstart_proc_args NONE\nstop_proc_args NONE\nallocation_rule $fill_up\ncontrol_slaves TRUE\njob_is_first_task FALSE\nurgency_slots min\naccounting_summary FALSE\nqsort_args NONE\n' > "$CFG/mpi"
+  qconf -Ap "$CFG/mpi" >/dev/null 2>&1 || die "qconf -Ap mpi failed"; changed+=("PE mpi")
+fi
 if ! qconf -sql 2>/dev/null | grep -qx all.q; then
   # the default queue template, with: this host, N slots, bash, honour #! lines
-  # (unix_behavior), no load alarm thresholds, PE smp
+  # (unix_behavior), no load alarm thresholds, PEs smp and mpi
   cat > "$CFG/all.q" <<EOF
 qname                 all.q
 hostlist              $NODE
@@ -148,7 +156,7 @@ min_cpu_interval      00:05:00
 processors            UNDEFINED
 qtype                 BATCH INTERACTIVE
 ckpt_list             NONE
-pe_list               smp
+pe_list               smp mpi
 rerun                 FALSE
 slots                 $SLOTS
 tmpdir                /tmp
@@ -192,6 +200,12 @@ elif [ "$(qconf -sq all.q | awk '$1=="slots" {print $2}')" != "$SLOTS" ]; then
   qconf -mattr queue slots "$SLOTS" all.q >/dev/null 2>&1 || die "qconf -mattr queue slots failed"
   changed+=("all.q slots=$SLOTS")
 fi
+for pe in smp mpi; do  # an all.q made before (or by someone else) may lack one
+  if ! qconf -sq all.q | normalise | awk '$1=="pe_list"' | tr ' ,' '\n\n' | grep -qx "$pe"; then
+    qconf -aattr queue pe_list "$pe" all.q >/dev/null 2>&1 || die "qconf -aattr queue pe_list $pe failed"
+    changed+=("all.q pe_list+=$pe")
+  fi
+done
 if [ ${#changed[@]} -gt 0 ]; then log "configured: ${changed[*]}"; else log "configuration already in place"; fi
 
 # ---------------------------------------------------------------- execd

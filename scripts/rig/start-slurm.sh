@@ -26,6 +26,15 @@
 #   CORRAL_RIG_SLURM_CLUSTER=NAME   ClusterName (default: the name already in the
 #                                   state directory, else "corral").
 #   CORRAL_RIG_SLURM_TIMEOUT=90     seconds to wait for the node to become idle.
+#   CORRAL_RIG_SLURM_MPI=pmix|none  MpiDefault: pmix (default) lets a plain `srun` start
+#                                   the ranks of Debian's Open MPI (built with PMIx only:
+#                                   its ranks under --mpi=pmi2 or none run as singletons).
+#                                   Installs libpmix-dev: slurm's mpi/pmix plugin dlopens
+#                                   .../pmix2/lib/libpmix.so, which only that package ships.
+#                                   A slurmd started before that library existed cannot
+#                                   serve PMIx steps (their slurmstepd hangs, blocking the
+#                                   node), so a slurmd of ours whose log says "can not load
+#                                   PMIx library" since its start is restarted.
 #
 # PID files of the daemons this script started: /run/corral-rig/slurm/*.pid
 # (what stop-slurm.sh stops). Environment for tests: /run/corral-rig/env.
@@ -50,8 +59,10 @@ NCPU=${CORRAL_RIG_SLURM_CPUS:-8}
 CGROUP=${CORRAL_RIG_SLURM_CGROUP:-auto}
 CLEAN=${CORRAL_RIG_SLURM_CLEAN:-0}
 TIMEOUT=${CORRAL_RIG_SLURM_TIMEOUT:-90}
+MPI=${CORRAL_RIG_SLURM_MPI:-pmix}
 case "$ACCT" in dbd|none) ;; *) die "CORRAL_RIG_SLURM_ACCOUNTING must be dbd or none";; esac
 case "$NCPU" in ''|*[!0-9]*) die "CORRAL_RIG_SLURM_CPUS must be a number";; esac
+case "$MPI" in pmix|none) ;; *) die "CORRAL_RIG_SLURM_MPI must be pmix or none";; esac
 
 RIG=/run/corral-rig
 RUN=$RIG/slurm                 # PID files of the daemons we started
@@ -68,6 +79,12 @@ conf_value() { # file key -> value of "Key=value" (case-insensitive key), empty 
   [ -f "$1" ] || return 0
   awk -F= -v k="$2" 'tolower($1)==tolower(k) {sub(/^[^=]*=/, ""); v=$0} END{print v}' "$1"; }
 ctld_up() { timeout 10 scontrol ping 2>/dev/null | grep -q 'is UP'; }
+# did the running slurmd fail to load PMIx when it started? (its log since the last start line)
+slurmd_lacks_pmix() {
+  local f; f=$(conf_value "$ETC/slurm.conf" SlurmdLogFile); f=${f:-$LOG/slurmd.log}
+  [ -f "$f" ] || return 1
+  awk '/slurmd version .* started/ {bad=0} /mpi\/pmix.*can not load PMIx library/ {bad=1}
+       END {exit !bad}' "$f"; }
 dbd_up()  { timeout 10 sacctmgr -n show cluster >/dev/null 2>&1; }
 # a daemon we start writes the PID file named in its config; keep a copy in $RUN
 record_pid() { # name configured-pidfile
@@ -76,6 +93,7 @@ record_pid() { # name configured-pidfile
 
 # ---------------------------------------------------------------- install
 PKGS=(munge slurmctld slurmd slurm-client)
+[ "$MPI" = pmix ] && PKGS+=(libpmix-dev)
 [ "$ACCT" = dbd ] && PKGS+=(slurmdbd mariadb-server)
 mapfile -t MISSING < <(missing_packages "${PKGS[@]}")
 if [ ${#MISSING[@]} -gt 0 ]; then
@@ -152,7 +170,7 @@ SlurmctldDebug=info
 SlurmdDebug=info
 ProctrackType=$PROCTRACK
 TaskPlugin=$TASK
-MpiDefault=none
+MpiDefault=$MPI
 SwitchType=switch/none
 ReturnToService=2
 # trust the node line below even though the machine has fewer cores
@@ -307,6 +325,15 @@ else
   record_pid slurmctld "$CTLD_PIDFILE"
   wait_for 30 slurmctld ctld_up
   log "slurmctld started (pid $(cat "$RUN/slurmctld.pid"))"
+fi
+if running slurmd && slurmd_lacks_pmix; then
+  if pid_alive "$RUN/slurmd.pid" slurmd; then
+    log "slurmd started before PMIx was installed (its log: can not load PMIx library); restarting it"
+    stop_pidfile slurmd "$RUN/slurmd.pid" 20 || true
+  else
+    log "warning: the running slurmd (not started by this script) could not load PMIx;" \
+        "srun --mpi=pmix steps would hang: restart it"
+  fi
 fi
 if running slurmd; then
   log "slurmd already running"

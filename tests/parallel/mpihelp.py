@@ -4,6 +4,7 @@ a shell one), the Open MPI variables a root user on a small machine needs, and a
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -63,6 +64,35 @@ def need_mpi() -> None:
     """Skip unless Open MPI and its compiler are installed (scripts/rig/install-system-deps.sh)."""
     if shutil.which("mpirun") is None or shutil.which("mpicc") is None:
         pytest.skip("Open MPI is not installed; run scripts/rig/install-system-deps.sh")
+
+
+CLUSTER_PROBES = {"slurm": ("sbatch", ["sinfo", "-h"]), "sge": ("qsub", ["qstat", "-f"])}
+"""The submit command and a probe that answers when the cluster is up (as tests/batch does)."""
+FAST_POLL = {"poll_interval": 0.2, "max_poll_interval": 1.0, "marker_interval": 0.1,
+             "lost_grace": 5.0, "kill_grace": 0.5}
+"""Batch executor options for quick tests: short polls and grace periods."""
+
+
+def require_cluster(kind: str) -> None:
+    """Skip unless the rig's ``kind`` cluster answers; fail instead under
+    ``CORRAL_REQUIRE_CLUSTERS=1`` (like tests/batch/conftest.py)."""
+    tool, probe = CLUSTER_PROBES[kind]
+    reason = None
+    if shutil.which(tool) is None:
+        reason = f"{tool} is not on PATH"
+    else:
+        try:
+            proc = subprocess.run(probe, capture_output=True, text=True,  # noqa: S603 - fixed
+                                  timeout=15, check=False)
+            if proc.returncode != 0:
+                reason = f"{' '.join(probe)} failed: {proc.stderr.strip()[-200:]}"
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            reason = f"{' '.join(probe)} did not answer: {exc}"
+    if reason is None:
+        return
+    if os.environ.get("CORRAL_REQUIRE_CLUSTERS") == "1":
+        pytest.fail(f"{kind} cluster required (CORRAL_REQUIRE_CLUSTERS=1) but {reason}")
+    pytest.skip(f"{kind} cluster not available: {reason}")
 
 
 def compile_hello(folder: Path) -> Path:
