@@ -12,6 +12,16 @@ command becomes ``<launcher argv> bash -c <command>``; a Python task's function 
 ``<launcher argv> python -m corral.launchers <dir>`` and returns the value of rank 0. Every rank
 writes to the attempt's ``stdout.log`` and ``stderr.log``.
 
+On SLURM the ranks are a job step, ``srun --ntasks=N --cpus-per-task=C`` inside the job's
+allocation; the process manager interface is the cluster's ``MpiDefault`` (the rig sets
+``pmix``: Debian's Open MPI speaks PMIx only). A cluster whose default is ``none`` needs
+``launcher_args = ["--mpi=pmix"]`` (or ``pmi2`` for MPICH and Intel MPI) in the executor's
+options; under one the MPI does not speak, every rank fails in ``MPI_Init`` (Open MPI: "OMPI was
+not built with SLURM's PMI support"). On Grid Engine (and PBS, LSF) ``mpirun -np N`` runs
+inside the job: an MPI built with support for the scheduler reads the granted slots and hosts
+from it (on Grid Engine ``$PE_HOSTFILE`` of the ``mpi_pe`` parallel environment) and starts the
+ranks on other hosts through it (``qrsh -inherit``).
+
 Open MPI refuses to run as root without ``--allow-run-as-root`` and to start more ranks than
 cores without ``--oversubscribe``; set ``OMPI_ALLOW_RUN_AS_ROOT=1``,
 ``OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1`` and ``OMPI_MCA_rmaps_base_oversubscribe=1`` (or pass the
@@ -149,7 +159,8 @@ class RankedCall:
         except FileNotFoundError:
             raise RuntimeError(
                 f"{shlex.join(self.argv)} exited 0 but no rank 0 wrote a result; "
-                "check that the launcher starts the ranks (e.g. srun --mpi=pmix)"
+                "check that the launcher starts the ranks (srun: the cluster's MpiDefault "
+                "or launcher_args=['--mpi=pmix'])"
             ) from None
 
 

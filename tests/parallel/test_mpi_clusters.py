@@ -2,7 +2,7 @@
 
 SLURM: the job asks for ``--ntasks=4`` and the worker starts the ranks with ``srun``; the rig's
 ``MpiDefault=pmix`` wires them (Debian's Open MPI has no PMI2 client: under ``--mpi=pmi2`` or
-``none`` each rank would be a singleton of size 1, and the reduction below would say so).
+``none`` every rank fails in MPI_Init, "OMPI was not built with SLURM's PMI support").
 Grid Engine: the job asks for ``-pe mpi 4`` and ``mpirun -np 4`` reads the slots from
 ``$PE_HOSTFILE`` (Open MPI's gridengine support). Each rank's output is in the task's stdout.log.
 """
