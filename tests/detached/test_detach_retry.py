@@ -21,7 +21,8 @@ from corral.api import RunConfig
 from corral.engine.detach import load_state, reconcile, submit_detached
 from corral.export import export_script
 from corral.store import Store
-from test_detach import _wait, queued, sched  # noqa: F401 - sched is a fixture
+
+from .test_detach import _wait, queued, sched  # noqa: F401 - sched is a fixture
 
 RETRY = '''
 import os

@@ -12,7 +12,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "littlewood"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "littlewood"
 
 
 def _load() -> ModuleType:

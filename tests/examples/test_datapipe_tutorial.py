@@ -31,7 +31,7 @@ import pytest
 
 import corral
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TUTORIAL = REPO / "docs" / "tutorial.md"
 PIPELINE = REPO / "examples" / "datapipe" / "pipeline.py"
 CLUSTERS = {"slurm": ("sbatch", ["sinfo", "-h"]), "sge": ("qsub", ["qstat", "-f"])}

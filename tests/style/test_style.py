@@ -1,5 +1,6 @@
 """The code stays ruff clean and mypy --strict clean (the library, the benchmarks, the examples,
-the tests), so CI enforces what `make check` checks."""
+the tests), and keeps the layers of docs/architecture.md (import-linter's contracts in
+pyproject.toml), so CI enforces what `make check` checks."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
@@ -45,6 +46,14 @@ def test_mypy_strict_clean(target: str) -> None:
     pyproject's mypy_path lets tests/remote import its conftest and remote_helpers by name."""
     bases = ["--explicit-package-bases"] if target == "tests" else []
     _check([_tool("mypy"), *bases, target])  # strict, from pyproject.toml
+
+
+def test_import_contracts_kept() -> None:
+    """`lint-imports` keeps every contract of pyproject.toml's [tool.importlinter]: the layers
+    (a module imports nothing from a layer above its own), only corral.store imports SQLAlchemy,
+    no import cycles between sibling modules. Fails with import-linter's list of the imports
+    that break a contract (file, line, import)."""
+    _check([_tool("lint-imports"), "--no-cache"])
 
 
 USER_PIPELINE = '''

@@ -19,7 +19,7 @@ import yaml
 
 import corral
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "datapipe"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "datapipe"
 ITEMS = ["subj01", "subj02"]
 ROWS = 20_000
 SHARDS = 3

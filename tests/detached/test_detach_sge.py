@@ -24,7 +24,8 @@ from corral.api import RunConfig
 from corral.engine.detach import load_state, reconcile, submit_detached
 from corral.export import export_script
 from corral.store import Store
-from test_detach import _cfg, _cluster, _load, _values, _wait, queued
+
+from .test_detach import _cfg, _cluster, _load, _values, _wait, queued
 
 STUCK = '''
 import os

@@ -1,0 +1,1 @@
+"""Tests of the examples (examples/) and of the tutorial that walks through one (docs/tutorial.md)."""
