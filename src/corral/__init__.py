@@ -20,11 +20,11 @@ Write tasks as functions, call them in a pipeline, run anywhere::
 from typing import TYPE_CHECKING, Any
 
 from corral.chunks import Chunk, chunks, concat
-from corral.engine.states import RunState, TaskState
 from corral.errors import CorralError, GraphError, ParameterError, TaskFailed, UsageError
 from corral.graph import Future, MapFuture
 from corral.model import Pipeline, TaskDef, each, fixed, pipeline, shell, task
 from corral.resources import Resources
+from corral.states import RunState, TaskState
 
 if TYPE_CHECKING:
     from corral.api import Client, RunHandle, RunResult, attach, load_pipeline, plan, run, runs, start

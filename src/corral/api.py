@@ -26,11 +26,11 @@ from corral.engine.engine import Engine, Progress
 from corral.engine.lifecycle import Cancelled, RunResult, cancel_run, execute, reconcile, request_control
 from corral.engine.plan import Plan
 from corral.engine.prepare import RunConfig, build_plan
-from corral.engine.states import TERMINAL_RUN_STATES, RunState
 from corral.errors import RunLockedError
 from corral.graph import Future, MapFuture
 from corral.loading import load_pipeline
 from corral.model import Pipeline
+from corral.states import TERMINAL_RUN_STATES, RunState
 from corral.store import Store
 
 

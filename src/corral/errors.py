@@ -14,6 +14,7 @@
     ├── StoreError                   the state store cannot be opened or migrated
     │   └── RunNotFound              no run or task of that id
     ├── RunLockedError               another live engine owns the run
+    ├── StateError                   a state change outside the transition table (a bug)
     ├── ExecutorError                an executor could not submit, poll or cancel
     │   └── CommandError             a scheduler command failed (argv, exit code, stderr)  [transient]
     └── TaskFailed                   a task failed after all its retries (raised by Run.result())
@@ -77,6 +78,11 @@ class StoreError(CorralError):
 
 class RunNotFound(StoreError):
     """No run (or task) matches the given id."""
+
+
+class StateError(CorralError):
+    """A task or run state change that the transition table of :mod:`corral.states` does not
+    allow: a bug in Corral, reported rather than recorded."""
 
 
 class RunLockedError(CorralError):

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corral.engine.detach import EXPORTED, _attempt_row, _save_state, prepare_jobs
-from corral.engine.states import RunState
 from corral.errors import UsageError
+from corral.states import RunState
 
 if TYPE_CHECKING:
     from corral.api import RunConfig

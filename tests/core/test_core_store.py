@@ -184,7 +184,9 @@ def test_clean_spares_young_blobs_and_unfinished_runs(helper: Helper) -> None:
     os.utime(store.cas.path(orphan), (old, old))
     assert store.collect_garbage()["blobs"] == 1 and not store.cas.has(orphan)
 
-    store.update_run(first.run_id, state="interrupted")  # older, but may still resume
+    with sqlite3.connect(helper.workdir / ".corral" / "state.db") as db:  # as a killed engine
+        db.execute("UPDATE runs SET state = 'interrupted' WHERE id = ?", (first.run_id,))
+    # older, but may still resume
     store.collect_garbage(keep_runs=1, min_age=0)
     assert {r["id"] for r in store.list_runs(10)} == {first.run_id, second.run_id}
     store.update_run(first.run_id, state="failed")

@@ -38,6 +38,7 @@ from corral.executors.batch.base import BatchExecutor
 from corral.executors.batch.status import OUTCOME_OF_STATE, JobState, JobStatus
 from corral.graph import Future, Node, NodeKind
 from corral.resources import Resources
+from corral.states import DONE_TASK_STATES, RunState, TaskState
 from corral.store import Store
 from corral.worker.execute import RESULT_FILE, ResultRef, read_marker
 
@@ -55,12 +56,11 @@ from .detach_retry import (
     result_link,
     write_state,
 )
-from .engine import DONE, Engine, EngineOptions
+from .engine import Engine, EngineOptions
 from .plan import topological_order
 from .prepare import RunConfig, executor_context, prepare_run, recorded_executor, work_root
 from .recorder import Recorder
 from .specs import make_spec, node_resources
-from .states import DONE_TASK_STATES, RunState, TaskState
 from .values import GatherRef, output_files
 
 if TYPE_CHECKING:
@@ -194,7 +194,7 @@ def _build_jobs(engine: Engine, executor: BatchExecutor, work_root: Path) -> lis
             from .values import shell_value
 
             return shell_value(node.shell)
-        if engine.state[node.idx] == DONE:
+        if engine.state[node.idx] in DONE_TASK_STATES:
             if for_shell:
                 return engine.load_key(node.key)
             path = cached_dir / f"{node.key}.pkl"
@@ -217,7 +217,7 @@ def _build_jobs(engine: Engine, executor: BatchExecutor, work_root: Path) -> lis
     now = time.time()
     for idx in order:
         node = graph.nodes[idx]
-        if engine.state[idx] == DONE or node.kind is NodeKind.GATHER:
+        if engine.state[idx] in DONE_TASK_STATES or node.kind is NodeKind.GATHER:
             continue
         is_shell = node.kind is NodeKind.SHELL
         try:
@@ -240,8 +240,7 @@ def _build_jobs(engine: Engine, executor: BatchExecutor, work_root: Path) -> lis
         if task.link:
             links[idx] = Path(task.link)
         jobs.append(PreparedJob(task, spec, rendered.script, deps))
-        engine.rec.task(engine.task_id[idx], state=TaskState.RUNNING.value, attempts=n,
-                        started_at=now)
+        engine.set_state(idx, TaskState.RUNNING, attempts=n, started_at=now)
     return jobs
 
 
@@ -423,9 +422,7 @@ def _read_markers(p: Reconciling) -> list[DetachedTask]:
             pending.append(d)
             continue
         failure = _finish(p, d, marker)
-        if failure is None:
-            p.task_state[d.idx] = TaskState.SUCCEEDED.value
-        else:
+        if failure is not None:
             p.settle(d, *failure)
     return pending
 
@@ -447,9 +444,8 @@ def _skip_below_failures(p: Reconciling, pending: list[DetachedTask]) -> None:
             changed = True
             if d.native_id:
                 p.doomed.append((d.idx, d.native_id))
-            p.task_state[d.idx] = TaskState.SKIPPED.value
-            p.rec.task(d.task_id, state=TaskState.SKIPPED.value, finished_at=p.now,
-                       error=f"upstream task {bad[0]} failed")
+            p.set_state(d, TaskState.SKIPPED, finished_at=p.now,
+                        error=f"upstream task {bad[0]} failed")
             if d.attempt_id in p.attempts:
                 p.rec.attempt(d.attempt_id, state="cancelled", ended_at=p.now,
                               error=f"not run: upstream task {bad[0]} failed")
@@ -497,8 +493,7 @@ def _finish(p: Reconciling, d: DetachedTask,
     except (CorralError, OSError, ValueError, pickle.UnpicklingError) as exc:
         p.fail(d, f"its result could not be stored: {exc}")
         return None
-    p.rec.task(d.task_id, state=TaskState.SUCCEEDED.value, finished_at=p.now, cached=False,
-               error=None)
+    p.set_state(d, TaskState.SUCCEEDED, finished_at=p.now, cached=False, error=None)
     return None
 
 

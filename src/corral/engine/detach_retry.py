@@ -24,25 +24,22 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
 from corral.errors import CorralError, RunLockedError
 from corral.executors.base import Outcome, TaskKind, TaskSpec
 from corral.executors.batch.base import BatchExecutor
 from corral.resources import Resources
+from corral.states import RunState, TaskState, check_task
 from corral.store import Store
-from corral.store import schema as t
 from corral.worker.execute import PAYLOAD_FILE, RESULT_FILE
 
+from .prepare import work_root
 from .recorder import Recorder
 from .specs import attempt_env, may_retry, node_resources, node_retries, safe_name
-from .states import RunState, TaskState
 
 if TYPE_CHECKING:
     from corral.graph import Node
@@ -108,14 +105,7 @@ def claim(store: Store, run_id: str) -> bool:
     """Take the run's engine claim for one reconcile; ``False`` if another live process has
     it. The common case is one compare-and-set (free claim), atomic on SQLite and PostgreSQL;
     a claim left by a dead process is taken over by :meth:`Store.claim_run`."""
-    host, pid = socket.gethostname(), os.getpid()
-    with store.transaction() as c:
-        done = c.execute(
-            t.runs.update()
-            .where(t.runs.c.id == run_id, t.runs.c.engine_pid.is_(None))
-            .values(engine_host=host, engine_pid=pid, heartbeat_at=time.time())
-        ).rowcount
-    if done == 1:
+    if store.claim_free(run_id):
         return True
     try:
         note = store.claim_run(run_id)
@@ -127,17 +117,11 @@ def claim(store: Store, run_id: str) -> bool:
 
 
 def release(store: Store, run_id: str) -> None:
-    with store.transaction() as c:
-        c.execute(t.runs.update().where(
-            t.runs.c.id == run_id, t.runs.c.engine_pid == os.getpid(),
-            t.runs.c.engine_host == socket.gethostname(),
-        ).values(engine_pid=None, heartbeat_at=time.time()))
+    store.release_own_claim(run_id)
 
 
 def control_of(store: Store, run_id: str) -> str:
-    with store.engine.connect() as c:
-        value = c.execute(sa.select(t.runs.c.control).where(t.runs.c.id == run_id)).scalar()
-    return str(value or "none")
+    return store.control_of(run_id)
 
 
 # ---------------------------------------------------------------------- one reconcile pass
@@ -169,7 +153,7 @@ class Reconciling:
 
     @property
     def work_root(self) -> Path:
-        return Path(self.run["workdir"]) / ".corral" / "work" / str(self.run["id"])
+        return work_root(Path(self.run["workdir"]), str(self.run["id"]))
 
     @property
     def retries_allowed(self) -> bool:
@@ -183,12 +167,16 @@ class Reconciling:
                      outcome.value)
             self.retry.append(d)
             return
-        self.task_state[d.idx] = TaskState.FAILED.value
-        self.rec.task(d.task_id, state=TaskState.FAILED.value, error=reason, finished_at=self.now)
+        self.set_state(d, TaskState.FAILED, error=reason, finished_at=self.now)
 
     def fail(self, d: DetachedTask, why: str) -> None:
-        self.task_state[d.idx] = TaskState.FAILED.value
-        self.rec.task(d.task_id, state=TaskState.FAILED.value, error=why, finished_at=self.now)
+        self.set_state(d, TaskState.FAILED, error=why, finished_at=self.now)
+
+    def set_state(self, d: DetachedTask, new: TaskState, **fields: Any) -> None:
+        """The one place a detached task's state changes (checked against the transition
+        table of :mod:`corral.states`), recorded with ``fields``."""
+        self.task_state[d.idx] = check_task(self.task_state[d.idx], new, d.name).value
+        self.rec.task(d.task_id, state=new.value, **fields)
 
     def save(self) -> None:
         self.rec.flush()
@@ -301,7 +289,7 @@ def _prepare(p: Reconciling, ex: BatchExecutor, d: DetachedTask, cause: str) -> 
            "resources": res.to_dict(), "submitted_at": p.now, "native_id": None}
     p.rec.attempt_new(row)
     p.attempts[spec.attempt_id] = dict(row)
-    p.rec.task(d.task_id, state=TaskState.RUNNING.value, attempts=n)
+    p.set_state(d, TaskState.RUNNING, attempts=n)
     return _Job(d, spec, rendered.script, rendered.script_path)
 
 

@@ -17,16 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import cloudpickle
-import sqlalchemy as sa
 
 from corral.errors import CorralError
 from corral.executors.base import AttemptRef, Completion, Executor, Outcome, TaskSpec
 from corral.graph import Future, Node, NodeKind
 from corral.hashing import file_digest, hash_value
 from corral.resources import Resources
+from corral.states import DONE_TASK_STATES, RunState, TaskState, check_task
 from corral.store import Store
-from corral.store import schema as t
-from corral.store.bulk import executemany
 from corral.store.store import disk_full
 
 from .gc_pause import collection_paused
@@ -43,12 +41,10 @@ from .specs import (
     node_retry_cancelled,
     short_params,
 )
-from .states import RunState, TaskState
 from .values import GatherRef, output_files, shell_value
 
 log = logging.getLogger("corral.engine")
 
-WAITING, READY, RUNNING, DONE, FAILED, SKIPPED, CANCELLED = range(7)
 CONTROL_INTERVAL = 0.5
 FLUSH_INTERVAL = 0.25
 _NO_UPSTREAM: dict[str, str] = {}
@@ -88,7 +84,8 @@ class Engine:
         self.executor, self.options, self.work_root = executor, options, work_root
         self.on_progress = on_progress
         n = len(self.graph.nodes)
-        self.state = [WAITING] * n
+        self.state: list[TaskState] = [TaskState.PENDING] * n
+        """Each node's state; a pending node waits for its inputs, or is in :attr:`ready`."""
         self.waiting = [len(node.deps) for node in self.graph.nodes]
         self.attempt_no = [0] * n
         self.task_id: list[int] = [0] * n
@@ -124,7 +121,7 @@ class Engine:
         self._apply_cached(everything, cached)
         self._reattach()
         for i in range(len(self.graph.nodes)):
-            if self.state[i] == WAITING and self.waiting[i] == 0:
+            if self.state[i] is TaskState.PENDING and self.waiting[i] == 0:
                 self._make_ready(i)
         self.rec.flush()
 
@@ -179,19 +176,8 @@ class Engine:
                 self.task_id[node.idx] = old["id"]
                 self.attempt_no[node.idx] = old["attempts"]
                 changed.append({"_id": old["id"], **{k: row[k] for k in ("idx", "key", "params")}})
-        with self.store.transaction() as c:
-            if fresh:
-                executemany(c, t.tasks.insert(), fresh, "tasks.insert")
-            if changed:
-                c.execute(
-                    t.tasks.update().where(t.tasks.c.id == sa.bindparam("_id")).values(
-                        idx=sa.bindparam("idx"), key=sa.bindparam("key"),
-                        params=sa.bindparam("params"), state=TaskState.PENDING.value,
-                    ),
-                    changed,
-                )
-            c.execute(t.runs.update().where(t.runs.c.id == self.run_id).values(
-                n_tasks=len(self.graph.nodes)))
+        self.store.write_tasks(self.run_id, fresh, changed, TaskState.PENDING.value,
+                               len(self.graph.nodes))
         if fresh:
             names = self.graph.names
             for name, row_id in self.store.task_row_ids(self.run_id).items():
@@ -214,10 +200,7 @@ class Engine:
     def _persist_edges(self) -> None:
         rows = [{"run_id": self.run_id, "parent": d, "child": n.idx}
                 for n in self.graph.nodes for d in n.deps]
-        with self.store.transaction() as c:
-            c.execute(t.edges.delete().where(t.edges.c.run_id == self.run_id))
-            if rows:
-                executemany(c, t.edges.insert(), rows, "edges.insert")
+        self.store.replace_edges(self.run_id, rows)
 
     def _resolve_cached(self, idxs: list[int]) -> None:
         self._apply_cached(idxs, self._cached_set(idxs))
@@ -238,21 +221,22 @@ class Engine:
         for i in idxs:
             if i not in cached:
                 continue
-            self.state[i] = DONE
             if i in self._ran_here:  # resumed: it ran in this very run, keep it so
                 self.progress.done += 1
-                self.rec.task(self.task_id[i], state=TaskState.SUCCEEDED.value, cached=False)
+                self.set_state(i, TaskState.SUCCEEDED, cached=False)
                 continue
             self.progress.cached += 1
-            if i not in self._inserted_cached:
-                self.rec.task(self.task_id[i], state=TaskState.CACHED.value, cached=True)
+            if i in self._inserted_cached:  # its row was written cached already
+                self.state[i] = check_task(self.state[i], TaskState.CACHED, nodes[i].name)
+            else:
+                self.set_state(i, TaskState.CACHED, cached=True)
         for i in idxs:
             node = nodes[i]
-            if node.kind is NodeKind.EXPAND and node.expand and self.state[node.expand.gather] == DONE:
-                self.state[i] = DONE
-                self.rec.task(self.task_id[i], state=TaskState.CACHED.value, cached=True)
+            if node.kind is NodeKind.EXPAND and node.expand \
+                    and self.state[node.expand.gather] in DONE_TASK_STATES:
+                self.set_state(i, TaskState.CACHED, cached=True)
         for i in idxs:
-            if self.state[i] == DONE:
+            if self.state[i] in DONE_TASK_STATES:
                 for c in self.plan.children[i]:
                     self.waiting[c] -= 1
 
@@ -281,8 +265,8 @@ class Engine:
         taken = set(self.executor.reattach(refs)) if refs else set()
         for r in rows:
             idx = by_task.get(r["task_id"])
-            if r["id"] in taken and idx is not None and self.state[idx] != DONE:
-                self.state[idx] = RUNNING
+            if r["id"] in taken and idx is not None and self.state[idx] not in DONE_TASK_STATES:
+                self.set_state(idx, TaskState.RUNNING if r["started_at"] else TaskState.QUEUED)
                 self.inflight[r["id"]] = idx
                 self.attempt_no[idx] = max(self.attempt_no[idx], r["number"])
                 self.progress.running += 1
@@ -328,7 +312,8 @@ class Engine:
         anything else is CANCELLED (this run's own cancel) or FAILED, with a reason."""
         if self.cancelling:
             return RunState.CANCELLED
-        unfinished = [self.graph.nodes[i].name for i, s in enumerate(self.state) if s != DONE]
+        unfinished = [self.graph.nodes[i].name for i, s in enumerate(self.state)
+                      if s not in DONE_TASK_STATES]
         if not unfinished:
             return RunState.SUCCEEDED
         if not self.errors:  # nothing failed, yet something did not run: never "succeeded"
@@ -358,7 +343,7 @@ class Engine:
             for attempt_id in withdraw() if withdraw else []:
                 idx = self.inflight.pop(attempt_id)
                 self.withdrawn[idx] = self.withdrawn.get(idx, 0) + 1
-                self.state[idx] = READY
+                self.set_state(idx, TaskState.PENDING)
                 self.ready.appendleft(idx)
                 self.rec.attempt(attempt_id, state="withdrawn", ended_at=time.time())
             self.store.update_run(self.run_id, state=RunState.PAUSED.value)
@@ -374,17 +359,15 @@ class Engine:
             self.executor.cancel(list(self.inflight))
         self.ready.clear()
         for i, s in enumerate(self.state):
-            if s in (WAITING, READY):
-                self.state[i] = CANCELLED
-                self.rec.task(self.task_id[i], state=TaskState.CANCELLED.value)
+            if s is TaskState.PENDING:
+                self.set_state(i, TaskState.CANCELLED)
 
     def _make_ready(self, idx: int) -> None:
         node = self.graph.nodes[idx]
         if node.kind in (NodeKind.GATHER, NodeKind.EXPAND):
             self._run_inline(idx)
             return
-        self.state[idx] = READY
-        self.ready.append(idx)
+        self.ready.append(idx)  # still pending: waiting for room under -j
 
     def _room(self) -> int:
         """How many ready tasks may be handed to the executor now: its own capacity and, unless
@@ -424,11 +407,9 @@ class Engine:
             return None
         spec = make_spec(node, self.run_id, n, self.work_root, self.plan.cwd, kind, payload,
                          resources, real, self.executor.stages_inputs)
-        self.state[idx] = RUNNING
         self.inflight[spec.attempt_id] = idx
         now = time.time()
-        self.rec.task(self.task_id[idx], state=TaskState.QUEUED.value, attempts=n,
-                      **({"started_at": now} if n == 1 else {}))
+        self.set_state(idx, TaskState.QUEUED, attempts=n, **({"started_at": now} if n == 1 else {}))
         self.rec.attempt_new({
             "id": spec.attempt_id, "task_id": self.task_id[idx], "run_id": self.run_id,
             "number": n, "state": "submitted", "executor": self.executor.kind,
@@ -441,7 +422,7 @@ class Engine:
         self.rec.attempt(attempt_id, state="running", started_at=when, host=host)
         idx = self.inflight.get(attempt_id)
         if idx is not None:
-            self.rec.task(self.task_id[idx], state=TaskState.RUNNING.value)
+            self.set_state(idx, TaskState.RUNNING)
 
     # ------------------------------------------------------------------ values
 
@@ -493,16 +474,14 @@ class Engine:
         if may_retry(comp.outcome, self._real_attempt(idx), node_retries(node),
                      node_retry_cancelled(node)) and not self.cancelling:
             log.info("retrying %s after %s", node.name, comp.outcome.value)
-            self.state[idx] = READY
+            self.set_state(idx, TaskState.PENDING)
             self.ready.append(idx)
             return
         if comp.outcome is Outcome.CANCELLED and self.cancelling:  # this run's own cancel
-            self.state[idx] = CANCELLED
-            self.rec.task(self.task_id[idx], state=TaskState.CANCELLED.value,
-                          finished_at=time.time())
+            self.set_state(idx, TaskState.CANCELLED, finished_at=time.time())
             return
         if comp.outcome is Outcome.CANCELLED:  # scancel, qdel, kill: a fault, not a request
-            self._fail(idx, self._cancelled_outside(comp), CANCELLED)
+            self._fail(idx, self._cancelled_outside(comp), TaskState.CANCELLED)
             return
         self._fail(idx, summary(comp))
 
@@ -538,10 +517,8 @@ class Engine:
         self._store_result(idx, data, files, comp.attempt_id, now)
         if len(data) < 4096:
             self.values[node.key] = value
-        self.state[idx] = DONE
         self.progress.done += 1
-        self.rec.task(self.task_id[idx], state=TaskState.SUCCEEDED.value, finished_at=now,
-                      cached=False, error=None)
+        self.set_state(idx, TaskState.SUCCEEDED, finished_at=now, cached=False, error=None)
         self._release_children(idx)
 
     def _store_result(self, idx: int, data: bytes, files: list[Path], attempt_id: str | None,
@@ -553,27 +530,29 @@ class Engine:
     def _release_children(self, idx: int) -> None:
         for c in self.plan.children[idx]:
             self.waiting[c] -= 1
-            if self.waiting[c] == 0 and self.state[c] == WAITING:
+            if self.waiting[c] == 0 and self.state[c] is TaskState.PENDING:
                 self._make_ready(c)
 
-    def _fail(self, idx: int, reason: str, state: int = FAILED) -> None:
+    def set_state(self, idx: int, new: TaskState, **fields: Any) -> None:
+        """The one place a task's state changes: checked against the transition table of
+        :mod:`corral.states`, then recorded with ``fields``."""
+        self.state[idx] = check_task(self.state[idx], new, self.graph.nodes[idx].name)
+        self.rec.task(self.task_id[idx], state=new.value, **fields)
+
+    def _fail(self, idx: int, reason: str, state: TaskState = TaskState.FAILED) -> None:
         """End task ``idx`` as FAILED (or CANCELLED from outside) and skip its dependents."""
         node = self.graph.nodes[idx]
-        self.state[idx] = state
         self.progress.failed += 1
         self.errors.append(f"{node.name}: {reason}")
-        stored = TaskState.CANCELLED if state == CANCELLED else TaskState.FAILED
-        self.rec.task(self.task_id[idx], state=stored.value, error=reason, finished_at=time.time())
+        self.set_state(idx, state, error=reason, finished_at=time.time())
         stack = list(self.plan.children[idx])
         while stack:
             c = stack.pop()
-            if self.state[c] in (WAITING, READY):
-                if self.state[c] == READY and c in self.ready:
+            if self.state[c] is TaskState.PENDING:
+                if c in self.ready:
                     self.ready.remove(c)
-                self.state[c] = SKIPPED
                 self.progress.skipped += 1
-                self.rec.task(self.task_id[c], state=TaskState.SKIPPED.value,
-                              error=f"upstream task {node.name} failed")
+                self.set_state(c, TaskState.SKIPPED, error=f"upstream task {node.name} failed")
                 stack.extend(self.plan.children[c])
         if self.options.fail_fast and not self.cancelling:
             self.cancel()
@@ -585,18 +564,14 @@ class Engine:
         try:
             if node.kind is NodeKind.EXPAND:
                 self._expand(idx)
-                self.state[idx] = DONE
-                self.rec.task(self.task_id[idx], state=TaskState.SUCCEEDED.value,
-                              finished_at=time.time())
+                self.set_state(idx, TaskState.SUCCEEDED, finished_at=time.time())
                 self._release_children(idx)
             else:
                 keys = [self.graph.nodes[m].key for m in node.members or []]
                 data = cloudpickle.dumps(GatherRef(keys))
                 self._store_result(idx, data, [], None, time.time())
-                self.state[idx] = DONE
                 self.progress.done += 1
-                self.rec.task(self.task_id[idx], state=TaskState.SUCCEEDED.value,
-                              finished_at=time.time())
+                self.set_state(idx, TaskState.SUCCEEDED, finished_at=time.time())
                 self._release_children(idx)
         except CorralError as exc:
             self._fail(idx, str(exc))
@@ -621,7 +596,7 @@ class Engine:
         gather.members = [n.idx for n in new]
         gather.deps = [idx, *gather.members]
         n = len(self.graph.nodes)
-        self.state += [WAITING] * (n - len(self.state))
+        self.state += [TaskState.PENDING] * (n - len(self.state))
         self.attempt_no += [0] * (n - len(self.attempt_no))
         self.task_id += [0] * (n - len(self.task_id))
         self.waiting += [len(x.deps) for x in new]
@@ -636,12 +611,11 @@ class Engine:
         edges = [{"run_id": self.run_id, "parent": d, "child": x.idx}
                  for x in new for d in x.deps]
         edges += [{"run_id": self.run_id, "parent": x.idx, "child": gather.idx} for x in new]
-        if edges:
-            with self.store.transaction() as c:
-                c.execute(t.edges.insert(), edges)
+        self.store.add_edges(edges)
         for node in new:
-            if self.state[node.idx] == WAITING:
-                self.waiting[node.idx] = sum(1 for d in node.deps if self.state[d] != DONE)
+            if self.state[node.idx] is TaskState.PENDING:
+                self.waiting[node.idx] = sum(1 for d in node.deps
+                                             if self.state[d] not in DONE_TASK_STATES)
                 if self.waiting[node.idx] == 0:
                     self._make_ready(node.idx)
 

@@ -19,6 +19,7 @@ from corral.errors import CorralError, TaskFailed, UsageError
 from corral.executors import create_executor, executor_class
 from corral.executors.base import AttemptRef
 from corral.model import Pipeline
+from corral.states import TERMINAL_RUN_STATES, RunState
 from corral.store import Store
 from corral.store.store import HEARTBEAT_STALE
 
@@ -26,7 +27,6 @@ from .detach import reconcile as reconcile_detached
 from .engine import Engine, EngineOptions
 from .prepare import RunConfig, executor_context, prepare_run, recorded_executor
 from .runlog import run_log
-from .states import TERMINAL_RUN_STATES, RunState
 
 log = logging.getLogger("corral")
 

@@ -22,12 +22,12 @@ from corral.executors.base import Executor, ExecutorContext
 from corral.hashing import hash_value
 from corral.model import Pipeline
 from corral.params import check_params
+from corral.states import RunState
 from corral.store import Store
 
 from .engine import Progress
 from .gc_pause import collection_paused
 from .plan import Plan, make_plan
-from .states import RunState
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Batched writes of one engine iteration: one transaction for many task and attempt changes."""
+"""Batched writes of one engine iteration: changes collected in memory, written in one
+transaction by :meth:`corral.store.Store.write_batch`."""
 
 from __future__ import annotations
 
@@ -6,38 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
 from corral.hashing import digest_bytes
 from corral.store import Store
-from corral.store import schema as t
-from corral.store.bulk import executemany
-
-
-def insert_ignore(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], key: str) -> None:
-    """Insert rows, skipping those whose primary key already exists (SQLite and PostgreSQL)."""
-    if not rows:
-        return
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-        stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=[key])
-        executemany(conn, stmt, rows, f"{table.name}.insert_ignore")
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        conn.execute(pg_insert(table).on_conflict_do_nothing(index_elements=[key]), rows)
-    else:
-        existing = {
-            r[0] for r in conn.execute(
-                sa.select(table.c[key]).where(table.c[key].in_([r[key] for r in rows]))
-            )
-        }
-        fresh = [r for r in rows if r[key] not in existing]
-        if fresh:
-            conn.execute(table.insert(), fresh)
 
 
 class Recorder:
@@ -116,18 +87,8 @@ class Recorder:
             self.store.cas.sync()  # the blobs the rows below refer to are on disk first
         except OSError as exc:
             raise self.store.write_error(exc) from exc
-        with self.store.transaction() as c:
-            insert_ignore(c, t.results, self.results, "key")
-            if self.new_attempts:
-                # one executemany needs the same columns in every row: attempts updated before
-                # the flush (started, or already finished) carry more columns than fresh ones
-                cols = {k for row in self.new_attempts.values() for k in row}
-                rows = [{k: row.get(k) for k in cols} for row in self.new_attempts.values()]
-                executemany(c, t.attempts.insert(), rows, "attempts.insert")
-            if self.artifacts:
-                executemany(c, t.artifacts.insert(), self.artifacts, "artifacts.insert")
-            self._updates(c, t.tasks, "id", self.task_updates)
-            self._updates(c, t.attempts, "id", self.attempt_updates)
+        self.store.write_batch(self.results, self.new_attempts, self.artifacts,
+                               self.task_updates, self.attempt_updates)
         self.task_updates.clear()
         self.new_attempts.clear()
         self.attempt_updates.clear()
@@ -135,17 +96,3 @@ class Recorder:
         self.artifacts.clear()
         self._pending.clear()
         self.last_flush = time.monotonic()
-
-    @staticmethod
-    def _updates(c: Connection, table: sa.Table, key: str, updates: dict[Any, dict[str, Any]]) -> None:
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-        for ident, values in updates.items():
-            cols = tuple(sorted(values))
-            groups.setdefault(cols, []).append({"_id": ident, **values})
-        for cols, rows in groups.items():
-            stmt = (
-                table.update()
-                .where(table.c[key] == sa.bindparam("_id"))
-                .values({col: sa.bindparam(col) for col in cols})
-            )
-            executemany(c, stmt, rows, f"{table.name}.update")

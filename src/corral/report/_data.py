@@ -7,9 +7,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
-
-from corral.store import schema as t
 from corral.store.store import Store
 
 
@@ -47,11 +44,7 @@ def load_run(store: Store, run_id: str) -> RunData:
 
 
 def attempt_row(store: Store, attempt_id: str) -> dict[str, Any] | None:
-    with store.engine.connect() as c:
-        row = (
-            c.execute(sa.select(t.attempts).where(t.attempts.c.id == attempt_id)).mappings().first()
-        )
-    return dict(row) if row else None
+    return store.attempt(attempt_id)
 
 
 def resources_of(attempt: Mapping[str, Any] | None, task: Mapping[str, Any]) -> dict[str, Any]:

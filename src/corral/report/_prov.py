@@ -15,12 +15,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from corral.errors import UsageError
 from corral.optional import require
 from corral.report._data import RunData, cpu_of, load_run, wall_of
-from corral.store import schema as t
 from corral.store.store import Store
 
 TERMS = "urn:corral:terms#"
@@ -36,15 +33,7 @@ def _time(unix: float | None) -> _dt.datetime | None:
 
 def _value_digests(store: Store, keys: Iterable[str]) -> dict[str, str]:
     """Digest of the stored value of each task key (any run)."""
-    wanted = sorted(set(keys))
-    out: dict[str, str] = {}
-    with store.engine.connect() as c:
-        for i in range(0, len(wanted), 900):
-            q = sa.select(t.artifacts.c.task_key, t.artifacts.c.digest).where(
-                t.artifacts.c.task_key.in_(wanted[i : i + 900]), t.artifacts.c.kind == "value"
-            )
-            out.update({r.task_key: r.digest for r in c.execute(q)})
-    return out
+    return store.value_digests(keys)
 
 
 class _ProvBuilder:

@@ -19,10 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
-
 from corral.report import _format as fmt
-from corral.store import schema as t
 from corral.store.store import Store
 
 MAX_DEPTH = 6
@@ -260,20 +257,7 @@ def compare_runs(store: Store, a: str, b: str) -> Comparison:
 
 def previous_task(store: Store, task: Mapping[str, Any], before: float) -> dict[str, Any] | None:
     """The newest task with the same name in a run created before ``before``."""
-    q = (
-        sa.select(t.tasks)
-        .join(t.runs, t.runs.c.id == t.tasks.c.run_id)
-        .where(
-            t.tasks.c.name == task["name"],
-            t.runs.c.created_at < before,
-            t.tasks.c.run_id != task["run_id"],
-        )
-        .order_by(t.runs.c.created_at.desc())
-        .limit(1)
-    )
-    with store.engine.connect() as c:
-        row = c.execute(q).mappings().first()
-    return dict(row) if row else None
+    return store.previous_task(str(task["name"]), str(task["run_id"]), before)
 
 
 def _same_name_in(store: Store, run_id: str, name: str) -> dict[str, Any] | None:

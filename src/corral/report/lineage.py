@@ -16,14 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from rich.text import Text
 from rich.tree import Tree
 
 from corral.errors import RunNotFound
 from corral.report import _format as fmt
 from corral.report._data import attempt_row
-from corral.store import schema as t
 from corral.store.store import Store
 
 MAX_DEPTH = 200
@@ -122,14 +120,7 @@ class _Walker:
             node.started_at, node.ended_at = row.get("started_at"), row.get("finished_at")
 
     def input_file(self, path: str, digest: str, depth: int) -> FileNode:
-        q = (
-            sa.select(t.artifacts)
-            .where(t.artifacts.c.path == path, t.artifacts.c.digest == digest)
-            .order_by(t.artifacts.c.created_at.desc())
-            .limit(1)
-        )
-        with self.store.engine.connect() as c:
-            art = c.execute(q).mappings().first()
+        art = self.store.file_artifact(path, digest)
         if art is None or art["task_id"] is None:
             return FileNode(path, digest, raw=True)
         row = self.store.task_by_id(int(art["task_id"]))

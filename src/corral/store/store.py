@@ -19,6 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from corral.errors import MissingExtra, RunLockedError, RunNotFound, StoreError, UsageError
+from corral.states import RunState, check_run
+from corral.store import queries, writes
 from corral.store import schema as t
 from corral.store.cas import CAS
 from corral.store.migrate import HEAD_REVISION as HEAD_REVISION
@@ -212,7 +214,13 @@ class Store:
         return dict(row) if row else None
 
     def update_run(self, run_id: str, **values: Any) -> None:
+        """Change a run's row; a new ``state`` must be a transition of :mod:`corral.states`
+        from the recorded one (checked in the same transaction)."""
         with self.transaction() as c:
+            if "state" in values:
+                old = c.execute(sa.select(t.runs.c.state).where(t.runs.c.id == run_id)).scalar()
+                if old is not None:
+                    check_run(old, RunState(values["state"]), run_id)
             c.execute(t.runs.update().where(t.runs.c.id == run_id).values(**values))
 
     def claim_run(self, run_id: str) -> str | None:
@@ -253,6 +261,63 @@ class Store:
 
     def release_run(self, run_id: str, **values: Any) -> None:
         self.update_run(run_id, engine_pid=None, heartbeat_at=time.time(), **values)
+
+    def claim_free(self, run_id: str) -> bool:
+        """Take a run's claim if no process holds it (one atomic compare-and-set)."""
+        with self.transaction() as c:
+            return writes.claim_free(c, run_id)
+
+    def release_own_claim(self, run_id: str) -> None:
+        """Give up this process's claim of a run (left alone if another process took it)."""
+        with self.transaction() as c:
+            writes.release_own_claim(c, run_id)
+
+    def control_of(self, run_id: str) -> str:
+        """The control request of a run (``none``, ``pause``, ``cancel``)."""
+        with self._read() as c:
+            return writes.control_of(c, run_id)
+
+    # -------------------------------------------------------------- reports' reads
+
+    def value_digests(self, keys: Iterable[str]) -> dict[str, str]:
+        with self._read() as c:
+            return queries.value_digests(c, keys)
+
+    def previous_task(self, name: str, run_id: str, before: float) -> dict[str, Any] | None:
+        with self._read() as c:
+            return queries.previous_task(c, name, run_id, before)
+
+    def attempt(self, attempt_id: str) -> dict[str, Any] | None:
+        with self._read() as c:
+            return queries.attempt(c, attempt_id)
+
+    def file_artifact(self, path: str, digest: str) -> dict[str, Any] | None:
+        with self._read() as c:
+            return queries.file_artifact(c, path, digest)
+
+    # -------------------------------------------------------------- the engine's writes
+
+    def write_tasks(self, run_id: str, fresh: list[dict[str, Any]], reset: list[dict[str, Any]],
+                    pending: str, n_tasks: int) -> None:
+        """New task rows, and rows of a resumed run reset to ``pending`` (see
+        :func:`corral.store.writes.write_tasks`)."""
+        with self.transaction() as c:
+            writes.write_tasks(c, run_id, fresh, reset, pending, n_tasks)
+
+    def replace_edges(self, run_id: str, rows: list[dict[str, Any]]) -> None:
+        with self.transaction() as c:
+            writes.replace_edges(c, run_id, rows)
+
+    def add_edges(self, rows: list[dict[str, Any]]) -> None:
+        with self.transaction() as c:
+            writes.add_edges(c, rows)
+
+    def write_batch(self, results: list[dict[str, Any]], new_attempts: dict[str, dict[str, Any]],
+                    artifacts: list[dict[str, Any]], task_updates: dict[int, dict[str, Any]],
+                    attempt_updates: dict[str, dict[str, Any]]) -> None:
+        """One engine iteration's writes in one transaction (the blobs are on disk first)."""
+        with self.transaction() as c:
+            writes.write_batch(c, results, new_attempts, artifacts, task_updates, attempt_updates)
 
     def engine_alive(self, run: dict[str, Any]) -> bool:
         if not run.get("engine_pid"):

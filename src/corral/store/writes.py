@@ -1,0 +1,125 @@
+"""The engine's writes, in SQL: task rows of a (resumed) run, its edges, the batched writes of
+one engine iteration (results, attempts, artifacts, task and attempt updates), and the quick
+claim of a detached run's reconcile. The engine buffers; only this package speaks SQL."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from . import schema as t
+from .bulk import executemany
+
+
+def insert_ignore(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], key: str) -> None:
+    """Insert rows, skipping those whose primary key already exists (SQLite and PostgreSQL)."""
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=[key])
+        executemany(conn, stmt, rows, f"{table.name}.insert_ignore")
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        conn.execute(pg_insert(table).on_conflict_do_nothing(index_elements=[key]), rows)
+    else:
+        existing = {
+            r[0] for r in conn.execute(
+                sa.select(table.c[key]).where(table.c[key].in_([r[key] for r in rows]))
+            )
+        }
+        fresh = [r for r in rows if r[key] not in existing]
+        if fresh:
+            conn.execute(table.insert(), fresh)
+
+
+def write_tasks(c: Connection, run_id: str, fresh: list[dict[str, Any]],
+                reset: list[dict[str, Any]], pending: str, n_tasks: int) -> None:
+    """Insert new task rows; ``reset`` rows (``_id``, ``idx``, ``key``, ``params``) of a resumed
+    run become ``pending`` again; the run's task count."""
+    if fresh:
+        executemany(c, t.tasks.insert(), fresh, "tasks.insert")
+    if reset:
+        c.execute(
+            t.tasks.update().where(t.tasks.c.id == sa.bindparam("_id")).values(
+                idx=sa.bindparam("idx"), key=sa.bindparam("key"),
+                params=sa.bindparam("params"), state=pending,
+            ),
+            reset,
+        )
+    c.execute(t.runs.update().where(t.runs.c.id == run_id).values(n_tasks=n_tasks))
+
+
+def replace_edges(c: Connection, run_id: str, rows: list[dict[str, Any]]) -> None:
+    c.execute(t.edges.delete().where(t.edges.c.run_id == run_id))
+    if rows:
+        executemany(c, t.edges.insert(), rows, "edges.insert")
+
+
+def add_edges(c: Connection, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        c.execute(t.edges.insert(), rows)
+
+
+def write_batch(c: Connection, results: list[dict[str, Any]],
+                new_attempts: Mapping[str, dict[str, Any]], artifacts: list[dict[str, Any]],
+                task_updates: Mapping[int, dict[str, Any]],
+                attempt_updates: Mapping[str, dict[str, Any]]) -> None:
+    """One engine iteration's writes, in one transaction."""
+    insert_ignore(c, t.results, results, "key")
+    if new_attempts:
+        # one executemany needs the same columns in every row: attempts updated before the
+        # flush (started, or already finished) carry more columns than fresh ones
+        cols = {k for row in new_attempts.values() for k in row}
+        rows = [{k: row.get(k) for k in cols} for row in new_attempts.values()]
+        executemany(c, t.attempts.insert(), rows, "attempts.insert")
+    if artifacts:
+        executemany(c, t.artifacts.insert(), artifacts, "artifacts.insert")
+    _updates(c, t.tasks, "id", task_updates)
+    _updates(c, t.attempts, "id", attempt_updates)
+
+
+def _updates(c: Connection, table: sa.Table, key: str, updates: Mapping[Any, dict[str, Any]]) -> None:
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for ident, values in updates.items():
+        cols = tuple(sorted(values))
+        groups.setdefault(cols, []).append({"_id": ident, **values})
+    for cols, rows in groups.items():
+        stmt = (
+            table.update()
+            .where(table.c[key] == sa.bindparam("_id"))
+            .values({col: sa.bindparam(col) for col in cols})
+        )
+        executemany(c, stmt, rows, f"{table.name}.update")
+
+
+def claim_free(c: Connection, run_id: str) -> bool:
+    """Take a run's engine claim if no process holds it (one compare-and-set)."""
+    done = c.execute(
+        t.runs.update()
+        .where(t.runs.c.id == run_id, t.runs.c.engine_pid.is_(None))
+        .values(engine_host=socket.gethostname(), engine_pid=os.getpid(), heartbeat_at=time.time())
+    ).rowcount
+    return bool(done == 1)
+
+
+def release_own_claim(c: Connection, run_id: str) -> None:
+    """Give up this process's claim of a run (kept if another process took it over)."""
+    c.execute(t.runs.update().where(
+        t.runs.c.id == run_id, t.runs.c.engine_pid == os.getpid(),
+        t.runs.c.engine_host == socket.gethostname(),
+    ).values(engine_pid=None, heartbeat_at=time.time()))
+
+
+def control_of(c: Connection, run_id: str) -> str:
+    value = c.execute(sa.select(t.runs.c.control).where(t.runs.c.id == run_id)).scalar()
+    return str(value or "none")
