@@ -4,6 +4,7 @@ pyproject.toml), so CI enforces what `make check` checks."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -27,7 +28,9 @@ def _tool(name: str) -> str:
 
 def _check(argv: list[str]) -> None:
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)  # noqa: S603
-    assert proc.returncode == 0, f"{' '.join(argv)}:\n{proc.stdout}{proc.stderr}"
+    # plain text in the failure message: lint-imports colours its output even into a pipe
+    out = re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
+    assert proc.returncode == 0, f"{' '.join(argv)}:\n{out}"
 
 
 def test_ruff_clean() -> None:
