@@ -4,7 +4,7 @@ The script (``pipeline.sh``) submits one job per task with the scheduler's own d
 syntax; the job scripts are written beside it in ``pipeline.jobs/``. They are the same job
 scripts and payload files detached mode submits, so each job runs the real task with
 ``python -m corral.worker``. The run is recorded in the store (state ``exported``); after
-the script ran, ``corral status`` (:func:`corral.engine.detach.reconcile`) records results.
+the script ran, ``corral status`` (:func:`corral.engine.detached.reconcile`) records results.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from corral.engine.detach import EXPORTED, _attempt_row, _save_state, prepare_jobs
+from corral.engine.detached.submit import attempt_row, prepare_jobs, save_state
 from corral.errors import UsageError
 from corral.states import RunState
 
 if TYPE_CHECKING:
-    from corral.api import RunConfig
+    from corral.engine.prepare import RunConfig
     from corral.model import Pipeline
 
 FORMATS = ("sbatch", "sge")
@@ -72,20 +72,20 @@ def export_script(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: 
             lines.append(f"{var}=$({cmd})")
             lines.append(_PARSE[kind].format(var=var))
             lines.append(f'echo "{job.task.name}: job ${var}"')
-            p.engine.rec.attempt_new(_attempt_row(p, job, None, "submitted"))
+            p.engine.rec.attempt_new(attempt_row(p, job, None, "submitted"))
         if not p.jobs:
             lines.append("echo 'every task is cached: nothing to submit'")
         dest.write_text("\n".join(lines) + "\n")
         dest.chmod(0o755)
         p.engine.rec.flush()
-        _save_state(p)
+        save_state(p)
     except BaseException:
         p.store.release_run(p.run_id, state=RunState.FAILED.value, finished_at=time.time(),
                             error="export failed")
         raise
     finally:
         p.executor.shutdown()
-    final = EXPORTED if p.jobs else RunState.SUCCEEDED.value
+    final = RunState.EXPORTED.value if p.jobs else RunState.SUCCEEDED.value
     p.store.release_run(p.run_id, state=final)
     return dest
 
@@ -94,7 +94,8 @@ def export_run(workdir: Path, run_id: str, dest: Path, fmt: str = "sbatch",
                db: str | None = None) -> Path:
     """``corral export RUN``: export the pipeline and parameters of an existing run (its
     pipeline file is loaded again) as a new run; see :func:`export_script`."""
-    from corral.api import RunConfig, load_pipeline
+    from corral.engine.prepare import RunConfig
+    from corral.loading import load_pipeline
     from corral.store import Store
 
     run = Store.open(Path(workdir), db).get_run(run_id)

@@ -18,7 +18,7 @@ from typing import Any
 
 import corral
 from corral.api import RunConfig
-from corral.engine.detach import load_state, reconcile, submit_detached
+from corral.engine.detached import load_state, reconcile, submit_detached
 from corral.export import export_script
 from corral.store import Store
 

@@ -21,7 +21,7 @@ import pytest
 
 import corral
 from corral.api import RunConfig
-from corral.engine.detach import load_state, reconcile, submit_detached
+from corral.engine.detached import load_state, reconcile, submit_detached
 from corral.export import export_script
 from corral.store import Store
 

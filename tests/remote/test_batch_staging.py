@@ -207,7 +207,7 @@ def test_remote_cleanup_all_or_none(make_staged: Any, workspace: Workspace, reco
 def test_detached_mode_refuses_a_non_shared_transport(ssh_rig: SSHRig, tmp_path: Path) -> None:
     import corral
     from corral.api import RunConfig
-    from corral.engine.detach import submit_detached
+    from corral.engine.detached import submit_detached
     from corral.errors import UsageError
 
     (tmp_path / "pipe.py").write_text(

@@ -83,7 +83,7 @@ def run(
             on_note=note,
         )
         if detach:
-            from corral.engine.detach import submit_detached
+            from corral.engine.detached import submit_detached
 
             run_id = submit_detached(pipe, params, cfg)
             console.print(f"submitted run {run_id}; follow it with: corral status {run_id}")

@@ -9,7 +9,6 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from corral.engine.lifecycle import reconcile
 from corral.errors import UsageError
 from corral.store import Store
 
@@ -29,7 +28,7 @@ from .common import (
     print_json,
 )
 from .layout import interactive
-from .statusview import status_view
+from .statusview import snapshot, status_view
 
 
 @app.command()
@@ -97,13 +96,6 @@ def status(run_id: Annotated[str, typer.Argument(help="Run id (or prefix, or 'la
         views.print_json(console, {"run": run_row, "tasks": rows})
     else:
         status_view(console, run_row, rows, limit, wide, tsv)
-
-
-def snapshot(store: Store, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """A run (reconciled first: see :func:`corral.engine.lifecycle.reconcile`) and its task
-    rows."""
-    run_row = reconcile(store, run_id)
-    return run_row, views.task_rows(store.tasks(run_row["id"]), store.attempts(run_row["id"]))
 
 
 def _metrics(store: Store, run_id: str, as_json: bool, wide: bool) -> None:

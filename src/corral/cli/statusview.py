@@ -15,9 +15,11 @@ from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.text import Text
 
+from corral.engine.lifecycle import reconcile
 from corral.resources import format_memory
+from corral.store import Store
 
-from . import layout
+from . import layout, views
 from .layout import Column
 from .views import STATE_STYLE, duration, state_text, styled
 
@@ -129,3 +131,10 @@ def group_cells(base: str, group: list[dict[str, Any]]) -> list[Text]:
             Text(str(sum(r["attempts"] for r in group))),
             Text(duration(max(walls)) if walls else "-"), Text(duration(sum(cpus)) if cpus else "-"),
             Text(format_memory(max(peaks)) if peaks else "-"), Text(host), Text("-")]
+
+
+def snapshot(store: Store, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A run (reconciled first: see :func:`corral.engine.lifecycle.reconcile`) and its task
+    rows."""
+    run_row = reconcile(store, run_id)
+    return run_row, views.task_rows(store.tasks(run_row["id"]), store.attempts(run_row["id"]))

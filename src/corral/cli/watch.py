@@ -12,8 +12,7 @@ from corral.store import Store
 from . import views
 from .common import console, err_console
 from .layout import interactive
-from .status import snapshot
-from .statusview import status_renderable, status_view
+from .statusview import snapshot, status_renderable, status_view
 
 ENDED = frozenset({"succeeded", "failed", "cancelled", "interrupted", "paused"})
 """States in which a run without a live engine stays until someone acts."""

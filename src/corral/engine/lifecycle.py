@@ -23,7 +23,7 @@ from corral.states import TERMINAL_RUN_STATES, RunState
 from corral.store import Store
 from corral.store.store import HEARTBEAT_STALE
 
-from .detach import reconcile as reconcile_detached
+from .detached import reconcile as reconcile_detached
 from .engine import Engine, EngineOptions
 from .prepare import RunConfig, executor_context, prepare_run, recorded_executor
 from .runlog import run_log
@@ -132,7 +132,7 @@ def _warm_up(cfg: RunConfig, preload: Collection[str]) -> None:
 
 def _safe_env() -> dict[str, Any] | None:
     try:
-        from corral.report.environment import collect_environment
+        from corral.environment import collect_environment
 
         return collect_environment()
     except Exception:

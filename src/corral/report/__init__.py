@@ -22,8 +22,8 @@ __all__ = [
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from corral.environment import collect_environment
     from corral.report.compare import compare_runs, explain_task
-    from corral.report.environment import collect_environment
     from corral.report.html import write_report
     from corral.report.lineage import lineage
     from corral.report.metrics import run_metrics

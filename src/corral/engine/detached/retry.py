@@ -1,4 +1,4 @@
-"""Retries of detached runs, applied when :func:`corral.engine.detach.reconcile` runs.
+"""Retries of detached runs, applied when :func:`corral.engine.detached.reconcile` runs.
 
 A detached run has no engine, so a failed attempt is only noticed when something reconciles
 (``corral status``). The rule is the attached engine's (``Engine._complete``): a retryable
@@ -22,14 +22,12 @@ at once never submit the same retry twice: the second one only reads the store.
 from __future__ import annotations
 
 import logging
-import os
-import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from corral.errors import CorralError, RunLockedError
+from corral.errors import CorralError
 from corral.executors.base import Outcome, TaskKind, TaskSpec
 from corral.executors.batch.base import BatchExecutor
 from corral.resources import Resources
@@ -37,94 +35,18 @@ from corral.states import RunState, TaskState, check_task
 from corral.store import Store
 from corral.worker.execute import PAYLOAD_FILE, RESULT_FILE
 
-from .prepare import work_root
-from .recorder import Recorder
-from .specs import attempt_env, may_retry, node_resources, node_retries, safe_name
+from ..prepare import work_root
+from ..recorder import Recorder
+from ..specs import attempt_env, may_retry, safe_name
 
 if TYPE_CHECKING:
-    from corral.graph import Node
+    pass
 
-    from .detach import DetachedRun, DetachedTask, _Scheduler
+from .scheduler import Scheduler
+from .state import BAD_TASK, FINISHED_TASK, DetachedRun, DetachedTask, point_link, write_state
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("corral.engine.detached")
 
-FINISHED_TASK = frozenset({TaskState.SUCCEEDED.value, TaskState.CACHED.value,
-                           TaskState.FAILED.value, TaskState.SKIPPED.value,
-                           TaskState.CANCELLED.value})
-BAD_TASK = frozenset({TaskState.FAILED.value, TaskState.SKIPPED.value, TaskState.CANCELLED.value})
-"""Task states that skip the dependents and fail the run (a job cancelled outside Corral too)."""
-LINK_DIR = "results"
-"""Under the run's work root: one symbolic link per retryable Python task to its result."""
-
-
-# ---------------------------------------------------------------------- at submission
-
-def attempt_plan(node: Node, executor: BatchExecutor,
-                 first: Resources) -> tuple[int, tuple[Resources | str, ...]]:
-    """The task's ``retries`` and the resources of its real attempts 1 .. retries + 1.
-
-    A later attempt whose resources the executor refuses is kept as the refusal's text: the
-    task fails with it if it ever gets there (the attached engine fails it then, too)."""
-    retries = node_retries(node)
-    plan: list[Resources | str] = [first]
-    for n in range(2, retries + 2):
-        try:
-            res = node_resources(node, n)
-            executor.validate(res)
-        except CorralError as exc:
-            plan.append(f"attempt {n}: {exc}")
-            continue
-        plan.append(res)
-    return retries, tuple(plan)
-
-
-def result_link(work_root: Path, idx: int) -> Path:
-    return work_root / LINK_DIR / f"{idx}.pkl"
-
-
-def point_link(link: Path, target: Path) -> None:
-    """Make ``link`` a symbolic link to ``target`` (atomically replacing an older one)."""
-    link.parent.mkdir(parents=True, exist_ok=True)
-    tmp = link.with_name(f".{link.name}.{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    tmp.symlink_to(target)
-    os.replace(tmp, link)
-
-
-def write_state(path: Path, state: DetachedRun) -> None:
-    """Write ``detach.pkl`` so that a reader never sees half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_bytes(pickle.dumps(state))
-    os.replace(tmp, path)
-
-
-# ---------------------------------------------------------------------- the claim
-
-def claim(store: Store, run_id: str) -> bool:
-    """Take the run's engine claim for one reconcile; ``False`` if another live process has
-    it. The common case is one compare-and-set (free claim), atomic on SQLite and PostgreSQL;
-    a claim left by a dead process is taken over by :meth:`Store.claim_run`."""
-    if store.claim_free(run_id):
-        return True
-    try:
-        note = store.claim_run(run_id)
-    except RunLockedError:
-        return False
-    if note:
-        log.info("%s", note)
-    return True
-
-
-def release(store: Store, run_id: str) -> None:
-    store.release_own_claim(run_id)
-
-
-def control_of(store: Store, run_id: str) -> str:
-    return store.control_of(run_id)
-
-
-# ---------------------------------------------------------------------- one reconcile pass
 
 @dataclass
 class Reconciling:
@@ -133,7 +55,7 @@ class Reconciling:
     store: Store
     run: dict[str, Any]
     state: DetachedRun
-    sched: _Scheduler
+    sched: Scheduler
     lost_after: float
     rec: Recorder = field(init=False)
     task_state: dict[int, str] = field(init=False)
@@ -196,6 +118,7 @@ def cancel_requested(p: Reconciling) -> str:
 
 
 # ---------------------------------------------------------------------- resubmission
+
 
 @dataclass
 class _Job:
@@ -310,6 +233,3 @@ def _submit(p: Reconciling, ex: BatchExecutor, job: _Job) -> None:
     d.native_id = native
     p.rec.attempt(d.attempt_id, native_id=native)
     p.attempts[d.attempt_id]["native_id"] = native
-
-
-__all__ = ["Reconciling", "attempt_plan", "claim", "release", "resubmit"]

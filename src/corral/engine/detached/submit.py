@@ -1,0 +1,276 @@
+"""Submitting a detached run: every not-cached task one job, chained with the scheduler's
+dependencies; the resources of each possible retry resolved up front (:func:`attempt_plan`)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cloudpickle
+
+from corral.errors import CorralError, UsageError
+from corral.executors import create_executor
+from corral.executors.base import TaskSpec
+from corral.executors.batch.base import BatchExecutor
+from corral.graph import Future, Node, NodeKind
+from corral.resources import Resources
+from corral.states import DONE_TASK_STATES, RunState, TaskState
+from corral.store import Store
+from corral.worker.execute import RESULT_FILE, ResultRef
+
+from ..engine import Engine, EngineOptions
+from ..plan import topological_order
+from ..prepare import RunConfig, executor_context, prepare_run
+from ..specs import make_spec, node_resources, node_retries
+
+if TYPE_CHECKING:
+    from corral.graph import Node
+    from corral.model import Pipeline
+
+from .state import STATE_FILE, DetachedRun, DetachedTask, point_link, result_link, write_state
+
+log = logging.getLogger("corral.engine.detached")
+
+
+@dataclass
+class PreparedJob:
+    task: DetachedTask
+    spec: TaskSpec
+    script: str
+    deps: list[int]
+    """Indexes of the upstream tasks that have jobs (not cached)."""
+
+
+@dataclass
+class Prepared:
+    run_id: str
+    store: Store
+    executor: BatchExecutor
+    engine: Engine
+    work_root: Path
+    jobs: list[PreparedJob]
+    """In topological order."""
+    state: DetachedRun
+
+
+def prepare_jobs(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: RunConfig,
+                 kind: str | None = None) -> Prepared:
+    """Create the run, persist its tasks, write every payload and render every job script.
+
+    Nothing is submitted. ``kind`` overrides ``cfg.executor`` (``corral export --format``)."""
+    kind = kind or cfg.executor
+    store = Store.open(cfg.workdir, cfg.db)
+    run_id, the_plan, limit = prepare_run(pipeline, params, cfg, store)
+    graph = the_plan.graph
+    expand = [n.name for n in graph.nodes if n.kind is NodeKind.EXPAND]
+    if expand:
+        raise UsageError(
+            f"detached/exported runs need a static graph, but {expand[0]} maps over each(...) "
+            "(known only at run time); run it attached instead"
+        )
+    options = cfg.executor_options if kind == cfg.executor else {}
+    ctx = executor_context(run_id, cfg.workdir.resolve(), limit)
+    work_root = ctx.work_root
+    executor = create_executor(kind, options, ctx)
+    if not isinstance(executor, BatchExecutor):
+        raise UsageError(
+            f"detached mode needs a batch-scheduler executor (slurm, sge, pbs, lsf), not {kind!r}"
+        )
+    if executor.staging is not None:
+        executor.shutdown()
+        raise UsageError(
+            "detached/exported runs need the work directory shared with the cluster (jobs read "
+            "their parents' results from it); this profile's transport has "
+            "shared_filesystem = false, so run the pipeline attached"
+        )
+    store.claim_run(run_id)
+    try:
+        opts = EngineOptions(jobs=limit, force=list(cfg.force), no_cache=cfg.no_cache)
+        engine = Engine(store, the_plan, run_id, executor, opts, work_root)
+        engine.prepare()
+        jobs = _build_jobs(engine, executor, work_root)
+        engine.rec.flush()
+    except BaseException:
+        store.release_run(run_id, state=RunState.FAILED.value, finished_at=time.time(),
+                          error="preparing the detached run failed")
+        raise
+    tasks = {j.task.idx: j.task for j in jobs}
+    state = DetachedRun(run_id, str(the_plan.cwd), kind, tasks)
+    return Prepared(run_id, store, executor, engine, work_root, jobs, state)
+
+
+def _build_jobs(engine: Engine, executor: BatchExecutor, work_root: Path) -> list[PreparedJob]:
+    graph = engine.graph
+    order, _ = topological_order(graph)
+    has_job: set[int] = set()
+    attempt_dir: dict[int, Path] = {}
+    cached_dir = work_root / "cached"
+
+    def ref(fut: Future, consumer: str, for_shell: bool) -> Any:
+        node = fut.node
+        if node.kind is NodeKind.SHELL and node.shell is not None:
+            from ..values import shell_value
+
+            return shell_value(node.shell)
+        if engine.state[node.idx] in DONE_TASK_STATES:
+            if for_shell:
+                return engine.load_key(node.key)
+            path = cached_dir / f"{node.key}.pkl"
+            if not path.exists():
+                cached_dir.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(cloudpickle.dumps(engine.load_key(node.key)))
+            return ResultRef(str(path))
+        if for_shell:
+            raise UsageError(
+                f"shell task {consumer} takes the value of Python task {node.name}, unknown "
+                "until it runs; detached mode cannot do that, run the pipeline attached"
+            )
+        if node.kind is NodeKind.GATHER:
+            return [ref(Future(graph.nodes[m]), consumer, for_shell) for m in node.members or []]
+        return ResultRef(str(links.get(node.idx) or attempt_dir[node.idx] / RESULT_FILE))
+
+    links: dict[int, Path] = {}
+    movable: set[int] = set()
+    jobs: list[PreparedJob] = []
+    now = time.time()
+    for idx in order:
+        node = graph.nodes[idx]
+        if engine.state[idx] in DONE_TASK_STATES or node.kind is NodeKind.GATHER:
+            continue
+        is_shell = node.kind is NodeKind.SHELL
+        try:
+            kind, payload = engine.payloads.payload(node, functools.partial(
+                ref, consumer=node.name, for_shell=is_shell))
+        except CorralError as exc:
+            raise UsageError(f"task {node.name}: {exc}") from None
+        n = engine.attempt_no[idx] + 1
+        engine.attempt_no[idx] = n
+        resources = node_resources(node, n)
+        executor.validate(resources)
+        spec = make_spec(node, engine.run_id, n, work_root, engine.plan.cwd, kind, payload,
+                         resources)
+        attempt_dir[idx] = Path(os.path.abspath(spec.workdir))
+        executor.write_payload(spec)
+        deps = sorted(_job_deps(engine, idx, has_job))
+        rendered = executor.render_job([spec], after=[str(attempt_dir[d]) for d in deps])
+        has_job.add(idx)
+        task = _detached_task(engine, executor, node, spec, deps, movable)
+        if task.link:
+            links[idx] = Path(task.link)
+        jobs.append(PreparedJob(task, spec, rendered.script, deps))
+        engine.set_state(idx, TaskState.RUNNING, attempts=n, started_at=now)
+    return jobs
+
+
+def _detached_task(engine: Engine, executor: BatchExecutor, node: Node, spec: TaskSpec,
+                   deps: list[int], movable: set[int]) -> DetachedTask:
+    """What reconcile keeps of a submitted task: its job, and what its retries need."""
+    workdir = Path(os.path.abspath(spec.workdir))
+    task = DetachedTask(
+        node.idx, node.name, node.key, engine.task_id[node.idx], node.kind.value, deps,
+        spec.attempt_id, str(workdir), spec_kind=spec.kind.value, group=spec.group,
+        inputs=tuple(spec.inputs), number=spec.attempt,
+    )
+    task.retries, task.plan = attempt_plan(node, executor, spec.resources)
+    if task.retries or movable & set(deps):  # it may run again: retried, or below a retry
+        movable.add(node.idx)
+    if node.kind is NodeKind.SHELL and node.shell is not None:
+        from ..values import shell_value
+
+        task.shell_value = cloudpickle.dumps(shell_value(node.shell))
+        task.outputs = [str(Path(engine.plan.cwd, o).resolve()) for o in node.outputs]
+    elif node.idx in movable:  # its consumers read its result through a link that follows it
+        link = result_link(engine.work_root.resolve(), node.idx)
+        point_link(link, workdir / RESULT_FILE)
+        task.link = str(link)
+    return task
+
+
+def _job_deps(engine: Engine, idx: int, has_job: set[int]) -> set[int]:
+    """Upstream tasks with jobs; through gathers (which have no job) to their members."""
+    out: set[int] = set()
+    for d in engine.graph.nodes[idx].deps:
+        if d in has_job:
+            out.add(d)
+        elif engine.graph.nodes[d].kind is NodeKind.GATHER:
+            out |= _job_deps(engine, d, has_job)
+    return out
+
+
+def attempt_row(p: Prepared, job: PreparedJob, native_id: str | None, state: str) -> dict[str, Any]:
+    return {
+        "id": job.spec.attempt_id, "task_id": job.task.task_id, "run_id": p.run_id,
+        "number": job.spec.attempt, "state": state, "executor": p.executor.kind,
+        "workdir": str(job.task.workdir), "resources": job.spec.resources.to_dict(),
+        "submitted_at": time.time(), "native_id": native_id,
+    }
+
+
+def save_state(p: Prepared) -> None:
+    write_state(p.work_root / STATE_FILE, p.state)
+
+
+def submit_detached(pipeline: Pipeline[Any, Any], params: Mapping[str, Any],
+                    cfg: RunConfig) -> str:
+    """Submit every not-cached task as one dependent batch job and return the run id at once.
+
+    Raises :class:`UsageError` for dynamic scatters and for executors that are not batch
+    schedulers. Follow the run with :func:`reconcile` (``corral status``)."""
+    p = prepare_jobs(pipeline, params, cfg)
+    native: dict[int, str] = {}
+    ex = p.executor
+    try:
+        for job in p.jobs:
+            path = job.task.workdir + "/job.sh"
+            ex.transport.write_bytes(path, job.script.encode(), mode=0o755)
+            argv = ex.submit_argv(path, [native[d] for d in job.deps])
+            result = ex.transport.run(argv, input=job.script if ex.submit_via_stdin else None,
+                                      timeout=ex.settings.submit_timeout)
+            native[job.task.idx] = job.task.native_id = ex.parse_submit(result.stdout)
+            p.engine.rec.attempt_new(attempt_row(p, job, job.task.native_id, "submitted"))
+    except BaseException as exc:
+        p.engine.rec.flush()
+        if native:
+            try:
+                ex.cancel_jobs(list(native.values()))
+            except Exception:  # best effort while failing anyway
+                pass
+        p.store.release_run(p.run_id, state=RunState.FAILED.value, finished_at=time.time(),
+                            error=f"detached submission failed: {exc}")
+        raise
+    finally:
+        ex.shutdown()
+    p.engine.rec.flush()
+    save_state(p)
+    final = RunState.DETACHED.value if p.jobs else RunState.SUCCEEDED.value
+    p.store.release_run(p.run_id, state=final, started_at=time.time(),
+                        **({"finished_at": time.time()} if not p.jobs else {}))
+    return p.run_id
+
+
+# ---------------------------------------------------------------------- reconcile
+
+
+def attempt_plan(node: Node, executor: BatchExecutor,
+                 first: Resources) -> tuple[int, tuple[Resources | str, ...]]:
+    """The task's ``retries`` and the resources of its real attempts 1 .. retries + 1.
+
+    A later attempt whose resources the executor refuses is kept as the refusal's text: the
+    task fails with it if it ever gets there (the attached engine fails it then, too)."""
+    retries = node_retries(node)
+    plan: list[Resources | str] = [first]
+    for n in range(2, retries + 2):
+        try:
+            res = node_resources(node, n)
+            executor.validate(res)
+        except CorralError as exc:
+            plan.append(f"attempt {n}: {exc}")
+            continue
+        plan.append(res)
+    return retries, tuple(plan)
