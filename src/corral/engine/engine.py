@@ -54,6 +54,8 @@ _NO_UPSTREAM: dict[str, str] = {}
 @dataclass
 class EngineOptions:
     jobs: int = 2
+    """Attempts handed to the executor at once (``-j``); 0: no limit (a cluster executor's own
+    ``max_jobs`` and array throttle govern)."""
     force: list[str] = field(default_factory=list)
     """Task names or glob patterns to rerun (with everything downstream)."""
     no_cache: bool = False
@@ -371,10 +373,11 @@ class Engine:
 
     def _room(self) -> int:
         """How many ready tasks may be handed to the executor now: its own capacity and, unless
-        it applies the -j limit itself (the local executor queues and runs at most -j), -j."""
+        it applies the -j limit itself (the local executor queues and runs at most -j), -j
+        (none when 0: cluster executors without -j)."""
         cap = self.executor.capacity()
         room = len(self.ready) if cap is None else cap
-        if not self.executor.applies_parallel_limit:
+        if self.options.jobs > 0 and not self.executor.applies_parallel_limit:
             room = min(room, self.options.jobs - len(self.inflight))
         return room
 
@@ -434,12 +437,40 @@ class Engine:
         return self.load_key(node.key)
 
     def load_key(self, key: str) -> Any:
+        from corral.worker.execute import StoredResult, load_file
+
         if key in self.values:
-            return self.values[key]
+            value = self.values[key]
+            return load_file(value.path) if isinstance(value, StoredResult) else value
         data = self.rec.pending_value(key)
         value = cloudpickle.loads(data if data is not None else self.store.load_value(key))
         if isinstance(value, GatherRef):
             value = [self.load_key(k) for k in value.keys]
+        return value
+
+    def load_arg(self, fut: Future) -> Any:
+        """The value of a future as an argument of a task (see :meth:`specs.Payloads.payload`):
+        a large value in the CAS goes by reference (a :class:`ResultRef` to its blob), loaded
+        by the worker that needs it, never by the engine."""
+        node = fut.node
+        if node.kind is NodeKind.SHELL:
+            return self.load_future(fut)
+        return self._arg_of_key(node.key)
+
+    def _arg_of_key(self, key: str) -> Any:
+        from corral.worker.execute import SPILL_MIN, ResultRef, StoredResult
+
+        if key in self.values:
+            value = self.values[key]
+            return ResultRef(value.path) if isinstance(value, StoredResult) else value
+        data = self.rec.pending_value(key)
+        if data is None:
+            row = self.store.result_row(key)
+            if row is not None and row["value"] is None and (row["size"] or 0) > SPILL_MIN:
+                return ResultRef(str(self.store.cas.path(row["digest"])))
+        value = cloudpickle.loads(data if data is not None else self.store.load_value(key))
+        if isinstance(value, GatherRef):
+            value = [self._arg_of_key(k) for k in value.keys]
         return value
 
     # ------------------------------------------------------------------ completions
@@ -504,28 +535,38 @@ class Engine:
             (spec_dir / "stderr.log").write_text(comp.stderr)
 
     def _succeed(self, idx: int, comp: Completion) -> None:
+        from corral.worker.execute import StoredResult
+
         node = self.graph.nodes[idx]
         now = time.time()
         data = comp.result if comp.result is not None else cloudpickle.dumps(None)
         value: Any = None
+        stored: tuple[str, int] | None = None
         if node.kind is NodeKind.SHELL and node.shell is not None:
             value = shell_value(node.shell)
             files = [Path(self.plan.cwd, o).resolve() for o in node.outputs]
         else:
             value = cloudpickle.loads(data)
-            files = output_files(value, self.plan.cwd)
-        self._store_result(idx, data, files, comp.attempt_id, now)
-        if len(data) < 4096:
-            self.values[node.key] = value
+            if isinstance(value, StoredResult):  # a large value the worker wrote to a file
+                self.store.cas.adopt(Path(value.path), value.digest)
+                stored = (value.digest, value.size)
+                files = [Path(self.plan.cwd, f).resolve() for f in value.files]
+                value = StoredResult(value.digest, value.size,
+                                     str(self.store.cas.path(value.digest)), [])
+            else:
+                files = output_files(value, self.plan.cwd)
+        self._store_result(idx, data, files, comp.attempt_id, now, stored)
+        if stored is not None or len(data) < 4096:
+            self.values[node.key] = value  # a StoredResult: where the value is, not the value
         self.progress.done += 1
         self.set_state(idx, TaskState.SUCCEEDED, finished_at=now, cached=False, error=None)
         self._release_children(idx)
 
     def _store_result(self, idx: int, data: bytes, files: list[Path], attempt_id: str | None,
-                      now: float) -> None:
+                      now: float, stored: tuple[str, int] | None = None) -> None:
         node = self.graph.nodes[idx]
         self.rec.task_result(self.run_id, self.task_id[idx], node.key, node.name, attempt_id,
-                             data, files, now)
+                             data, files, now, stored)
 
     def _release_children(self, idx: int) -> None:
         for c in self.plan.children[idx]:

@@ -56,7 +56,8 @@ class PreparedRun(NamedTuple):
     run_id: str
     plan: Plan
     jobs: int
-    """The ``-j`` limit the run records and the engine applies."""
+    """The ``-j`` limit the run records and the engine applies (0: none, a cluster executor's
+    own limits govern)."""
 
 
 def work_root(workdir: Path, run_id: str) -> Path:
@@ -76,7 +77,7 @@ def recorded_executor(run: Mapping[str, Any], kind: str | None = None) -> Execut
     query, cancel or reconcile its jobs after the engine that submitted them is gone."""
     recorded = run.get("executor") or {}
     kind = kind or str(recorded.get("kind") or "local")
-    ctx = executor_context(str(run["id"]), Path(run["workdir"]), int(recorded.get("jobs") or 1))
+    ctx = executor_context(str(run["id"]), Path(run["workdir"]), int(recorded.get("jobs") or 0))
     return create_executor(kind, recorded.get("options") or {}, ctx)
 
 
@@ -95,11 +96,23 @@ def _new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
 
-def _check_jobs(jobs: object) -> int:
+CLUSTER_KINDS = frozenset({"slurm", "sge", "pbs", "lsf", "ssh", "dask"})
+"""Executors whose tasks run on other machines: without ``-j`` the engine sets them no limit
+(their own ``max_jobs``, array throttle or worker count govern), not the local CPU count."""
+
+
+def default_jobs(kind: str) -> int:
+    """The ``-j`` of a run that gave none: the CPU count on this machine, 0 (no limit set by the
+    engine) for a cluster executor."""
+    return 0 if kind in CLUSTER_KINDS else (os.cpu_count() or 2)
+
+
+def _check_jobs(jobs: object, kind: str) -> int:
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise UsageError(f"jobs={jobs!r} (-j/--jobs) must be a whole number >= 1; leave it "
-                         f"out to run up to {os.cpu_count() or 2} tasks at once (the CPU count)")
-    return jobs or (os.cpu_count() or 2)
+                         f"out to run up to {os.cpu_count() or 2} tasks at once (the CPU count; "
+                         "no limit on a cluster executor)")
+    return jobs or default_jobs(kind)
 
 
 def prepare_run(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: RunConfig,
@@ -113,7 +126,7 @@ def prepare_run(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: Ru
     json_params = json.loads(json.dumps(check_params(pipeline, dict(params)), default=str))
     identity = _identity(source, pipeline.name, json_params)
     previous = None if cfg.new else store.find_resumable(identity)
-    jobs = _check_jobs(cfg.jobs)
+    jobs = _check_jobs(cfg.jobs, cfg.executor)
     executor = {"kind": cfg.executor, "options": cfg.executor_options, "jobs": jobs}
     if previous is not None:
         run_id = str(previous["id"])
