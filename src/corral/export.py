@@ -1,7 +1,8 @@
 """``corral export``: write a pipeline as a standalone, readable batch-submission script.
 
-The script (``pipeline.sh``) submits one job per task with the scheduler's own dependency
-syntax; the job scripts are written beside it in ``pipeline.jobs/``. They are the same job
+The script (``pipeline.sh``) submits one job per task, and one array job per scatter, with the
+scheduler's own dependency syntax; the job scripts are written beside it in ``pipeline.jobs/``
+(named after the task or scatter). They are the same job
 scripts and payload files detached mode submits, so each job runs the real task with
 ``python -m corral.worker``. The run is recorded in the store (state ``exported``); after
 the script ran, ``corral status`` (:func:`corral.engine.detached.reconcile`) records results.
@@ -9,13 +10,21 @@ the script ran, ``corral status`` (:func:`corral.engine.detached.reconcile`) rec
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from corral.engine.detached.submit import attempt_row, prepare_jobs, save_state
+from corral.engine.detached.submit import (
+    Prepared,
+    PreparedUnit,
+    attempt_row,
+    prepare_jobs,
+    save_state,
+    write_unit,
+)
 from corral.errors import UsageError
 from corral.states import RunState
 
@@ -25,6 +34,8 @@ if TYPE_CHECKING:
 
 FORMATS = ("sbatch", "sge")
 _KIND = {"sbatch": "slurm", "slurm": "slurm", "sge": "sge", "qsub": "sge"}
+_WAIT = {"slurm": "sbatch --dependency=afterok", "sge": "qsub -hold_jid; each job script checks "
+         "that the tasks it needs succeeded"}
 _PARSE = {
     # sbatch --parsable prints "ID" or "ID;cluster"; qsub -terse prints "ID"
     "slurm": '{var}="${{{var}%%;*}}"',
@@ -46,34 +57,15 @@ def export_script(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: 
     try:
         jobs_dir = dest.parent / f"{dest.stem}.jobs"
         jobs_dir.mkdir(parents=True, exist_ok=True)
-        lines = [
-            "#!/usr/bin/env bash",
-            f"# Pipeline {pipeline.name!r}, exported by corral for {kind} "
-            f"on {time.strftime('%Y-%m-%d %H:%M:%S')}.",
-            f"# Run {p.run_id}; working directory {p.engine.plan.cwd}.",
-            "# Submits one job per task; each job waits for the jobs it needs (afterok).",
-            "# Job scripts: " + str(jobs_dir) + "; task payloads: " + str(p.work_root),
-            f"# After the jobs ended, `corral status {p.run_id}` records their results.",
-            "set -euo pipefail",
-            f"cd {shlex.quote(str(jobs_dir))}",
-            "",
-        ]
-        for job in p.jobs:
-            n = job.task.idx
-            script = jobs_dir / f"job_{n}.sh"
-            script.write_text(job.script)
-            script.chmod(0o755)
-            argv = p.executor.submit_argv(script.name, [f"__JID_{d}__" for d in job.deps])
-            cmd = " ".join(shlex.quote(a) for a in argv)
-            for d in job.deps:
-                cmd = cmd.replace(f"__JID_{d}__", f"$jid_{d}")
-            var = f"jid_{n}"
-            lines.append(f"# {job.task.name}")
-            lines.append(f"{var}=$({cmd})")
-            lines.append(_PARSE[kind].format(var=var))
-            lines.append(f'echo "{job.task.name}: job ${var}"')
-            p.engine.rec.attempt_new(attempt_row(p, job, None, "submitted"))
-        if not p.jobs:
+        lines = _header(p, pipeline.name, kind, jobs_dir)
+        names: list[str] = []
+        for unit in p.units:
+            name = _unique(re.sub(r"[^A-Za-z0-9_]+", "_", unit.name).strip("_") or "task", names)
+            names.append(name)
+            lines += _unit_lines(p, unit, name, [names[u] for u in unit.after], jobs_dir, kind)
+            for job in unit.jobs:
+                p.engine.rec.attempt_new(attempt_row(p, job, None, "submitted"))
+        if not p.units:
             lines.append("echo 'every task is cached: nothing to submit'")
         dest.write_text("\n".join(lines) + "\n")
         dest.chmod(0o755)
@@ -88,6 +80,54 @@ def export_script(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: 
     final = RunState.EXPORTED.value if p.jobs else RunState.SUCCEEDED.value
     p.store.release_run(p.run_id, state=final)
     return dest
+
+
+def _header(p: Prepared, pipeline: str, kind: str, jobs_dir: Path) -> list[str]:
+    return [
+        "#!/usr/bin/env bash",
+        f"# Pipeline {pipeline!r}, exported by corral for {kind} "
+        f"on {time.strftime('%Y-%m-%d %H:%M:%S')}.",
+        f"# Run {p.run_id}; working directory {p.engine.plan.cwd}.",
+        "# One job per task and one array job per scatter (element i runs the scatter's task i);",
+        f"# each job waits for the jobs it needs ({_WAIT[kind]}).",
+        "# Plain bash and the scheduler's commands suffice here; the jobs run each task with",
+        "# `python -m corral.worker`, so Corral must be installed where they run.",
+        f"# Job scripts: {jobs_dir}; task payloads: {p.work_root}",
+        f"# After the jobs ended, `corral status {p.run_id}` records their results.",
+        "set -euo pipefail",
+        f"cd {shlex.quote(str(jobs_dir))}",
+    ]
+
+
+def _unit_lines(p: Prepared, unit: PreparedUnit, name: str, after: list[str], jobs_dir: Path,
+                kind: str) -> list[str]:
+    """Write the unit's job script into ``jobs_dir``; return the lines submitting it."""
+    write_unit(p.executor, unit)  # an array's listing of attempt directories, its log dir
+    script = jobs_dir / f"{name}.sh"
+    script.write_text(unit.rendered.script)
+    script.chmod(0o755)
+    argv = p.executor.submit_argv(script.name, [f"__JID_{a}__" for a in after])
+    cmd = " ".join(shlex.quote(a) for a in argv)
+    for a in after:
+        cmd = cmd.replace(f"__JID_{a}__", f"$jid_{a}")
+    if unit.is_array:
+        first, last = unit.jobs[0].task.name, unit.jobs[-1].task.name
+        throttle = min(p.executor.settings.array_throttle, len(unit.jobs))
+        comment = (f"# {unit.name}: {len(unit.jobs)} tasks ({first} .. {last}) as one array "
+                   f"job, at most {throttle} at once")
+    else:
+        comment = f"# {unit.name}"
+    var = f"jid_{name}"
+    return ["", comment, f"{var}=$({cmd})", _PARSE[kind].format(var=var),
+            f'echo "{unit.name}: job ${var}"']
+
+
+def _unique(name: str, taken: list[str]) -> str:
+    out, n = name, 1
+    while out in taken:
+        n += 1
+        out = f"{name}_{n}"
+    return out
 
 
 def export_run(workdir: Path, run_id: str, dest: Path, fmt: str = "sbatch",

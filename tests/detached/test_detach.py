@@ -197,13 +197,17 @@ def test_detached_chain(tmp_path: Path, sched: str) -> None:
     squares = {by_name[f"square[{i}]"].idx for i in range(3)}
     assert set(by_name["total"].deps) == squares
     assert all(by_name[f"square[{i}]"].deps == [by_name["offset"].idx] for i in range(3))
-    square_jobs = {by_name[f"square[{i}]"].native_id for i in range(3)}
-    # while the chain runs, the scheduler holds total on the squares' jobs
+    # the squares are one array job, element i running square[i - 1]
+    square_elems = [by_name[f"square[{i}]"].native_id or "" for i in range(3)]
+    sep = "_" if sched == "slurm" else "."
+    array_id = square_elems[0].split(sep)[0]
+    assert square_elems == [f"{array_id}{sep}{i}" for i in (1, 2, 3)]
+    # while the chain runs, the scheduler holds total on the squares' array job
     dep = dependency_of(sched, total_job["native_id"])
     if dep and sched == "slurm":
-        assert dep.startswith("afterok:"), dep
+        assert dep.startswith(f"afterok:{array_id}"), dep
     elif dep:
-        assert set(dep.split(",")) == square_jobs, dep
+        assert dep == array_id, dep
     if sched == "sge":  # the script checks the squares' markers before running the worker
         text = script.read_text()
         assert text.count('grep -qs \'^{"outcome": "succeeded"\'') == 3, text
@@ -255,10 +259,12 @@ def test_export_script_text(tmp_path: Path) -> None:
     text = dest.read_text()
     assert text.startswith("#!/usr/bin/env bash\n# Pipeline 'chain'")
     assert "--dependency=afterok:$jid_" in text and "--kill-on-invalid-dep=yes" in text
-    assert text.count("$(sbatch --parsable") == 6
+    assert text.count("$(sbatch --parsable") == 4  # offset, copy, total, squares' array
+    assert "# square: 3 tasks (square[0] .. square[2]) as one array job" in text
     assert subprocess.run(["bash", "-n", str(dest)]).returncode == 0  # noqa: S603
     jobs = sorted((tmp_path / "pipeline.jobs").iterdir())
-    assert len(jobs) == 6
+    assert [j.name for j in jobs] == ["copy.sh", "offset.sh", "square.sh", "total.sh"]
+    assert "#SBATCH --array=1-3%3" in (tmp_path / "pipeline.jobs" / "square.sh").read_text()
     assert all("-m corral.worker" in j.read_text() for j in jobs)
     sge = export_script(_load(tmp_path, "chain"), {}, _cfg(tmp_path, "local"),
                         tmp_path / "sge" / "pipeline.sh", fmt="sge")
@@ -273,7 +279,7 @@ def test_export_run_by_id(tmp_path: Path) -> None:
     first = Path(export_script(pipe, {}, cfg, tmp_path / "a.sh"))
     run_id = Store.open(tmp_path).list_runs(1)[0]["id"]
     second = export_run(tmp_path, run_id, tmp_path / "b.sh")
-    assert second.read_text().count("$(sbatch") == first.read_text().count("$(sbatch") == 6
+    assert second.read_text().count("$(sbatch") == first.read_text().count("$(sbatch") == 4
     # a run of a pipeline defined in code (source "module:name") has no file to load again
     in_code = _load(tmp_path, "broken")
     in_code.source_file = None
@@ -290,7 +296,7 @@ def test_exported_script_runs(tmp_path: Path, sched: str) -> None:
     out = subprocess.run(["bash", str(dest)], capture_output=True, text=True,  # noqa: S603
                          timeout=60)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.count(": job ") == 6
+    assert out.stdout.count(": job ") == 4  # the three squares are one array job
     job_ids = [line.rsplit(" ", 1)[1] for line in out.stdout.splitlines() if ": job " in line]
     assert all(j.isdigit() for j in job_ids), out.stdout
     store = Store.open(tmp_path)
@@ -306,7 +312,7 @@ def test_cancel_detached_run_cancels_its_jobs(tmp_path: Path, sched: str) -> Non
     store = Store.open(tmp_path)
     natives = [a["native_id"] for a in store.attempts(run_id)]
     assert len(natives) == 3
-    jobs = sorted({n.split("_")[0] for n in natives})
+    jobs = sorted({n.split("_")[0].split(".")[0] for n in natives})
     assert queued(sched, jobs)
     out = subprocess.run(  # noqa: S603 - our own CLI
         [sys.executable, "-m", "corral.cli.app", "cancel", run_id, "--workdir", str(tmp_path)],

@@ -11,6 +11,7 @@ The first test needs no cluster: it runs exported SGE job scripts with bash, in 
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
@@ -49,12 +50,16 @@ def stuck():
 
 
 def _run_exported_jobs(dest: Path) -> None:
-    """Run the job scripts of an exported SGE script with bash, in its submission order."""
-    jobs = re.findall(r"(job_\d+\.sh)\)", dest.read_text())
+    """Run the job scripts of an exported SGE script with bash, in its submission order (each
+    element of an array job, ``#$ -t 1-N``, with its ``SGE_TASK_ID``)."""
+    jobs = re.findall(r"([\w.-]+\.sh)\)", dest.read_text())
     assert jobs
     for name in jobs:
         script = dest.parent / f"{dest.stem}.jobs" / name
-        subprocess.run(["bash", str(script)], check=False, timeout=60)  # noqa: S603
+        size = re.search(r"^#\$ -t 1-(\d+)$", script.read_text(), re.M)
+        for i in range(1, int(size.group(1)) + 1 if size else 2):
+            env = {**os.environ, "SGE_TASK_ID": str(i)} if size else None
+            subprocess.run(["bash", str(script)], check=False, timeout=60, env=env)  # noqa: S603
 
 
 def test_job_scripts_check_their_parents_markers(tmp_path: Path) -> None:

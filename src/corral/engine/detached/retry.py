@@ -8,7 +8,13 @@ attempt. Those resources are resolved and validated at submission, one per possi
 (:func:`attempt_plan`), so reconcile needs neither the pipeline nor its code.
 
 A retry submits the task's next attempt and resubmits its not yet run downstream chain, each
-job depending on the new jobs. The old jobs of that chain never ran (SLURM holds or removed
+job depending on the new jobs. A failed element of an array job (a scatter) is resubmitted
+alone, as a single job; its dependents are resubmitted waiting for that job and for the
+array's other unfinished elements (each by its element id on SLURM, ``afterok:123_4``; on Grid
+Engine the whole array, the job script checking each element's exit marker). Every element has
+its own attempt directory and exit marker, read one by one by reconcile.
+
+The old jobs of that chain never ran (SLURM holds or removed
 them, Grid Engine's job scripts refuse to run below a failed parent): their attempts are recorded
 ``withdrawn`` (they do not count toward retries or resources, as in the attached engine) and
 their jobs are deleted. Python tasks read an upstream result through a per-task symbolic link
@@ -218,10 +224,14 @@ def _prepare(p: Reconciling, ex: BatchExecutor, d: DetachedTask, cause: str) -> 
 
 def _submit(p: Reconciling, ex: BatchExecutor, job: _Job) -> None:
     d = job.task
-    after = [p.state.tasks[u].native_id for u in d.deps
-             if p.task_state.get(u) not in FINISHED_TASK and p.state.tasks[u].native_id]
+    # an upstream array element: that element alone on SLURM, its whole array on Grid Engine
+    # (whose job scripts then check the element's exit marker)
+    after = list(dict.fromkeys(
+        ex.dependency_id(native) for u in d.deps
+        if p.task_state.get(u) not in FINISHED_TASK
+        and (native := p.state.tasks[u].native_id)))
     try:
-        result = ex.transport.run(ex.submit_argv(job.script_path, [a for a in after if a]),
+        result = ex.transport.run(ex.submit_argv(job.script_path, after),
                                   input=job.script if ex.submit_via_stdin else None,
                                   timeout=ex.settings.submit_timeout)
         native = ex.parse_submit(result.stdout)

@@ -1,9 +1,11 @@
-"""Submitting a detached run: every not-cached task one job, chained with the scheduler's
-dependencies; the resources of each possible retry resolved up front (:func:`attempt_plan`)."""
+"""Submitting a detached run: the not-cached tasks as batch jobs chained with the scheduler's
+dependencies, each scatter one array job (:func:`group_units`); the resources of each possible
+retry resolved up front (:func:`attempt_plan`)."""
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import time
@@ -17,7 +19,7 @@ import cloudpickle
 from corral.errors import CorralError, UsageError
 from corral.executors import create_executor
 from corral.executors.base import TaskSpec
-from corral.executors.batch.base import BatchExecutor
+from corral.executors.batch.base import BatchExecutor, RenderedJob
 from corral.graph import Future, Node, NodeKind
 from corral.resources import Resources
 from corral.states import DONE_TASK_STATES, RunState, TaskState
@@ -42,9 +44,28 @@ log = logging.getLogger("corral.engine.detached")
 class PreparedJob:
     task: DetachedTask
     spec: TaskSpec
-    script: str
     deps: list[int]
     """Indexes of the upstream tasks that have jobs (not cached)."""
+
+
+@dataclass
+class PreparedUnit:
+    """One submission: a single task, or the elements of a scatter as one array job
+    (element ``i``, 1-based, runs ``jobs[i - 1]``)."""
+
+    jobs: list[PreparedJob]
+    rendered: RenderedJob
+    after: list[int]
+    """Positions (in :attr:`Prepared.units`) of the units this one waits for."""
+
+    @property
+    def is_array(self) -> bool:
+        return len(self.jobs) >= 2
+
+    @property
+    def name(self) -> str:
+        """The task's name, or the scatter's group for an array."""
+        return self.jobs[0].spec.group if self.is_array else self.jobs[0].task.name
 
 
 @dataclass
@@ -54,9 +75,13 @@ class Prepared:
     executor: BatchExecutor
     engine: Engine
     work_root: Path
-    jobs: list[PreparedJob]
-    """In topological order."""
+    units: list[PreparedUnit]
+    """In dependency order."""
     state: DetachedRun
+
+    @property
+    def jobs(self) -> list[PreparedJob]:
+        return [j for u in self.units for j in u.jobs]
 
 
 def prepare_jobs(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: RunConfig,
@@ -95,6 +120,7 @@ def prepare_jobs(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: R
         engine = Engine(store, the_plan, run_id, executor, opts, work_root)
         engine.prepare()
         jobs = _build_jobs(engine, executor, work_root)
+        units = group_units(executor, jobs)
         engine.rec.flush()
     except BaseException:
         store.release_run(run_id, state=RunState.FAILED.value, finished_at=time.time(),
@@ -102,7 +128,7 @@ def prepare_jobs(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: R
         raise
     tasks = {j.task.idx: j.task for j in jobs}
     state = DetachedRun(run_id, str(the_plan.cwd), kind, tasks)
-    return Prepared(run_id, store, executor, engine, work_root, jobs, state)
+    return Prepared(run_id, store, executor, engine, work_root, units, state)
 
 
 def _build_jobs(engine: Engine, executor: BatchExecutor, work_root: Path) -> list[PreparedJob]:
@@ -158,14 +184,43 @@ def _build_jobs(engine: Engine, executor: BatchExecutor, work_root: Path) -> lis
         attempt_dir[idx] = Path(os.path.abspath(spec.workdir))
         executor.write_payload(spec)
         deps = sorted(_job_deps(engine, idx, has_job))
-        rendered = executor.render_job([spec], after=[str(attempt_dir[d]) for d in deps])
         has_job.add(idx)
         task = _detached_task(engine, executor, node, spec, deps, movable)
         if task.link:
             links[idx] = Path(task.link)
-        jobs.append(PreparedJob(task, spec, rendered.script, deps))
+        jobs.append(PreparedJob(task, spec, deps))
         engine.set_state(idx, TaskState.RUNNING, attempts=n, started_at=now)
     return jobs
+
+
+def group_units(executor: BatchExecutor, jobs: list[PreparedJob]) -> list[PreparedUnit]:
+    """Group ``jobs`` (in topological order) into submissions and render their scripts.
+
+    Tasks of one group (the elements of a ``map``, zip or product) with the same resources,
+    environment and upstream jobs form one array job where the scheduler's detached mode
+    supports it (:attr:`BatchExecutor.detached_arrays`); a task below waits for the whole
+    array. Members share their upstream tasks, so none is above another and the units stay
+    in dependency order. Elements whose upstream differ (a map over a map's elements) stay
+    single jobs, each waiting for its own upstream."""
+    groups: dict[str, list[PreparedJob]] = {}
+    for job in jobs:
+        key = json.dumps([job.spec.group, job.spec.resources.to_dict(),
+                          sorted(job.spec.env.items()), job.deps], sort_keys=True, default=str)
+        if not executor.detached_arrays:
+            key = job.task.key
+        groups.setdefault(key, []).append(job)
+    unit_of: dict[int, int] = {}
+    workdir = {j.task.idx: j.task.workdir for j in jobs}
+    units: list[PreparedUnit] = []
+    for group in groups.values():  # dicts keep insertion order: by each group's first job
+        members = sorted(group, key=lambda j: j.task.idx)  # element i runs the i-th task
+        after = sorted({unit_of[d] for d in members[0].deps})
+        dirs = [workdir[d] for d in members[0].deps]
+        rendered = executor.render_job([j.spec for j in members], after=dirs)
+        for j in members:
+            unit_of[j.task.idx] = len(units)
+        units.append(PreparedUnit(members, rendered, after))
+    return units
 
 
 def _detached_task(engine: Engine, executor: BatchExecutor, node: Node, spec: TaskSpec,
@@ -216,24 +271,44 @@ def save_state(p: Prepared) -> None:
     write_state(p.work_root / STATE_FILE, p.state)
 
 
+def write_unit(ex: BatchExecutor, unit: PreparedUnit) -> None:
+    """Write a unit's job script (and an array's listing of attempt directories)."""
+    job = unit.rendered
+    if job.list_path and job.list_text is not None:
+        ex.transport.write_bytes(job.list_path, job.list_text.encode())
+    if job.array_err:  # the scheduler's own output files of the elements go there
+        ex.transport.makedirs(os.path.dirname(job.array_err))
+    ex.transport.write_bytes(job.script_path, job.script.encode(), mode=0o755)
+
+
+def submit_unit(ex: BatchExecutor, unit: PreparedUnit, after: list[str]) -> str:
+    """Submit one unit after the jobs ``after``; returns its (array) job id."""
+    write_unit(ex, unit)
+    script = unit.rendered.script
+    result = ex.transport.run(ex.submit_argv(unit.rendered.script_path, after),
+                              input=script if ex.submit_via_stdin else None,
+                              timeout=ex.settings.submit_timeout)
+    return ex.parse_submit(result.stdout)
+
+
 def submit_detached(pipeline: Pipeline[Any, Any], params: Mapping[str, Any],
                     cfg: RunConfig) -> str:
-    """Submit every not-cached task as one dependent batch job and return the run id at once.
+    """Submit every not-cached task (each scatter one array job) with the scheduler's
+    dependencies, and return the run id at once.
 
     Raises :class:`UsageError` for dynamic scatters and for executors that are not batch
     schedulers. Follow the run with :func:`reconcile` (``corral status``)."""
     p = prepare_jobs(pipeline, params, cfg)
     native: dict[int, str] = {}
+    """Job id of each unit submitted (by position)."""
     ex = p.executor
     try:
-        for job in p.jobs:
-            path = job.task.workdir + "/job.sh"
-            ex.transport.write_bytes(path, job.script.encode(), mode=0o755)
-            argv = ex.submit_argv(path, [native[d] for d in job.deps])
-            result = ex.transport.run(argv, input=job.script if ex.submit_via_stdin else None,
-                                      timeout=ex.settings.submit_timeout)
-            native[job.task.idx] = job.task.native_id = ex.parse_submit(result.stdout)
-            p.engine.rec.attempt_new(attempt_row(p, job, job.task.native_id, "submitted"))
+        for n, unit in enumerate(p.units):
+            job_id = submit_unit(ex, unit, [native[u] for u in unit.after])
+            native[n] = job_id
+            for i, job in enumerate(unit.jobs, start=1):
+                job.task.native_id = ex.element_id(job_id, i) if unit.is_array else job_id
+                p.engine.rec.attempt_new(attempt_row(p, job, job.task.native_id, "submitted"))
     except BaseException as exc:
         p.engine.rec.flush()
         if native:

@@ -141,6 +141,9 @@ class BatchExecutor(Executor):
     """Whether the script is piped to the submit command (LSF reads directives only so)."""
     array_token: ClassVar[str] = "%a"
     """The scheduler's placeholder for the array index in output file names."""
+    detached_arrays: ClassVar[bool] = False
+    """Whether detached runs and exported scripts submit a scatter as one array job (its
+    dependents wait for the whole array; see :meth:`dependency_id` for retries)."""
     dependency_on_end: ClassVar[bool] = False
     """Whether the submit dependency releases a job when its parents *end*, failed or not
     (Grid Engine ``-hold_jid``); detached job scripts then check the parents' exit markers."""
@@ -210,6 +213,11 @@ class BatchExecutor(Executor):
     @abstractmethod
     def job_of(self, native_id: str) -> str:
         """The job id (array job for an element) that status queries and cancels name."""
+
+    def dependency_id(self, native_id: str) -> str:
+        """The id a submit dependency names to wait for job or element ``native_id``: its
+        whole array where the scheduler cannot wait for one element."""
+        return self.job_of(native_id)
 
     @abstractmethod
     def cancel_argv(self, native_ids: Sequence[str]) -> list[str]:

@@ -218,6 +218,7 @@ class SGEExecutor(BatchExecutor):
     name_limit: ClassVar[int] = 200
     array_token: ClassVar[str] = "$TASK_ID"
     dependency_on_end: ClassVar[bool] = True
+    detached_arrays: ClassVar[bool] = True
     settings: SGESettings
 
     def directives(self, req: JobRequest) -> list[str]:

@@ -236,6 +236,7 @@ class SlurmExecutor(BatchExecutor):
     settings_class: ClassVar[type[BatchSettings]] = SlurmSettings
     name_limit: ClassVar[int] = 200
     array_token: ClassVar[str] = "%a"
+    detached_arrays: ClassVar[bool] = True
     settings: SlurmSettings
 
     def __init__(self, settings: BatchSettings, ctx: ExecutorContext,
@@ -262,6 +263,9 @@ class SlurmExecutor(BatchExecutor):
 
     def job_of(self, native_id: str) -> str:
         return native_id.split("_")[0]
+
+    def dependency_id(self, native_id: str) -> str:
+        return native_id  # afterok:123_4 waits for element 4 of array 123 alone
 
     def cancel_argv(self, native_ids: Sequence[str]) -> list[str]:
         return scancel_argv(native_ids)
