@@ -16,10 +16,11 @@ import enum
 import functools
 import hashlib
 import os
+import stat
 import struct
 from collections.abc import Callable
 from pathlib import PurePath
-from typing import Any
+from typing import Any, Protocol
 
 from corral.errors import HashingError
 
@@ -212,14 +213,65 @@ def feed_into(h: Any, value: Any) -> None:
 
 # ---------------------------------------------------------------------------- files
 
-_FILE_CACHE: dict[tuple[str, int, int], str] = {}
+Signature = tuple[int, int, int, int, int]
+"""What identifies a file's content without reading it: (device, inode, size, mtime_ns,
+ctime_ns). Writing to a file changes its ctime (which no user call can set back), so a file
+with the same signature still has the content it was hashed with."""
+
+
+class DigestCache(Protocol):
+    """A persistent map of file signatures to digests (the store's, see
+    :mod:`corral.store.digests`): file digests survive the process that computed them."""
+
+    def get(self, sig: Signature) -> str | None: ...
+
+    def put(self, sig: Signature, digest: str) -> None: ...
+
+
+PERSIST_MIN = 64 * 1024
+"""Files smaller than this are hashed again in each process (quicker than a lookup)."""
+
+_FILE_CACHE: dict[Signature, str] = {}
+_PERSISTENT: DigestCache | None = None
+REHASH = os.environ.get("CORRAL_REHASH", "") not in ("", "0")
+"""Ignore digests computed by other processes (``--rehash``): every file is read once more."""
+
+
+def use_digest_cache(cache: DigestCache | None) -> None:
+    """Keep file digests in ``cache`` too (the state store's), beyond this process."""
+    global _PERSISTENT
+    _PERSISTENT = cache
+
+
+def set_rehash(on: bool) -> None:
+    """Read every file again instead of trusting digests cached by earlier processes."""
+    global REHASH
+    REHASH = on
+    _FILE_CACHE.clear()
+
+
+def signature(st: os.stat_result) -> Signature:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def read_digest(path: str | os.PathLike[str]) -> str:
+    """The digest of a file's content, read in full (no cache)."""
+    h = new_hasher()
+    with open(path, "rb") as fh:
+        buf = bytearray(1 << 20)
+        view = memoryview(buf)
+        while n := fh.readinto(buf):
+            h.update(view[:n])
+    return str(h.hexdigest())
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
-    """Content digest of a file (or of a directory tree), memoised by (path, size, mtime)."""
+    """Content digest of a file (or of a directory tree). A file is read only when its
+    :data:`Signature` is new: digests are memoised in this process and, for files of
+    :data:`PERSIST_MIN` bytes or more, in the store's digest cache."""
     p = os.fspath(path)
     st = os.stat(p)
-    if os.path.isdir(p):
+    if stat.S_ISDIR(st.st_mode):
         h = new_hasher()
         for root, dirs, files in os.walk(p):
             dirs.sort()
@@ -227,14 +279,15 @@ def file_digest(path: str | os.PathLike[str]) -> str:
                 full = os.path.join(root, name)
                 h.update(os.path.relpath(full, p).encode() + b"\0" + file_digest(full).encode())
         return str(h.hexdigest())
-    key = (p, st.st_size, st.st_mtime_ns)
-    cached = _FILE_CACHE.get(key)
+    sig = signature(st)
+    cached = _FILE_CACHE.get(sig)
     if cached is not None:
         return cached
-    h = new_hasher()
-    with open(p, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    digest = str(h.hexdigest())
-    _FILE_CACHE[key] = digest
+    persist = _PERSISTENT if st.st_size >= PERSIST_MIN else None
+    digest = persist.get(sig) if persist is not None and not REHASH else None
+    if digest is None:
+        digest = read_digest(p)
+        if persist is not None and signature(os.stat(p)) == sig:  # not changed while read
+            persist.put(sig, digest)
+    _FILE_CACHE[sig] = digest
     return digest

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from corral.hashing import digest_bytes
+from corral.hashing import digest_bytes, file_digest
 from corral.store import Store
 
 
@@ -62,21 +62,29 @@ class Recorder:
         self.artifacts.append(row)
 
     def task_result(self, run_id: str, task_id: int, key: str, name: str, attempt_id: str | None,
-                    data: bytes, files: list[Path], now: float) -> None:
-        """Record a finished task: its pickled value (inline or in the CAS), copies of its
-        output files in the CAS, a ``results`` row under its key, and one artifact row per
-        output file and for the value (provenance)."""
+                    data: bytes, files: list[Path], now: float,
+                    stored: tuple[str, int] | None = None) -> None:
+        """Record a finished task: its pickled value (inline or in the CAS; ``stored`` is the
+        (digest, size) of a value a worker put in the CAS already, ``data`` then unused), the
+        digest of each output file (which stays where it is: the CAS keeps a clone or a small
+        copy at most, see :meth:`corral.store.cas.CAS.keep_file`), a ``results`` row under its
+        key, and one artifact row per output file and for the value (provenance)."""
         common = {"run_id": run_id, "task_id": task_id, "attempt_id": attempt_id,
                   "task_key": key, "created_at": now}
         outputs: dict[str, str] = {}
         for f in files:
-            digest = self.store.cas.put_file(f, deferred=True)
+            digest = file_digest(f)
+            size = f.stat().st_size
+            self.store.cas.keep_file(f, digest, size, deferred=True)
             outputs[str(f)] = digest
-            self.artifact({"digest": digest, "path": str(f), "kind": "file",
-                           "size": f.stat().st_size, **common})
-        record = self.store.value_record(data, deferred=True)
+            self.artifact({"digest": digest, "path": str(f), "kind": "file", "size": size,
+                           **common})
+        if stored is not None:
+            record: dict[str, Any] = {"value": None, "digest": stored[0], "size": stored[1]}
+        else:
+            record = self.store.value_record(data, deferred=True)
         self.artifact({"digest": record["digest"] or digest_bytes(data), "path": None,
-                       "kind": "value", "size": len(data), **common})
+                       "kind": "value", "size": record["size"], **common})
         self.result({"key": key, "task_name": name, "run_id": run_id, "attempt_id": attempt_id,
                      "created_at": now, "last_used": now, "outputs": outputs or None, **record})
 

@@ -8,10 +8,19 @@ The engine records many results at once: it writes them with ``deferred=True`` a
 the pending blobs together (concurrent ``fsync`` calls share the file system's journal commits,
 so 32 blobs cost about what one does) and then renames them into place. Until then a pending
 blob is readable through this object, and a crash leaves only temporary files behind.
+
+Output files are not duplicated (:meth:`CAS.keep_file`): the result of a task records the digest
+of each output, which stays where the task wrote it. The store keeps a copy-on-write clone of it
+where the file system can make one (XFS, Btrfs, ZFS with block cloning: no space used until the
+file is changed), else a plain copy of files up to ``CORRAL_OUTPUT_COPY_MAX`` bytes (1 MiB by
+default; 0 keeps none) and nothing of larger ones. A cached task whose output is gone is restored
+from what is kept, or else runs again; one whose output was changed runs again.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +30,33 @@ from corral.hashing import digest_bytes, file_digest
 
 SYNC_THREADS = 8
 """Concurrent fsync calls in :meth:`CAS.sync`."""
+
+FICLONE = 0x40049409
+"""The Linux ioctl that makes ``dst`` a copy-on-write clone of ``src`` (reflink)."""
+
+DEFAULT_COPY_MAX = 1 << 20
+
+
+def output_copy_max() -> int:
+    """Outputs up to this many bytes are copied into the store when they cannot be cloned."""
+    text = os.environ.get("CORRAL_OUTPUT_COPY_MAX", "")
+    try:
+        return int(text) if text else DEFAULT_COPY_MAX
+    except ValueError:
+        return DEFAULT_COPY_MAX
+
+
+def reflink(src: Path, dst: Path) -> bool:
+    """Make ``dst`` a copy-on-write clone of ``src``; False where the file system cannot."""
+    try:
+        with open(src, "rb") as fin, open(dst, "wb") as fout:
+            fcntl.ioctl(fout.fileno(), FICLONE, fin.fileno())
+        return True
+    except OSError as exc:
+        dst.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        return False
 
 
 def _fsync_path(path: Path) -> None:
@@ -86,6 +122,40 @@ class CAS:
             self._place(digest, tmp, deferred)
         return digest
 
+    def keep_file(self, path: Path, digest: str, size: int, deferred: bool = False) -> str:
+        """What the store keeps of an output file of content ``digest``: ``"clone"`` (a
+        reflink), ``"copy"`` (a small file), ``"kept"`` (already there) or ``"none"``."""
+        if self._reuse(digest):
+            return "kept"
+        tmp = self._temp(self.path(digest))
+        if reflink(path, tmp):
+            how = "clone"
+        elif size <= output_copy_max():
+            shutil.copyfile(path, tmp)
+            how = "copy"
+        else:
+            return "none"
+        self._place(digest, tmp, deferred)
+        return how
+
+    def adopt(self, path: Path, digest: str) -> None:
+        """Move a complete, synced file of content ``digest`` into the store (a worker wrote
+        it beside the store); copied if it is on another file system."""
+        if self._reuse(digest):
+            path.unlink(missing_ok=True)
+            return
+        target = self.path(digest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(path, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            tmp = self._temp(target)
+            shutil.copyfile(path, tmp)
+            self._place(digest, tmp, deferred=False)
+            path.unlink(missing_ok=True)
+
     def sync(self) -> None:
         """Make every deferred blob durable and visible under its digest."""
         if not self._pending:
@@ -110,7 +180,8 @@ class CAS:
             return False
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.corral-restore.tmp")
-        shutil.copyfile(src, tmp)
+        if not reflink(src, tmp):
+            shutil.copyfile(src, tmp)
         os.replace(tmp, dest)
         return True
 

@@ -19,10 +19,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from corral.errors import MissingExtra, RunLockedError, RunNotFound, StoreError, UsageError
+from corral.hashing import use_digest_cache
 from corral.states import RunState, check_run
 from corral.store import queries, writes
 from corral.store import schema as t
 from corral.store.cas import CAS
+from corral.store.digests import StatDigestCache
 from corral.store.migrate import HEAD_REVISION as HEAD_REVISION
 from corral.store.migrate import ensure_schema
 from corral.store.outage import Outage, ReplayingConnection, outage_limit
@@ -78,6 +80,8 @@ class Store:
     def __init__(self, url: str, cas_root: Path) -> None:
         self.url = url
         self.cas = CAS(cas_root)
+        self.digests = StatDigestCache(cas_root.parent / "digests.db")
+        use_digest_cache(self.digests)  # file digests outlive this process
         try:
             self.engine: Engine = self._create_engine(url)
             self._sqlite = self.engine.dialect.name == "sqlite"
@@ -123,6 +127,7 @@ class Store:
 
     def close(self) -> None:
         self.engine.dispose()
+        self.digests.close()
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import io
 import json
 import os
 import pickle
@@ -28,7 +30,7 @@ from typing import Any
 
 import cloudpickle
 
-from corral.pickling import dumps
+from corral.pickling import Pickler, dumps
 from corral.worker.children import (
     become_subreaper,
     begin_attempt,
@@ -77,10 +79,97 @@ class ResultRef:
     path: str
 
 
+@dataclass(frozen=True)
+class StoredResult:
+    """Stands for a large return value the worker wrote to a file (``path``, complete and on
+    disk) instead of sending it: the engine moves the file into its content store under
+    ``digest`` (the digest of its bytes, as :func:`corral.hashing.digest_bytes` computes it)
+    and never loads it. ``files`` are the files the value names (:func:`returned_files`)."""
+
+    digest: str
+    size: int
+    path: str
+    files: list[str]
+
+
+SPILL_MIN = 64 * 1024
+"""Pickled values larger than this are written to a file by the worker (the store keeps values
+of this size in the CAS anyway: ``corral.store.store.INLINE_LIMIT``)."""
+VALUE_FILE = "value.pkl"
+
+
+class _SpillWriter:
+    """A file-like sink for a pickler: keeps the bytes in memory up to ``limit``, then goes on
+    in ``path``; hashes them on the way."""
+
+    def __init__(self, path: Path, limit: int) -> None:
+        self.path, self.limit = path, limit
+        self.hasher = hashlib.blake2b(digest_size=16)  # corral.hashing.digest_bytes
+        self.buffer: io.BytesIO | None = io.BytesIO()
+        self.fh: Any = None
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        self.hasher.update(data)
+        n = memoryview(data).nbytes
+        self.size += n
+        if self.buffer is not None:
+            self.buffer.write(data)
+            if self.size <= self.limit:
+                return n
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.fh = open(self.path, "wb")
+            self.fh.write(self.buffer.getbuffer())
+            self.buffer = None
+            return n
+        self.fh.write(data)
+        return n
+
+    def finish(self) -> bytes | StoredResult:
+        if self.buffer is not None:
+            return self.buffer.getvalue()
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        return StoredResult(str(self.hasher.hexdigest()), self.size, str(self.path), [])
+
+    def discard(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.path.unlink(missing_ok=True)
+
+
+def dump_value(value: Any, spill: Path | None) -> bytes:
+    """The pickled ``value``; one larger than :data:`SPILL_MIN` is written to ``spill``
+    instead (when given) and the pickle of a :class:`StoredResult` returned."""
+    if spill is None:
+        return dumps(value)
+    sink = _SpillWriter(spill, SPILL_MIN)
+    try:
+        Pickler(sink, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+        out = sink.finish()
+    except OSError:  # a full disk: the engine gets the bytes, and stops on its own write
+        sink.discard()
+        return dumps(value)
+    except BaseException:
+        sink.discard()
+        raise
+    if isinstance(out, bytes):
+        return out
+    files = returned_files(value, Path.cwd())
+    return dumps(StoredResult(out.digest, out.size, out.path, files))
+
+
+def load_file(path: str | os.PathLike[str]) -> Any:
+    """Unpickle a value from a file without holding its bytes and the value at once."""
+    with open(path, "rb") as fh:
+        return pickle.load(fh)
+
+
 def resolve_refs(value: Any) -> Any:
     """A copy of ``value`` with every :class:`ResultRef` (in lists, tuples, dicts) loaded."""
     if isinstance(value, ResultRef):
-        return cloudpickle.loads(Path(value.path).read_bytes())
+        return load_file(value.path)
     if isinstance(value, list):
         return [resolve_refs(v) for v in value]
     if isinstance(value, tuple):
@@ -177,12 +266,14 @@ def _paths(value: Any) -> Iterator[PurePath]:
             yield from _paths(v)
 
 
-def run_python(payload: PythonPayload, list_files: bool = False) -> AttemptResult:
+def run_python(payload: PythonPayload, list_files: bool = False,
+               spill: Path | None = None) -> AttemptResult:
     """Call the task function, measuring it; exceptions become a FAILED result with traceback.
     What it writes goes to this process's descriptors 1 and 2 (the caller points them at the
     attempt's logs); the processes it started are ended when it returns (see
     :mod:`corral.worker.children`), and counted in its peak memory while they live. With
-    ``list_files``, the result's ``files`` are the files it returned."""
+    ``list_files``, the result's ``files`` are the files it returned. With ``spill``, a large
+    value is written to that file (see :func:`dump_value`)."""
     monitor = _monitor()
     probe = Probe.begin(monitor)
     begin_attempt()
@@ -194,7 +285,7 @@ def run_python(payload: PythonPayload, list_files: bool = False) -> AttemptResul
         if list_files:
             files = returned_files(value, Path.cwd())
         try:
-            result = dumps(value)
+            result = dump_value(value, spill)
         except Exception as exc:
             outcome = "failed"
             error = (

@@ -1,7 +1,9 @@
 """The loop of a local pool worker process: receive chunks of payloads, run, send results.
 
 A chunk is a list of ``(attempt_id, payload, variables, logdir)`` (``logdir`` may be left out
-or None: the output then comes back in the result, see :mod:`corral.worker.output`). The
+or None: the output then comes back in the result, see :mod:`corral.worker.output`). A large
+return value is written to ``logdir/value.pkl`` and only its digest sent back
+(:class:`corral.worker.execute.StoredResult`): it never travels through the engine. The
 worker's descriptors 1 and 2 are the running attempt's logs; the processes an attempt started
 are ended when it returns (:mod:`corral.worker.children`)."""
 
@@ -12,10 +14,17 @@ import pickle
 import signal
 import time
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from corral.worker.children import become_subreaper, keep_requested
-from corral.worker.execute import AttemptResult, PythonPayload, run_python, thread_limits
+from corral.worker.execute import (
+    VALUE_FILE,
+    AttemptResult,
+    PythonPayload,
+    run_python,
+    thread_limits,
+)
 from corral.worker.output import AttemptOutput
 
 FLUSH_AFTER = 0.02
@@ -64,11 +73,12 @@ def _serve(conn: Connection, attempt_env: AttemptEnv, output: AttemptOutput) -> 
         last = time.monotonic()
         for attempt_id, data, variables, *rest in chunk:
             logdir: str | None = rest[0] if rest else None
+            spill = Path(logdir, VALUE_FILE) if logdir else None
             payload: PythonPayload = pickle.loads(data)
             attempt_env.apply(variables)
             logdir = output.begin(logdir)
             with thread_limits(variables.get("CORRAL_CORES")):
-                res = run_python(payload)
+                res = run_python(payload, spill=spill)
             res.stdout, res.stderr = output.end(logdir, rotate=keep_requested())
             out.append((attempt_id, res))
             now = time.monotonic()
