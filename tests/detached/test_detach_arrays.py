@@ -1,0 +1,180 @@
+"""Scatters as array jobs in detached mode (issue 19), on the real local SLURM and Grid Engine.
+
+Submissions are counted with logging wrappers of ``sbatch`` and ``qsub`` first on ``PATH`` (as
+``bench/slurm.py`` counts SLURM commands): a 1,000-element map plus its gather is two
+submissions, and a failed element's retry resubmits that element alone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import corral
+from corral.api import RunConfig
+from corral.engine.detached import load_state, submit_detached
+from corral.export import export_script
+from corral.store import Store
+
+from examples.test_datapipe import EXAMPLE, SHARDS, _check_outputs, server  # noqa: F401
+from .test_detach import _wait, sched  # noqa: F401 - sched is a fixture
+
+WIDE = '''
+import os
+from corral import pipeline, task
+
+
+@task
+def square(x: int) -> int:
+    return x * x
+
+
+@task(retries=1)
+def flaky_retried(x: int) -> int:
+    if x == 2 and os.environ["CORRAL_ATTEMPT"] == "1":
+        raise RuntimeError("element 2 fails on attempt 1")
+    return x * 10
+
+
+@task
+def total(values: list) -> int:
+    return sum(values)
+
+
+@pipeline
+def wide(n: int = 1000):
+    return total(square.map(list(range(n))))
+
+
+@pipeline
+def one_flaky():
+    return total(flaky_retried.map([1, 2, 3]))
+'''
+
+WRAPPER = """#!/bin/bash
+printf '%s\\n' "$*" >> {log}
+exec {real} "$@"
+"""
+
+
+@pytest.fixture
+def submissions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A log of every ``sbatch``/``qsub`` call (one line each, its arguments)."""
+    bindir, log = tmp_path / "wrap-bin", tmp_path / "submissions.log"
+    bindir.mkdir()
+    log.touch()
+    for name in ("sbatch", "qsub"):
+        real = shutil.which(name)
+        if real is not None:
+            (bindir / name).write_text(WRAPPER.format(log=log, real=real))
+            (bindir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+def _calls(log: Path) -> list[str]:
+    return log.read_text().splitlines()
+
+
+def _load(tmp_path: Path, name: str) -> Any:
+    path = tmp_path / "pipe_wide.py"
+    if not path.exists():
+        path.write_text(WIDE)
+    return corral.load_pipeline(path, name)
+
+
+def _cfg(tmp_path: Path, sched: str) -> RunConfig:
+    return RunConfig(executor=sched, workdir=tmp_path, new=True,
+                     executor_options={"accounting": "none"} if sched == "slurm" else {})
+
+
+def _attempt_states(store: Store, run_id: str) -> dict[str, list[str]]:
+    names = {t["id"]: t["name"] for t in store.tasks(run_id)}
+    out: dict[str, list[str]] = {}
+    for a in store.attempts(run_id):
+        out.setdefault(names[a["task_id"]], []).append(a["state"])
+    return out
+
+
+@pytest.mark.slow
+def test_thousand_element_map_is_two_submissions(tmp_path: Path, sched: str,
+                                                 submissions: Path) -> None:
+    run_id = submit_detached(_load(tmp_path, "wide"), {"n": 1000}, _cfg(tmp_path, sched))
+    calls = _calls(submissions)
+    assert len(calls) == 2, calls  # the squares' array job, then total waiting on it
+    store = Store.open(tmp_path)
+    state = load_state(store, run_id)
+    assert state is not None
+    sep = "_" if sched == "slurm" else "."
+    array_id = (state.tasks[min(state.tasks)].native_id or "").split(sep)[0]
+    assert ("--dependency=afterok:" if sched == "slurm" else "-hold_jid ") + str(array_id) \
+        in calls[1], calls
+    squares = sorted((t for t in state.tasks.values() if t.name != "total"), key=lambda t: t.idx)
+    assert len(squares) == 1000
+    assert [t.native_id for t in squares] == [f"{array_id}{sep}{i}" for i in range(1, 1001)]
+    script = next(Path(state.cwd, ".corral").rglob("arrays/*/job.sh")).read_text()
+    assert ("#SBATCH --array=1-1000%50" if sched == "slurm" else "#$ -tc 50") in script, script
+    summary = _wait(store, run_id, timeout=900)
+    assert summary["state"] == "succeeded", summary
+    assert corral.Client(tmp_path).run(run_id).task_result("total") == sum(
+        i * i for i in range(1000))
+    assert len(_calls(submissions)) == 2  # reconciling submitted nothing
+
+
+def test_failed_element_retried_alone(tmp_path: Path, sched: str, submissions: Path) -> None:
+    run_id = submit_detached(_load(tmp_path, "one_flaky"), {}, _cfg(tmp_path, sched))
+    assert len(_calls(submissions)) == 2
+    store = Store.open(tmp_path)
+    summary = _wait(store, run_id, timeout=180)
+    assert summary["state"] == "succeeded", (summary, store.tasks(run_id))
+    assert corral.Client(tmp_path).run(run_id).task_result("total") == 60
+    calls = _calls(submissions)
+    # the element's retry, then total again (waiting on the retry): two more submissions
+    assert len(calls) == 4, calls
+    states = _attempt_states(store, run_id)
+    assert states["flaky_retried[1]"] == ["failed", "succeeded"], states
+    assert states["flaky_retried[0]"] == states["flaky_retried[2]"] == ["succeeded"], states
+    assert states["total"] == ["withdrawn", "succeeded"], states
+    state = load_state(store, run_id)
+    assert state is not None
+    element = next(t for t in state.tasks.values() if t.name == "flaky_retried[1]")
+    retry_script = Path(element.workdir, "job.sh").read_text()  # a single job, not an array
+    assert element.workdir.endswith(".2") and "--array" not in retry_script
+    assert "#$ -t " not in retry_script
+    assert element.native_id is not None and element.native_id.isdigit()
+    retried_total = calls[3]
+    assert element.native_id in retried_total, calls
+
+
+def test_exported_datapipe_uses_arrays_and_runs(tmp_path: Path, sched: str,
+                                                server: tuple[Path, str],
+                                                submissions: Path) -> None:
+    """The datapipe example exported: its download and analyze scatters are array jobs, and
+    the script runs to completion with plain bash."""
+    served, url = server
+    work = tmp_path / "work"
+    pipe = corral.load_pipeline(EXAMPLE / "pipeline.py")
+    params = {"base_url": url, "shards": SHARDS, "dest": "site"}
+    fmt = {"slurm": "sbatch", "sge": "sge"}[sched]
+    dest = export_script(pipe, params, _cfg(work, sched), tmp_path / "pipeline.sh", fmt=fmt)
+    text = dest.read_text()
+    arrays = re.findall(r"^# (\w+): (\d+) tasks .* as one array job", text, re.M)
+    # download over the items, analyze over the shards of each item; convert maps over the
+    # download elements one by one, so its elements stay single jobs (no aftercorr yet)
+    assert sorted(arrays) == [("analyze", "3"), ("analyze", "3"), ("download", "2")], text
+    assert len(re.findall(r"^jid_\w+=\$\(", text, re.M)) == 8, text
+    out = subprocess.run(["bash", str(dest)], capture_output=True, text=True,  # noqa: S603
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert len(_calls(submissions)) == 8  # one submission per line of the script
+    store = Store.open(work)
+    run_id = store.list_runs(1)[0]["id"]
+    summary = _wait(store, run_id, timeout=300)
+    assert summary["state"] == "succeeded", (summary, store.tasks(run_id))
+    _check_outputs(served, work)
