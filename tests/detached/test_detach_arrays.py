@@ -21,8 +21,8 @@ from corral.api import RunConfig
 from corral.engine.detached import load_state, submit_detached
 from corral.export import export_script
 from corral.store import Store
-
 from examples.test_datapipe import EXAMPLE, SHARDS, _check_outputs, server  # noqa: F401
+
 from .test_detach import _wait, sched  # noqa: F401 - sched is a fixture
 
 WIDE = '''
@@ -178,3 +178,20 @@ def test_exported_datapipe_uses_arrays_and_runs(tmp_path: Path, sched: str,
     summary = _wait(store, run_id, timeout=300)
     assert summary["state"] == "succeeded", (summary, store.tasks(run_id))
     _check_outputs(served, work)
+
+
+def test_cached_elements_are_left_out_of_the_array(tmp_path: Path) -> None:
+    """A rerun after a partial run submits only the missing elements (no cluster needed)."""
+    assert corral.run(_load(tmp_path, "wide"), params={"n": 3}, workdir=tmp_path).ok
+    dest = export_script(_load(tmp_path, "wide"), {"n": 5},
+                         RunConfig(executor="local", workdir=tmp_path, new=True),
+                         tmp_path / "pipeline.sh")
+    text = dest.read_text()
+    assert "# square: 2 tasks (square[3] .. square[4]) as one array job" in text, text
+    assert len(re.findall(r"^jid_\w+=\$\(", text, re.M)) == 2, text
+    square = (tmp_path / "pipeline.jobs" / "square.sh").read_text()
+    assert "#SBATCH --array=1-2%2" in square
+    listing = re.search(r"sed -n \"\$\{SLURM_ARRAY_TASK_ID:-0\}p\" ([^)\s]+)", square)
+    assert listing is not None
+    dirs = Path(listing.group(1)).read_text().splitlines()
+    assert [Path(d).name.split("-", 1)[1] for d in dirs] == ["square_3_.1", "square_4_.1"]

@@ -207,7 +207,7 @@ def group_units(executor: BatchExecutor, jobs: list[PreparedJob]) -> list[Prepar
         key = json.dumps([job.spec.group, job.spec.resources.to_dict(),
                           sorted(job.spec.env.items()), job.deps], sort_keys=True, default=str)
         if not executor.detached_arrays:
-            key = job.task.key
+            key = str(job.task.idx)  # one job per task
         groups.setdefault(key, []).append(job)
     unit_of: dict[int, int] = {}
     workdir = {j.task.idx: j.task.workdir for j in jobs}
