@@ -227,7 +227,7 @@ def test_a_stored_result_is_a_reference(tmp_path: Path) -> None:
 
     from corral.worker.execute import dump_value, load_file
 
-    big = b"z" * 200_000
+    big = b"z" * (3 << 20)  # one write, hashed aside (HASH_ASIDE)
     small = dump_value(b"s", tmp_path / "v.pkl")
     assert pickle.loads(small) == b"s" and not (tmp_path / "v.pkl").exists()
     ref = pickle.loads(dump_value(big, tmp_path / "v.pkl"))

@@ -21,6 +21,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterator
@@ -96,6 +97,8 @@ SPILL_MIN = 64 * 1024
 """Pickled values larger than this are written to a file by the worker (the store keeps values
 of this size in the CAS anyway: ``corral.store.store.INLINE_LIMIT``)."""
 VALUE_FILE = "value.pkl"
+HASH_ASIDE = 1 << 20
+"""Buffers at least this large are hashed in another thread while they are written."""
 
 
 class _SpillWriter:
@@ -110,19 +113,28 @@ class _SpillWriter:
         self.size = 0
 
     def write(self, data: Any) -> int:
-        self.hasher.update(data)
         n = memoryview(data).nbytes
         self.size += n
         if self.buffer is not None:
-            self.buffer.write(data)
             if self.size <= self.limit:
+                self.hasher.update(data)
+                self.buffer.write(data)
                 return n
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.fh = open(self.path, "wb")
-            self.fh.write(self.buffer.getbuffer())
+            self.fh.write(self.buffer.getbuffer())  # hashed already
             self.buffer = None
+        if n < HASH_ASIDE:
+            self.hasher.update(data)
+            self.fh.write(data)
             return n
-        self.fh.write(data)
+        # hashlib lets go of the GIL on large buffers: hash in a thread while this one writes
+        aside = threading.Thread(target=self.hasher.update, args=(data,))
+        aside.start()
+        try:
+            self.fh.write(data)
+        finally:
+            aside.join()
         return n
 
     def finish(self) -> bytes | StoredResult:
