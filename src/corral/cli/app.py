@@ -2,6 +2,11 @@
 by concern (:mod:`.run`, :mod:`.status`, :mod:`.control`, :mod:`.provenance`) over
 :mod:`.common`; this module registers them and is the program's entry point.
 
+Importing it is cheap: the typer app and its commands are built on first use (``main()`` or
+``from corral.cli.app import app``), and ``corral --version`` answers without them. Each
+command imports what it needs (the store and SQLAlchemy, the engine, the executors) when it
+runs, so that ``corral --help`` pays for none of them (issue 12).
+
 Exit codes: see :mod:`corral.cli.common`.
 """
 
@@ -11,32 +16,26 @@ import gc
 import inspect
 import logging
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Any
 
-import typer
+if TYPE_CHECKING:
+    import typer
 
-from . import control, provenance, run, status  # noqa: F401  (each registers its commands)
-from .common import app, console, err_console
-
-
-def _print_version(value: bool) -> None:
-    if value:
-        from corral import __version__
-
-        console.print(f"corral {__version__}", highlight=False)
-        raise typer.Exit()
+_built: list[typer.Typer] = []
 
 
-@app.callback()
-def _root(
-    version: Annotated[bool, typer.Option(
-        "--version", callback=_print_version, is_eager=True, help="Print the version and exit.",
-    )] = False,
-) -> None:
-    """Corral: Python workflows that run locally, on clusters, over SSH or on Dask."""
+def _build() -> typer.Typer:
+    """The typer app with every command registered (once)."""
+    if not _built:
+        from . import control, provenance, run, status  # noqa: F401  (each registers its commands)
+        from .common import app
+
+        _reflow_help(app)
+        _built.append(app)
+    return _built[0]
 
 
-def _reflow_help() -> None:
+def _reflow_help(app: typer.Typer) -> None:
     """Help texts read as written: typer's rich help keeps a docstring's single line breaks
     (in the list of commands), so each paragraph is joined into one line here."""
     for info in app.registered_commands:
@@ -45,10 +44,21 @@ def _reflow_help() -> None:
             info.help = "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n"))
 
 
-_reflow_help()
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        return _build()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
+    if sys.argv[1:] == ["--version"]:  # at once: no typer, rich or store to import
+        from corral import __version__
+
+        sys.stdout.write(f"corral {__version__}\n")
+        return
+    app = _build()
+    from .common import err_console
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         app()
@@ -61,7 +71,7 @@ def main() -> None:
         gc.freeze()
 
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main"]  # noqa: F822  (app: built on first use, see __getattr__)
 
 if __name__ == "__main__":
     main()

@@ -12,14 +12,16 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from corral.errors import CorralError, RunLockedError, RunNotFound, StoreError, UsageError
-from corral.store import Store
+
+if TYPE_CHECKING:
+    from corral.store import Store
 
 app = typer.Typer(
     name="corral", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
@@ -36,6 +38,23 @@ DbOpt = Annotated[str | None, typer.Option("--db", help="SQLAlchemy URL of the s
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 WideOpt = Annotated[bool, typer.Option("--wide", help="Every column, whatever the terminal's width.")]
 TsvOpt = Annotated[bool, typer.Option("--tsv", help="Tab-separated values, a header line first.")]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from corral import __version__
+
+        console.print(f"corral {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True, help="Print the version and exit.",
+    )] = False,
+) -> None:
+    """Corral: Python workflows that run locally, on clusters, over SSH or on Dask."""
 
 
 def fail(message: str, code: int) -> typer.Exit:
@@ -72,6 +91,8 @@ def handled() -> Iterator[None]:
 
 def open_store(workdir: Path, db: str | None) -> Store:
     """The store of an existing working directory (inspection commands never create one)."""
+    from corral.store import Store
+
     if not workdir.is_dir():
         raise UsageError(f"working directory {str(workdir)!r} does not exist; check -C/--workdir")
     return Store.open(workdir.resolve(), db)

@@ -18,8 +18,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from corral.report.terminal import fitted
-
 
 @dataclass(frozen=True)
 class Column:
@@ -92,6 +90,8 @@ def fitted_table(console: Console, columns: Sequence[Column], rows: Sequence[Seq
         return table
 
     give = [c.header for c in sorted(columns, key=lambda c: -c.give) if c.give]
+    from corral.report.terminal import fitted  # the reports (and the store): only when drawn
+
     table, hidden = fitted(console, build, give, wide)
     notes = [note] if note else []
     if hidden:

@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from corral.config import load_config
-from corral.engine.lifecycle import RunResult, execute, request_control
-from corral.engine.prepare import RunConfig, recorded_run
 from corral.errors import CorralError
-from corral.loading import load_pipeline
-from corral.params import parse_cli_params
 
 from . import views
 from .common import (
@@ -33,7 +28,10 @@ from .common import (
     open_store,
     say,
 )
-from .layout import interactive
+
+if TYPE_CHECKING:
+    from corral.engine.lifecycle import RunResult
+    from corral.engine.prepare import RunConfig
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
@@ -71,6 +69,11 @@ def run(
                        "see corral run --help", EXIT_USAGE)
         _run_help(ctx, file, pipeline)
         return
+    from corral.config import load_config
+    from corral.engine.prepare import RunConfig
+    from corral.loading import load_pipeline
+    from corral.params import parse_cli_params
+
     with handled():
         pipe = load_pipeline(file, pipeline)
         params = parse_cli_params(pipe, extra)
@@ -94,6 +97,8 @@ def run(
 
 def _run_help(ctx: typer.Context, file: Path | None, name: str | None) -> None:
     """The command's help, then (given FILE) the pipeline's parameters from its signature."""
+    from corral.loading import load_pipeline
+
     console.print(ctx.get_help())
     if file is None:
         return
@@ -108,6 +113,9 @@ def _run_help(ctx: typer.Context, file: Path | None, name: str | None) -> None:
 def _run_with_display(pipe: Any, params: dict[str, Any], cfg: RunConfig, quiet: bool) -> RunResult:
     """Run in the foreground. Ctrl-C or SIGTERM stops the engine (the run is left
     *interrupted*) and exits 130 with a one-line hint (typer would exit 130 silently)."""
+    from corral.engine.lifecycle import execute
+
+    from .layout import interactive
     from .progress import LineProgress, LiveProgress
 
     started: list[str] = []
@@ -172,6 +180,9 @@ def resume(run_id: str, workdir: WorkdirOpt = Path("."), db: DbOpt = None,
     from where it stopped, in the foreground.
 
     Example: corral resume latest"""
+    from corral.engine.lifecycle import request_control
+    from corral.engine.prepare import recorded_run
+
     with handled():
         store = open_store(workdir, db)
         run_row = store.get_run(run_id)

@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from corral.errors import UsageError
-from corral.store import Store
+
+if TYPE_CHECKING:
+    from corral.store import Store
 
 from . import views
 from .common import (

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.text import Text
 
-from corral.engine.lifecycle import reconcile
 from corral.resources import format_memory
-from corral.store import Store
+
+if TYPE_CHECKING:
+    from corral.store import Store
 
 from . import layout, views
 from .layout import Column
@@ -136,5 +137,7 @@ def group_cells(base: str, group: list[dict[str, Any]]) -> list[Text]:
 def snapshot(store: Store, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """A run (reconciled first: see :func:`corral.engine.lifecycle.reconcile`) and its task
     rows."""
+    from corral.engine.lifecycle import reconcile
+
     run_row = reconcile(store, run_id)
     return run_row, views.task_rows(store.tasks(run_row["id"]), store.attempts(run_row["id"]))

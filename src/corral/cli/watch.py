@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.live import Live
 
-from corral.store import Store
+if TYPE_CHECKING:
+    from corral.store import Store
 
 from . import views
 from .common import console, err_console

@@ -13,20 +13,23 @@ import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from corral.errors import CorralError, TaskFailed, UsageError
-from corral.executors import create_executor, executor_class
-from corral.executors.base import AttemptRef
-from corral.model import Pipeline
 from corral.states import TERMINAL_RUN_STATES, RunState
-from corral.store import Store
-from corral.store.store import HEARTBEAT_STALE
+from corral.store.store import HEARTBEAT_STALE, Store
 
-from .detached import reconcile as reconcile_detached
-from .engine import Engine, EngineOptions
-from .prepare import RunConfig, executor_context, prepare_run, recorded_executor
-from .runlog import run_log
+if TYPE_CHECKING:
+    from corral.executors.base import Executor
+    from corral.model import Pipeline
+
+    from .engine import Engine, EngineOptions
+    from .plan import Plan
+    from .prepare import RunConfig
+
+# The engine, the executors and detached mode are imported where a run is executed, cancelled
+# or reconciled from its markers, not at the top: `corral status` and `corral runs` import this
+# module and answer without them (issue 12: the command line answers at once).
 
 log = logging.getLogger("corral")
 
@@ -79,6 +82,12 @@ def execute(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: RunCon
             ) -> RunResult:
     """Run a pipeline to its end in this thread: prepare (or resume) the run, claim its lock,
     run the engine, release the lock with the final state."""
+    from corral.executors import create_executor
+
+    from .engine import EngineOptions
+    from .prepare import executor_context, prepare_run
+    from .runlog import run_log
+
     _warm_up(cfg, pipeline.imports)
     store = store or Store.open(cfg.workdir, cfg.db)
     prepared = prepare_run(pipeline, params, cfg, store)
@@ -90,7 +99,7 @@ def execute(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: RunCon
     executor = create_executor(cfg.executor, cfg.executor_options, ctx)
     opts = EngineOptions(jobs=prepared.jobs, force=list(cfg.force), no_cache=cfg.no_cache,
                          fail_fast=cfg.fail_fast)
-    engine = Engine(store, prepared.plan, run_id, executor, opts, ctx.work_root, cfg.on_progress)
+    engine = _engine(store, prepared.plan, run_id, executor, opts, ctx.work_root, cfg)
     if engine_ready:
         engine_ready(engine)
     store.update_run(run_id, state=RunState.RUNNING.value, started_at=time.time(),
@@ -122,7 +131,16 @@ def _best_effort(action: Callable[[], None]) -> None:
         log.debug("clean-up after an error failed too: %s", exc)
 
 
+def _engine(store: Store, plan: Plan, run_id: str, executor: Executor, opts: EngineOptions,
+            work_root: Path, cfg: RunConfig) -> Engine:
+    from .engine import Engine
+
+    return Engine(store, plan, run_id, executor, opts, work_root, cfg.on_progress)
+
+
 def _warm_up(cfg: RunConfig, preload: Collection[str]) -> None:
+    from corral.executors import executor_class
+
     try:
         cls = executor_class(cfg.executor)
     except CorralError:
@@ -159,6 +177,8 @@ def reconcile(store: Store, run_id: str) -> dict[str, Any]:
     run_row = store.get_run(run_id)
     state = run_row["state"]
     if state in (RunState.DETACHED.value, RunState.EXPORTED.value):
+        from .detached import reconcile as reconcile_detached
+
         reconcile_detached(store, run_row["id"])
     elif not store.engine_alive(run_row):
         stale = time.time() - (run_row["created_at"] or 0) > HEARTBEAT_STALE
@@ -188,6 +208,10 @@ def cancel_run(store: Store, run_id: str) -> Cancelled:
         raise UsageError(f"run {rid} already ended ({run_row['state']}); nothing to cancel")
     rows = [r for r in store.inflight_attempts(rid) if r["native_id"]]
     if rows:
+        from corral.executors.base import AttemptRef
+
+        from .prepare import recorded_executor
+
         recorded_executor(run_row).cancel_native(
             [AttemptRef(r["id"], r["native_id"], Path(r["workdir"] or "."), r["submitted_at"])
              for r in rows])
