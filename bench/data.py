@@ -29,6 +29,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 PIPES = textwrap.dedent('''
@@ -97,6 +98,11 @@ def corral_case(root: Path, name: str, params: dict[str, object], by_ref: bool =
     return res
 
 
+def best_of(n: int, case: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """The quickest of ``n`` runs (a shared machine is noisy)."""
+    return min((case() for _ in range(n)), key=lambda r: r["wall"])
+
+
 def plain(argv: list[str], cwd: Path) -> dict[str, float]:
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=cwd)  # noqa: S603 - our own argv
@@ -137,10 +143,10 @@ def main() -> None:
                 fh.write(block)
         corral_case(d, "read_in", {"name": "small.dat"})
         corral_case(d, "read_in", {"name": "in.dat"})
-        rows.append(("corral: cached re-run, 1 KB input", corral_case(d, "read_in",
-                                                                      {"name": "small.dat"})))
-        rows.append((f"corral: cached re-run, {ns.in_mb} MB input",
-                     corral_case(d, "read_in", {"name": "in.dat"})))
+        rows.append(("corral: cached re-run, 1 KB input (best of 3)",
+                     best_of(3, lambda: corral_case(d, "read_in", {"name": "small.dat"}))))
+        rows.append((f"corral: cached re-run, {ns.in_mb} MB input (best of 3)",
+                     best_of(3, lambda: corral_case(d, "read_in", {"name": "in.dat"}))))
         rows.append((f"corral: cached re-run, {ns.in_mb} MB input, CORRAL_REHASH=1",
                      corral_case(d, "read_in", {"name": "in.dat"}, env={"CORRAL_REHASH": "1"})))
         (d / "in.dat").unlink()

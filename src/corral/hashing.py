@@ -18,6 +18,7 @@ import hashlib
 import os
 import stat
 import struct
+import time
 from collections.abc import Callable
 from pathlib import PurePath
 from typing import Any, Protocol
@@ -265,6 +266,13 @@ def read_digest(path: str | os.PathLike[str]) -> str:
     return str(h.hexdigest())
 
 
+def _racy(st: os.stat_result) -> bool:
+    """Whether a later write could leave the signature as it is: on a file system that keeps
+    whole seconds only (some NFS servers), a same-size write within the second of the last one.
+    Such a digest is kept in this process only."""
+    return st.st_mtime_ns % 1_000_000_000 == 0 and time.time() - st.st_mtime < 2.0
+
+
 def file_digest(path: str | os.PathLike[str]) -> str:
     """Content digest of a file (or of a directory tree). A file is read only when its
     :data:`Signature` is new: digests are memoised in this process and, for files of
@@ -287,7 +295,7 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     digest = persist.get(sig) if persist is not None and not REHASH else None
     if digest is None:
         digest = read_digest(p)
-        if persist is not None and signature(os.stat(p)) == sig:  # not changed while read
-            persist.put(sig, digest)
+        if persist is not None and signature(os.stat(p)) == sig and not _racy(st):
+            persist.put(sig, digest)  # (not changed while it was read)
     _FILE_CACHE[sig] = digest
     return digest

@@ -234,3 +234,44 @@ def test_a_stored_result_is_a_reference(tmp_path: Path) -> None:
     assert isinstance(ref, StoredResult) and ref.size == os.path.getsize(ref.path)
     assert ref.digest == hashing.digest_bytes(Path(ref.path).read_bytes())
     assert load_file(ref.path) == big
+
+
+class _Cache:
+    def __init__(self) -> None:
+        self.entries: dict[hashing.Signature, str] = {}
+
+    def get(self, sig: hashing.Signature) -> str | None:
+        return self.entries.get(sig)
+
+    def put(self, sig: hashing.Signature, digest: str) -> None:
+        self.entries[sig] = digest
+
+
+def test_a_digest_of_whole_second_times_is_not_kept_while_racy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    cache = _Cache()
+    monkeypatch.setattr(hashing, "_PERSISTENT", cache)
+    coarse, fine = tmp_path / "coarse.dat", tmp_path / "fine.dat"
+    for f in (coarse, fine):
+        f.write_bytes(b"c" * hashing.PERSIST_MIN)
+    now = int(time.time())
+    os.utime(coarse, ns=(now * 10**9, now * 10**9))  # as a file system of whole seconds
+    os.utime(fine, ns=(now * 10**9 + 123, now * 10**9 + 123))
+    assert hashing.file_digest(coarse) == hashing.file_digest(fine)
+    assert list(cache.entries) == [hashing.signature(fine.stat())]
+
+
+def test_a_folder_output_is_recorded_by_digest(helper: Helper) -> None:
+    pipe = helper.load('''
+from corral import pipeline, shell
+
+@pipeline
+def folder():
+    return shell("mkdir -p {output} && echo a > {output}/a.txt", outputs="parts", name="parts")
+''', "folder")
+    assert helper.run(pipe).ok
+    assert helper.ran(helper.run(pipe).run_id) == []
+    (helper.workdir / "parts" / "a.txt").write_text("b\n")
+    assert helper.ran(helper.run(pipe).run_id) == ["parts"]

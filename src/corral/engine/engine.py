@@ -243,8 +243,10 @@ class Engine:
                     self.waiting[c] -= 1
 
     def _outputs_ok(self, node: Node, recorded: dict[str, str]) -> bool:
-        """Cached outputs must be on disk as recorded: missing ones are restored from the CAS;
-        a file changed since then makes the task run again."""
+        """Cached outputs must be on disk as recorded: a missing one is restored from the clone
+        or small copy the CAS kept (see :meth:`CAS.keep_file`), else the task runs again, as it
+        does when a file changed since then. A file is read only if its stat signature changed
+        (:func:`file_digest`)."""
         for path, digest in recorded.items():
             p = Path(path)
             if not p.exists():

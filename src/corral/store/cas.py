@@ -127,6 +127,8 @@ class CAS:
         reflink), ``"copy"`` (a small file), ``"kept"`` (already there) or ``"none"``."""
         if self._reuse(digest):
             return "kept"
+        if not path.is_file():  # a folder: its digest only
+            return "none"
         tmp = self._temp(self.path(digest))
         if reflink(path, tmp):
             how = "clone"
