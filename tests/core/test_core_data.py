@@ -42,8 +42,10 @@ def copy_max(monkeypatch: pytest.MonkeyPatch) -> int:
     return 100_000
 
 
-def test_a_large_output_is_not_copied_and_a_deleted_one_reruns(helper: Helper, copy_max: int
-                                                                 ) -> None:
+def test_a_large_output_is_not_copied_and_a_deleted_one_reruns(
+        helper: Helper, copy_max: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[str] = []
+    _count_reads(monkeypatch, reads)
     pipe = helper.load(SHELL_PIPE.format(size=BIG), "make")
     r1 = helper.run(pipe)
     assert r1.ok, r1.errors
@@ -52,7 +54,10 @@ def test_a_large_output_is_not_copied_and_a_deleted_one_reruns(helper: Helper, c
     assert _cas_bytes(helper) < copy_max  # no second copy of the output
     row = helper.store.result_row(helper.tasks(r1.run_id)["make"]["key"])
     assert row is not None and row["outputs"] == {str(out): hashing.read_digest(out)}
+    assert reads.count(str(out)) == 2  # recorded, and by the line above
+    hashing._FILE_CACHE.clear()  # as in a new process
     assert helper.ran(helper.run(pipe).run_id) == []  # intact: a cache hit
+    assert reads.count(str(out)) == 2  # checked without reading it
     out.unlink()
     r3 = helper.run(pipe)
     assert helper.ran(r3.run_id) == ["make"] and out.stat().st_size == BIG

@@ -41,8 +41,9 @@ class StatDigestCache:
         if self.broken:
             return None
         if self._conn is None or self._pid != os.getpid():  # forked: a connection of its own
+            if not self.path.parent.is_dir():  # the store's folder went away (a test's)
+                return None
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(self.path, timeout=2.0, check_same_thread=False,
                                        isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
