@@ -444,11 +444,22 @@ class Engine:
         if key in self.values:
             value = self.values[key]
             return load_file(value.path) if isinstance(value, StoredResult) else value
-        data = self.rec.pending_value(key)
-        value = cloudpickle.loads(data if data is not None else self.store.load_value(key))
+        data, blob = self._stored(key)
+        value = load_file(blob) if blob is not None else cloudpickle.loads(data)
         if isinstance(value, GatherRef):
             value = [self.load_key(k) for k in value.keys]
         return value
+
+    def _stored(self, key: str) -> tuple[bytes, Path | None]:
+        """A stored result: its pickle when it is in memory or in its row, else the CAS blob
+        that holds it (read by whoever needs it, from the file)."""
+        data = self.rec.pending_value(key)
+        if data is not None:
+            return data, None
+        row = self.store.result_row(key)
+        if row is None or row["value"] is not None or not row["digest"]:
+            return self.store.load_value(key), None  # (which says what is missing)
+        return b"", self.store.cas.path(row["digest"])
 
     def load_arg(self, fut: Future) -> Any:
         """The value of a future as an argument of a task (see :meth:`specs.Payloads.payload`):
@@ -460,17 +471,15 @@ class Engine:
         return self._arg_of_key(node.key)
 
     def _arg_of_key(self, key: str) -> Any:
-        from corral.worker.execute import SPILL_MIN, ResultRef, StoredResult
+        from corral.worker.execute import SPILL_MIN, ResultRef, StoredResult, load_file
 
         if key in self.values:
             value = self.values[key]
             return ResultRef(value.path) if isinstance(value, StoredResult) else value
-        data = self.rec.pending_value(key)
-        if data is None:
-            row = self.store.result_row(key)
-            if row is not None and row["value"] is None and (row["size"] or 0) > SPILL_MIN:
-                return ResultRef(str(self.store.cas.path(row["digest"])))
-        value = cloudpickle.loads(data if data is not None else self.store.load_value(key))
+        data, blob = self._stored(key)
+        if blob is not None and blob.stat().st_size > SPILL_MIN:
+            return ResultRef(str(blob))
+        value = load_file(blob) if blob is not None else cloudpickle.loads(data)
         if isinstance(value, GatherRef):
             value = [self._arg_of_key(k) for k in value.keys]
         return value
