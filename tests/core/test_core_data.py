@@ -280,3 +280,11 @@ def folder():
     assert helper.ran(helper.run(pipe).run_id) == []
     (helper.workdir / "parts" / "a.txt").write_text("b\n")
     assert helper.ran(helper.run(pipe).run_id) == ["parts"]
+
+
+def test_clean_says_which_outputs_the_store_keeps(helper: Helper, copy_max: int) -> None:
+    pipe = helper.load(SHELL_PIPE.format(size=1000), "make")
+    assert helper.run(pipe).ok
+    assert helper.run(pipe, {"size": BIG}).ok
+    stats = helper.store.collect_garbage(dry_run=True)
+    assert (stats["outputs"], stats["outputs_kept"]) == (2, 1)  # the small one only

@@ -499,15 +499,21 @@ class Store:
             if keep_runs is not None:
                 removed_results = self._drop_old_runs(c, keep_runs, dry_run)
             referenced = {r[0] for r in c.execute(sa.select(t.results.c.digest)) if r[0]}
+            outputs: set[str] = set()
             for row in c.execute(sa.select(t.results.c.outputs)):
-                referenced.update((row[0] or {}).values())
+                outputs.update((row[0] or {}).values())
+            referenced |= outputs
             referenced.update(r[0] for r in c.execute(sa.select(t.artifacts.c.digest)))
         freed = blobs = 0
         for digest in listed:
             if digest not in referenced:
                 blobs += 1
                 freed += self.cas.path(digest).stat().st_size if dry_run else self.cas.remove(digest)
-        return {"results": removed_results, "blobs": blobs, "bytes": freed}
+        # outputs stay where their tasks wrote them: the store holds a clone or a small copy
+        # of some (restored when deleted), the digest only of the others (their tasks rerun)
+        kept = sum(1 for d in outputs if self.cas.path(d).exists())
+        return {"results": removed_results, "blobs": blobs, "bytes": freed,
+                "outputs": len(outputs), "outputs_kept": kept}
 
     def _old_blobs(self, min_age: float) -> list[str]:
         cutoff = time.time() - min_age
