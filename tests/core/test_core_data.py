@@ -288,3 +288,25 @@ def test_clean_says_which_outputs_the_store_keeps(helper: Helper, copy_max: int)
     assert helper.run(pipe, {"size": BIG}).ok
     stats = helper.store.collect_garbage(dry_run=True)
     assert (stats["outputs"], stats["outputs_kept"]) == (2, 1)  # the small one only
+
+
+def test_the_rehash_option_of_corral_run(helper: Helper, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from corral.cli.app import app
+
+    data = helper.workdir / "in.dat"
+    data.write_bytes(b"a" * hashing.PERSIST_MIN)
+    reads: list[str] = []
+    _count_reads(monkeypatch, reads)
+    pipe_file = helper.write(INPUT_PIPE)
+    monkeypatch.chdir(helper.workdir)
+    monkeypatch.setattr(hashing, "REHASH", hashing.REHASH)  # restored after the test
+    args = ["run", str(pipe_file), "measure", "-q"]
+    assert CliRunner().invoke(app, args, catch_exceptions=False).exit_code == 0
+    hashing._FILE_CACHE.clear()
+    assert CliRunner().invoke(app, args, catch_exceptions=False).exit_code == 0
+    assert reads.count(str(data)) == 1  # trusted: same size, times and inode
+    hashing._FILE_CACHE.clear()
+    assert CliRunner().invoke(app, [*args, "--rehash"], catch_exceptions=False).exit_code == 0
+    assert reads.count(str(data)) == 2

@@ -44,6 +44,7 @@ def run(
     executor: Annotated[str | None, typer.Option("--executor", "-e", help="Executor kind or corral.toml profile.")] = None,  # noqa: E501
     force: Annotated[list[str] | None, typer.Option("--force", help="Rerun this task (name or glob) and everything downstream.")] = None,  # noqa: E501
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Rerun every task.")] = False,
+    rehash: Annotated[bool, typer.Option("--rehash", help="Read every input file again (do not trust unchanged size, times and inode).")] = False,  # noqa: E501
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Cancel everything at the first failure.")] = False,
     new: Annotated[bool, typer.Option("--new", help="Start a new run instead of resuming an unfinished one.")] = False,
     config: Annotated[Path | None, typer.Option("--config", help="corral.toml to use.")] = None,
@@ -74,6 +75,10 @@ def run(
     from corral.loading import load_pipeline
     from corral.params import parse_cli_params
 
+    if rehash:
+        from corral.hashing import set_rehash
+
+        set_rehash(True)
     with handled():
         pipe = load_pipeline(file, pipeline)
         params = parse_cli_params(pipe, extra)

@@ -406,7 +406,7 @@ class Engine:
         try:
             resources = node_resources(node, real)
             self.executor.validate(resources)
-            kind, payload = self.payloads.payload(node, self.load_future)
+            kind, payload = self.payloads.payload(node, self._argument_loader())
         except CorralError as exc:
             self._fail(idx, str(exc))
             return None
@@ -460,6 +460,12 @@ class Engine:
         if row is None or row["value"] is not None or not row["digest"]:
             return self.store.load_value(key), None  # (which says what is missing)
         return b"", self.store.cas.path(row["digest"])
+
+    def _argument_loader(self) -> Callable[[Future], Any]:
+        """How upstream values become a task's arguments: by reference to their stored blob
+        for the local executor (its workers read this machine's store), by value elsewhere
+        (a remote worker cannot read the engine's files)."""
+        return self.load_arg if self.executor.kind == "local" else self.load_future
 
     def load_arg(self, fut: Future) -> Any:
         """The value of a future as an argument of a task (see :meth:`specs.Payloads.payload`):
