@@ -219,6 +219,8 @@ def test_detached_chain(tmp_path: Path, sched: str) -> None:
     assert handle.task_result("square[2]") == 19
     assert (tmp_path / "copy.txt").read_text().strip() == "10"
     assert all(a["state"] == "succeeded" for a in store.attempts(run_id))
+    # the wall time of every attempt, from its exit marker, as attached runs record it
+    assert all(a["wall"] is not None and a["wall"] >= 0 for a in store.attempts(run_id))
     # a second run reuses every result from the cache: nothing to submit
     again = submit_detached(_load(tmp_path, "chain"), {}, _cfg(tmp_path, sched))
     assert store.get_run(again)["state"] == "succeeded"

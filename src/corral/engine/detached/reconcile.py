@@ -162,6 +162,8 @@ def _finish(p: Reconciling, d: DetachedTask,
                 "read_bytes", "write_bytes", "exit_code", "host")
         names = {"started_at": "started", "ended_at": "ended"}
         measured = {c: m.get(names.get(c, c)) for c in cols}
+        if measured["wall"] is None and m.get("started") and m.get("ended"):  # as attached runs
+            measured["wall"] = float(m["ended"]) - float(m["started"])
         p.rec.attempt(d.attempt_id or "", state=outcome.value, error=error,
                       **{k: v for k, v in measured.items() if v is not None})
     if outcome is not Outcome.SUCCEEDED:
