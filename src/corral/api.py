@@ -32,6 +32,7 @@ from corral.loading import load_pipeline
 from corral.model import Pipeline
 from corral.states import TERMINAL_RUN_STATES, RunState
 from corral.store import Store
+from corral.store.rows import AttemptRow, RunRow, TaskRow
 
 
 def plan(pipeline: Pipeline[Any, Any], params: Mapping[str, Any] | None = None,
@@ -74,17 +75,17 @@ class RunHandle:
         """Filled by the engine thread of :func:`start`: ``result`` or ``error``."""
 
     @property
-    def info(self) -> dict[str, Any]:
+    def info(self) -> RunRow:
         return self.store.get_run(self.run_id)
 
     @property
     def state(self) -> RunState:
         return RunState(self.info["state"])
 
-    def tasks(self) -> list[dict[str, Any]]:
+    def tasks(self) -> list[TaskRow]:
         return self.store.tasks(self.run_id)
 
-    def attempts(self) -> list[dict[str, Any]]:
+    def attempts(self) -> list[AttemptRow]:
         return self.store.attempts(self.run_id)
 
     def task_result(self, name: str) -> Any:
@@ -169,8 +170,7 @@ def start(pipeline: Pipeline[Any, Any], params: Mapping[str, Any] | None = None,
     return RunHandle(store, holder["run_id"], thread, holder)
 
 
-def runs(workdir: str | Path = ".", db: str | None = None, limit: int = 50
-         ) -> list[dict[str, Any]]:
+def runs(workdir: str | Path = ".", db: str | None = None, limit: int = 50) -> list[RunRow]:
     """The runs of a working directory (or of the database ``db``), newest first."""
     return Store.open(Path(workdir), db).list_runs(limit)
 
@@ -188,7 +188,7 @@ class Client:
     def __init__(self, workdir: str | Path = ".", db: str | None = None) -> None:
         self.store = Store.open(Path(workdir), db)
 
-    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+    def runs(self, limit: int = 50) -> list[RunRow]:
         return self.store.list_runs(limit)
 
     def run(self, run_id: str) -> RunHandle:

@@ -59,7 +59,7 @@ class Helper:
         return self._store
 
     def tasks(self, run_id: str) -> dict[str, dict[str, Any]]:
-        return {t["name"]: t for t in self.store.tasks(run_id)}
+        return {t["name"]: dict(t) for t in self.store.tasks(run_id)}
 
     def states(self, run_id: str) -> dict[str, str]:
         return {name: t["state"] for name, t in self.tasks(run_id).items()}

@@ -77,7 +77,7 @@ def test_failure_traceback_skips_downstream_and_finishes_other_branches(helper: 
     assert (helper.workdir / "indep.txt").read_text() == "done"
     assert not (helper.workdir / "skipped.txt").exists()
     run_row = helper.store.get_run(r.run_id)
-    assert run_row["state"] == "failed" and "bad value 2" in run_row["error"]
+    assert run_row["state"] == "failed" and "bad value 2" in (run_row["error"] or "")
     assert run_row["engine_pid"] is None, "the lock is released when the run ends"
     with pytest.raises(corral.TaskFailed, match="boom"):
         _ = r.value

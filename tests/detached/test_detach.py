@@ -189,7 +189,7 @@ def test_detached_chain(tmp_path: Path, sched: str) -> None:
     # total waits for the three squares with afterok / hold_jid
     total_job = next(a for a in attempts if a["id"].split(".")[1] == str(
         next(t["idx"] for t in store.tasks(run_id) if t["name"] == "total")))
-    script = Path(total_job["workdir"], "job.sh")
+    script = Path(total_job["workdir"] or ".", "job.sh")
     assert script.is_file()
     state = load_state(store, run_id)
     assert state is not None
@@ -203,7 +203,7 @@ def test_detached_chain(tmp_path: Path, sched: str) -> None:
     array_id = square_elems[0].split(sep)[0]
     assert square_elems == [f"{array_id}{sep}{i}" for i in (1, 2, 3)]
     # while the chain runs, the scheduler holds total on the squares' array job
-    dep = dependency_of(sched, total_job["native_id"])
+    dep = dependency_of(sched, total_job["native_id"] or "")
     if dep and sched == "slurm":
         assert dep.startswith(f"afterok:{array_id}"), dep
     elif dep:
@@ -238,7 +238,7 @@ def test_detached_failure_skips_downstream(tmp_path: Path, sched: str) -> None:
     run_id = submit_detached(_load(tmp_path, "broken"), {}, _cfg(tmp_path, sched))
     store = Store.open(tmp_path)
     # nobody reconciles meanwhile: the scheduler alone must not run the downstream tasks
-    _drained(sched, [a["native_id"] for a in store.attempts(run_id)])
+    _drained(sched, [a["native_id"] or "" for a in store.attempts(run_id)])
     state = load_state(store, run_id)
     assert state is not None
     downstream = [t for t in state.tasks.values() if t.name != "boom"]
@@ -314,7 +314,7 @@ def test_cancel_detached_run_cancels_its_jobs(tmp_path: Path, sched: str) -> Non
     store = Store.open(tmp_path)
     natives = [a["native_id"] for a in store.attempts(run_id)]
     assert len(natives) == 3
-    jobs = sorted({n.split("_")[0].split(".")[0] for n in natives})
+    jobs = sorted({(n or "").split("_")[0].split(".")[0] for n in natives})
     assert queued(sched, jobs)
     out = subprocess.run(  # noqa: S603 - our own CLI
         [sys.executable, "-m", "corral.cli.app", "cancel", run_id, "--workdir", str(tmp_path)],

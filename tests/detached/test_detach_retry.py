@@ -96,7 +96,7 @@ def _attempts(store: Store, run_id: str) -> dict[str, list[dict[str, Any]]]:
     names = {t["id"]: t["name"] for t in store.tasks(run_id)}
     out: dict[str, list[dict[str, Any]]] = {}
     for a in store.attempts(run_id):
-        out.setdefault(names[a["task_id"]], []).append(a)
+        out.setdefault(names[a["task_id"]], []).append(dict(a))
     return out
 
 

@@ -131,7 +131,7 @@ def _check_stuck_run(store: Store, run_id: str, tmp_path: Path, parent: Any,
     assert states.pop("die_hard") == "failed"
     assert list(states.values()) == ["skipped", "skipped"], states
     error = next(t["error"] for t in store.tasks(run_id) if t["name"] == "die_hard")
-    assert "error state" in error and "deleted" in error, error
+    assert error and "error state" in error and "deleted" in error, error
     deadline = time.time() + 30
     while queued("sge", jobs):
         assert time.time() < deadline, f"jobs still queued: {queued('sge', jobs)}"

@@ -278,4 +278,4 @@ def test_datapipe_publish_to_rclone_remote(server: tuple[Path, str], tmp_path: P
               "in config file")
     assert shown[0] == f"✗ publish: failed: {expect}", out
     (attempt,) = [a for a in run.attempts() if a["state"] == "failed"]
-    assert attempt["error"].strip().splitlines()[-1] == expect  # after the traceback
+    assert (attempt["error"] or "").strip().splitlines()[-1] == expect  # after the traceback

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -152,7 +153,7 @@ def logs(run_id: Annotated[str, typer.Argument(help="Run id.")],
 LOG_NAMES = ("stdout.log", "stderr.log")
 
 
-def _log_json(a: dict[str, Any]) -> dict[str, Any]:
+def _log_json(a: Mapping[str, Any]) -> dict[str, Any]:
     """An attempt for ``logs --json``: the end of each log as :func:`views.read_log` gives it
     (a log may be gigabytes: never all of it) and the log files' paths."""
     data = {k: a[k] for k in ("number", "state", "host", "native_id", "error")}
@@ -164,7 +165,7 @@ def _log_json(a: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _print_attempt(name: str, a: dict[str, Any], full: bool) -> None:
+def _print_attempt(name: str, a: Mapping[str, Any], full: bool) -> None:
     title = f"{name} attempt {a['number']}: {a['state']} on {a['host'] or '?'} {a['native_id'] or ''}"
     if interactive(console):
         console.rule(escape(title.rstrip()))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group, RenderableType
@@ -19,6 +20,7 @@ from corral.resources import format_memory
 
 if TYPE_CHECKING:
     from corral.store import Store
+from corral.store.rows import RunRow
 
 from . import layout, views
 from .layout import Column
@@ -38,7 +40,7 @@ GROUPED_NOTE = ("maps grouped (tries, cpu: totals; wall, peak mem: the largest);
                 "--limit 0 lists every task")
 
 
-def status_view(console: Console, run: dict[str, Any], rows: list[dict[str, Any]], limit: int,
+def status_view(console: Console, run: Mapping[str, Any], rows: list[dict[str, Any]], limit: int,
                 wide: bool = False, tsv: bool = False) -> None:
     """Print the status of ``run``: see the module's docstring. TSV lists every task."""
     if tsv:
@@ -52,7 +54,7 @@ def status_view(console: Console, run: dict[str, Any], rows: list[dict[str, Any]
         layout.show_table(console, TASK_COLUMNS, cells, note=note)
 
 
-def status_renderable(console: Console, run: dict[str, Any], rows: list[dict[str, Any]],
+def status_renderable(console: Console, run: Mapping[str, Any], rows: list[dict[str, Any]],
                       limit: int, footer: str | None = None, wide: bool = False) -> Group:
     """The run's summary line, its error, the task table fitted to ``console`` and ``footer``
     (for --watch)."""
@@ -66,7 +68,7 @@ def status_renderable(console: Console, run: dict[str, Any], rows: list[dict[str
     return Group(*parts)
 
 
-def _summary(run: dict[str, Any], rows: list[dict[str, Any]]) -> Text:
+def _summary(run: Mapping[str, Any], rows: list[dict[str, Any]]) -> Text:
     took = None
     if run["started_at"]:
         took = (run["finished_at"] or run["heartbeat_at"] or run["started_at"]) - run["started_at"]
@@ -134,7 +136,7 @@ def group_cells(base: str, group: list[dict[str, Any]]) -> list[Text]:
             Text(format_memory(max(peaks)) if peaks else "-"), Text(host), Text("-")]
 
 
-def snapshot(store: Store, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def snapshot(store: Store, run_id: str) -> tuple[RunRow, list[dict[str, Any]]]:
     """A run (reconciled first: see :func:`corral.engine.lifecycle.reconcile`) and its task
     rows."""
     from corral.engine.lifecycle import reconcile

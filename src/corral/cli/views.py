@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ RUN_COLUMNS = (
 prefix, so it goes early."""
 
 
-def runs_table(console: Console, runs: list[dict[str, Any]], wide: bool = False,
+def runs_table(console: Console, runs: Sequence[Mapping[str, Any]], wide: bool = False,
                tsv: bool = False) -> None:
     rows = []
     for r in runs:
@@ -71,15 +72,16 @@ def runs_table(console: Console, runs: list[dict[str, Any]], wide: bool = False,
     show_table(console, RUN_COLUMNS, rows, wide=wide, tsv=tsv)
 
 
-def last_attempts(attempts: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    last: dict[int, dict[str, Any]] = {}
+def last_attempts(attempts: Sequence[Mapping[str, Any]]) -> dict[int, Mapping[str, Any]]:
+    last: dict[int, Mapping[str, Any]] = {}
     for a in attempts:
         if a["task_id"] not in last or a["number"] >= last[a["task_id"]]["number"]:
             last[a["task_id"]] = a
     return last
 
 
-def task_rows(tasks: list[dict[str, Any]], attempts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def task_rows(tasks: Sequence[Mapping[str, Any]], attempts: Sequence[Mapping[str, Any]]
+              ) -> list[dict[str, Any]]:
     """One row a task, with its last attempt's figures; a queued task's ``queued`` is the time
     its attempt has waited to start so far."""
     last = last_attempts(attempts)

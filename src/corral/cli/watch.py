@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from rich.live import Live
@@ -59,14 +60,14 @@ def watch_run(store: Store, run_id: str, limit: int, as_json: bool, interval: fl
     return 0 if run_row["state"] == "succeeded" else 1
 
 
-def _ended(store: Store, run_row: dict[str, Any]) -> bool:
+def _ended(store: Store, run_row: Mapping[str, Any]) -> bool:
     """Ended: a final state, or stopped (interrupted, paused) with no engine left to go on.
     While an engine is alive the run goes on, whatever its row says (a resumed run keeps its
     old state until its engine has claimed it)."""
     return run_row["state"] in ENDED and not store.engine_alive(run_row)
 
 
-def _hint(run_row: dict[str, Any]) -> None:
+def _hint(run_row: Mapping[str, Any]) -> None:
     rid, state = run_row["id"], run_row["state"]
     if state == "interrupted":
         err_console.print(f"run {rid} was interrupted (its engine is gone); continue it with: "

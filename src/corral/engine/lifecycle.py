@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from corral.errors import CorralError, TaskFailed, UsageError
 from corral.states import TERMINAL_RUN_STATES, RunState
+from corral.store.rows import RunRow
 from corral.store.store import HEARTBEAT_STALE, Store
 
 if TYPE_CHECKING:
@@ -169,7 +170,7 @@ def request_control(store: Store, run_id: str, control: str) -> None:
         store.update_run(run_row["id"], state=RunState.PAUSED.value)
 
 
-def reconcile(store: Store, run_id: str) -> dict[str, Any]:
+def reconcile(store: Store, run_id: str) -> RunRow:
     """The run's row after bringing it up to date: a run whose engine died while running is
     *interrupted*; a detached or exported run takes its tasks' results from the exit markers
     (and its scheduler's view of the jobs without one). A *pending* run has no engine until the

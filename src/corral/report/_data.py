@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from corral.store.rows import plain
 from corral.store.store import Store
 
 
@@ -40,7 +41,8 @@ def load_run(store: Store, run_id: str) -> RunData:
     """All rows of a run given its id, a unique prefix, or ``latest``."""
     run = store.get_run(run_id)
     rid = str(run["id"])
-    return RunData(run, store.tasks(rid), store.attempts(rid), store.edges(rid))
+    return RunData(plain(run), [plain(t) for t in store.tasks(rid)],
+                   [plain(a) for a in store.attempts(rid)], store.edges(rid))
 
 
 def attempt_row(store: Store, attempt_id: str) -> dict[str, Any] | None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corral.report import _format as fmt
+from corral.store.rows import plain
 from corral.store.store import Store
 
 MAX_DEPTH = 6
@@ -262,7 +263,7 @@ def previous_task(store: Store, task: Mapping[str, Any], before: float) -> dict[
 
 def _same_name_in(store: Store, run_id: str, name: str) -> dict[str, Any] | None:
     rows = store.tasks(run_id, name)
-    return rows[0] if rows else None
+    return plain(rows[0]) if rows else None
 
 
 def _deepen(

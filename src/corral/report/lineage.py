@@ -22,6 +22,7 @@ from rich.tree import Tree
 from corral.errors import RunNotFound
 from corral.report import _format as fmt
 from corral.report._data import attempt_row
+from corral.store.rows import plain
 from corral.store.store import Store
 
 MAX_DEPTH = 200
@@ -74,7 +75,7 @@ class _Walker:
 
     def run_tasks(self, run_id: str) -> dict[str, dict[str, Any]]:
         if run_id not in self.runs:
-            self.runs[run_id] = {r["name"]: r for r in self.store.tasks(run_id)}
+            self.runs[run_id] = {r["name"]: plain(r) for r in self.store.tasks(run_id)}
         return self.runs[run_id]
 
     def producer(self, row: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
@@ -111,7 +112,7 @@ class _Walker:
         attempt = attempt_row(self.store, attempt_id) if attempt_id else None
         if attempt is None:
             rows = self.store.attempts(node.run_id, int(row["id"]))
-            attempt = rows[-1] if rows else None
+            attempt = plain(rows[-1]) if rows else None
         if attempt is not None:
             node.attempt_id = str(attempt["id"])
             node.host, node.executor = attempt.get("host"), attempt.get("executor")

@@ -10,7 +10,7 @@ import errno
 import os
 import socket
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -28,6 +28,7 @@ from corral.store.digests import StatDigestCache
 from corral.store.migrate import HEAD_REVISION as HEAD_REVISION
 from corral.store.migrate import ensure_schema
 from corral.store.outage import Outage, ReplayingConnection, outage_limit
+from corral.store.rows import AttemptRow, RunRow, TaskRow
 
 INLINE_LIMIT = 64 * 1024
 GC_MIN_AGE = 3600.0
@@ -184,7 +185,7 @@ class Store:
         with self.transaction() as c:
             c.execute(t.runs.insert().values(**row))
 
-    def get_run(self, run_id: str) -> dict[str, Any]:
+    def get_run(self, run_id: str) -> RunRow:
         """A run by id or unique id prefix; ``latest`` means the newest run."""
         with self._read() as c:
             if run_id in ("latest", "last", "-"):
@@ -197,14 +198,14 @@ class Store:
             raise RunNotFound(f"no run matches {run_id!r}; list runs with `corral runs`")
         if len(rows) > 1:
             raise RunNotFound(f"{run_id!r} matches several runs; give more characters of the id")
-        return dict(rows[0])
+        return cast(RunRow, dict(rows[0]))
 
-    def list_runs(self, limit: int = 50, owner: str | None = None) -> list[dict[str, Any]]:
+    def list_runs(self, limit: int = 50, owner: str | None = None) -> list[RunRow]:
         q = sa.select(t.runs).order_by(t.runs.c.created_at.desc()).limit(limit)
         if owner is not None:
             q = q.where(t.runs.c.owner == owner)
         with self._read() as c:
-            return [dict(r) for r in c.execute(q).mappings()]
+            return [cast(RunRow, dict(r)) for r in c.execute(q).mappings()]
 
     def find_resumable(self, identity: str) -> dict[str, Any] | None:
         """The newest unfinished run of the same pipeline, file and parameters."""
@@ -324,7 +325,7 @@ class Store:
         with self.transaction() as c:
             writes.write_batch(c, results, new_attempts, artifacts, task_updates, attempt_updates)
 
-    def engine_alive(self, run: dict[str, Any]) -> bool:
+    def engine_alive(self, run: Mapping[str, Any]) -> bool:
         if not run.get("engine_pid"):
             return False
         if run.get("engine_host") == socket.gethostname():
@@ -355,14 +356,14 @@ class Store:
         with self._read() as c:
             return {name: row_id for name, row_id in c.execute(q)}
 
-    def tasks(self, run_id: str, name: str | None = None) -> list[dict[str, Any]]:
+    def tasks(self, run_id: str, name: str | None = None) -> list[TaskRow]:
         q = sa.select(t.tasks).where(t.tasks.c.run_id == run_id).order_by(t.tasks.c.idx)
         if name is not None:
             q = q.where(t.tasks.c.name == name)
         with self._read() as c:
-            return [dict(r) for r in c.execute(q).mappings()]
+            return [cast(TaskRow, dict(r)) for r in c.execute(q).mappings()]
 
-    def find_task(self, run_id: str, name: str) -> dict[str, Any]:
+    def find_task(self, run_id: str, name: str) -> TaskRow:
         """A task of a run by exact name, or by unique prefix of its name."""
         rows = self.tasks(run_id, name)
         if not rows:
@@ -374,12 +375,13 @@ class Store:
             )
         return rows[0]
 
-    def attempts(self, run_id: str, task_id: int | None = None) -> list[dict[str, Any]]:
+    def attempts(self, run_id: str, task_id: int | None = None) -> list[AttemptRow]:
         q = sa.select(t.attempts).where(t.attempts.c.run_id == run_id)
         if task_id is not None:
             q = q.where(t.attempts.c.task_id == task_id)
         with self._read() as c:
-            return [dict(r) for r in c.execute(q.order_by(t.attempts.c.number)).mappings()]
+            rows = c.execute(q.order_by(t.attempts.c.number)).mappings()
+            return [cast(AttemptRow, dict(r)) for r in rows]
 
     def inflight_attempts(self, run_id: str) -> list[dict[str, Any]]:
         q = sa.select(t.attempts).where(

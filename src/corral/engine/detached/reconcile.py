@@ -16,6 +16,7 @@ from corral.executors.base import Outcome
 from corral.executors.batch.status import OUTCOME_OF_STATE, JobState, JobStatus
 from corral.states import DONE_TASK_STATES, RunState, TaskState
 from corral.store import Store
+from corral.store.rows import plain
 from corral.worker.execute import RESULT_FILE, read_marker
 
 from ..recorder import Recorder
@@ -60,7 +61,7 @@ def reconcile(store: Store, run_id: str, lost_after: float = 120.0) -> dict[str,
         state = load_state(store, run_id)
         final = run["state"]
         if state is not None and final in (RunState.DETACHED, RunState.EXPORTED):
-            final = _reconcile(store, run, state, lost_after)
+            final = _reconcile(store, plain(run), state, lost_after)
     finally:
         release(store, run_id)
     if final in (RunState.DETACHED, RunState.EXPORTED) and control_of(store, run_id) == "cancel":

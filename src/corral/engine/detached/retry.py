@@ -39,6 +39,7 @@ from corral.executors.batch.base import BatchExecutor
 from corral.resources import Resources
 from corral.states import RunState, TaskState, check_task
 from corral.store import Store
+from corral.store.rows import plain
 from corral.worker.execute import PAYLOAD_FILE, RESULT_FILE
 
 from ..prepare import work_root
@@ -77,7 +78,7 @@ class Reconciling:
         run_id = self.run["id"]
         tasks = {r["id"]: r for r in self.store.tasks(run_id)}
         self.task_state = {d.idx: tasks[d.task_id]["state"] for d in self.state.tasks.values()}
-        self.attempts = {a["id"]: a for a in self.store.attempts(run_id)}
+        self.attempts = {a["id"]: plain(a) for a in self.store.attempts(run_id)}
 
     @property
     def work_root(self) -> Path:
