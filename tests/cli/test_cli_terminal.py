@@ -193,6 +193,32 @@ def test_run_progress(project: Project) -> None:
     shown = plain(in_terminal("run", project.file("wide.py"), "--n", "4", cwd=project.wd,
                               columns=80))
     assert PIPELINE in shown and "6/6" in shown and "succeeded" in shown
+    assert "measure" in shown and LONG[:40] in shown  # the bars per task name (below)
+
+
+def test_progress_has_a_bar_per_task_name() -> None:
+    """Counts by state per task name (a map's elements share theirs), the name last and whole."""
+    from rich.console import Console
+
+    from corral.cli.progress import LiveProgress
+    from corral.engine.engine import Progress
+    from corral.states import TaskState
+
+    console = Console(width=80, force_terminal=True, color_system=None, record=True)
+    p = Progress(total=6)
+    for group, n in (("convert", 1), ("measure", 4), ("never_started", 1)):
+        for _ in range(n):
+            p.count(group, None, TaskState.PENDING)
+    with LiveProgress(console, "pipe") as live:
+        for _ in range(3):
+            p.count("measure", TaskState.PENDING, TaskState.CACHED)
+        p.count("measure", TaskState.PENDING, TaskState.RUNNING)
+        p.count("convert", TaskState.PENDING, TaskState.FAILED)
+        live.update(p, force=True)
+    lines = [re.sub(r"\s+", " ", line.strip()) for line in console.export_text().splitlines()]
+    assert "3/4 3 cached 1 running measure" in lines, lines  # 3 of 4 ended
+    assert "1/1 1 failed convert" in lines, lines
+    assert not any("never_started" in line for line in lines)  # nothing to show yet
 
 
 def test_help_reads_as_written() -> None:

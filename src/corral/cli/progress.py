@@ -1,12 +1,14 @@
 """Progress of a run: in a terminal a live bar (done / running / failed / cached, elapsed,
-ETA); in a log file or pipe a line when the counts change, at most every few seconds."""
+ETA) and one bar per task name with its counts by state; in a log file or pipe a line when the
+counts change, at most every few seconds."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -19,6 +21,17 @@ from rich.table import Column
 from rich.text import Text
 
 from corral.engine.engine import Progress as EngineProgress
+from corral.states import TaskState
+
+MAX_GROUPS = 12
+"""Task names shown with a bar of their own during a run (the overall bar is always shown)."""
+_ENDED = (TaskState.SUCCEEDED, TaskState.CACHED, TaskState.FAILED, TaskState.SKIPPED,
+          TaskState.CANCELLED)
+_SHOWN = (TaskState.SUCCEEDED, TaskState.CACHED, TaskState.RUNNING, TaskState.QUEUED,
+          TaskState.FAILED, TaskState.SKIPPED, TaskState.CANCELLED)
+_STYLE = {TaskState.SUCCEEDED: "green", TaskState.CACHED: "cyan", TaskState.RUNNING: "yellow",
+          TaskState.QUEUED: "blue", TaskState.FAILED: "red", TaskState.SKIPPED: "magenta",
+          TaskState.CANCELLED: "red"}
 
 
 class LiveProgress:
@@ -36,15 +49,25 @@ class LiveProgress:
             console=console, transient=False, expand=True,
         )
         self.task_id = self.bar.add_task(title, total=None, detail="")
+        # counts first, the name last and whole (only a name wider than the terminal is cut)
+        self.groups = Progress(
+            MofNCompleteColumn(table_column=Column(no_wrap=True)),
+            TextColumn("{task.fields[detail]}", table_column=Column(no_wrap=True)),
+            TextColumn("{task.description}", table_column=Column(no_wrap=True)),
+            console=console, transient=False, expand=False,
+        )
+        self.group_ids: dict[str, Any] = {}
         self._last = 0.0
 
     def __enter__(self) -> LiveProgress:
         self.console.print(Text(self.title, style="bold"), soft_wrap=True)
-        self.bar.start()
+        self.live = Live(Group(self.groups, self.bar), console=self.console, transient=False,
+                         refresh_per_second=10)
+        self.live.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.bar.stop()
+        self.live.stop()
 
     def update(self, p: EngineProgress, force: bool = False) -> None:
         now = time.monotonic()
@@ -59,6 +82,22 @@ class LiveProgress:
         if p.paused:
             detail += " [bold yellow]PAUSED[/]"
         self.bar.update(self.task_id, total=p.total, completed=finished, detail=detail)
+        self._update_groups(p)
+
+    def _update_groups(self, p: EngineProgress) -> None:
+        """A bar per task name (a map's elements share theirs) with its counts by state; at
+        most :data:`MAX_GROUPS`, the first ones that started."""
+        for group, counts in p.groups.items():
+            total = sum(counts.values())
+            tid = self.group_ids.get(group)
+            if tid is None:
+                if len(self.group_ids) >= MAX_GROUPS or total == counts.get(TaskState.PENDING, 0):
+                    continue
+                tid = self.group_ids[group] = self.groups.add_task(group, total=total, detail="")
+            done = sum(counts.get(st, 0) for st in _ENDED)
+            detail = " ".join(f"[{_STYLE[st]}]{n} {st.value}[/]" for st in _SHOWN
+                              if (n := counts.get(st, 0)))
+            self.groups.update(tid, total=total, completed=done, detail=detail)
 
 
 class LineProgress:

@@ -72,6 +72,14 @@ class Progress:
     skipped: int = 0
     started: float = field(default_factory=time.time)
     paused: bool = False
+    groups: dict[str, dict[TaskState, int]] = field(default_factory=dict)
+    """Per task name (a map's elements share theirs): how many tasks are in each state."""
+
+    def count(self, group: str, old: TaskState | None, new: TaskState) -> None:
+        counts = self.groups.setdefault(group, {})
+        if old is not None:
+            counts[old] -= 1
+        counts[new] = counts.get(new, 0) + 1
 
 
 class Engine:
@@ -97,6 +105,8 @@ class Engine:
         self.rec = Recorder(store)
         self.payloads = PayloadBuilder()
         self.progress = Progress(total=n)
+        for node in self.graph.nodes:
+            self.progress.count(node.group or node.name, None, TaskState.PENDING)
         self.paused = False
         self.cancelling = False
         self.errors: list[str] = []
@@ -230,6 +240,7 @@ class Engine:
             self.progress.cached += 1
             if i in self._inserted_cached:  # its row was written cached already
                 self.state[i] = check_task(self.state[i], TaskState.CACHED, nodes[i].name)
+                self.progress.count(nodes[i].group or nodes[i].name, TaskState.PENDING, TaskState.CACHED)
             else:
                 self.set_state(i, TaskState.CACHED, cached=True)
         for i in idxs:
@@ -594,7 +605,9 @@ class Engine:
     def set_state(self, idx: int, new: TaskState, **fields: Any) -> None:
         """The one place a task's state changes: checked against the transition table of
         :mod:`corral.states`, then recorded with ``fields``."""
-        self.state[idx] = check_task(self.state[idx], new, self.graph.nodes[idx].name)
+        node = self.graph.nodes[idx]
+        old, self.state[idx] = self.state[idx], check_task(self.state[idx], new, node.name)
+        self.progress.count(node.group or node.name, old, new)
         self.rec.task(self.task_id[idx], state=new.value, **fields)
 
     def _fail(self, idx: int, reason: str, state: TaskState = TaskState.FAILED) -> None:
@@ -655,6 +668,8 @@ class Engine:
         gather.deps = [idx, *gather.members]
         n = len(self.graph.nodes)
         self.state += [TaskState.PENDING] * (n - len(self.state))
+        for node in new:
+            self.progress.count(node.group or node.name, None, TaskState.PENDING)
         self.attempt_no += [0] * (n - len(self.attempt_no))
         self.task_id += [0] * (n - len(self.task_id))
         self.waiting += [len(x.deps) for x in new]
