@@ -189,3 +189,30 @@ def test_run_help_lists_the_pipeline_parameters(project: Project) -> None:
     missing = invoke("run")
     assert missing.exit_code == 2
     one_line_error(missing.stderr, "missing FILE", "corral run --help")
+
+
+BIG_VALUE = '''
+from corral import pipeline, task
+
+@task
+def make(n: int) -> bytes:
+    return b"x" * n
+
+@task
+def length(data: bytes) -> int:
+    return len(data)
+
+@pipeline
+def big(n: int = 200_000):
+    return length(make(n))
+'''
+
+
+def test_a_large_value_reaches_the_next_task_with_a_relative_workdir(project: Project) -> None:
+    """A value over the inline limit goes to the next task by reference to the store, which
+    must resolve from the task's directory too (`make demo` runs with --workdir out/demo)."""
+    (project.root / "bigvalue.py").write_text(BIG_VALUE)
+    (project.wd / "out").mkdir()
+    done = corral("run", project.file("bigvalue.py"), "--workdir", "out", "-q", cwd=project.wd)
+    assert done.returncode == 0, done.stderr
+    assert "result: 200000" in done.stdout

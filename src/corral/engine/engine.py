@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -490,12 +491,16 @@ class Engine:
     def _arg_of_key(self, key: str) -> Any:
         from corral.worker.execute import SPILL_MIN, ResultRef, StoredResult, load_file
 
+        # absolute: the worker runs in the pipeline's directory, the store may be named from
+        # elsewhere (corral run --workdir out/demo)
         if key in self.values:
             value = self.values[key]
-            return ResultRef(value.path) if isinstance(value, StoredResult) else value
+            if isinstance(value, StoredResult):
+                return ResultRef(os.path.abspath(value.path))
+            return value
         data, blob = self._stored(key)
         if blob is not None and blob.stat().st_size > SPILL_MIN:
-            return ResultRef(str(blob))
+            return ResultRef(os.path.abspath(blob))
         value = load_file(blob) if blob is not None else cloudpickle.loads(data)
         if isinstance(value, GatherRef):
             value = [self._arg_of_key(k) for k in value.keys]
