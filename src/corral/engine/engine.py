@@ -240,8 +240,7 @@ class Engine:
                 continue
             self.progress.cached += 1
             if i in self._inserted_cached:  # its row was written cached already
-                self.state[i] = check_task(self.state[i], TaskState.CACHED, nodes[i].name)
-                self.progress.count(nodes[i].group or nodes[i].name, TaskState.PENDING, TaskState.CACHED)
+                self.set_state(i, TaskState.CACHED, record=False)
             else:
                 self.set_state(i, TaskState.CACHED, cached=True)
         for i in idxs:
@@ -426,7 +425,8 @@ class Engine:
                          resources, real, self.executor.stages_inputs)
         self.inflight[spec.attempt_id] = idx
         now = time.time()
-        self.set_state(idx, TaskState.QUEUED, attempts=n, **({"started_at": now} if n == 1 else {}))
+        first: dict[str, Any] = {"started_at": now} if n == 1 else {}
+        self.set_state(idx, TaskState.QUEUED, attempts=n, **first)
         self.rec.attempt_new({
             "id": spec.attempt_id, "task_id": self.task_id[idx], "run_id": self.run_id,
             "number": n, "state": "submitted", "executor": self.executor.kind,
@@ -607,13 +607,15 @@ class Engine:
             if self.waiting[c] == 0 and self.state[c] is TaskState.PENDING:
                 self._make_ready(c)
 
-    def set_state(self, idx: int, new: TaskState, **fields: Any) -> None:
+    def set_state(self, idx: int, new: TaskState, record: bool = True, **fields: Any) -> None:
         """The one place a task's state changes: checked against the transition table of
-        :mod:`corral.states`, then recorded with ``fields``."""
+        :mod:`corral.states`, counted for the progress display, then recorded with ``fields``
+        (``record=False``: its row says so already)."""
         node = self.graph.nodes[idx]
         old, self.state[idx] = self.state[idx], check_task(self.state[idx], new, node.name)
         self.progress.count(node.group or node.name, old, new)
-        self.rec.task(self.task_id[idx], state=new.value, **fields)
+        if record:
+            self.rec.task(self.task_id[idx], state=new.value, **fields)
 
     def _fail(self, idx: int, reason: str, state: TaskState = TaskState.FAILED) -> None:
         """End task ``idx`` as FAILED (or CANCELLED from outside) and skip its dependents."""

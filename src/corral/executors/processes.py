@@ -8,9 +8,7 @@ import os
 import signal
 from collections.abc import Collection
 
-import psutil
-
-from corral.worker.metrics import descendants
+from corral.worker.metrics import process_tree
 
 
 def kill_group(pid: int) -> None:
@@ -27,21 +25,11 @@ def kill_tree(pid: int, keep: Collection[int] = ()) -> None:
     (processes a task chose to leave running). Descendants go first, twice: while the worker
     lives, nothing they fork meanwhile can leave its tree."""
     for _ in range(2):
-        spared = {k for kept in keep for k in (kept, *_tree(kept))}
-        for child in _tree(pid):
+        spared = {k for kept in keep for k in (kept, *process_tree(kept))}
+        for child in process_tree(pid):
             if child not in spared:
                 _kill(child)
     _kill(pid)
-
-
-def _tree(pid: int) -> list[int]:
-    found = descendants(pid)
-    if found is not None:
-        return found
-    try:
-        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
-    except psutil.Error:
-        return []
 
 
 def _kill(pid: int) -> None:

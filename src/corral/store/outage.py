@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -118,25 +119,27 @@ class ReplayingConnection:
         return getattr(self._conn, name)
 
     def _call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        while True:
+        def call() -> Any:
             assert self._conn is not None
-            try:
-                result = getattr(self._conn, name)(*args, **kwargs)
-            except sa.exc.DBAPIError as exc:
-                if not connection_lost(exc):
-                    raise
-                self._outage.wait(exc)
-                self._reopen()
-                continue
-            self._log.append((name, args, kwargs))
-            self._outage.recovered()
-            return result
+            return getattr(self._conn, name)(*args, **kwargs)
+
+        result = self._until_done(call)
+        self._log.append((name, args, kwargs))
+        return result
 
     def commit(self) -> None:
-        while True:
+        def commit() -> None:
             assert self._tx is not None
+            self._tx.commit()
+
+        self._until_done(commit)
+
+    def _until_done(self, action: Callable[[], Any]) -> Any:
+        """``action()``; a lost connection is waited out (within the outage limit), reopened
+        with this transaction's statements replayed, and ``action`` tried again."""
+        while True:
             try:
-                self._tx.commit()
+                result = action()
             except sa.exc.DBAPIError as exc:
                 if not connection_lost(exc):
                     raise
@@ -144,7 +147,7 @@ class ReplayingConnection:
                 self._reopen()
                 continue
             self._outage.recovered()
-            return
+            return result
 
     def close(self) -> None:
         """Roll back what was not committed and give the connection back."""

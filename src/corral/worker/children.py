@@ -29,7 +29,7 @@ from typing import Any
 
 import psutil
 
-from corral.worker.metrics import descendants
+from corral.worker.metrics import process_tree
 
 GRACE = 1.0
 """Seconds between SIGTERM and SIGKILL for the processes an attempt left running."""
@@ -79,12 +79,12 @@ def keep_children(*processes: Any) -> None:
     if _keep_request is None:
         _keep_request = set()
     if not processes:
-        _keep_request.update(_tree(os.getpid()))
+        _keep_request.update(process_tree(os.getpid()))
         return
     for p in processes:
         pid = int(p) if isinstance(p, int) else int(p.pid)
         _keep_request.add(pid)
-        _keep_request.update(_tree(pid))
+        _keep_request.update(process_tree(pid))
 
 
 def begin_attempt() -> None:
@@ -114,7 +114,7 @@ def end_children(grace: float = GRACE) -> int:
     if not _owner or not _has_children():
         return 0
     _reap()
-    targets = [p for p in _tree(os.getpid()) if p not in _kept and not _excluded(p)]
+    targets = [p for p in process_tree(os.getpid()) if p not in _kept and not _excluded(p)]
     if not targets:
         return 0
     stop_processes(targets, grace)
@@ -157,17 +157,7 @@ def _has_children() -> bool:
 
 def _excluded(pid: int) -> bool:
     """A descendant of a kept process (its own children stay with it)."""
-    return any(pid in _tree(k) for k in _kept if _running(k))
-
-
-def _tree(pid: int) -> list[int]:
-    kids = descendants(pid)
-    if kids is not None:
-        return kids
-    try:
-        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
-    except psutil.Error:
-        return []
+    return any(pid in process_tree(k) for k in _kept if _running(k))
 
 
 def _signal(pids: Iterable[int], signum: int) -> list[int]:

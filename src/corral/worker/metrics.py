@@ -89,6 +89,17 @@ def descendants(pid: int) -> list[int] | None:
     return out
 
 
+def process_tree(pid: int) -> list[int]:
+    """Every descendant of ``pid``: from /proc, else from psutil ([] if it is gone)."""
+    found = descendants(pid)
+    if found is not None:
+        return found
+    try:
+        return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
 def _statm_rss(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/statm", "rb") as fh:
