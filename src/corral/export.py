@@ -64,7 +64,7 @@ def export_script(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: 
             names.append(name)
             lines += _unit_lines(p, unit, name, [names[u] for u in unit.after], jobs_dir, kind)
             for job in unit.jobs:
-                p.engine.rec.attempt_new(attempt_row(p, job, None, "submitted"))
+                p.engine.rec.attempt_new(attempt_row(p, job, None))
         if not p.units:
             lines.append("echo 'every task is cached: nothing to submit'")
         dest.write_text("\n".join(lines) + "\n")

@@ -1,4 +1,4 @@
-"""States of runs and tasks, and the one table of how they may change.
+"""States of runs, tasks and attempts, and the one table of how runs and tasks may change.
 
 Every change of a task's or a run's state, by the attached engine, by detached mode's
 reconcile or by the store's bulk updates, is one of the transitions below; anything else is a
@@ -59,6 +59,35 @@ class TaskState(enum.StrEnum):
 DONE_TASK_STATES = frozenset({TaskState.SUCCEEDED, TaskState.CACHED})
 
 
+class AttemptState(enum.StrEnum):
+    """Where one attempt of a task is. An attempt that ended has one of the executor's
+    outcomes (``corral.executors.base.Outcome``: the same values, from ``succeeded`` to
+    ``lost``) or one of the two states below that mean it never really ran."""
+
+    SUBMITTED = "submitted"
+    """Handed to the executor (in a scheduler's queue, or waiting for a local slot)."""
+    RUNNING = "running"
+    """Started on a node."""
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    OUT_OF_MEMORY = "out_of_memory"
+    TIMEOUT = "timeout"
+    NODE_FAILURE = "node_failure"
+    PREEMPTED = "preempted"
+    CANCELLED = "cancelled"
+    LOST = "lost"
+    WITHDRAWN = "withdrawn"
+    """Taken back from the executor's queue by a pause before it started."""
+    ABANDONED = "abandoned"
+    """Left by an engine that stopped; a resumed run submits the task again."""
+
+
+LIVE_ATTEMPT_STATES = frozenset({AttemptState.SUBMITTED, AttemptState.RUNNING})
+"""Attempts that may still be in a scheduler's queue or running: what a cancel must reach."""
+UNCOUNTED_ATTEMPT_STATES = frozenset({AttemptState.WITHDRAWN, AttemptState.ABANDONED})
+"""Attempts that never really ran: they count neither as retries nor as failures."""
+
+
 # ---------------------------------------------------------------------- transitions
 
 _TERMINAL_TASK = (TaskState.SUCCEEDED, TaskState.CACHED, TaskState.FAILED, TaskState.SKIPPED,
@@ -104,6 +133,16 @@ RUN_TRANSITIONS: dict[RunState, frozenset[RunState]] = {
 }
 """For each run state, the states it may change to (a succeeded run never changes: running
 the pipeline again makes a new run, or reuses the old one's results)."""
+
+
+def may_become(new: TaskState) -> frozenset[TaskState]:
+    """The task states from which ``new`` is a transition of the table (for the store's bulk
+    changes, which select their rows by these)."""
+    return frozenset(old for old, targets in TASK_TRANSITIONS.items() if new in targets)
+
+
+UNFINISHED_TASK_STATES = frozenset(may_become(TaskState.CANCELLED)) - frozenset(_TERMINAL_TASK)
+"""Tasks a cancel without an engine marks cancelled: those that may be, and have not ended."""
 
 
 def check_task(old: TaskState | str, new: TaskState, name: str = "") -> TaskState:

@@ -74,3 +74,14 @@ def test_the_engine_refuses_an_illegal_task_state(helper: Helper) -> None:
     assert engine is not None and engine.state == [TaskState.SUCCEEDED]
     with pytest.raises(StateError, match="task one: no transition from succeeded to queued"):
         engine.set_state(0, TaskState.QUEUED)
+
+
+def test_bulk_changes_follow_the_table() -> None:
+    """The store's bulk cancel selects its rows by the table; attempt states cover every
+    outcome an executor reports."""
+    from corral.executors.base import Outcome
+    from corral.states import UNFINISHED_TASK_STATES, AttemptState, may_become
+
+    assert UNFINISHED_TASK_STATES == {TaskState.PENDING, TaskState.QUEUED, TaskState.RUNNING}
+    assert may_become(TaskState.PENDING) == set(TaskState) - {TaskState.PENDING}
+    assert {o.value for o in Outcome} <= {a.value for a in AttemptState}

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -126,3 +127,14 @@ def test_to_json_is_serialisable(store: Store, galaxy: RunBuilder) -> None:
 def test_run_prefix_and_latest(store: Store, galaxy: RunBuilder) -> None:
     assert run_metrics(store, "run-").summary.run_id == "run-a"
     assert run_metrics(store, "latest").summary.run_id == "run-a"
+
+
+def test_attempts_that_never_ran_are_not_failures(store: Store, tmp_path: Path) -> None:
+    """A withdrawn attempt (taken back by a pause) and an abandoned one (left by an engine that
+    stopped) did not fail: the summary counts them as attempts, not as failed attempts."""
+    run = RunBuilder(store, "run-w", 1_700_000_000.0, tmp_path)
+    run.task("a", attempts=[{"state": "withdrawn"}, {"state": "abandoned", "start": 20.0},
+                            {"state": "failed", "start": 40.0, "exit_code": 1},
+                            {"start": 60.0}])
+    s = run_metrics(store, "run-w").summary
+    assert s.attempts == 4 and s.failed_attempts == 1

@@ -31,6 +31,7 @@ from corral.report._data import (
     resources_of,
     wall_of,
 )
+from corral.states import UNCOUNTED_ATTEMPT_STATES, AttemptState
 from corral.store.store import Store
 
 MEMORY_SLACK = 0.5
@@ -43,7 +44,9 @@ WALLTIME_SLACK = 0.25
 """Advise a shorter walltime when the longest attempt used less than this fraction of it."""
 WALLTIME_MIN_WASTE = 600
 """...and at least this many seconds were left unused."""
-_NOT_FAILED = frozenset({"succeeded", "running", "queued", "submitted", "pending"})
+_NOT_FAILED = frozenset({AttemptState.SUCCEEDED, AttemptState.RUNNING, AttemptState.SUBMITTED}
+                        | UNCOUNTED_ATTEMPT_STATES)
+"""Attempts that do not count as failed: ended well, not ended, or never really ran."""
 QUEUE_RATIO = 5.0
 """Advise bigger tasks when they wait this many times longer in the queue than they run."""
 

@@ -20,7 +20,16 @@ from sqlalchemy.engine import Connection, Engine
 
 from corral.errors import MissingExtra, RunLockedError, RunNotFound, StoreError, UsageError
 from corral.hashing import use_digest_cache
-from corral.states import RunState, check_run
+from corral.states import (
+    LIVE_ATTEMPT_STATES,
+    TERMINAL_RUN_STATES,
+    UNCOUNTED_ATTEMPT_STATES,
+    UNFINISHED_TASK_STATES,
+    AttemptState,
+    RunState,
+    TaskState,
+    check_run,
+)
 from corral.store import queries, writes
 from corral.store import schema as t
 from corral.store.cas import CAS
@@ -31,11 +40,9 @@ from corral.store.outage import Outage, ReplayingConnection, outage_limit
 from corral.store.rows import AttemptRow, RunRow, TaskRow
 
 INLINE_LIMIT = 64 * 1024
+"""Results up to this size live in the database row; larger ones in the CAS."""
 GC_MIN_AGE = 3600.0
 """Seconds a CAS blob is safe from `corral clean` after it was written or last reused."""
-FINISHED_RUN_STATES = ("succeeded", "failed", "cancelled")
-"""Runs that `corral clean --keep-runs` may forget (others may still resume or reconcile)."""
-"""Results up to this size live in the database row; larger ones in the CAS."""
 HEARTBEAT_STALE = 60.0
 """Seconds after which another host's engine is considered dead."""
 
@@ -211,7 +218,7 @@ class Store:
         """The newest unfinished run of the same pipeline, file and parameters."""
         q = (
             sa.select(t.runs)
-            .where(t.runs.c.identity == identity, t.runs.c.state != "succeeded")
+            .where(t.runs.c.identity == identity, t.runs.c.state != RunState.SUCCEEDED.value)
             .order_by(t.runs.c.created_at.desc())
             .limit(1)
         )
@@ -385,21 +392,22 @@ class Store:
 
     def inflight_attempts(self, run_id: str) -> list[dict[str, Any]]:
         q = sa.select(t.attempts).where(
-            t.attempts.c.run_id == run_id, t.attempts.c.state.in_(("submitted", "running"))
+            t.attempts.c.run_id == run_id, t.attempts.c.state.in_(_values(LIVE_ATTEMPT_STATES))
         )
         with self._read() as c:
             return [dict(r) for r in c.execute(q).mappings()]
 
     def mark_cancelled(self, run_id: str) -> None:
-        """After a cancel without an engine: unfinished tasks and attempts become cancelled."""
+        """After a cancel without an engine: unfinished tasks and live attempts become
+        cancelled (the rows that may, by the transition table of :mod:`corral.states`)."""
         now = time.time()
         with self.transaction() as c:
             c.execute(t.tasks.update().where(
-                t.tasks.c.run_id == run_id, t.tasks.c.state.in_(("pending", "queued", "running"))
-            ).values(state="cancelled", finished_at=now))
+                t.tasks.c.run_id == run_id, t.tasks.c.state.in_(_values(UNFINISHED_TASK_STATES))
+            ).values(state=TaskState.CANCELLED.value, finished_at=now))
             c.execute(t.attempts.update().where(
-                t.attempts.c.run_id == run_id, t.attempts.c.state.in_(("submitted", "running"))
-            ).values(state="cancelled", ended_at=now))
+                t.attempts.c.run_id == run_id, t.attempts.c.state.in_(_values(LIVE_ATTEMPT_STATES))
+            ).values(state=AttemptState.CANCELLED.value, ended_at=now))
 
     def uncounted_attempts(self, run_id: str) -> dict[int, int]:
         """Per task id, attempts that never really ran: withdrawn by a pause, or abandoned by
@@ -407,7 +415,7 @@ class Store:
         q = (
             sa.select(t.attempts.c.task_id, sa.func.count())
             .where(t.attempts.c.run_id == run_id,
-                   t.attempts.c.state.in_(("withdrawn", "abandoned")))
+                   t.attempts.c.state.in_(_values(UNCOUNTED_ATTEMPT_STATES)))
             .group_by(t.attempts.c.task_id)
         )
         with self._read() as c:
@@ -478,7 +486,7 @@ class Store:
         """The most recent task row that ran (not reused) and produced the result ``key``."""
         q = (
             sa.select(t.tasks)
-            .where(t.tasks.c.key == key, t.tasks.c.state == "succeeded")
+            .where(t.tasks.c.key == key, t.tasks.c.state == TaskState.SUCCEEDED.value)
             .order_by(t.tasks.c.finished_at.desc())
             .limit(1)
         )
@@ -535,7 +543,7 @@ class Store:
         newest = sa.select(t.runs.c.id).order_by(t.runs.c.created_at.desc()).limit(keep_runs)
         keep = [r[0] for r in c.execute(newest)]
         keep += [r[0] for r in c.execute(
-            sa.select(t.runs.c.id).where(t.runs.c.state.not_in(FINISHED_RUN_STATES)))]
+            sa.select(t.runs.c.id).where(t.runs.c.state.not_in(_values(TERMINAL_RUN_STATES))))]
         used = sa.select(t.tasks.c.key).where(t.tasks.c.run_id.in_(keep))
         stale = sa.select(t.results.c.key).where(t.results.c.key.not_in(used))
         removed = len(c.execute(stale).all())
@@ -545,3 +553,8 @@ class Store:
             c.execute(t.artifacts.delete().where(t.artifacts.c.run_id.in_(old)))
             c.execute(t.runs.delete().where(t.runs.c.id.not_in(keep)))
         return removed
+
+
+def _values(states: frozenset[AttemptState] | frozenset[TaskState] | frozenset[RunState]) -> list[str]:
+    """A set of states as the sorted column values an ``IN`` clause compares with."""
+    return sorted(state.value for state in states)

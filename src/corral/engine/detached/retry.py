@@ -37,7 +37,7 @@ from corral.errors import CorralError
 from corral.executors.base import Outcome, TaskKind, TaskSpec
 from corral.executors.batch.base import BatchExecutor
 from corral.resources import Resources
-from corral.states import RunState, TaskState, check_task
+from corral.states import LIVE_ATTEMPT_STATES, AttemptState, RunState, TaskState, check_task
 from corral.store import Store
 from corral.store.rows import plain
 from corral.worker.execute import PAYLOAD_FILE, RESULT_FILE
@@ -115,7 +115,7 @@ class Reconciling:
 def cancel_requested(p: Reconciling) -> str:
     """``corral cancel`` found the claim held and left a request: do what it would have done."""
     live = [a["native_id"] for a in p.attempts.values()
-            if a["state"] in ("submitted", "running") and a["native_id"]]
+            if a["state"] in LIVE_ATTEMPT_STATES and a["native_id"]]
     p.sched.delete(live)
     run_id = p.run["id"]
     p.store.mark_cancelled(run_id)
@@ -197,7 +197,7 @@ def _prepare(p: Reconciling, ex: BatchExecutor, d: DetachedTask, cause: str) -> 
         p.fail(d, f"attempt {n} could not be submitted: {exc}")
         return None
     if cause and d.attempt_id in p.attempts:
-        p.rec.attempt(d.attempt_id, state="withdrawn", ended_at=p.now,
+        p.rec.attempt(d.attempt_id, state=AttemptState.WITHDRAWN.value, ended_at=p.now,
                       error=f"not run: upstream task {cause} failed and was retried; "
                             f"resubmitted as attempt {n}")
     workdir = p.work_root / f"{d.idx}-{safe_name(d.name)}.{n}"
@@ -215,7 +215,7 @@ def _prepare(p: Reconciling, ex: BatchExecutor, d: DetachedTask, cause: str) -> 
     rendered = ex.render_job([spec], after=[p.state.tasks[u].workdir for u in d.deps])
     ex.transport.write_bytes(rendered.script_path, rendered.script.encode(), mode=0o755)
     row = {"id": spec.attempt_id, "task_id": d.task_id, "run_id": p.run["id"], "number": n,
-           "state": "submitted", "executor": ex.kind, "workdir": str(workdir),
+           "state": AttemptState.SUBMITTED.value, "executor": ex.kind, "workdir": str(workdir),
            "resources": res.to_dict(), "submitted_at": p.now, "native_id": None}
     p.rec.attempt_new(row)
     p.attempts[spec.attempt_id] = dict(row)

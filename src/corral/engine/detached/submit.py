@@ -22,7 +22,7 @@ from corral.executors.base import TaskSpec
 from corral.executors.batch.base import BatchExecutor, RenderedJob
 from corral.graph import Future, Node, NodeKind
 from corral.resources import Resources
-from corral.states import DONE_TASK_STATES, RunState, TaskState
+from corral.states import DONE_TASK_STATES, AttemptState, RunState, TaskState
 from corral.store import Store
 from corral.worker.execute import RESULT_FILE, ResultRef
 
@@ -258,10 +258,11 @@ def _job_deps(engine: Engine, idx: int, has_job: set[int]) -> set[int]:
     return out
 
 
-def attempt_row(p: Prepared, job: PreparedJob, native_id: str | None, state: str) -> dict[str, Any]:
+def attempt_row(p: Prepared, job: PreparedJob, native_id: str | None) -> dict[str, Any]:
+    """The row of a job's attempt as it is handed to the scheduler."""
     return {
         "id": job.spec.attempt_id, "task_id": job.task.task_id, "run_id": p.run_id,
-        "number": job.spec.attempt, "state": state, "executor": p.executor.kind,
+        "number": job.spec.attempt, "state": AttemptState.SUBMITTED.value, "executor": p.executor.kind,
         "workdir": str(job.task.workdir), "resources": job.spec.resources.to_dict(),
         "submitted_at": time.time(), "native_id": native_id,
     }
@@ -308,7 +309,7 @@ def submit_detached(pipeline: Pipeline[Any, Any], params: Mapping[str, Any],
             native[n] = job_id
             for i, job in enumerate(unit.jobs, start=1):
                 job.task.native_id = ex.element_id(job_id, i) if unit.is_array else job_id
-                p.engine.rec.attempt_new(attempt_row(p, job, job.task.native_id, "submitted"))
+                p.engine.rec.attempt_new(attempt_row(p, job, job.task.native_id))
     except BaseException as exc:
         p.engine.rec.flush()
         if native:
