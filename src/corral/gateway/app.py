@@ -1,0 +1,171 @@
+"""The gateway's FastAPI application: ``create_app(settings)``; every route under ``/api/v1``.
+
+Authentication: ``Authorization: Bearer <token>`` with a token of ``corral gateway token create``.
+Reading jobs needs the ``jobs:read`` scope, submitting and cancelling ``jobs:write``, the admin
+routes the ``admin`` scope and the admin role. A job of another user answers 404, as a job that
+does not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from .settings import Settings
+from .store import Forbidden, GatewayError, GatewayStore, JobRequest, Principal, Unauthorized, default_url
+
+API = "/api/v1"
+MAX_NODES, MAX_CORES, MAX_WALLTIME_HOURS = 10_000, 1_024, 24.0 * 365
+
+
+class JobIn(BaseModel):
+    """A command job. The seed's descriptor also works: ``node_number``, ``core_number`` and
+    ``runtime`` (hours) for ``nodes``, ``cores_per_node`` and ``walltime_hours``."""
+
+    model_config = ConfigDict(extra="forbid")
+    command: str = Field(min_length=1, max_length=100_000)
+    title: str = Field(default="", max_length=500)
+    project: str | None = Field(default=None, max_length=200)
+    nodes: int | None = Field(default=None, ge=1, le=MAX_NODES)
+    cores_per_node: int | None = Field(default=None, ge=1, le=MAX_CORES)
+    walltime_hours: float | None = Field(default=None, gt=0, le=MAX_WALLTIME_HOURS)
+    node_number: int | None = Field(default=None, ge=1, le=MAX_NODES)
+    core_number: int | None = Field(default=None, ge=1, le=MAX_CORES)
+    runtime: float | None = Field(default=None, gt=0, le=MAX_WALLTIME_HOURS)
+
+    def request(self) -> JobRequest:
+        def pick(new: Any, legacy: Any, default: Any, name: str) -> Any:
+            if new is not None and legacy is not None and new != legacy:
+                raise GatewayError(f"{name} given twice with different values")
+            return new if new is not None else legacy if legacy is not None else default
+
+        return JobRequest(
+            command=self.command, title=self.title, project=self.project,
+            nodes=pick(self.nodes, self.node_number, 1, "nodes/node_number"),
+            cores_per_node=pick(self.cores_per_node, self.core_number, 1, "cores_per_node/core_number"),
+            walltime_hours=pick(self.walltime_hours, self.runtime, 1.0, "walltime_hours/runtime"),
+        )
+
+
+class Page(BaseModel):
+    items: list[dict[str, Any]]
+    total: int
+    limit: int
+    offset: int
+
+
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
+_bearer = HTTPBearer(auto_error=False)
+
+
+def _store(request: Request) -> GatewayStore:
+    store: GatewayStore = request.app.state.store
+    return store
+
+
+def _principal(request: Request,
+               creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+    if creds is None or creds.scheme.lower() != "bearer":
+        raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    return _store(request).authenticate(creds.credentials)
+
+
+def scope(name: str) -> Callable[..., Principal]:
+    """A dependency: the caller, if its token has scope ``name`` (and, for ``admin``, the admin role)."""
+
+    def check(who: Annotated[Principal, Depends(_principal)]) -> Principal:
+        if name not in who.scopes:
+            raise Forbidden(f"this token lacks the {name} scope")
+        if name == "admin" and who.role != "admin":
+            raise Forbidden("admin role needed")
+        return who
+
+    return check
+
+
+Reader = Annotated[Principal, Depends(scope("jobs:read"))]
+Writer = Annotated[Principal, Depends(scope("jobs:write"))]
+Admin = Annotated[Principal, Depends(scope("admin"))]
+Store = Annotated[GatewayStore, Depends(_store)]
+
+
+def _routes(app: FastAPI) -> None:
+    @app.post(f"{API}/jobs", status_code=201, tags=["jobs"])
+    def submit_job(job: JobIn, who: Writer, store: Store) -> dict[str, Any]:
+        """Queue a command job, reserving nodes x cores x walltime core-hours on the project."""
+        return store.submit(who, job.request())
+
+    @app.get(f"{API}/jobs", tags=["jobs"])
+    def list_jobs(who: Reader, store: Store, limit: Limit = 50, offset: Offset = 0,
+                  state: str | None = None) -> Page:
+        """The caller's jobs, newest first."""
+        items, total = store.list_jobs(who.user_id, limit=limit, offset=offset, state=state)
+        return Page(items=items, total=total, limit=limit, offset=offset)
+
+    @app.get(f"{API}/jobs/{{job_id}}", tags=["jobs"])
+    def get_job(job_id: str, who: Reader, store: Store) -> dict[str, Any]:
+        return store.get_job(who, job_id)
+
+    @app.delete(f"{API}/jobs/{{job_id}}", tags=["jobs"])
+    def cancel_job(job_id: str, who: Writer, store: Store) -> dict[str, Any]:
+        """Cancel a job: a queued one at once, a running one is stopped by the runner."""
+        return store.cancel(who, job_id)
+
+    @app.get(f"{API}/projects", tags=["projects"])
+    def list_projects(who: Reader, store: Store) -> list[dict[str, Any]]:
+        """The caller's projects with their budgets (every project for an admin)."""
+        return store.list_projects(who)
+
+    @app.get(f"{API}/admin/jobs/", tags=["admin"])
+    def admin_jobs(who: Admin, store: Store, limit: Limit = 50, offset: Offset = 0,
+                   state: str | None = None) -> Page:
+        """Every user's jobs (admin scope and role)."""
+        items, total = store.list_jobs(None, limit=limit, offset=offset, state=state)
+        return Page(items=items, total=total, limit=limit, offset=offset)
+
+    @app.get(f"{API}/admin/jobs/{{user}}/", tags=["admin"])
+    def admin_user_jobs(user: str, who: Admin, store: Store, limit: Limit = 50, offset: Offset = 0,
+                        state: str | None = None) -> Page:
+        """One user's jobs (admin scope and role)."""
+        items, total = store.list_jobs(None, limit=limit, offset=offset, state=state, owner=user)
+        return Page(items=items, total=total, limit=limit, offset=offset)
+
+
+def create_app(settings: Settings | None = None, store: GatewayStore | None = None) -> FastAPI:
+    """The application. ``store``: an open store to use (tests); by default one on ``settings``."""
+    settings = settings or Settings()
+    store = store or GatewayStore(settings.db_url or default_url(settings.workdir))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runner = None
+        if settings.run_jobs:
+            from .runner import LocalRunner
+
+            runner = LocalRunner(store, settings)
+            runner.start()
+        try:
+            yield
+        finally:
+            if runner is not None:
+                runner.stop()
+
+    app = FastAPI(title="Corral gateway", version="0.1", lifespan=lifespan,
+                  description="Runs jobs for many users and charges their core-hours to project budgets.")
+    app.state.store = store
+    app.state.settings = settings
+
+    @app.exception_handler(GatewayError)
+    async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
+
+    _routes(app)
+    return app

@@ -1,0 +1,418 @@
+"""The gateway's database: users, hashed tokens, projects, jobs and the core-hour ledger.
+
+Accounting: core-hours = nodes x cores per node x hours. Submitting reserves the requested
+walltime's core-hours and one concurrent-job slot in one conditional UPDATE of the project's row
+(atomic on SQLite and PostgreSQL alike: it succeeds only if budget and limit allow); ending a job
+charges its actual runtime and releases the rest. Every change goes to the append-only ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from .errors import Conflict, Forbidden, NotFound, OverLimit, Unauthorized
+from .tables import (
+    ACTIVE_JOB_STATES,
+    FAILED_JOB_STATES,
+    ROLES,
+    SCOPES,
+    TERMINAL_JOB_STATES,
+    Base,
+    Job,
+    JobState,
+    LedgerEntry,
+    Project,
+    ProjectMember,
+    Token,
+    User,
+)
+
+TOKEN_PREFIX = "crl_"
+
+
+def now() -> datetime:
+    """Naive UTC (SQLite keeps no time zone)."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def core_hours(nodes: int, cores_per_node: int, hours: float) -> float:
+    return nodes * cores_per_node * hours
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request comes from: the token's user, role and scopes."""
+
+    user_id: int
+    name: str
+    role: str
+    scopes: frozenset[str]
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    command: str
+    title: str = ""
+    project: str | None = None
+    nodes: int = 1
+    cores_per_node: int = 1
+    walltime_hours: float = 1.0
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat() + "Z"
+
+
+def job_dict(job: Job, owner: str, project: Project) -> dict[str, Any]:
+    """A job as the API shows it, with the admin listing's fields of the seed's service account."""
+    runtime = None
+    if job.started is not None:
+        runtime = ((job.ended or now()) - job.started).total_seconds()
+    return {
+        "id": job.id, "job_id": job.native_id, "native_id": job.native_id, "owner": owner,
+        "project": project.id, "project_name": project.name, "project_hpc": job.system,
+        "system": job.system, "title": job.title, "command": job.command, "nodes": job.nodes,
+        "cores_per_node": job.cores_per_node, "walltime_hours": job.walltime_hours,
+        "state": job.state, "stage": job.state, "terminal_stage": job.state in TERMINAL_JOB_STATES,
+        "failed": job.state in FAILED_JOB_STATES, "submitted": _iso(job.submitted),
+        "init_date": _iso(job.submitted), "started": _iso(job.started), "end_date": _iso(job.ended),
+        "ended": _iso(job.ended), "runtime": runtime, "exit_code": job.exit_code,
+        "core_hours_reserved": job.reserved_core_hours, "core_hours_charged": job.charged_core_hours,
+    }
+
+
+def project_dict(project: Project, members: list[str]) -> dict[str, Any]:
+    left = project.budget_core_hours - project.charged_core_hours - project.reserved_core_hours
+    return {
+        "id": project.id, "name": project.name, "system": project.system,
+        "budget_core_hours": project.budget_core_hours, "charged_core_hours": project.charged_core_hours,
+        "reserved_core_hours": project.reserved_core_hours, "available_core_hours": left,
+        "max_concurrent_jobs": project.max_concurrent_jobs, "active_jobs": project.active_jobs,
+        "members": members,
+    }
+
+
+def default_url(workdir: Any) -> str:
+    from pathlib import Path
+
+    path = Path(workdir).resolve() / ".corral" / "gateway.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+class GatewayStore:
+    """Every read and write of the gateway's database, one short transaction each."""
+
+    def __init__(self, url: str) -> None:
+        args: dict[str, Any] = {}
+        if sa.make_url(url).get_backend_name() == "sqlite":
+            args = {"timeout": 30, "check_same_thread": False}
+        self.engine = sa.create_engine(url, connect_args=args)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions() as s, s.begin():
+            yield s
+
+    # users and tokens -------------------------------------------------------------------------
+
+    def ensure_user(self, name: str, role: str | None = None) -> int:
+        """The user's id, creating the user (role ``user`` unless given); ``role`` updates it."""
+        if role is not None and role not in ROLES:
+            raise Forbidden(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+        with self.session() as s:
+            user = s.scalar(sa.select(User).where(User.name == name))
+            if user is None:
+                user = User(name=name, role=role or "user", created=now())
+                s.add(user)
+                s.flush()
+            elif role is not None:
+                user.role = role
+            return user.id
+
+    def create_token(self, user: str, scopes: list[str] | None = None, *, admin: bool = False,
+                     expires_days: float | None = None) -> str:
+        """A new token for ``user`` (created if needed; ``admin`` makes the user an admin). Returns the
+        token in clear: the only time it exists outside its holder; the database keeps its SHA-256."""
+        chosen = list(scopes) if scopes else (list(SCOPES) if admin else ["jobs:read", "jobs:write"])
+        unknown = [s for s in chosen if s not in SCOPES]
+        if unknown:
+            raise Forbidden(f"unknown scope(s) {', '.join(unknown)}; scopes are {', '.join(SCOPES)}")
+        user_id = self.ensure_user(user, "admin" if admin else None)
+        with self.session() as s:
+            role = s.get_one(User, user_id).role
+            if "admin" in chosen and role != "admin":
+                raise Forbidden(f"user {user!r} is not an admin: the admin scope needs --admin")
+            token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+            expires = now() + timedelta(days=expires_days) if expires_days else None
+            s.add(Token(user_id=user_id, token_hash=hash_token(token), prefix=token[:10],
+                        scopes=" ".join(chosen), created=now(), expires=expires))
+        return token
+
+    def revoke_token(self, token_or_prefix: str) -> int:
+        """Revoke a token given in clear, or every token whose listed prefix matches. Returns how many."""
+        with self.session() as s:
+            by_hash = sa.select(Token).where(Token.token_hash == hash_token(token_or_prefix))
+            found = list(s.scalars(by_hash))
+            if not found and len(token_or_prefix) >= 8:
+                found = list(s.scalars(sa.select(Token).where(Token.prefix == token_or_prefix[:10])))
+            for token in found:
+                token.revoked = True
+            return len(found)
+
+    def authenticate(self, token: str) -> Principal:
+        with self.session() as s:
+            row = s.execute(sa.select(Token, User).join(User, Token.user_id == User.id)
+                            .where(Token.token_hash == hash_token(token))).first()
+            if row is None:
+                raise Unauthorized("unknown token")
+            tok, user = row
+            if tok.revoked:
+                raise Unauthorized("token revoked")
+            if tok.expires is not None and tok.expires <= now():
+                raise Unauthorized("token expired")
+            return Principal(user.id, user.name, user.role, frozenset(tok.scopes.split()))
+
+    # projects ---------------------------------------------------------------------------------
+
+    def create_project(self, name: str, budget_core_hours: float, *, system: str = "local",
+                       max_concurrent_jobs: int = 10, members: Sequence[str] = ()) -> int:
+        member_ids = [self.ensure_user(m) for m in members]
+        with self.session() as s:
+            if s.scalar(sa.select(Project.id).where(Project.name == name)) is not None:
+                raise Conflict(f"project {name!r} exists")
+            project = Project(name=name, system=system, budget_core_hours=budget_core_hours,
+                              max_concurrent_jobs=max_concurrent_jobs, reserved_core_hours=0.0,
+                              charged_core_hours=0.0, active_jobs=0)
+            s.add(project)
+            s.flush()
+            for uid in member_ids:
+                s.add(ProjectMember(project_id=project.id, user_id=uid))
+            return project.id
+
+    def add_member(self, project: str, user: str) -> None:
+        uid = self.ensure_user(user)
+        with self.session() as s:
+            pid = s.scalar(sa.select(Project.id).where(Project.name == project))
+            if pid is None:
+                raise NotFound(f"no project {project!r}")
+            if s.get(ProjectMember, (pid, uid)) is None:
+                s.add(ProjectMember(project_id=pid, user_id=uid))
+
+    def _members(self, s: Session, project_id: int) -> list[str]:
+        q = (sa.select(User.name).join(ProjectMember, ProjectMember.user_id == User.id)
+             .where(ProjectMember.project_id == project_id).order_by(User.name))
+        return list(s.scalars(q))
+
+    def list_projects(self, who: Principal) -> list[dict[str, Any]]:
+        """The caller's projects (every project for an admin)."""
+        with self.session() as s:
+            q = sa.select(Project).order_by(Project.name)
+            if who.role != "admin":
+                q = q.join(ProjectMember, ProjectMember.project_id == Project.id).where(
+                    ProjectMember.user_id == who.user_id)
+            return [project_dict(p, self._members(s, p.id)) for p in s.scalars(q)]
+
+    def _project_for(self, s: Session, who: Principal, name: str | None) -> Project:
+        q = (sa.select(Project).join(ProjectMember, ProjectMember.project_id == Project.id)
+             .where(ProjectMember.user_id == who.user_id).order_by(Project.name))
+        if name is not None:
+            project = s.scalar(q.where(Project.name == name))
+            if project is None:
+                raise NotFound(f"no project {name!r} of yours")
+            return project
+        projects = list(s.scalars(q))
+        if not projects:
+            raise Forbidden(f"user {who.name!r} is a member of no project: an admin adds you to one")
+        if len(projects) > 1:
+            raise Forbidden("you are a member of several projects: name one with \"project\"")
+        return projects[0]
+
+    # jobs -------------------------------------------------------------------------------------
+
+    def submit(self, who: Principal, req: JobRequest) -> dict[str, Any]:
+        """Queue a job, reserving its core-hours and a concurrent slot in the same transaction."""
+        need = core_hours(req.nodes, req.cores_per_node, req.walltime_hours)
+        with self.session() as s:
+            project = self._project_for(s, who, req.project)
+            reserved = s.execute(
+                sa.update(Project).where(
+                    Project.id == project.id,
+                    Project.budget_core_hours - Project.charged_core_hours - Project.reserved_core_hours >= need,
+                    Project.active_jobs < Project.max_concurrent_jobs,
+                ).values(reserved_core_hours=Project.reserved_core_hours + need,
+                         active_jobs=Project.active_jobs + 1)
+                .execution_options(synchronize_session=False))
+            if reserved.rowcount != 1:  # type: ignore[attr-defined]
+                s.refresh(project)
+                raise OverLimit(self._refusal(project, need))
+            job = Job(id=str(uuid.uuid4()), owner_id=who.user_id, project_id=project.id,
+                      system=project.system, title=req.title, command=req.command, nodes=req.nodes,
+                      cores_per_node=req.cores_per_node, walltime_hours=req.walltime_hours,
+                      state=JobState.QUEUED, submitted=now(), reserved_core_hours=need)
+            s.add(job)
+            s.flush()
+            self._ledger(s, job, "reserve", need, f"{req.nodes} x {req.cores_per_node} x {req.walltime_hours} h")
+            s.refresh(project)
+            return job_dict(job, who.name, project)
+
+    @staticmethod
+    def _refusal(project: Project, need: float) -> str:
+        if project.active_jobs >= project.max_concurrent_jobs:
+            return (f"project {project.name!r} is at its concurrent-job limit of {project.max_concurrent_jobs} "
+                    f"({project.active_jobs} active): wait for one to end")
+        left = project.budget_core_hours - project.charged_core_hours - project.reserved_core_hours
+        return (f"project {project.name!r} has {left:g} of its {project.budget_core_hours:g} core-hour budget "
+                f"left ({project.reserved_core_hours:g} reserved by active jobs); this job needs {need:g}")
+
+    @staticmethod
+    def _ledger(s: Session, job: Job, kind: str, amount: float, note: str = "") -> None:
+        s.add(LedgerEntry(at=now(), project_id=job.project_id, job_id=job.id, user_id=job.owner_id,
+                          kind=kind, core_hours=amount, note=note))
+
+    def _job_rows(self, s: Session, q: sa.Select[Job, str, Project]) -> list[dict[str, Any]]:
+        return [job_dict(job, owner, project) for job, owner, project in s.execute(q)]
+
+    @staticmethod
+    def _job_query() -> sa.Select[Job, str, Project]:
+        return (sa.select(Job, User.name, Project).join(User, Job.owner_id == User.id)
+                .join(Project, Job.project_id == Project.id))
+
+    def list_jobs(self, owner_id: int | None, *, limit: int, offset: int, state: str | None = None,
+                  owner: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        """A page of jobs, newest first, and how many there are: one user's (``owner_id``), or
+        everyone's (``None``, the admin listing; ``owner`` filters it by user name)."""
+        q = self._job_query()
+        count = sa.select(sa.func.count()).select_from(Job).join(User, Job.owner_id == User.id)
+        conds: list[sa.ColumnElement[bool]] = []
+        if owner_id is not None:
+            conds.append(Job.owner_id == owner_id)
+        if owner is not None:
+            conds.append(User.name == owner)
+        if state is not None:
+            conds.append(Job.state == state)
+        with self.session() as s:
+            total = s.scalar(count.where(*conds)) or 0
+            rows = self._job_rows(s, q.where(*conds).order_by(Job.submitted.desc(), Job.id)
+                                  .limit(limit).offset(offset))
+            return rows, total
+
+    def get_job(self, who: Principal | None, job_id: str) -> dict[str, Any]:
+        """One job; another user's job is not found (``who`` None: any job, for the runner)."""
+        with self.session() as s:
+            q = self._job_query().where(Job.id == job_id)
+            if who is not None:
+                q = q.where(Job.owner_id == who.user_id)
+            rows = self._job_rows(s, q)
+            if not rows:
+                raise NotFound(f"no job {job_id}")
+            return rows[0]
+
+    def cancel(self, who: Principal, job_id: str) -> dict[str, Any]:
+        """A queued job is cancelled at once (its reservation released); a running one goes to
+        ``cancelling`` and the runner stops it and charges what it ran."""
+        with self.session() as s:
+            job = s.scalar(sa.select(Job).where(Job.id == job_id, Job.owner_id == who.user_id)
+                           .with_for_update())
+            if job is None:
+                raise NotFound(f"no job {job_id}")
+            if job.state in TERMINAL_JOB_STATES or job.state == JobState.CANCELLING:
+                raise Conflict(f"job {job_id} is {job.state}: nothing to cancel")
+            if job.state == JobState.QUEUED:
+                self._end(s, job, JobState.CANCELLED, None, charge=0.0)
+            else:
+                job.state = JobState.CANCELLING
+        return self.get_job(who, job_id)
+
+    # the runner's side ------------------------------------------------------------------------
+
+    def claim_next(self) -> dict[str, Any] | None:
+        """The oldest queued job, now running (None if there is none)."""
+        with self.session() as s:
+            job = s.scalar(sa.select(Job).where(Job.state == JobState.QUEUED)
+                           .order_by(Job.submitted, Job.id).limit(1).with_for_update())
+            if job is None:
+                return None
+            done = s.execute(sa.update(Job).where(Job.id == job.id, Job.state == JobState.QUEUED)
+                             .values(state=JobState.RUNNING, started=now())
+                             .execution_options(synchronize_session=False))
+            if done.rowcount != 1:  # type: ignore[attr-defined]
+                return None  # cancelled meanwhile
+            job_id = job.id
+        return self.get_job(None, job_id)
+
+    def set_native_id(self, job_id: str, native_id: str) -> None:
+        with self.session() as s:
+            s.execute(sa.update(Job).where(Job.id == job_id).values(native_id=native_id))
+
+    def job_state(self, job_id: str) -> str:
+        with self.session() as s:
+            state = s.scalar(sa.select(Job.state).where(Job.id == job_id))
+            if state is None:
+                raise NotFound(f"no job {job_id}")
+            return state
+
+    def finish(self, job_id: str, state: JobState, exit_code: int | None) -> None:
+        """End a running (or cancelling) job: charge its actual runtime, release the rest."""
+        with self.session() as s:
+            job = s.get(Job, job_id, with_for_update=True)
+            if job is None or job.state in TERMINAL_JOB_STATES:
+                return
+            started = job.started or now()
+            hours = max(0.0, (now() - started).total_seconds() / 3600.0)
+            charge = min(job.reserved_core_hours, core_hours(job.nodes, job.cores_per_node, hours))
+            self._end(s, job, state, exit_code, charge=charge)
+
+    def _end(self, s: Session, job: Job, state: JobState, exit_code: int | None, *, charge: float) -> None:
+        release = job.reserved_core_hours - charge
+        s.execute(sa.update(Project).where(Project.id == job.project_id).values(
+            reserved_core_hours=Project.reserved_core_hours - job.reserved_core_hours,
+            charged_core_hours=Project.charged_core_hours + charge,
+            active_jobs=Project.active_jobs - 1).execution_options(synchronize_session=False))
+        job.state, job.exit_code, job.ended, job.charged_core_hours = state, exit_code, now(), charge
+        if charge:
+            self._ledger(s, job, "charge", charge, f"{state}")
+        if release:
+            self._ledger(s, job, "release", release, f"{state}")
+
+    def orphaned(self) -> list[str]:
+        """Jobs recorded as running or cancelling: after a restart, no runner follows them."""
+        with self.session() as s:
+            active = [JobState.RUNNING, JobState.CANCELLING]
+            return list(s.scalars(sa.select(Job.id).where(Job.state.in_(active))))
+
+    def ledger(self, project: str | None = None) -> list[dict[str, Any]]:
+        with self.session() as s:
+            q = sa.select(LedgerEntry, Project.name).join(Project, LedgerEntry.project_id == Project.id)
+            if project is not None:
+                q = q.where(Project.name == project)
+            return [{"at": _iso(e.at), "project": name, "job": e.job_id, "kind": e.kind,
+                     "core_hours": e.core_hours, "note": e.note}
+                    for e, name in s.execute(q.order_by(LedgerEntry.id))]
+
+    def token_hashes(self) -> list[str]:
+        """Every stored token column value (for tests: the clear token is never among them)."""
+        with self.session() as s:
+            return [f"{t.token_hash} {t.prefix} {t.scopes}" for t in s.scalars(sa.select(Token))]
+
+
+__all__ = ["ACTIVE_JOB_STATES", "GatewayStore", "JobRequest", "JobState", "Principal"]

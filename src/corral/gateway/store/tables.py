@@ -1,0 +1,115 @@
+"""The gateway's tables (SQLAlchemy 2.x ORM). Created with ``metadata.create_all`` for now;
+Alembic migrations are not built yet (docs/gateway.md)."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class JobState(enum.StrEnum):
+    """The part of issue 14's state machine that is built: queued -> running -> completed | failed;
+    queued -> cancelled; running -> cancelling -> cancelled; running -> system_error (lost on restart)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+    SYSTEM_ERROR = "system_error"
+
+
+TERMINAL_JOB_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.SYSTEM_ERROR})
+FAILED_JOB_STATES = frozenset({JobState.FAILED, JobState.SYSTEM_ERROR})
+ACTIVE_JOB_STATES = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.CANCELLING})
+
+SCOPES = ("jobs:read", "jobs:write", "admin")
+ROLES = ("user", "admin")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    role: Mapped[str] = mapped_column(sa.String(20), default="user")
+    created: Mapped[datetime] = mapped_column(sa.DateTime)
+
+
+class Token(Base):
+    """An API token: only the SHA-256 of the token is stored, never the token."""
+
+    __tablename__ = "tokens"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(sa.String(12))
+    """The first characters of the token, to tell tokens apart in listings (not enough to use one)."""
+    scopes: Mapped[str] = mapped_column(sa.String(200))
+    """Space-separated, from :data:`SCOPES`."""
+    created: Mapped[datetime] = mapped_column(sa.DateTime)
+    expires: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
+    revoked: Mapped[bool] = mapped_column(default=False)
+
+
+class ProjectMember(Base):
+    __tablename__ = "project_members"
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), primary_key=True)
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(200), unique=True)
+    system: Mapped[str] = mapped_column(sa.String(100), default="local")
+    budget_core_hours: Mapped[float] = mapped_column(sa.Float)
+    reserved_core_hours: Mapped[float] = mapped_column(sa.Float, default=0.0)
+    """Held by jobs that have not ended (their requested walltime's core-hours, not yet charged)."""
+    charged_core_hours: Mapped[float] = mapped_column(sa.Float, default=0.0)
+    max_concurrent_jobs: Mapped[int] = mapped_column(default=10)
+    active_jobs: Mapped[int] = mapped_column(default=0)
+    """Jobs queued, running or cancelling: kept in step with the jobs by the same transactions."""
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id"), index=True)
+    system: Mapped[str] = mapped_column(sa.String(100))
+    title: Mapped[str] = mapped_column(sa.String(500), default="")
+    command: Mapped[str] = mapped_column(sa.Text)
+    nodes: Mapped[int] = mapped_column()
+    cores_per_node: Mapped[int] = mapped_column()
+    walltime_hours: Mapped[float] = mapped_column(sa.Float)
+    state: Mapped[str] = mapped_column(sa.String(20), index=True)
+    native_id: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
+    submitted: Mapped[datetime] = mapped_column(sa.DateTime, index=True)
+    started: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
+    ended: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(nullable=True)
+    reserved_core_hours: Mapped[float] = mapped_column(sa.Float)
+    charged_core_hours: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
+
+
+class LedgerEntry(Base):
+    """Append-only: every reservation, charge and release of core-hours. Never updated or deleted."""
+
+    __tablename__ = "ledger"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(sa.DateTime)
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id"), index=True)
+    job_id: Mapped[str | None] = mapped_column(sa.ForeignKey("jobs.id"), nullable=True)
+    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"), nullable=True)
+    kind: Mapped[str] = mapped_column(sa.String(20))
+    """reserve, charge or release."""
+    core_hours: Mapped[float] = mapped_column(sa.Float)
+    note: Mapped[str] = mapped_column(sa.String(500), default="")
