@@ -226,12 +226,28 @@ def test_help_reads_as_written() -> None:
     listing = subprocess.run([CORRAL, "--help"], capture_output=True, text=True, env=env,  # noqa: S603
                              check=True).stdout
     assert "With FILE, --help also lists the pipeline's parameters." in listing
-    assert "A run without a live engine has its recorded cluster jobs" in row_of(listing, "cancel")
+    commands = listing.split("Commands:")[1]
+    assert not set(listing) & set("╭│╰─")  # piped: plain
+    assert not any(line.endswith("...") for line in commands.splitlines())  # nothing cut
+    assert "A run without a live engine has its recorded cluster jobs" in " ".join(listing.split())
     for command in ("run", "resume", "runs", "status", "logs", "pause", "cancel", "clean",
                     "report", "lineage", "why", "export"):
         text = subprocess.run([CORRAL, command, "--help"], capture_output=True, text=True,  # noqa: S603
                               env=env, check=True).stdout
         assert f"Example: corral {command}" in text, command
+
+
+def test_help_piped_at_80_columns_is_plain_and_whole() -> None:
+    env = {**os.environ, "COLUMNS": "80"}
+    listing = subprocess.run([CORRAL, "--help"], capture_output=True, text=True, env=env,  # noqa: S603
+                             check=True).stdout
+    assert not set(listing) & set("╭│╰─"), listing
+    assert not any(line.endswith("...") for line in listing.split("Commands:")[1].splitlines())
+    assert "[bold]" not in listing, listing
+    assert max(len(line) for line in listing.splitlines()) <= 80
+    words = " ".join(listing.split())
+    assert "Cancel a run: its engine cancels running tasks (on clusters too). A run without a live " \
+           "engine has its recorded cluster jobs cancelled directly." in words
 
 
 def test_logs_report_export_json(project: Project, ran: str) -> None:

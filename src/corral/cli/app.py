@@ -51,10 +51,21 @@ def _build() -> typer.Typer:
 def _reflow_help(app: typer.Typer) -> None:
     """Help texts read as written: typer's rich help keeps a docstring's single line breaks
     (in the list of commands), so each paragraph is joined into one line here."""
-    for info in app.registered_commands:
-        doc = info.help or (info.callback.__doc__ if info.callback else None)
+    from typer.models import DefaultPlaceholder
+
+    def given(value: Any) -> Any:
+        return None if isinstance(value, DefaultPlaceholder) else value
+
+    infos: list[Any] = [*app.registered_commands, *app.registered_groups]
+    for info in infos:
+        sub = getattr(info, "typer_instance", None)
+        doc = (given(info.help) or (given(sub.info.help) if sub else None)
+               or (info.callback.__doc__ if given(info.callback) else None))
         if doc:
-            info.help = "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n"))
+            paragraphs = [" ".join(p.split()) for p in inspect.cleandoc(doc).split("\n\n")]
+            info.help = "\n\n".join(paragraphs)
+            # whole in the list of commands, wrapped rather than cut with "..." in plain help
+            info.short_help = given(info.short_help) or paragraphs[0]
 
 
 def __getattr__(name: str) -> Any:
@@ -63,12 +74,22 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _plain_when_piped() -> None:
+    """Help and usage errors as plain text (no boxes, no colour) when standard output is not a
+    terminal, or with NO_COLOR or TERM=dumb: typer reads TYPER_USE_RICH when it is imported."""
+    import os
+
+    if not sys.stdout.isatty() or os.environ.get("NO_COLOR") or os.environ.get("TERM") == "dumb":
+        os.environ.setdefault("TYPER_USE_RICH", "0")
+
+
 def main() -> None:
     if sys.argv[1:] == ["--version"]:  # at once: no typer, rich or store to import
         from corral import __version__
 
         sys.stdout.write(f"corral {__version__}\n")
         return
+    _plain_when_piped()
     app = _build()
     from .common import err_console
 

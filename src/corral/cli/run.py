@@ -54,8 +54,8 @@ def run(
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run a pipeline: [bold]corral run FILE [PIPELINE] [--param value ...][/]. With FILE,
-    [bold]--help[/] also lists the pipeline's parameters.
+    """Run a pipeline: corral run FILE [PIPELINE] [--param value ...]. With FILE, --help also
+    lists the pipeline's parameters.
 
     Example: corral run pipeline.py --n 100 -j 8"""
     extra = list(ctx.args)
