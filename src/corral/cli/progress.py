@@ -1,10 +1,11 @@
 """Progress of a run: in a terminal a live bar (done / running / failed / cached, elapsed,
-ETA) and one bar per task name with its counts by state; in a log file or pipe a line when the
+ETA) and one bar per task name with its counts by state and its own ETA; in a log file or pipe a line when the
 counts change, at most every few seconds."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console, Group
@@ -37,7 +38,9 @@ _STYLE = {TaskState.SUCCEEDED: "green", TaskState.CACHED: "cyan", TaskState.RUNN
 class LiveProgress:
     """Feeds engine progress into a rich progress bar, at most ten updates a second."""
 
-    def __init__(self, console: Console, title: str) -> None:
+    def __init__(self, console: Console, title: str,
+                 clock: Callable[[], float] | None = None) -> None:
+        """``clock``: the time the ETAs are computed with (the monotonic clock by default)."""
         self.console, self.title = console, title
         # the pipeline's name on a line of its own above the bar; the counts are never cut: the
         # bar takes what width is left
@@ -46,15 +49,18 @@ class LiveProgress:
             MofNCompleteColumn(table_column=fixed), TextColumn("{task.fields[detail]}", table_column=fixed),
             TimeElapsedColumn(table_column=fixed), TextColumn("ETA", table_column=fixed),
             TimeRemainingColumn(table_column=fixed), BarColumn(bar_width=None),
-            console=console, transient=False, expand=True,
+            console=console, transient=False, expand=True, get_time=clock,
         )
         self.task_id = self.bar.add_task(title, total=None, detail="")
-        # counts first, the name last and whole (only a name wider than the terminal is cut)
+        # counts first, then the name's ETA (its time taken once it has ended), the name last
+        # and whole (only a name wider than the terminal is cut)
         self.groups = Progress(
             MofNCompleteColumn(table_column=Column(no_wrap=True)),
             TextColumn("{task.fields[detail]}", table_column=Column(no_wrap=True)),
+            TimeRemainingColumn(compact=True, elapsed_when_finished=True,
+                                table_column=Column(no_wrap=True)),
             TextColumn("{task.description}", table_column=Column(no_wrap=True)),
-            console=console, transient=False, expand=False,
+            console=console, transient=False, expand=False, get_time=clock,
         )
         self.group_ids: dict[str, Any] = {}
         self._last = 0.0
