@@ -28,6 +28,7 @@ from corral.states import RunState, TaskState
 
 if TYPE_CHECKING:
     from corral.api import Client, RunHandle, RunResult, attach, load_pipeline, plan, run, runs, start
+    from corral.interactive import Executor
 
 __version__ = "0.1.0"
 
@@ -43,12 +44,17 @@ def __getattr__(name: str) -> Any:
         from corral import api
 
         return getattr(api, name)
+    if name == "Executor":
+        from corral.interactive import Executor
+
+        return Executor
     raise AttributeError(f"module 'corral' has no attribute {name!r}")
 
 __all__ = [
     "Chunk",
     "Client",
     "CorralError",
+    "Executor",
     "Future",
     "GraphError",
     "MapFuture",

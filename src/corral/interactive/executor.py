@@ -1,0 +1,206 @@
+"""``corral.Executor``: a :class:`concurrent.futures.Executor` whose calls are a Corral run.
+
+::
+
+    import corral
+
+    with corral.Executor(jobs=4) as ex:
+        squares = list(ex.map(square, range(100)))
+
+The executor opens one run row when it is created; every ``submit`` is a task of that run,
+with its cache key (the function's code and the arguments), attempts, metrics and logs, so
+``corral status`` and ``corral report`` show it like a pipeline run, and a second session that
+calls the same function on the same arguments gets the stored result.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future as CFuture
+from pathlib import Path
+from typing import Any
+
+from corral.engine.engine import EngineOptions
+from corral.engine.plan import make_plan
+from corral.engine.prepare import _check_jobs, executor_context
+from corral.errors import UsageError
+from corral.executors import create_executor
+from corral.graph import Graph
+from corral.model import TaskDef, task
+from corral.resources import Resources
+from corral.states import RunState
+from corral.store import Store
+
+from .live import Call, LiveEngine
+
+
+class _Listener:
+    def __init__(self, engine: LiveEngine) -> None:
+        self.engine = engine
+
+    def submitted(self, attempt_id: str, native_id: str) -> None:
+        self.engine.rec.attempt(attempt_id, native_id=native_id)
+
+    def started(self, attempt_id: str, when: float, host: str | None) -> None:
+        self.engine.attempt_started(attempt_id, when, host)
+
+
+class Executor(concurrent.futures.Executor):
+    """Run function calls as the tasks of one Corral run, on any executor kind.
+
+    ``executor`` is an executor kind (``"local"``, ``"slurm"`` ...); ``executor_options`` its
+    options (as in a corral.toml profile); ``jobs`` the most calls running at once (default:
+    the CPU count locally, no limit of Corral's own on a cluster); ``retries`` extra attempts
+    of a failed call; ``cache=False`` always runs the calls; ``resources`` what each call gets;
+    ``workdir`` where the store lives; ``name`` the run's name in ``corral runs``.
+    """
+
+    def __init__(self, executor: str = "local", *, resources: Resources | None = None,
+                 workdir: str | Path = ".", jobs: int | None = None, retries: int = 0,
+                 cache: bool = True, name: str = "interactive", db: str | None = None,
+                 executor_options: Mapping[str, Any] | None = None) -> None:
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise UsageError(f"retries={retries!r} must be an integer >= 0")
+        self._resources, self._retries, self._cache = resources, retries, cache
+        self._tasks: dict[int, tuple[Callable[..., Any], TaskDef[Any, Any]]] = {}
+        self._lock = threading.Lock()
+        self._shutdown = False
+        self._error: BaseException | None = None
+        self._futures: list[CFuture[Any]] = []
+        self.workdir = Path(workdir).resolve()
+        self.store = Store.open(self.workdir, db)
+        self.run_id = _open_run(self.store, self.workdir, name, executor,
+                                dict(executor_options or {}), _check_jobs(jobs, executor))
+        self._engine = self._make_engine(executor, dict(executor_options or {}), jobs)
+        self._thread = threading.Thread(target=self._serve, name=f"corral-{self.run_id}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _make_engine(self, kind: str, options: dict[str, Any], jobs: int | None) -> LiveEngine:
+        n_jobs = _check_jobs(jobs, kind)
+        note = self.store.claim_run(self.run_id)
+        del note  # a fresh run: nobody held it
+        ctx = executor_context(self.run_id, self.workdir, n_jobs)
+        backend = create_executor(kind, options, ctx)
+        plan = make_plan(Graph(), self.workdir)
+        engine = LiveEngine(self.store, plan, self.run_id, backend, EngineOptions(jobs=n_jobs),
+                            ctx.work_root)
+        engine.setup_live()
+        return engine
+
+    def _serve(self) -> None:
+        engine, store = self._engine, self.store
+        store.update_run(self.run_id, state=RunState.RUNNING.value, started_at=time.time())
+        state = RunState.INTERRUPTED
+        try:
+            try:
+                engine.executor.start(_Listener(engine))
+                state = engine.run()
+            finally:
+                engine.executor.shutdown()
+        except BaseException as exc:
+            self._error = exc
+            for fut in list(self._futures):
+                if not fut.done():
+                    fut.set_exception(exc)
+        finally:
+            error = "; ".join(engine.errors[:5]) or None
+            try:
+                store.release_run(self.run_id, state=state.value, error=error,
+                                  finished_at=time.time(), control="none")
+            except Exception:  # the store is gone: the next engine finds the lock stale
+                pass
+
+    # ------------------------------------------------------------------ the Executor API
+
+    def _task(self, fn: Callable[..., Any]) -> TaskDef[Any, Any]:
+        if isinstance(fn, TaskDef):
+            return fn
+        if not callable(fn):
+            raise TypeError(f"{fn!r} is not callable")
+        held = self._tasks.get(id(fn))
+        if held is None or held[0] is not fn:
+            name = getattr(fn, "__name__", type(fn).__name__)
+            wrap = task(name=str(name), resources=self._resources, retries=self._retries,
+                        cache=self._cache)
+            held = (fn, wrap(fn))
+            self._tasks[id(fn)] = held
+        return held[1]
+
+    def _offer(self, calls: list[Call]) -> None:
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new calls after shutdown")
+            if not self._thread.is_alive():
+                raise RuntimeError(f"the engine of run {self.run_id} stopped: {self._error}")
+            self._futures = [f for f in self._futures if not f.done()]
+            self._futures.extend(c.future for c in calls)
+            self._engine.offer(calls)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> CFuture[Any]:
+        """Run ``fn(*args, **kwargs)`` as a task of this run; its future at once."""
+        fut: CFuture[Any] = CFuture()
+        self._offer([Call(self._task(fn), args, kwargs, fut)])
+        return fut
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
+            chunksize: int = 1) -> Iterator[Any]:
+        """``fn`` over the iterables, in order; the calls are submitted together (one array job
+        on a cluster). ``chunksize`` is accepted for compatibility and ignored."""
+        del chunksize
+        end = None if timeout is None else time.monotonic() + timeout
+        the_task = self._task(fn)
+        futures: list[CFuture[Any]] = []
+        calls = []
+        for args in zip(*iterables, strict=False):
+            fut: CFuture[Any] = CFuture()
+            futures.append(fut)
+            calls.append(Call(the_task, tuple(args), {}, fut))
+        self._offer(calls)
+        return _results(futures, end)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """No new calls; ``cancel_futures`` cancels the calls not yet done (their cluster jobs
+        too); ``wait`` waits for the run to end."""
+        with self._lock:
+            self._shutdown = True
+            if cancel_futures:
+                for fut in self._futures:
+                    fut.cancel()
+            self._engine.close()
+        if wait:
+            self._thread.join()
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        # Ctrl-C inside the block: what is still queued is cancelled
+        self.shutdown(wait=True, cancel_futures=exc_type is KeyboardInterrupt)
+
+
+def _results(futures: list[CFuture[Any]], end: float | None) -> Iterator[Any]:
+    try:
+        futures.reverse()
+        while futures:
+            left = None if end is None else end - time.monotonic()
+            yield futures.pop().result(left)
+    finally:
+        for fut in futures:
+            fut.cancel()
+
+
+def _open_run(store: Store, workdir: Path, name: str, kind: str, options: dict[str, Any],
+              jobs: int) -> str:
+    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    store.create_run({
+        "id": run_id, "identity": f"interactive:{run_id}", "pipeline": name,
+        "source": "interactive", "params": {}, "workdir": str(workdir),
+        "executor": {"kind": kind, "options": options, "jobs": jobs},
+        "state": RunState.PENDING.value, "control": "none", "owner": "", "project": None,
+        "created_at": time.time(), "n_tasks": 0,
+        "options": {"force": [], "no_cache": False, "code_parts": {}, "interactive": True},
+    })
+    return run_id
+

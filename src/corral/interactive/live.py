@@ -1,0 +1,245 @@
+"""The engine of an interactive run: the graph grows while the run lives.
+
+:class:`LiveEngine` is the pipeline engine with one more source of nodes: calls submitted from
+other threads (:meth:`LiveEngine.offer`), admitted at the top of every loop iteration the way a
+dynamic scatter adds its elements. Each call's :class:`concurrent.futures.Future` is resolved
+when its node reaches a final state. The run ends when it is closed and nothing is left.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from concurrent.futures import Future as CFuture
+from concurrent.futures import InvalidStateError
+from typing import Any, NamedTuple
+
+from corral.engine.engine import FLUSH_INTERVAL, Engine
+from corral.engine.gc_pause import collection_paused
+from corral.engine.plan import key_nodes
+from corral.errors import CorralError, TaskFailed
+from corral.executors.base import Completion, Outcome
+from corral.graph import Node
+from corral.model import TaskDef
+from corral.states import RunState, TaskState
+
+IDLE_POLL = 0.05
+"""Seconds the loop waits for a completion when it could hand nothing over."""
+
+
+class Call(NamedTuple):
+    """One submitted call and the future its caller holds."""
+
+    task: TaskDef[Any, Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    future: CFuture[Any]
+
+
+class RemoteError(TaskFailed):
+    """A submitted call failed where it ran; :attr:`remote_traceback` is its traceback there."""
+
+    def __init__(self, task: str, message: str, remote_traceback: str) -> None:
+        super().__init__(task, message)
+        self.remote_traceback = remote_traceback
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        if not self.remote_traceback:
+            return base
+        return f"{base}\n\nRemote traceback:\n{self.remote_traceback.rstrip()}"
+
+
+class LiveEngine(Engine):
+    """An engine whose graph accepts new task nodes while it runs (see the module)."""
+
+    def setup_live(self) -> None:
+        self.inbox: queue.SimpleQueue[list[Call]] = queue.SimpleQueue()
+        self.cancel_box: queue.SimpleQueue[CFuture[Any]] = queue.SimpleQueue()
+        self.closing = threading.Event()
+        self.futures: dict[int, CFuture[Any]] = {}
+        self.by_future: dict[int, int] = {}
+        """id(future) -> node index, for cancellations by the caller."""
+        self.tracebacks: dict[int, str] = {}
+        self.user_cancelled: set[int] = set()
+        self._counters: dict[str, int] = {}
+
+    # ------------------------------------------------------------- from other threads
+
+    def offer(self, calls: list[Call]) -> None:
+        """Queue calls for the engine thread (one batch: admitted, and released, together)."""
+        for call in calls:
+            call.future.add_done_callback(self._on_caller_done)
+        self.inbox.put(calls)
+
+    def close(self) -> None:
+        """No more calls: the run ends when the queued ones are done."""
+        self.closing.set()
+
+    def _on_caller_done(self, fut: CFuture[Any]) -> None:
+        if fut.cancelled():
+            self.cancel_box.put(fut)
+
+    # ------------------------------------------------------------- the loop
+
+    def run(self) -> RunState:
+        with collection_paused():
+            self.prepare()
+        self._report()
+        while True:
+            self._admit()
+            self._control()
+            if self.cancelling and not self.inflight:
+                break
+            if not self.paused and not self.cancelling:
+                self._release()
+            if self._finished():
+                break
+            room = self.ready and not self.paused and self._room() > 0
+            for comp in self.executor.poll(0.0 if room else IDLE_POLL):
+                self._complete(comp)
+            if self.rec.dirty and (not self.inflight
+                                   or time.monotonic() - self.rec.last_flush > FLUSH_INTERVAL):
+                self.rec.flush()
+            self._report()
+        self.rec.flush()
+        self._cancel_unadmitted()
+        return self._final_state()
+
+    def _finished(self) -> bool:
+        return (self.closing.is_set() and self.inbox.empty() and not self.inflight
+                and not self.ready and not self.paused)
+
+    def _final_state(self) -> RunState:
+        if self.user_cancelled and not self.errors and not self.cancelling:
+            left = [i for i, s in enumerate(self.state)
+                    if s not in (TaskState.SUCCEEDED, TaskState.CACHED, TaskState.CANCELLED)]
+            if not left:
+                return RunState.CANCELLED
+        return super()._final_state()
+
+    def _cancel_unadmitted(self) -> None:
+        while not self.inbox.empty():
+            for call in self.inbox.get():
+                call.future.cancel()
+
+    # ------------------------------------------------------------- admitting calls
+
+    def _admit(self) -> None:
+        while not self.cancel_box.empty():
+            self._caller_cancelled(self.cancel_box.get())
+        batches: list[Call] = []
+        while not self.inbox.empty():
+            batches.extend(self.inbox.get())
+        calls = [c for c in batches if not c.future.cancelled()]
+        if not calls:
+            return
+        if self.cancelling:
+            for call in calls:
+                call.future.cancel()
+            return
+        self._add_nodes(calls)
+
+    def _add_nodes(self, calls: list[Call]) -> None:
+        new: list[Node] = []
+        for call in calls:
+            base = call.task.name
+            n = self._counters.get(base, 0)
+            self._counters[base] = n + 1
+            try:
+                fut = call.task._add(self.graph, call.args, call.kwargs, f"{base}[{n}]")
+            except CorralError as exc:
+                _resolve(call.future, exc=exc)
+                continue
+            new.append(fut.node)
+            self.futures[fut.node.idx] = call.future
+            self.by_future[id(call.future)] = fut.node.idx
+        if not new:
+            return
+        self._grow(new)
+        try:
+            key_nodes(self.plan, new, set())
+        except CorralError as exc:  # an argument that cannot be hashed or pickled
+            for node in new:
+                self._fail(node.idx, str(exc))
+            return
+        self._persist_tasks(new)
+        self._resolve_cached([x.idx for x in new])
+        for node in new:
+            if self.state[node.idx] is TaskState.PENDING:
+                self._make_ready(node.idx)
+        self.rec.flush()
+
+    def _grow(self, new: list[Node]) -> None:
+        """The engine's per-node lists, extended for ``new`` (no dependencies between calls)."""
+        n = len(self.graph.nodes)
+        extra = n - len(self.state)
+        self.state += [TaskState.PENDING] * extra
+        self.attempt_no += [0] * extra
+        self.task_id += [0] * extra
+        self.waiting += [0] * extra
+        for node in new:
+            self.progress.count(node.group or node.name, None, TaskState.PENDING)
+            self.plan.add_node_children(node)
+        self.progress.total = n
+
+    def _caller_cancelled(self, fut: CFuture[Any]) -> None:
+        idx = self.by_future.get(id(fut))
+        if idx is None or self.state[idx] not in (TaskState.PENDING, TaskState.QUEUED,
+                                                  TaskState.RUNNING):
+            return
+        self.user_cancelled.add(idx)
+        if idx in self.ready:
+            self.ready.remove(idx)
+            self.set_state(idx, TaskState.CANCELLED, finished_at=time.time())
+            return
+        attempts = [a for a, i in self.inflight.items() if i == idx]
+        if attempts:
+            self.executor.cancel(attempts)
+
+    # ------------------------------------------------------------- resolving futures
+
+    def _complete(self, comp: Completion) -> None:
+        idx = self.inflight.get(comp.attempt_id)
+        if idx is not None and comp.error:
+            self.tracebacks[idx] = comp.error
+        if idx is not None and idx in self.user_cancelled \
+                and comp.outcome is Outcome.CANCELLED:
+            self.inflight.pop(comp.attempt_id)
+            self.set_state(idx, TaskState.CANCELLED, finished_at=time.time())
+            return
+        super()._complete(comp)
+
+    def set_state(self, idx: int, new: TaskState, record: bool = True, **fields: Any) -> None:
+        super().set_state(idx, new, record, **fields)
+        fut = self.futures.get(idx)
+        if fut is None or new in (TaskState.PENDING, TaskState.QUEUED, TaskState.RUNNING):
+            return
+        node = self.graph.nodes[idx]
+        if new in (TaskState.SUCCEEDED, TaskState.CACHED):
+            try:
+                value = self.load_key(node.key)
+            except Exception as exc:  # the stored value cannot be read back
+                _resolve(fut, exc=exc)
+            else:
+                _resolve(fut, value=value)
+        elif new is TaskState.CANCELLED and (idx in self.user_cancelled or self.cancelling):
+            fut.cancel()
+        else:
+            reason = str(fields.get("error") or new.value)
+            _resolve(fut, exc=RemoteError(node.name, reason, self.tracebacks.pop(idx, "")))
+        del self.futures[idx]
+
+
+def _resolve(fut: CFuture[Any], value: Any = None, exc: BaseException | None = None) -> None:
+    """Set a caller's future, unless the caller cancelled it meanwhile."""
+    if fut.done():
+        return
+    try:
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            fut.set_result(value)
+    except InvalidStateError:
+        pass

@@ -1,0 +1,146 @@
+"""``corral.Executor`` on the local executor: a concurrent.futures executor whose calls are the
+tasks of one recorded Corral run."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import as_completed, wait
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import corral
+from corral.interactive import RemoteError
+from corral.store import Store
+
+
+def square(x: int) -> int:
+    return x * x
+
+
+def add(a: int, b: int = 0) -> int:
+    return a + b
+
+
+def explode(x: int) -> int:
+    raise ValueError(f"no good: {x}")
+
+
+def nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def make_scaler(factor: int) -> Any:
+    def scale(x: int) -> int:
+        return x * factor
+
+    return scale
+
+
+def _tasks(wd: Path, run_id: str) -> list[dict[str, Any]]:
+    store = Store.open(wd)
+    try:
+        return [dict(r) for r in store.tasks(run_id)]
+    finally:
+        store.close()
+
+
+def test_submit_and_map_return_values_in_order(wd: Path) -> None:
+    with corral.Executor(workdir=wd, jobs=4) as ex:
+        assert list(ex.map(square, range(12))) == [x * x for x in range(12)]
+        assert ex.submit(add, 2, b=3).result(timeout=60) == 5
+        assert list(ex.map(add, [1, 2], [10, 20])) == [11, 22]
+
+
+def test_as_completed_and_wait(wd: Path) -> None:
+    with corral.Executor(workdir=wd, jobs=4) as ex:
+        futures = [ex.submit(square, x) for x in range(6)]
+        got = sorted(f.result() for f in as_completed(futures, timeout=60))
+        assert got == [x * x for x in range(6)]
+        done, not_done = wait([ex.submit(square, 9)], timeout=60)
+        assert not not_done and done.pop().result() == 81
+
+
+def test_exception_reraised_with_remote_traceback(wd: Path) -> None:
+    with corral.Executor(workdir=wd) as ex:
+        fut = ex.submit(explode, 3)
+        with pytest.raises(RemoteError) as info:
+            fut.result(timeout=60)
+        assert ex.submit(square, 2).result(timeout=60) == 4  # the run goes on
+    text = str(info.value)
+    assert "ValueError: no good: 3" in text
+    assert "explode" in text and __file__ in text
+    assert info.value.remote_traceback
+
+
+def test_the_run_is_recorded(wd: Path) -> None:
+    with corral.Executor(workdir=wd, name="squares") as ex:
+        assert list(ex.map(square, range(5))) == [0, 1, 4, 9, 16]
+        run_id = ex.run_id
+    rows = [r for r in corral.runs(wd) if r["id"] == run_id]
+    assert rows and rows[0]["state"] == "succeeded" and rows[0]["pipeline"] == "squares"
+    tasks = _tasks(wd, run_id)
+    assert len(tasks) == 5 and {t["state"] for t in tasks} == {"succeeded"}
+    assert sorted(t["name"] for t in tasks) == [f"square[{i}]" for i in range(5)]
+
+
+def test_second_session_gets_cached_results(wd: Path) -> None:
+    with corral.Executor(workdir=wd) as ex:
+        assert list(ex.map(square, range(4))) == [0, 1, 4, 9]
+    with corral.Executor(workdir=wd) as ex:
+        assert list(ex.map(square, range(5))) == [0, 1, 4, 9, 16]
+        run_id = ex.run_id
+    by_name = {t["name"]: t for t in _tasks(wd, run_id)}
+    assert all(by_name[f"square[{i}]"]["cached"] for i in range(4))
+    assert by_name["square[0]"]["state"] == "cached"
+    assert not by_name["square[4]"]["cached"]
+
+
+def test_cache_false_runs_again(wd: Path) -> None:
+    with corral.Executor(workdir=wd) as ex:
+        ex.submit(square, 3).result(timeout=60)
+    with corral.Executor(workdir=wd, cache=False) as ex:
+        assert ex.submit(square, 3).result(timeout=60) == 9
+        run_id = ex.run_id
+    assert [t["cached"] for t in _tasks(wd, run_id)] == [False]
+
+
+def test_closure_works(wd: Path) -> None:
+    triple = make_scaler(3)
+    with corral.Executor(workdir=wd) as ex:
+        assert list(ex.map(triple, [1, 2, 3])) == [3, 6, 9]
+
+
+def test_shutdown_cancel_futures_cancels_pending(wd: Path) -> None:
+    ex = corral.Executor(workdir=wd, jobs=1, cache=False)
+    first = ex.submit(nap, 1.0)
+    rest = [ex.submit(nap, 0.5 + i / 100) for i in range(5)]
+    time.sleep(0.3)
+    ex.shutdown(wait=True, cancel_futures=True)
+    assert all(f.cancelled() for f in rest)
+    assert first.cancelled() or first.result() == 1.0
+    tasks = _tasks(wd, ex.run_id)
+    assert sum(t["state"] == "cancelled" for t in tasks) >= 5
+    with pytest.raises(RuntimeError):
+        ex.submit(square, 1)
+
+
+def test_cancelling_one_future_cancels_its_task(wd: Path) -> None:
+    with corral.Executor(workdir=wd, jobs=1, cache=False) as ex:
+        running = ex.submit(nap, 0.5)
+        queued = ex.submit(nap, 0.7)
+        assert queued.cancel()
+        assert running.result(timeout=60) == 0.5
+        run_id = ex.run_id
+    states = {t["name"]: t["state"] for t in _tasks(wd, run_id)}
+    assert states["nap[0]"] == "succeeded"
+    assert states.get("nap[1]", "cancelled") == "cancelled"
+
+
+def test_map_timeout(wd: Path) -> None:
+    with corral.Executor(workdir=wd, cache=False) as ex:
+        results = ex.map(nap, [2.0], timeout=0.2)
+        with pytest.raises(TimeoutError):
+            next(results)
