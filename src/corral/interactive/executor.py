@@ -16,6 +16,7 @@ calls the same function on the same arguments gets the stored result.
 from __future__ import annotations
 
 import concurrent.futures
+import sys
 import threading
 import time
 import uuid
@@ -24,12 +25,15 @@ from concurrent.futures import Future as CFuture
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
+
 from corral.engine.engine import EngineOptions
 from corral.engine.plan import make_plan
 from corral.engine.prepare import _check_jobs, executor_context
 from corral.errors import UsageError
 from corral.executors import create_executor
 from corral.graph import Graph
+from corral.loading import installed_packages
 from corral.model import TaskDef, task
 from corral.resources import Resources
 from corral.states import RunState
@@ -125,6 +129,7 @@ class Executor(concurrent.futures.Executor):
         held = self._tasks.get(id(fn))
         if held is None or held[0] is not fn:
             name = getattr(fn, "__name__", type(fn).__name__)
+            _send_by_value(fn)
             wrap = task(name=str(name), resources=self._resources, retries=self._retries,
                         cache=self._cache)
             held = (fn, wrap(fn))
@@ -178,6 +183,20 @@ class Executor(concurrent.futures.Executor):
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         # Ctrl-C inside the block: what is still queued is cancelled
         self.shutdown(wait=True, cancel_futures=exc_type is KeyboardInterrupt)
+
+
+def _send_by_value(fn: Callable[..., Any]) -> None:
+    """Functions of the user's own modules (a script's helper module, a test module) travel by
+    value, as ``__main__``'s and a pipeline file's do: a worker elsewhere cannot import them.
+    Installed packages, the standard library and Corral are imported by the worker."""
+    name = getattr(fn, "__module__", None) or ""
+    top = name.partition(".")[0]
+    if not top or name == "__main__" or top.startswith(("_", "corral")) \
+            or top in sys.stdlib_module_names or installed_packages({name}):
+        return
+    module = sys.modules.get(name)
+    if module is not None:
+        cloudpickle.register_pickle_by_value(module)
 
 
 def _results(futures: list[CFuture[Any]], end: float | None) -> Iterator[Any]:
