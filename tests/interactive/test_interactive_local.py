@@ -144,3 +144,23 @@ def test_map_timeout(wd: Path) -> None:
         results = ex.map(nap, [2.0], timeout=0.2)
         with pytest.raises(TimeoutError):
             next(results)
+
+
+def test_a_corral_toml_profile(wd: Path) -> None:
+    (wd / "corral.toml").write_text('[executors.here]\nkind = "local"\n')
+    with corral.Executor("here", workdir=wd) as ex:
+        assert ex.submit(square, 5).result(timeout=60) == 25
+        run_id = ex.run_id
+    row = next(r for r in corral.runs(wd) if r["id"] == run_id)
+    assert row["executor"]["kind"] == "local"
+
+
+def test_unknown_executor_is_refused(wd: Path) -> None:
+    with pytest.raises(corral.CorralError, match="unknown executor"):
+        corral.Executor("nosuchkind", workdir=wd)
+
+
+def test_bad_executor_options_end_the_run(wd: Path) -> None:
+    with pytest.raises(corral.CorralError):
+        corral.Executor(workdir=wd, executor_options={"no_such_option": 1})
+    assert [r["state"] for r in corral.runs(wd)] == ["failed"]

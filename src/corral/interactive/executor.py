@@ -27,6 +27,7 @@ from typing import Any
 
 import cloudpickle
 
+from corral.config import load_config
 from corral.engine.engine import EngineOptions
 from corral.engine.plan import make_plan
 from corral.engine.prepare import _check_jobs, executor_context
@@ -56,14 +57,15 @@ class _Listener:
 class Executor(concurrent.futures.Executor):
     """Run function calls as the tasks of one Corral run, on any executor kind.
 
-    ``executor`` is an executor kind (``"local"``, ``"slurm"`` ...); ``executor_options`` its
-    options (as in a corral.toml profile); ``jobs`` the most calls running at once (default:
+    ``executor`` is an executor kind (``"local"``, ``"slurm"`` ...) or a profile of corral.toml
+    (default: its ``[defaults] executor``, else ``"local"``); ``executor_options`` add to or
+    override the profile's options; ``jobs`` the most calls running at once (default:
     the CPU count locally, no limit of Corral's own on a cluster); ``retries`` extra attempts
     of a failed call; ``cache=False`` always runs the calls; ``resources`` what each call gets;
     ``workdir`` where the store lives; ``name`` the run's name in ``corral runs``.
     """
 
-    def __init__(self, executor: str = "local", *, resources: Resources | None = None,
+    def __init__(self, executor: str | None = None, *, resources: Resources | None = None,
                  workdir: str | Path = ".", jobs: int | None = None, retries: int = 0,
                  cache: bool = True, name: str = "interactive", db: str | None = None,
                  executor_options: Mapping[str, Any] | None = None) -> None:
@@ -76,10 +78,17 @@ class Executor(concurrent.futures.Executor):
         self._error: BaseException | None = None
         self._futures: list[CFuture[Any]] = []
         self.workdir = Path(workdir).resolve()
+        kind, options = load_config(self.workdir).executor(executor)
+        options.update(executor_options or {})
         self.store = Store.open(self.workdir, db)
-        self.run_id = _open_run(self.store, self.workdir, name, executor,
-                                dict(executor_options or {}), _check_jobs(jobs, executor))
-        self._engine = self._make_engine(executor, dict(executor_options or {}), jobs)
+        self.run_id = _open_run(self.store, self.workdir, name, kind, options,
+                                _check_jobs(jobs, kind))
+        try:
+            self._engine = self._make_engine(kind, options, jobs)
+        except BaseException as exc:  # bad executor options: the run ends before it began
+            self.store.release_run(self.run_id, state=RunState.FAILED.value, error=str(exc),
+                                   finished_at=time.time())
+            raise
         self._thread = threading.Thread(target=self._serve, name=f"corral-{self.run_id}",
                                         daemon=True)
         self._thread.start()
