@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
@@ -51,6 +51,19 @@ class JobIn(BaseModel):
             cores_per_node=pick(self.cores_per_node, self.core_number, 1, "cores_per_node/core_number"),
             walltime_hours=pick(self.walltime_hours, self.runtime, 1.0, "walltime_hours/runtime"),
         )
+
+
+class ErrorOut(BaseModel):
+    detail: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": text} for code, text in [
+        (400, "Inconsistent request"), (401, "Missing, unknown, expired or revoked token"),
+        (403, "Scope, role or project membership missing"), (404, "No such object of yours"),
+        (409, "Not in a state that allows this"), (429, "Over the project's budget or concurrent-job limit"),
+    ]
+}
 
 
 class Page(BaseModel):
@@ -97,45 +110,48 @@ Store = Annotated[GatewayStore, Depends(_store)]
 
 
 def _routes(app: FastAPI) -> None:
-    @app.post(f"{API}/jobs", status_code=201, tags=["jobs"])
+    api = APIRouter(prefix=API, responses=ERRORS)
+    @api.post("/jobs", status_code=201, tags=["jobs"])
     def submit_job(job: JobIn, who: Writer, store: Store) -> dict[str, Any]:
         """Queue a command job, reserving nodes x cores x walltime core-hours on the project."""
         return store.submit(who, job.request())
 
-    @app.get(f"{API}/jobs", tags=["jobs"])
+    @api.get("/jobs", tags=["jobs"])
     def list_jobs(who: Reader, store: Store, limit: Limit = 50, offset: Offset = 0,
                   state: str | None = None) -> Page:
         """The caller's jobs, newest first."""
         items, total = store.list_jobs(who.user_id, limit=limit, offset=offset, state=state)
         return Page(items=items, total=total, limit=limit, offset=offset)
 
-    @app.get(f"{API}/jobs/{{job_id}}", tags=["jobs"])
+    @api.get("/jobs/{job_id}", tags=["jobs"])
     def get_job(job_id: str, who: Reader, store: Store) -> dict[str, Any]:
         return store.get_job(who, job_id)
 
-    @app.delete(f"{API}/jobs/{{job_id}}", tags=["jobs"])
+    @api.delete("/jobs/{job_id}", tags=["jobs"])
     def cancel_job(job_id: str, who: Writer, store: Store) -> dict[str, Any]:
         """Cancel a job: a queued one at once, a running one is stopped by the runner."""
         return store.cancel(who, job_id)
 
-    @app.get(f"{API}/projects", tags=["projects"])
+    @api.get("/projects", tags=["projects"])
     def list_projects(who: Reader, store: Store) -> list[dict[str, Any]]:
         """The caller's projects with their budgets (every project for an admin)."""
         return store.list_projects(who)
 
-    @app.get(f"{API}/admin/jobs/", tags=["admin"])
+    @api.get("/admin/jobs/", tags=["admin"])
     def admin_jobs(who: Admin, store: Store, limit: Limit = 50, offset: Offset = 0,
                    state: str | None = None) -> Page:
         """Every user's jobs (admin scope and role)."""
         items, total = store.list_jobs(None, limit=limit, offset=offset, state=state)
         return Page(items=items, total=total, limit=limit, offset=offset)
 
-    @app.get(f"{API}/admin/jobs/{{user}}/", tags=["admin"])
+    @api.get("/admin/jobs/{user}/", tags=["admin"])
     def admin_user_jobs(user: str, who: Admin, store: Store, limit: Limit = 50, offset: Offset = 0,
                         state: str | None = None) -> Page:
         """One user's jobs (admin scope and role)."""
         items, total = store.list_jobs(None, limit=limit, offset=offset, state=state, owner=user)
         return Page(items=items, total=total, limit=limit, offset=offset)
+
+    app.include_router(api)
 
 
 def create_app(settings: Settings | None = None, store: GatewayStore | None = None) -> FastAPI:
