@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,21 @@ def test_a_map_of_20_is_one_sbatch(tmp_path: Path) -> None:
         store.close()
     assert len(tasks) == 20 and {t["state"] for t in tasks} == {"succeeded"}
     assert len(natives) == 20 and len({n.split("_")[0] for n in natives}) == 1, natives
+
+
+@pytest.mark.slurm
+def test_submits_close_together_are_one_sbatch(tmp_path: Path) -> None:
+    _require_slurm()
+    with corral.Executor("slurm", workdir=tmp_path, executor_options=FAST) as ex:
+        futures = []
+        for x in range(10):  # a loop that does a little work between its calls
+            futures.append(ex.submit(cube, x))
+            time.sleep(0.02)
+        assert [f.result(timeout=120) for f in futures] == [x ** 3 for x in range(10)]
+        run_id = ex.run_id
+    store = Store.open(tmp_path)
+    try:
+        natives = {str(a["native_id"]) for a in store.attempts(run_id)}
+    finally:
+        store.close()
+    assert len(natives) == 10 and len({n.split("_")[0] for n in natives}) == 1, natives

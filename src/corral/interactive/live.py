@@ -26,6 +26,9 @@ from corral.states import RunState, TaskState
 
 IDLE_POLL = 0.05
 """Seconds the loop waits for a completion when it could hand nothing over."""
+LINGER = 0.1
+"""Seconds a cluster executor's ready calls wait after the latest ``submit`` for more: calls
+submitted close together (a loop of ``submit``) are handed over as one batch, one array job."""
 
 
 class Call(NamedTuple):
@@ -64,6 +67,8 @@ class LiveEngine(Engine):
         self.tracebacks: dict[int, str] = {}
         self.user_cancelled: set[int] = set()
         self._counters: dict[str, int] = {}
+        self.last_offer = 0.0
+        self.linger = 0.0 if self.executor.kind == "local" else LINGER
 
     # ------------------------------------------------------------- from other threads
 
@@ -71,6 +76,7 @@ class LiveEngine(Engine):
         """Queue calls for the engine thread (one batch: admitted, and released, together)."""
         for call in calls:
             call.future.add_done_callback(self._on_caller_done)
+        self.last_offer = time.monotonic()
         self.inbox.put(calls)
 
     def close(self) -> None:
@@ -92,11 +98,12 @@ class LiveEngine(Engine):
             self._control()
             if self.cancelling and not self.inflight:
                 break
-            if not self.paused and not self.cancelling:
+            if not self.paused and not self.cancelling and not self._lingering():
                 self._release()
             if self._finished():
                 break
-            room = self.ready and not self.paused and self._room() > 0
+            room = self.ready and not self.paused and self._room() > 0 \
+                and not self._lingering()
             for comp in self.executor.poll(0.0 if room else IDLE_POLL):
                 self._complete(comp)
             if self.rec.dirty and (not self.inflight
@@ -106,6 +113,11 @@ class LiveEngine(Engine):
         self.rec.flush()
         self._cancel_unadmitted()
         return self._final_state()
+
+    def _lingering(self) -> bool:
+        """Wait a moment for more calls before handing ready ones over (see :data:`LINGER`)."""
+        return (self.linger > 0 and not self.closing.is_set()
+                and time.monotonic() - self.last_offer < self.linger)
 
     def _finished(self) -> bool:
         return (self.closing.is_set() and self.inbox.empty() and not self.inflight
