@@ -1,0 +1,34 @@
+"""A notebook, executed headless with nbclient, maps a function defined in one of its cells on
+the local executor (cell-defined functions live in ``__main__`` and travel by value)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+CELLS = [
+    "import corral",
+    "def cell_square(x):\n    return x * x + OFFSET\nOFFSET = 1",
+    "with corral.Executor(workdir={wd!r}, jobs=2, name='notebook') as ex:\n"
+    "    values = list(ex.map(cell_square, range(6)))\n"
+    "    run_id = ex.run_id\n"
+    "print(values)",
+]
+
+
+def test_a_notebook_maps_a_cell_defined_function(wd: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c.format(wd=str(wd))) for c in CELLS]
+    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                                     resources={"metadata": {"path": str(wd)}})
+    client.execute()
+    out = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    assert "[1, 2, 5, 10, 17, 26]" in out, nb.cells[-1].outputs
+    import corral
+
+    rows = [r for r in corral.runs(wd) if r["pipeline"] == "notebook"]
+    assert rows and rows[0]["state"] == "succeeded" and rows[0]["n_tasks"] == 6
