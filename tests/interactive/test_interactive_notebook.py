@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import corral
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 
@@ -20,15 +22,20 @@ CELLS = [
 ]
 
 
-def test_a_notebook_maps_a_cell_defined_function(wd: Path) -> None:
+def _execute(wd: Path) -> str:
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(c.format(wd=str(wd))) for c in CELLS]
     client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
                                      resources={"metadata": {"path": str(wd)}})
     client.execute()
-    out = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
-    assert "[1, 2, 5, 10, 17, 26]" in out, nb.cells[-1].outputs
-    import corral
+    return "".join(o.get("text", "") for o in nb.cells[-1].outputs)
 
+
+def test_a_notebook_maps_a_cell_defined_function(wd: Path) -> None:
+    assert "[1, 2, 5, 10, 17, 26]" in _execute(wd)
     rows = [r for r in corral.runs(wd) if r["pipeline"] == "notebook"]
     assert rows and rows[0]["state"] == "succeeded" and rows[0]["n_tasks"] == 6
+    # a new kernel, the same cells: every call is a cache hit
+    assert "[1, 2, 5, 10, 17, 26]" in _execute(wd)
+    latest = corral.attach("latest", wd)
+    assert [t["cached"] for t in latest.tasks()] == [True] * 6
