@@ -127,3 +127,26 @@ def test_real_server_runs_a_job_end_to_end(server: str, store: GatewayStore) -> 
         assert job["exit_code"] == 0 and job["runtime"] is not None and job["job_id"]
         assert client.get("/api/v1/projects").json()[0]["available_core_hours"] > 9.9
         assert client.get("/openapi.json").status_code == 200
+
+
+def test_runner_kills_a_job_past_its_walltime(tmp_path: Path, store: GatewayStore) -> None:
+    who = _alice(store)
+    runner = LocalRunner(store, Settings(workdir=tmp_path, run_jobs=False))
+    job = store.submit(who, JobRequest(f"{PY} -c 'import time; time.sleep(60)'", walltime_hours=0.5 / 3600))
+    done = _until(runner, store, job["id"], {"failed", "completed"})
+    assert done["state"] == "failed" and done["exit_code"] != 0
+    assert done["core_hours_charged"] == pytest.approx(done["core_hours_reserved"])  # charged at most its walltime
+
+
+def test_cancel_and_claim_of_one_queued_job_one_wins(store: GatewayStore) -> None:
+    who = _alice(store)
+    job = store.submit(who, JobRequest("true"))
+    assert store.claim_next() is not None  # the runner was first
+    assert store.cancel(who, job["id"])["state"] == "cancelling"
+    [project] = store.list_projects(who)
+    assert project["reserved_core_hours"] == 1 and project["active_jobs"] == 1  # nothing released twice
+    store.finish(job["id"], JobState.CANCELLED, -15)
+    store.finish(job["id"], JobState.CANCELLED, -15)  # a second end changes nothing
+    [project] = store.list_projects(who)
+    assert project["reserved_core_hours"] == 0 and project["active_jobs"] == 0
+    assert [e["kind"] for e in store.ledger("lab")].count("release") == 1

@@ -335,12 +335,13 @@ class GatewayStore:
                            .with_for_update())
             if job is None:
                 raise NotFound(f"no job {job_id}")
-            if job.state in TERMINAL_JOB_STATES or job.state == JobState.CANCELLING:
-                raise Conflict(f"job {job_id} is {job.state}: nothing to cancel")
-            if job.state == JobState.QUEUED:
-                self._end(s, job, JobState.CANCELLED, None, charge=0.0)
-            else:
-                job.state = JobState.CANCELLING
+            queued = (JobState.QUEUED,)
+            if not (job.state == JobState.QUEUED and self._end(s, job, JobState.CANCELLED, None, 0.0, queued)):
+                moved = s.execute(sa.update(Job).where(Job.id == job_id, Job.state == JobState.RUNNING)
+                                  .values(state=JobState.CANCELLING).execution_options(synchronize_session=False))
+                if moved.rowcount != 1:  # type: ignore[attr-defined]
+                    state = s.scalar(sa.select(Job.state).where(Job.id == job_id))
+                    raise Conflict(f"job {job_id} is {state}: nothing to cancel")
         return self.get_job(who, job_id)
 
     # the runner's side ------------------------------------------------------------------------
@@ -380,19 +381,28 @@ class GatewayStore:
             started = job.started or now()
             hours = max(0.0, (now() - started).total_seconds() / 3600.0)
             charge = min(job.reserved_core_hours, core_hours(job.nodes, job.cores_per_node, hours))
-            self._end(s, job, state, exit_code, charge=charge)
+            self._end(s, job, state, exit_code, charge, (JobState.RUNNING, JobState.CANCELLING))
 
-    def _end(self, s: Session, job: Job, state: JobState, exit_code: int | None, *, charge: float) -> None:
+    def _end(self, s: Session, job: Job, state: JobState, exit_code: int | None, charge: float,
+             from_states: tuple[JobState, ...]) -> bool:
+        """End ``job`` if it is still in one of ``from_states`` (a conditional UPDATE: of a cancel
+        and the runner's claim of the same queued job, one wins); charge ``charge`` core-hours and
+        release the rest of its reservation. False if the job had moved on meanwhile."""
+        ended = s.execute(sa.update(Job).where(Job.id == job.id, Job.state.in_(from_states)).values(
+            state=state, exit_code=exit_code, ended=now(), charged_core_hours=charge,
+        ).execution_options(synchronize_session=False))
+        if ended.rowcount != 1:  # type: ignore[attr-defined]
+            return False
         release = job.reserved_core_hours - charge
         s.execute(sa.update(Project).where(Project.id == job.project_id).values(
             reserved_core_hours=Project.reserved_core_hours - job.reserved_core_hours,
             charged_core_hours=Project.charged_core_hours + charge,
             active_jobs=Project.active_jobs - 1).execution_options(synchronize_session=False))
-        job.state, job.exit_code, job.ended, job.charged_core_hours = state, exit_code, now(), charge
         if charge:
             self._ledger(s, job, "charge", charge, f"{state}")
         if release:
             self._ledger(s, job, "release", release, f"{state}")
+        return True
 
     def orphaned(self) -> list[str]:
         """Jobs recorded as running or cancelling: after a restart, no runner follows them."""
