@@ -15,6 +15,7 @@ from concurrent.futures import Future as CFuture
 from concurrent.futures import InvalidStateError
 from typing import Any, NamedTuple
 
+from corral.codehash import recorded_parts
 from corral.engine.engine import FLUSH_INTERVAL, Engine
 from corral.engine.gc_pause import collection_paused
 from corral.engine.plan import key_nodes
@@ -68,6 +69,7 @@ class LiveEngine(Engine):
         self.user_cancelled: set[int] = set()
         self._counters: dict[str, int] = {}
         self.last_offer = 0.0
+        self.code_parts: dict[str, dict[str, str]] = {}
         self.linger = 0.0 if self.executor.kind == "local" else LINGER
 
     # ------------------------------------------------------------- from other threads
@@ -177,11 +179,21 @@ class LiveEngine(Engine):
                 self._fail(node.idx, str(exc))
             return
         self._persist_tasks(new)
+        self._record_code(new)
         self._resolve_cached([x.idx for x in new])
         for node in new:
             if self.state[node.idx] is TaskState.PENDING:
                 self._make_ready(node.idx)
         self.rec.flush()
+
+    def _record_code(self, new: list[Node]) -> None:
+        """What the code keys of newly seen functions cover, in the run's options, for
+        ``corral why`` (a pipeline run records them when it is created)."""
+        if all(n.task is None or n.task.code in self.code_parts for n in new):
+            return
+        self.code_parts.update(recorded_parts(new))
+        options = dict(self.store.get_run(self.run_id)["options"] or {})
+        self.store.update_run(self.run_id, options={**options, "code_parts": self.code_parts})
 
     def _grow(self, new: list[Node]) -> None:
         """The engine's per-node lists, extended for ``new`` (no dependencies between calls)."""
