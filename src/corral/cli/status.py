@@ -31,7 +31,7 @@ from .common import (
     print_json,
 )
 from .layout import interactive
-from .statusview import snapshot, status_view
+from .statusview import big_status_view, status_view
 
 
 @app.command()
@@ -89,7 +89,13 @@ def status(run_id: Annotated[str, typer.Argument(help="Run id (or prefix, or 'la
 
             code = watch_run(store, store.get_run(run_id)["id"], limit, as_json, interval, wide)
         else:
-            run_row, rows = snapshot(store, run_id)
+            from corral.engine.lifecycle import reconcile
+
+            run_row = reconcile(store, run_id)
+            if not (as_json or tsv or metrics) and 0 < limit < (run_row["n_tasks"] or 0):
+                big_status_view(console, store, run_row, limit, wide)  # counted in SQL, not loaded
+                return
+            rows = views.task_rows(store.tasks(run_row["id"]), store.attempts(run_row["id"]))
             if metrics:
                 _metrics(store, run_row["id"], as_json, wide)
                 return

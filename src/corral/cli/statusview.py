@@ -54,6 +54,21 @@ def status_view(console: Console, run: Mapping[str, Any], rows: list[dict[str, A
         layout.show_table(console, TASK_COLUMNS, cells, note=note)
 
 
+def big_status_view(console: Console, store: Store, run: Mapping[str, Any], limit: int,
+                    wide: bool = False) -> None:
+    """:func:`status_view` of a run with more tasks than ``limit`` (see :func:`big_run_rows`)."""
+    counts, cells, note = big_run_rows(store, str(run["id"]), limit)
+    head: list[RenderableType] = [_summary(run, counts)]
+    if run.get("error"):
+        head.append(Text(str(run["error"]), style="red"))
+    if layout.interactive(console):
+        table = layout.fitted_table(console, TASK_COLUMNS, cells, wide, note)
+        console.print(Group(*head, table), crop=False)
+        return
+    console.file.write("".join(f"{h.plain if isinstance(h, Text) else h}\n" for h in head))
+    layout.show_table(console, TASK_COLUMNS, cells, note=note)
+
+
 def status_renderable(console: Console, run: Mapping[str, Any], rows: list[dict[str, Any]],
                       limit: int, footer: str | None = None, wide: bool = False) -> Group:
     """The run's summary line, its error, the task table fitted to ``console`` and ``footer``
@@ -68,11 +83,13 @@ def status_renderable(console: Console, run: Mapping[str, Any], rows: list[dict[
     return Group(*parts)
 
 
-def _summary(run: Mapping[str, Any], rows: list[dict[str, Any]]) -> Text:
+def _summary(run: Mapping[str, Any], rows: list[dict[str, Any]] | Counter[str]) -> Text:
+    """The run's line above the table: id, pipeline, source, state, duration and the counts of
+    its tasks by state (``rows``: the tasks, or their counts)."""
     took = None
     if run["started_at"]:
         took = (run["finished_at"] or run["heartbeat_at"] or run["started_at"]) - run["started_at"]
-    counts = Counter(r["state"] for r in rows)
+    counts = rows if isinstance(rows, Counter) else Counter(r["state"] for r in rows)
     summary = ", ".join(f"{styled(k)} {v}" for k, v in sorted(counts.items()))
     return Text.from_markup(f"[bold]run {run['id']}[/] {escape(run['pipeline'])} "
                             f"({escape(str(run['source']))}) — {styled(run['state'])}, "
@@ -122,18 +139,57 @@ def group_cells(base: str, group: list[dict[str, Any]]) -> list[Text]:
     """One row for the members of a map: ``base[first..last]``, a line per state with its
     count, total tries and cpu, the longest wall time and the largest peak memory."""
     index = sorted(int(m["index"]) for r in group if (m := MAP_MEMBER.match(r["name"])))
-    counts = Counter(r["state"] for r in group)
-    states = sorted(counts, key=lambda s: STATE_ORDER.index(s) if s in STATE_ORDER else 99)
-    state = Text("\n").join(Text(f"{counts[s]} {s}", style=STATE_STYLE.get(s, "")) for s in states)
     walls = [r["wall"] for r in group if r["wall"] is not None]
     cpus = [r["cpu"] for r in group if r["cpu"] is not None]
     peaks = [r["peak_rss"] for r in group if r["peak_rss"] is not None]
     hosts = {r["host"] for r in group if r["host"]}
-    host = next(iter(hosts)) if len(hosts) == 1 else f"{len(hosts)} hosts" if hosts else "-"
-    return [Text(f"{base}[{index[0]}..{index[-1]}]"), state,
-            Text(str(sum(r["attempts"] for r in group))),
-            Text(duration(max(walls)) if walls else "-"), Text(duration(sum(cpus)) if cpus else "-"),
-            Text(format_memory(max(peaks)) if peaks else "-"), Text(host), Text("-")]
+    return _group_row(f"{base}[{index[0]}..{index[-1]}]", Counter(r["state"] for r in group),
+                      sum(r["attempts"] for r in group), max(walls) if walls else None,
+                      sum(cpus) if cpus else None, max(peaks) if peaks else None,
+                      len(hosts), next(iter(hosts), None))
+
+
+def _group_row(label: str, counts: Mapping[str, int], tries: int, wall: float | None,
+               cpu: float | None, peak: int | None, n_hosts: int, host: str | None) -> list[Text]:
+    states = sorted(counts, key=lambda s: STATE_ORDER.index(s) if s in STATE_ORDER else 99)
+    state = Text("\n").join(Text(f"{counts[s]} {s}", style=STATE_STYLE.get(s, "")) for s in states)
+    where = (host or "-") if n_hosts <= 1 else f"{n_hosts} hosts"
+    return [Text(label), state, Text(str(tries)), Text(duration(wall) if wall is not None else "-"),
+            Text(duration(cpu) if cpu is not None else "-"),
+            Text(format_memory(peak) if peak is not None else "-"), Text(where), Text("-")]
+
+
+def big_run_rows(store: Store, run_id: str, limit: int
+                 ) -> tuple[Counter[str], list[list[Text]], str | None]:
+    """A run with more tasks than ``limit``, counted and grouped in SQL so that a run of a
+    million tasks is not loaded: its counts by state, the table's first ``limit`` rows (maps
+    grouped, their failed members by name) and the note under it."""
+    groups = store.task_groups(run_id)
+    counts: Counter[str] = Counter()
+    for g in groups:
+        counts.update(g["states"])
+    failed = sum(g["states"].get("failed", 0) for g in groups if g["n"] > 1)
+    shown = groups[:limit]
+    ends = [i for g in shown for i in (g["first"], g["last"])]
+    tasks, attempts = store.tasks_at(run_id, ends, [g["grp"] for g in shown
+                                                    if g["n"] > 1 and g["states"].get("failed")])
+    rows = views.task_rows(tasks, attempts)
+    by_idx = {task["idx"]: row for task, row in zip(tasks, rows, strict=True)}
+    out: list[list[Text]] = []
+    for g in shown:
+        if g["n"] == 1:
+            out.append(task_cells(by_idx[g["first"]]))
+            continue
+        first, last = (MAP_MEMBER.match(by_idx[i]["name"]) for i in (g["first"], g["last"]))
+        span = f"[{first['index']}..{last['index']}]" if first and last else f"[{g['n']} tasks]"
+        out.append(_group_row(f"{g['name']}{span}", g["states"], g["tries"], g["wall"], g["cpu"],
+                              g["peak_rss"], g["hosts"], g["host"]))
+        out += [task_cells(row) for task, row in zip(tasks, rows, strict=True)
+                if task["grp"] == g["grp"] and task["state"] == "failed"]
+    more = len(groups) + failed - min(len(out), limit)
+    if more > 0:
+        return counts, out[:limit], f"... {more} more row{'s' if more > 1 else ''}; --limit 0 lists every task"
+    return counts, out, GROUPED_NOTE
 
 
 def snapshot(store: Store, run_id: str) -> tuple[RunRow, list[dict[str, Any]]]:

@@ -51,3 +51,74 @@ def file_artifact(c: Connection, path: str, digest: str) -> dict[str, Any] | Non
     )
     row = c.execute(q).mappings().first()
     return dict(row) if row else None
+
+
+# ------------------------------------------------------------------ a big run's status, grouped
+
+
+def task_groups(c: Connection, run_id: str) -> list[dict[str, Any]]:
+    """Per task group of a run (a map's elements share one; a task outside maps has its own
+    row, ``grp`` empty): its size, first and last task index, tries, counts by state, and over
+    its attempts the longest wall time, total CPU time, largest peak memory and hosts; in the
+    order of the first task. One pass of SQL GROUP BY: the rows themselves are not loaded."""
+    tk, at = t.tasks, t.attempts
+    key = sa.case((tk.c.grp == "", tk.c.name), else_=tk.c.grp)
+    states = (
+        sa.select(tk.c.grp, key.label("gkey"), tk.c.state, sa.func.count().label("n"),
+                  sa.func.sum(tk.c.attempts).label("tries"), sa.func.min(tk.c.idx).label("first"),
+                  sa.func.max(tk.c.idx).label("last"))
+        .where(tk.c.run_id == run_id).group_by(tk.c.grp, key, tk.c.state)
+    )
+    groups: dict[str, dict[str, Any]] = {}
+    for r in c.execute(states):
+        g = groups.setdefault(r.gkey, {"grp": r.grp, "n": 0, "tries": 0, "first": r.first,
+                                       "last": r.last, "states": {}, "wall": None, "cpu": None,
+                                       "peak_rss": None, "hosts": 0, "host": None})
+        g["n"] += r.n
+        g["tries"] += int(r.tries or 0)
+        g["first"], g["last"] = min(g["first"], r.first), max(g["last"], r.last)
+        g["states"][r.state] = r.n
+    cpu = sa.func.coalesce(at.c.cpu_user, 0) + sa.func.coalesce(at.c.cpu_system, 0)
+    figures = (
+        sa.select(key.label("gkey"), sa.func.max(at.c.wall).label("wall"),
+                  sa.func.sum(cpu).label("cpu"), sa.func.max(at.c.peak_rss).label("peak"),
+                  sa.func.count(sa.distinct(at.c.host)).label("hosts"),
+                  sa.func.min(at.c.host).label("host"))
+        .select_from(at.join(tk, tk.c.id == at.c.task_id))
+        .where(at.c.run_id == run_id).group_by(key)
+    )
+    for r in c.execute(figures):
+        if r.gkey in groups:
+            groups[r.gkey].update(wall=r.wall, cpu=r.cpu, peak_rss=r.peak, hosts=r.hosts,
+                                  host=r.host)
+    for gkey, g in groups.items():
+        g["name"] = gkey
+    return sorted(groups.values(), key=lambda g: g["first"])
+
+
+def tasks_at(c: Connection, run_id: str, idxs: Iterable[int] = (),
+             failed_in: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """The task rows of a run at the task indices ``idxs``, and its failed tasks of the groups
+    ``failed_in``, in task order."""
+    rows: dict[int, dict[str, Any]] = {}
+    wanted = sorted(set(idxs))
+    for i in range(0, len(wanted), 900):
+        q = sa.select(t.tasks).where(t.tasks.c.run_id == run_id,
+                                     t.tasks.c.idx.in_(wanted[i : i + 900]))
+        rows.update({r["idx"]: dict(r) for r in c.execute(q).mappings()})
+    groups = sorted(set(failed_in))
+    if groups:
+        q = sa.select(t.tasks).where(t.tasks.c.run_id == run_id, t.tasks.c.grp.in_(groups),
+                                     t.tasks.c.state == "failed")
+        rows.update({r["idx"]: dict(r) for r in c.execute(q).mappings()})
+    return [rows[i] for i in sorted(rows)]
+
+
+def attempts_of(c: Connection, task_ids: Iterable[int]) -> list[dict[str, Any]]:
+    """Every attempt of the tasks ``task_ids``, by attempt number."""
+    wanted = sorted(set(task_ids))
+    out: list[dict[str, Any]] = []
+    for i in range(0, len(wanted), 900):
+        q = sa.select(t.attempts).where(t.attempts.c.task_id.in_(wanted[i : i + 900]))
+        out += [dict(r) for r in c.execute(q.order_by(t.attempts.c.number)).mappings()]
+    return out

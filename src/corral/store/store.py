@@ -390,6 +390,20 @@ class Store:
             rows = c.execute(q.order_by(t.attempts.c.number)).mappings()
             return [cast(AttemptRow, dict(r)) for r in rows]
 
+    def task_groups(self, run_id: str) -> list[dict[str, Any]]:
+        """A big run's tasks by group, counted in SQL (see :func:`queries.task_groups`)."""
+        with self._read() as c:
+            return queries.task_groups(c, run_id)
+
+    def tasks_at(self, run_id: str, idxs: Iterable[int] = (),
+                 failed_in: Iterable[str] = ()) -> tuple[list[TaskRow], list[AttemptRow]]:
+        """Some task rows of a run (at ``idxs``, and the failed ones of the groups
+        ``failed_in``) with their attempts."""
+        with self._read() as c:
+            tasks = queries.tasks_at(c, run_id, idxs, failed_in)
+            attempts = queries.attempts_of(c, [r["id"] for r in tasks])
+        return [cast(TaskRow, r) for r in tasks], [cast(AttemptRow, a) for a in attempts]
+
     def inflight_attempts(self, run_id: str) -> list[dict[str, Any]]:
         q = sa.select(t.attempts).where(
             t.attempts.c.run_id == run_id, t.attempts.c.state.in_(_values(LIVE_ATTEMPT_STATES))
