@@ -163,6 +163,10 @@ def test_projects_are_members_only(gateway: Gateway) -> None:
     assert names == ["lab"]
     r = gateway.client.post("/api/v1/jobs", json=dict(JOB, project="other"), headers=gateway.auth(gateway.alice))
     assert r.status_code == 404
+    assert gateway.client.get("/api/v1/projects/other", headers=gateway.auth(gateway.alice)).status_code == 404
+    lab = gateway.client.get("/api/v1/projects/lab", headers=gateway.auth(gateway.alice)).json()
+    assert lab["members"] == ["alice", "bob"] and lab["budget_core_hours"] == 100
+    assert gateway.client.get("/api/v1/projects/other", headers=gateway.auth(gateway.admin)).status_code == 200
     admin = [p["name"] for p in gateway.client.get("/api/v1/projects", headers=gateway.auth(gateway.admin)).json()]
     assert admin == ["lab", "other"]
 

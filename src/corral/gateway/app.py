@@ -137,6 +137,11 @@ def _routes(app: FastAPI) -> None:
         """The caller's projects with their budgets (every project for an admin)."""
         return store.list_projects(who)
 
+    @api.get("/projects/{name}", tags=["projects"])
+    def get_project(name: str, who: Reader, store: Store) -> dict[str, Any]:
+        """One of the caller's projects; another project answers 404."""
+        return store.get_project(who, name)
+
     @api.get("/admin/jobs/", tags=["admin"])
     def admin_jobs(who: Admin, store: Store, limit: Limit = 50, offset: Offset = 0,
                    state: str | None = None) -> Page:

@@ -232,6 +232,13 @@ class GatewayStore:
                     ProjectMember.user_id == who.user_id)
             return [project_dict(p, self._members(s, p.id)) for p in s.scalars(q)]
 
+    def get_project(self, who: Principal, name: str) -> dict[str, Any]:
+        """One project of the caller's (any for an admin); another project is not found."""
+        found = [p for p in self.list_projects(who) if p["name"] == name]
+        if not found:
+            raise NotFound(f"no project {name!r} of yours")
+        return found[0]
+
     def _project_for(self, s: Session, who: Principal, name: str | None) -> Project:
         q = (sa.select(Project).join(ProjectMember, ProjectMember.project_id == Project.id)
              .where(ProjectMember.user_id == who.user_id).order_by(Project.name))
