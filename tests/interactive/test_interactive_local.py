@@ -124,6 +124,8 @@ def test_shutdown_cancel_futures_cancels_pending(wd: Path) -> None:
     assert first.cancelled() or first.result() == 1.0
     tasks = _tasks(wd, ex.run_id)
     assert sum(t["state"] == "cancelled" for t in tasks) >= 5
+    row = next(r for r in corral.runs(wd) if r["id"] == ex.run_id)
+    assert row["state"] == "cancelled"
     with pytest.raises(RuntimeError):
         ex.submit(square, 1)
 

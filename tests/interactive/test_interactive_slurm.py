@@ -74,3 +74,41 @@ def test_submits_close_together_are_one_sbatch(tmp_path: Path) -> None:
     finally:
         store.close()
     assert len(natives) == 10 and len({n.split("_")[0] for n in natives}) == 1, natives
+
+
+def nap(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def _squeue(job: str) -> str:
+    proc = subprocess.run(["squeue", "-h", "-j", job, "-o", "%i %T"],  # noqa: S603
+                          capture_output=True, text=True, timeout=30)
+    return proc.stdout.strip()
+
+
+@pytest.mark.slurm
+def test_shutdown_cancel_futures_cancels_the_cluster_jobs(tmp_path: Path) -> None:
+    _require_slurm()
+    ex = corral.Executor("slurm", workdir=tmp_path, cache=False, executor_options=FAST)
+    futures = [ex.submit(nap, 120 + i) for i in range(3)]
+    store = Store.open(tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        natives: set[str] = set()
+        while time.monotonic() < deadline and len(natives) < 3:
+            natives = {str(a["native_id"]) for a in store.attempts(ex.run_id) if a["native_id"]}
+            time.sleep(0.3)
+        assert len(natives) == 3, natives
+        job = next(iter(natives)).split("_")[0]
+        assert _squeue(job)
+        ex.shutdown(wait=True, cancel_futures=True)
+        assert all(f.cancelled() for f in futures)
+        deadline = time.monotonic() + 30
+        while _squeue(job) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _squeue(job), _squeue(job)
+        assert {t["state"] for t in store.tasks(ex.run_id)} == {"cancelled"}
+        assert store.get_run(ex.run_id)["state"] == "cancelled"
+    finally:
+        store.close()
