@@ -24,7 +24,7 @@ from corral.executors.base import AttemptRef, Completion, Executor, Outcome, Tas
 from corral.graph import Future, Node, NodeKind
 from corral.hashing import file_digest, hash_value
 from corral.resources import Resources
-from corral.states import DONE_TASK_STATES, RunState, TaskState, check_task
+from corral.states import DONE_TASK_STATES, AttemptState, RunState, TaskState, check_task
 from corral.store import Store
 from corral.store.store import disk_full
 
@@ -287,7 +287,7 @@ class Engine:
                 self.progress.running += 1
                 log.info("re-attached %s (%s)", self.graph.nodes[idx].name, r["native_id"])
             else:
-                self.rec.attempt(r["id"], state="abandoned", ended_at=time.time(),
+                self.rec.attempt(r["id"], state=AttemptState.ABANDONED.value, ended_at=time.time(),
                                  error="the engine that submitted this attempt stopped")
                 if idx is not None:  # cut off, not failed: it does not use up a retry
                     self.withdrawn[idx] = self.withdrawn.get(idx, 0) + 1
@@ -360,7 +360,7 @@ class Engine:
                 self.withdrawn[idx] = self.withdrawn.get(idx, 0) + 1
                 self.set_state(idx, TaskState.PENDING)
                 self.ready.appendleft(idx)
-                self.rec.attempt(attempt_id, state="withdrawn", ended_at=time.time())
+                self.rec.attempt(attempt_id, state=AttemptState.WITHDRAWN.value, ended_at=time.time())
             self.store.update_run(self.run_id, state=RunState.PAUSED.value)
         elif control == "none" and self.paused:
             self.paused = False
@@ -429,14 +429,14 @@ class Engine:
         self.set_state(idx, TaskState.QUEUED, attempts=n, **first)
         self.rec.attempt_new({
             "id": spec.attempt_id, "task_id": self.task_id[idx], "run_id": self.run_id,
-            "number": n, "state": "submitted", "executor": self.executor.kind,
+            "number": n, "state": AttemptState.SUBMITTED.value, "executor": self.executor.kind,
             "workdir": str(spec.workdir), "resources": self._res_dict(resources), "submitted_at": now,
         })
         return spec
 
     def attempt_started(self, attempt_id: str, when: float, host: str | None) -> None:
         """The executor saw an attempt start: it and its task are running, no longer queued."""
-        self.rec.attempt(attempt_id, state="running", started_at=when, host=host)
+        self.rec.attempt(attempt_id, state=AttemptState.RUNNING.value, started_at=when, host=host)
         idx = self.inflight.get(attempt_id)
         if idx is not None:
             self.set_state(idx, TaskState.RUNNING)
