@@ -167,3 +167,14 @@ def test_bad_executor_options_end_the_run(wd: Path) -> None:
     with pytest.raises(corral.CorralError):
         corral.Executor(workdir=wd, executor_options={"no_such_option": 1})
     assert [r["state"] for r in corral.runs(wd)] == ["failed"]
+
+
+def test_an_argument_that_cannot_be_pickled_fails_its_call_only(wd: Path) -> None:
+    import threading
+
+    with corral.Executor(workdir=wd) as ex:
+        bad = ex.submit(square, threading.Lock())
+        good = ex.submit(square, 4)
+        with pytest.raises(corral.CorralError):
+            bad.result(timeout=60)
+        assert good.result(timeout=60) == 16

@@ -15,11 +15,13 @@ calls the same function on the same arguments gets the stored result.
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future as CFuture
 from pathlib import Path
@@ -92,6 +94,7 @@ class Executor(concurrent.futures.Executor):
         self._thread = threading.Thread(target=self._serve, name=f"corral-{self.run_id}",
                                         daemon=True)
         self._thread.start()
+        _LIVE.add(self)
 
     def _make_engine(self, kind: str, options: dict[str, Any], jobs: int | None) -> LiveEngine:
         n_jobs = _check_jobs(jobs, kind)
@@ -186,12 +189,24 @@ class Executor(concurrent.futures.Executor):
                 for fut in self._futures:
                     fut.cancel()
             self._engine.close()
+        _LIVE.discard(self)
         if wait:
             self._thread.join()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         # Ctrl-C inside the block: what is still queued is cancelled
         self.shutdown(wait=True, cancel_futures=exc_type is KeyboardInterrupt)
+
+
+_LIVE: weakref.WeakSet[Executor] = weakref.WeakSet()
+"""Executors not yet shut down: at exit, their runs end with the calls they were given (as a
+ThreadPoolExecutor's do), not killed with the interpreter and left *interrupted*."""
+
+
+@atexit.register
+def _shutdown_all() -> None:
+    for ex in list(_LIVE):
+        ex.shutdown(wait=True)
 
 
 def _send_by_value(fn: Callable[..., Any]) -> None:

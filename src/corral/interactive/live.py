@@ -172,16 +172,19 @@ class LiveEngine(Engine):
         if not new:
             return
         self._grow(new)
-        try:
-            key_nodes(self.plan, new, set())
-        except CorralError as exc:  # an argument that cannot be hashed or pickled
-            for node in new:
-                self._fail(node.idx, str(exc))
-            return
-        self._persist_tasks(new)
-        self._record_code(new)
-        self._resolve_cached([x.idx for x in new])
+        bad: dict[int, str] = {}
         for node in new:
+            try:
+                key_nodes(self.plan, [node], set())
+            except CorralError as exc:  # an argument that cannot be hashed or pickled
+                bad[node.idx] = str(exc)
+        self._persist_tasks(new)
+        for idx, reason in bad.items():
+            self._fail(idx, reason)
+        good = [x for x in new if x.idx not in bad]
+        self._record_code(good)
+        self._resolve_cached([x.idx for x in good])
+        for node in good:
             if self.state[node.idx] is TaskState.PENDING:
                 self._make_ready(node.idx)
         self.rec.flush()
