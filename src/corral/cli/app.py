@@ -23,25 +23,19 @@ if TYPE_CHECKING:
 
 _built: list[typer.Typer] = []
 
-COMMAND_MODULES = ("run", "status", "control", "provenance", "gateway", "ui")
+COMMAND_MODULES = ("run", "status", "control", "provenance", "gateway")
 """The modules of this package that register commands, in the order of ``corral --help``."""
-_OPTIONAL_UNTIL_LANDED = frozenset({"gateway", "ui"})
-"""Commands being built in parallel (issues 14 and 15); this goes when both have landed."""
 
 
 def _build() -> typer.Typer:
     """The typer app with every command registered (once)."""
     if not _built:
         import importlib
-        import importlib.util
 
         from .common import app
 
         for name in COMMAND_MODULES:  # each registers its commands on import
-            module = f"{__package__}.{name}"
-            if name in _OPTIONAL_UNTIL_LANDED and importlib.util.find_spec(module) is None:
-                continue
-            importlib.import_module(module)
+            importlib.import_module(f"{__package__}.{name}")
 
         _reflow_help(app)
         _built.append(app)

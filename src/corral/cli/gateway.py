@@ -40,12 +40,14 @@ def serve(workdir: WorkdirOpt = Path("."), db: DbOpt = None,
     """Serve the gateway's REST API on 127.0.0.1 (SQLite in <workdir>/.corral/gateway.db by default).
 
     Example: corral gateway serve --port 8750"""
-    import uvicorn
-
-    from corral.gateway.app import create_app
-    from corral.gateway.settings import Settings
+    from corral.optional import require
 
     with handled():
+        require("fastapi", "corral gateway serve", "gateway")
+        uvicorn = require("uvicorn", "corral gateway serve", "gateway")
+        from corral.gateway.app import create_app
+        from corral.gateway.settings import Settings
+
         application = create_app(Settings(workdir=workdir, db_url=db, run_jobs=not no_run))
     uvicorn.run(application, host="127.0.0.1", port=port, log_level="info")
 
