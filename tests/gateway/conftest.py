@@ -1,13 +1,18 @@
 """Fixtures of the gateway's tests: a store in a temporary directory, an app on it (no runner
-unless asked), users alice and bob in project ``lab``, and an admin."""
+unless asked), users alice and bob in project ``lab``, and an admin; ``server``: a real uvicorn on a
+free loopback port with the runner in the background (its URL)."""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import uvicorn
 from fastapi.testclient import TestClient
 
 from corral.gateway.app import create_app
@@ -42,3 +47,21 @@ def gateway(tmp_path: Path, store: GatewayStore) -> Iterator[Gateway]:
     app = create_app(Settings(workdir=tmp_path, run_jobs=False), store=store)
     with TestClient(app) as client:
         yield Gateway(store, client, *tokens)
+
+
+@pytest.fixture
+def server(tmp_path: Path, store: GatewayStore) -> Iterator[str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    app = create_app(Settings(workdir=tmp_path, poll_seconds=0.05), store=store)
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=20)

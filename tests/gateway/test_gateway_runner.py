@@ -3,19 +3,14 @@ loopback port with the runner in the background, driven with httpx."""
 
 from __future__ import annotations
 
-import socket
 import sys
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
-from corral.gateway.app import create_app
 from corral.gateway.runner import LocalRunner
 from corral.gateway.settings import Settings
 from corral.gateway.store import GatewayStore, JobRequest, JobState, Principal
@@ -89,24 +84,6 @@ def test_orphans_are_recorded_at_start(tmp_path: Path, store: GatewayStore) -> N
     runner.stop()
     assert store.get_job(None, job["id"])["state"] == JobState.SYSTEM_ERROR
     assert store.list_projects(who)[0]["active_jobs"] == 0
-
-
-@pytest.fixture
-def server(tmp_path: Path, store: GatewayStore) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    app = create_app(Settings(workdir=tmp_path, poll_seconds=0.05), store=store)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=20)
 
 
 def test_real_server_runs_a_job_end_to_end(server: str, store: GatewayStore) -> None:

@@ -157,6 +157,9 @@ def _routes(app: FastAPI) -> None:
         return Page(items=items, total=total, limit=limit, offset=offset)
 
     app.include_router(api)
+    from .tes import tes_router
+
+    app.include_router(tes_router(scope, _store), responses=ERRORS)
 
 
 def create_app(settings: Settings | None = None, store: GatewayStore | None = None) -> FastAPI:

@@ -30,6 +30,7 @@ from .tables import (
     Base,
     Job,
     JobState,
+    JobTag,
     LedgerEntry,
     Project,
     ProjectMember,
@@ -71,6 +72,8 @@ class JobRequest:
     nodes: int = 1
     cores_per_node: int = 1
     walltime_hours: float = 1.0
+    tags: tuple[tuple[str, str], ...] = ()
+    """Key-value tags (TES ``tags``), stored in ``job_tags``."""
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -278,6 +281,8 @@ class GatewayStore:
                       state=JobState.QUEUED, submitted=now(), reserved_core_hours=need)
             s.add(job)
             s.flush()
+            for key, value in req.tags:
+                s.add(JobTag(job_id=job.id, key=key, value=value))
             self._ledger(s, job, "reserve", need, f"{req.nodes} x {req.cores_per_node} x {req.walltime_hours} h")
             s.refresh(project)
             return job_dict(job, who.name, project)
@@ -322,6 +327,42 @@ class GatewayStore:
             rows = self._job_rows(s, q.where(*conds).order_by(Job.submitted.desc(), Job.id)
                                   .limit(limit).offset(offset))
             return rows, total
+
+    def list_own_jobs(self, owner_id: int, *, limit: int, offset: int, name_prefix: str | None = None,
+                      tags: Sequence[tuple[str, str | None]] = ()) -> list[dict[str, Any]]:
+        """A page of one user's jobs, newest first, each with its ``tags``: those whose title starts
+        with ``name_prefix`` and that have every tag key of ``tags`` (with that value, unless None)."""
+        conds: list[sa.ColumnElement[bool]] = [Job.owner_id == owner_id]
+        if name_prefix:
+            conds.append(Job.title.startswith(name_prefix, autoescape=True))
+        for key, value in tags:
+            has = sa.select(JobTag.job_id).where(JobTag.job_id == Job.id, JobTag.key == key)
+            if value is not None:
+                has = has.where(JobTag.value == value)
+            conds.append(has.exists())
+        with self.session() as s:
+            rows = self._job_rows(s, self._job_query().where(*conds)
+                                  .order_by(Job.submitted.desc(), Job.id.desc()).limit(limit).offset(offset))
+            self._add_tags(s, rows)
+            return rows
+
+    @staticmethod
+    def _add_tags(s: Session, rows: list[dict[str, Any]]) -> None:
+        tags: dict[str, dict[str, str]] = {row["id"]: {} for row in rows}
+        if tags:
+            for tag in s.scalars(sa.select(JobTag).where(JobTag.job_id.in_(list(tags)))):
+                tags[tag.job_id][tag.key] = tag.value
+        for row in rows:
+            row["tags"] = tags[row["id"]]
+
+    def get_job_with_tags(self, who: Principal, job_id: str) -> dict[str, Any]:
+        """One of the caller's jobs with its ``tags``; another user's job is not found."""
+        with self.session() as s:
+            rows = self._job_rows(s, self._job_query().where(Job.id == job_id, Job.owner_id == who.user_id))
+            if not rows:
+                raise NotFound(f"no task {job_id}")
+            self._add_tags(s, rows)
+            return rows[0]
 
     def get_job(self, who: Principal | None, job_id: str) -> dict[str, Any]:
         """One job; another user's job is not found (``who`` None: any job, for the runner)."""

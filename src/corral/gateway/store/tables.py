@@ -100,6 +100,15 @@ class Job(Base):
     charged_core_hours: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
 
 
+class JobTag(Base):
+    """A TES task's tags (``tesTask.tags``): one row per key of a job submitted through TES."""
+
+    __tablename__ = "job_tags"
+    job_id: Mapped[str] = mapped_column(sa.ForeignKey("jobs.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.String(1000), default="")
+
+
 class LedgerEntry(Base):
     """Append-only: every reservation, charge and release of core-hours. Never updated or deleted."""
 

@@ -1,0 +1,263 @@
+"""GA4GH TES 1.1 at ``/ga4gh/tes/v1``: TES tasks are the gateway's command jobs.
+
+A task has one executor whose ``command`` (an argument list) becomes the job's command, quoted with
+:func:`shlex.join` (the runner splits it back: no shell ever sees it); ``resources.cpu_cores`` is
+the job's cores per node (one node), ``name`` its title, ``tags`` are stored with it and
+``tags["project"]`` names the project to charge (the user's only project if omitted). What the
+local runner cannot honour is refused with 400: several executors, inputs, outputs, volumes, an
+executor's ``workdir``, ``env``, ``stdin``, ``stdout`` or ``stderr``. ``image`` is recorded in
+nothing and ignored: the command runs on the gateway's host. Same bearer tokens and scopes as
+``/api/v1``; another user's task answers 404.
+"""
+
+import shlex
+from collections.abc import Callable
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from .store import TERMINAL_JOB_STATES, GatewayError, GatewayStore, JobRequest, JobState, NotFound, Principal
+
+TES = "/ga4gh/tes/v1"
+LOG_LIMIT = 64 * 1024
+"""FULL view: at most the last this many bytes of a task's standard output and error."""
+
+STATES = {
+    JobState.QUEUED: "QUEUED", JobState.RUNNING: "RUNNING", JobState.COMPLETED: "COMPLETE",
+    JobState.FAILED: "EXECUTOR_ERROR", JobState.CANCELLING: "CANCELING", JobState.CANCELLED: "CANCELED",
+    JobState.SYSTEM_ERROR: "SYSTEM_ERROR",
+}
+"""The gateway's job states as TES task states (INITIALIZING and PAUSED are never reported)."""
+
+
+class View(StrEnum):
+    MINIMAL = "MINIMAL"
+    BASIC = "BASIC"
+    FULL = "FULL"
+
+
+class TesState(StrEnum):
+    UNKNOWN = "UNKNOWN"
+    QUEUED = "QUEUED"
+    INITIALIZING = "INITIALIZING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    COMPLETE = "COMPLETE"
+    EXECUTOR_ERROR = "EXECUTOR_ERROR"
+    SYSTEM_ERROR = "SYSTEM_ERROR"
+    CANCELED = "CANCELED"
+    PREEMPTED = "PREEMPTED"
+    CANCELING = "CANCELING"
+
+
+class TesExecutor(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    image: str = Field(default="", max_length=1000)
+    command: list[str] = Field(min_length=1, max_length=10_000)
+    workdir: str | None = None
+    stdin: str | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    env: dict[str, str] | None = None
+    ignore_error: bool | None = None
+
+
+class TesResources(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    cpu_cores: int | None = Field(default=None, ge=1, le=1024)
+    preemptible: bool | None = None
+    ram_gb: float | None = Field(default=None, ge=0)
+    disk_gb: float | None = Field(default=None, ge=0)
+    zones: list[str] | None = None
+    backend_parameters: dict[str, str] | None = None
+    backend_parameters_strict: bool | None = None
+
+
+class TesTaskIn(BaseModel):
+    """A ``tesTask`` as submitted."""
+
+    model_config = ConfigDict(extra="ignore")
+    name: str | None = Field(default=None, max_length=500)
+    description: str | None = None
+    inputs: list[dict[str, Any]] | None = None
+    outputs: list[dict[str, Any]] | None = None
+    resources: TesResources | None = None
+    executors: list[TesExecutor] = Field(min_length=1)
+    volumes: list[str] | None = None
+    tags: dict[str, str] | None = None
+
+
+class CreateTaskOut(BaseModel):
+    id: str
+
+
+class ExecutorLogOut(BaseModel):
+    start_time: str | None = None
+    end_time: str | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    exit_code: int | None = None
+
+
+class TaskLogOut(BaseModel):
+    logs: list[ExecutorLogOut]
+    metadata: dict[str, str] | None = None
+    start_time: str | None = None
+    end_time: str | None = None
+    outputs: list[dict[str, Any]] = Field(default_factory=list)
+    system_logs: list[str] | None = None
+
+
+class TaskOut(BaseModel):
+    """A ``tesTask`` as shown: MINIMAL has ``id`` and ``state`` only."""
+
+    id: str
+    state: TesState
+    name: str | None = None
+    description: str | None = None
+    resources: dict[str, Any] | None = None
+    executors: list[dict[str, Any]] | None = None
+    tags: dict[str, str] | None = None
+    logs: list[TaskLogOut] | None = None
+    creation_time: str | None = None
+
+
+class ListTasksOut(BaseModel):
+    tasks: list[TaskOut]
+    next_page_token: str | None = None
+
+
+class ServiceInfoOut(BaseModel):
+    id: str
+    name: str
+    type: dict[str, str]
+    description: str
+    organization: dict[str, str]
+    version: str
+    storage: list[str]
+    tesResources_backend_parameters: list[str]  # the TES field's own name
+
+
+def _refuse(task: TesTaskIn) -> None:
+    if len(task.executors) != 1:
+        raise GatewayError(f"this gateway runs tasks of exactly one executor; this task has {len(task.executors)}")
+    if task.inputs or task.outputs or task.volumes:
+        raise GatewayError("inputs, outputs and volumes are not supported: the task runs in its own job "
+                           "directory on the gateway's host; fetch results through /api/v1")
+    ex = task.executors[0]
+    unsupported = [name for name in ("workdir", "stdin", "stdout", "stderr", "env") if getattr(ex, name)]
+    if unsupported:
+        raise GatewayError(f"executor field(s) {', '.join(unsupported)} are not supported by this gateway")
+
+
+def _tail(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - LOG_LIMIT))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _task(job: dict[str, Any], view: View, jobs_dir: Path) -> TaskOut:
+    state = TesState(STATES[JobState(job["state"])])
+    if view == View.MINIMAL:
+        return TaskOut(id=job["id"], state=state)
+    tags = dict(job.get("tags") or {})
+    log = ExecutorLogOut(start_time=job["started"], end_time=job["ended"], exit_code=job["exit_code"])
+    if view == View.FULL and job["started"] is not None:
+        log.stdout = _tail(jobs_dir / job["id"] / "stdout")
+        log.stderr = _tail(jobs_dir / job["id"] / "stderr")
+    try:
+        argv = shlex.split(job["command"])
+    except ValueError:
+        argv = [job["command"]]
+    return TaskOut(
+        id=job["id"], state=state, name=job["title"] or None, tags=tags, creation_time=job["submitted"],
+        resources={"cpu_cores": job["cores_per_node"] * job["nodes"]},
+        executors=[{"image": "", "command": argv}],
+        logs=[TaskLogOut(logs=[log], start_time=job["started"], end_time=job["ended"],
+                         metadata={"project": job["project_name"], "system": job["system"]})],
+    )
+
+
+def tes_router(scope: Callable[[str], Callable[..., Principal]],
+               store_dep: Callable[..., GatewayStore]) -> APIRouter:
+    """The TES routes; ``scope`` and ``store_dep`` are the dependencies of :mod:`corral.gateway.app`."""
+    router = APIRouter(prefix=TES, tags=["tes"])
+    Reader = Annotated[Principal, Depends(scope("jobs:read"))]
+    Writer = Annotated[Principal, Depends(scope("jobs:write"))]
+    Store = Annotated[GatewayStore, Depends(store_dep)]
+
+    def jobs_dir(request: Request) -> Path:
+        path: Path = request.app.state.settings.jobs_dir
+        return path
+
+    @router.get("/service-info")
+    def service_info(request: Request) -> ServiceInfoOut:
+        """What this TES service is (no token needed)."""
+        return ServiceInfoOut(
+            id="org.corral.gateway", name="Corral gateway", description="GA4GH TES on the Corral gateway's jobs",
+            type={"group": "org.ga4gh", "artifact": "tes", "version": "1.1.0"},
+            organization={"name": "Corral gateway", "url": str(request.base_url)}, version="0.1", storage=[],
+            tesResources_backend_parameters=[])
+
+    @router.post("/tasks")
+    def create_task(task: TesTaskIn, who: Writer, store: Store) -> CreateTaskOut:
+        """Queue a task as a command job of one node (``tags["project"]`` picks the project)."""
+        _refuse(task)
+        tags = dict(task.tags or {})
+        cores = task.resources.cpu_cores if task.resources and task.resources.cpu_cores else 1
+        req = JobRequest(command=shlex.join(task.executors[0].command), title=task.name or "",
+                         project=tags.get("project"), cores_per_node=cores, tags=tuple(sorted(tags.items())))
+        try:
+            job = store.submit(who, req)
+        except NotFound as exc:
+            raise GatewayError(f"tags.project: {exc}") from exc
+        return CreateTaskOut(id=job["id"])
+
+    @router.get("/tasks")
+    def list_tasks(who: Reader, store: Store, request: Request,
+                   view: View = View.MINIMAL, page_size: Annotated[int, Query(ge=1, le=2048)] = 256,
+                   page_token: Annotated[str | None, Query(max_length=20)] = None,
+                   name_prefix: Annotated[str | None, Query(max_length=500)] = None,
+                   tag_key: Annotated[list[str] | None, Query()] = None,
+                   tag_value: Annotated[list[str] | None, Query()] = None) -> ListTasksOut:
+        """The caller's tasks, newest first; ``next_page_token`` while there are more."""
+        offset = 0
+        if page_token:
+            if not page_token.isdigit():
+                raise GatewayError(f"bad page_token {page_token!r}")
+            offset = int(page_token)
+        keys, values = tag_key or [], tag_value or []
+        if len(values) > len(keys):
+            raise GatewayError("more tag_value than tag_key parameters")
+        tags = [(k, values[i] if i < len(values) and values[i] != "" else None) for i, k in enumerate(keys)]
+        rows = store.list_own_jobs(who.user_id, limit=page_size + 1, offset=offset, name_prefix=name_prefix,
+                                   tags=tags)
+        more = len(rows) > page_size
+        tasks = [_task(job, view, jobs_dir(request)) for job in rows[:page_size]]
+        return ListTasksOut(tasks=tasks, next_page_token=str(offset + page_size) if more else None)
+
+    @router.get("/tasks/{task_id}")
+    def get_task(task_id: str, who: Reader, store: Store, request: Request,
+                 view: View = View.MINIMAL) -> TaskOut:
+        """One of the caller's tasks; another user's answers 404."""
+        return _task(store.get_job_with_tags(who, task_id), view, jobs_dir(request))
+
+    @router.post("/tasks/{task_id}:cancel")
+    def cancel_task(task_id: str, who: Writer, store: Store) -> dict[str, Any]:
+        """Cancel a task: a queued one at once, a running one goes to CANCELING; an ended one is left."""
+        if store.get_job_with_tags(who, task_id)["state"] not in TERMINAL_JOB_STATES:
+            try:
+                store.cancel(who, task_id)
+            except GatewayError as exc:
+                if exc.status != 409:  # ended meanwhile: nothing to cancel
+                    raise
+        return {}
+
+    return router
