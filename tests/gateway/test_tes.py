@@ -159,3 +159,23 @@ def test_several_projects_need_the_tag(alice: tes.HTTPClient, store: GatewayStor
     assert err.value.response.status_code == 403 and "several projects" in err.value.response.text
     task_id = alice.create_task(_task(["true"], project="second"))
     assert store.get_job(None, task_id)["project_name"] == "second"
+
+
+def test_backend_parameters_nodes_and_walltime(alice: tes.HTTPClient, store: GatewayStore) -> None:
+    def task(**params: str) -> tes.Task:
+        return tes.Task(executors=[tes.Executor(image="a", command=["true"])],
+                        resources=tes.Resources(cpu_cores=2, backend_parameters=params or None,
+                                                backend_parameters_strict=True if "queue" in params else None))
+
+    assert alice.get_service_info().tes_resources_backend_parameters == ["nodes", "walltime_hours"]
+    task_id = alice.create_task(task(nodes="3", walltime_hours="0.5"))
+    job = store.get_job(None, task_id)
+    assert (job["nodes"], job["cores_per_node"], job["walltime_hours"]) == (3, 2, 0.5)
+    assert job["core_hours_reserved"] == 3.0
+    got = alice.get_task(task_id, "BASIC").resources
+    assert got.cpu_cores == 2 and got.backend_parameters == {"nodes": "3", "walltime_hours": "0.5"}
+    assert "walltime_hours" in _refused(alice, task(walltime_hours="soon"))
+    assert "out of range" in _refused(alice, task(nodes="0"))
+    assert "queue" in _refused(alice, task(queue="long"))  # strict: an unsupported parameter is refused
+    alice.create_task(tes.Task(executors=[tes.Executor(image="a", command=["true"])],
+                               resources=tes.Resources(backend_parameters={"queue": "long"})))  # not strict: ignored

@@ -2,7 +2,8 @@
 
 A task has one executor whose ``command`` (an argument list) becomes the job's command, quoted with
 :func:`shlex.join` (the runner splits it back: no shell ever sees it); ``resources.cpu_cores`` is
-the job's cores per node (one node), ``name`` its title, ``tags`` are stored with it and
+the job's cores per node, ``resources.backend_parameters`` ``nodes`` and ``walltime_hours`` its
+nodes and walltime (1 and 1 hour by default), ``name`` its title, ``tags`` are stored with it and
 ``tags["project"]`` names the project to charge (the user's only project if omitted). What the
 local runner cannot honour is refused with 400: several executors, inputs, outputs, volumes, an
 executor's ``workdir``, ``env``, ``stdin``, ``stdout`` or ``stderr``. ``image`` is recorded in
@@ -22,6 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from .store import TERMINAL_JOB_STATES, GatewayError, GatewayStore, JobRequest, JobState, NotFound, Principal
 
 TES = "/ga4gh/tes/v1"
+BACKEND_PARAMETERS = ("nodes", "walltime_hours")
+"""``resources.backend_parameters`` the gateway honours; others are ignored (refused if strict)."""
+MAX_NODES, MAX_HOURS, MAX_COMMAND, MAX_TAG_KEY, MAX_TAG_VALUE = 10_000, 24.0 * 365, 100_000, 200, 1000
 LOG_LIMIT = 64 * 1024
 """FULL view: at most the last this many bytes of a task's standard output and error."""
 
@@ -153,6 +157,40 @@ def _refuse(task: TesTaskIn) -> None:
         raise GatewayError(f"executor field(s) {', '.join(unsupported)} are not supported by this gateway")
 
 
+def _number(params: dict[str, str], name: str, kind: type[int] | type[float], high: float) -> Any:
+    try:
+        value = kind(params[name])
+    except ValueError:
+        raise GatewayError(f"backend_parameters.{name}: not a number: {params[name]!r}") from None
+    if not 0 < value <= high:
+        raise GatewayError(f"backend_parameters.{name}: {value} is out of range (0, {high:g}]")
+    return value
+
+
+def _request(task: TesTaskIn) -> JobRequest:
+    """The job of a TES task, or a 400 naming what cannot be honoured."""
+    _refuse(task)
+    tags = dict(task.tags or {})
+    bad = [k for k, v in tags.items() if not 0 < len(k) <= MAX_TAG_KEY or len(v) > MAX_TAG_VALUE]
+    if bad:
+        raise GatewayError(f"tags: keys of 1 to {MAX_TAG_KEY} characters and values of at most "
+                           f"{MAX_TAG_VALUE}; not {bad[0][:50]!r}")
+    command = shlex.join(task.executors[0].command)
+    if len(command) > MAX_COMMAND:
+        raise GatewayError(f"the command is {len(command)} characters quoted; at most {MAX_COMMAND}")
+    res = task.resources or TesResources()
+    params = dict(res.backend_parameters or {})
+    unknown = sorted(set(params) - set(BACKEND_PARAMETERS))
+    if unknown and res.backend_parameters_strict:
+        raise GatewayError(f"unsupported backend_parameters {', '.join(unknown)} (strict); "
+                           f"supported: {', '.join(BACKEND_PARAMETERS)}")
+    nodes = _number(params, "nodes", int, MAX_NODES) if "nodes" in params else 1
+    hours = _number(params, "walltime_hours", float, MAX_HOURS) if "walltime_hours" in params else 1.0
+    return JobRequest(command=command, title=task.name or "", project=tags.get("project"),
+                      nodes=nodes, cores_per_node=res.cpu_cores or 1, walltime_hours=hours,
+                      tags=tuple(sorted(tags.items())))
+
+
 def _tail(path: Path) -> str:
     try:
         with open(path, "rb") as f:
@@ -178,7 +216,8 @@ def _task(job: dict[str, Any], view: View, jobs_dir: Path) -> TaskOut:
         argv = [job["command"]]
     return TaskOut(
         id=job["id"], state=state, name=job["title"] or None, tags=tags, creation_time=job["submitted"],
-        resources={"cpu_cores": job["cores_per_node"] * job["nodes"]},
+        resources={"cpu_cores": job["cores_per_node"],
+                   "backend_parameters": {"nodes": str(job["nodes"]), "walltime_hours": str(job["walltime_hours"])}},
         executors=[{"image": "", "command": argv}],
         logs=[TaskLogOut(logs=[log], start_time=job["started"], end_time=job["ended"],
                          metadata={"project": job["project_name"], "system": job["system"]})],
@@ -204,17 +243,14 @@ def tes_router(scope: Callable[[str], Callable[..., Principal]],
             id="org.corral.gateway", name="Corral gateway", description="GA4GH TES on the Corral gateway's jobs",
             type={"group": "org.ga4gh", "artifact": "tes", "version": "1.1.0"},
             organization={"name": "Corral gateway", "url": str(request.base_url)}, version="0.1", storage=[],
-            tesResources_backend_parameters=[])
+            tesResources_backend_parameters=list(BACKEND_PARAMETERS))
 
     @router.post("/tasks")
     def create_task(task: TesTaskIn, who: Writer, store: Store) -> CreateTaskOut:
-        """Queue a task as a command job of one node (``tags["project"]`` picks the project)."""
-        _refuse(task)
-        tags = dict(task.tags or {})
-        cores = task.resources.cpu_cores if task.resources and task.resources.cpu_cores else 1
-        req = JobRequest(command=shlex.join(task.executors[0].command), title=task.name or "",
-                         project=tags.get("project"), cores_per_node=cores, tags=tuple(sorted(tags.items())))
+        """Queue a task as a command job (``tags["project"]`` picks the project; ``nodes`` and
+        ``walltime_hours`` in ``resources.backend_parameters``)."""
         try:
+            req = _request(task)
             job = store.submit(who, req)
         except NotFound as exc:
             raise GatewayError(f"tags.project: {exc}") from exc
@@ -223,7 +259,7 @@ def tes_router(scope: Callable[[str], Callable[..., Principal]],
     @router.get("/tasks")
     def list_tasks(who: Reader, store: Store, request: Request,
                    view: View = View.MINIMAL, page_size: Annotated[int, Query(ge=1, le=2048)] = 256,
-                   page_token: Annotated[str | None, Query(max_length=20)] = None,
+                   page_token: Annotated[str | None, Query(max_length=12)] = None,
                    name_prefix: Annotated[str | None, Query(max_length=500)] = None,
                    tag_key: Annotated[list[str] | None, Query()] = None,
                    tag_value: Annotated[list[str] | None, Query()] = None) -> ListTasksOut:
