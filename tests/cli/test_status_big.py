@@ -62,3 +62,12 @@ def test_grouped_in_sql_as_when_loaded(tmp_path: Path) -> None:
     assert names == ["one", "cube[0..4]", "sq[0..59]", "sq[7]", "sq[31]"]
     out = corral_cmd("status", "--limit", "10", cwd=tmp_path).stdout
     assert "sq[0..59]" in out and "sq[31]" in out and "succeeded 64" in out, out
+
+
+def test_watch_of_a_big_run_is_grouped_and_exits_with_its_state(tmp_path: Path) -> None:
+    (tmp_path / "p.py").write_text(PIPE)
+    result = corral.run(corral.load_pipeline(tmp_path / "p.py"), workdir=tmp_path, jobs=2)
+    proc = corral_cmd("status", result.run_id, "--watch", "--limit", "10", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr  # the run failed
+    assert "sq[0..59]" in proc.stdout and "sq[7]" in proc.stdout and "failed 2" in proc.stdout, proc.stdout
+    assert f"run {result.run_id} failed; see corral logs" in proc.stderr

@@ -20,7 +20,6 @@ from corral.resources import format_memory
 
 if TYPE_CHECKING:
     from corral.store import Store
-from corral.store.rows import RunRow
 
 from . import layout, views
 from .layout import Column
@@ -55,18 +54,23 @@ def status_view(console: Console, run: Mapping[str, Any], rows: list[dict[str, A
 
 
 def big_status_view(console: Console, store: Store, run: Mapping[str, Any], limit: int,
-                    wide: bool = False) -> None:
-    """:func:`status_view` of a run with more tasks than ``limit`` (see :func:`big_run_rows`)."""
+                    wide: bool = False, footer: str | None = None) -> Group | None:
+    """:func:`status_view` of a run with more tasks than ``limit`` (see :func:`big_run_rows`);
+    with ``footer`` (for --watch) the view is returned, not printed."""
     counts, cells, note = big_run_rows(store, str(run["id"]), limit)
     head: list[RenderableType] = [_summary(run, counts)]
     if run.get("error"):
         head.append(Text(str(run["error"]), style="red"))
-    if layout.interactive(console):
-        table = layout.fitted_table(console, TASK_COLUMNS, cells, wide, note)
-        console.print(Group(*head, table), crop=False)
-        return
+    if footer is not None or layout.interactive(console):
+        view = Group(*head, layout.fitted_table(console, TASK_COLUMNS, cells, wide, note),
+                     *([Text.from_markup(footer)] if footer else []))
+        if footer is not None:
+            return view
+        console.print(view, crop=False)
+        return None
     console.file.write("".join(f"{h.plain if isinstance(h, Text) else h}\n" for h in head))
     layout.show_table(console, TASK_COLUMNS, cells, note=note)
+    return None
 
 
 def status_renderable(console: Console, run: Mapping[str, Any], rows: list[dict[str, Any]],
@@ -190,12 +194,3 @@ def big_run_rows(store: Store, run_id: str, limit: int
     if more > 0:
         return counts, out[:limit], f"... {more} more row{'s' if more > 1 else ''}; --limit 0 lists every task"
     return counts, out, GROUPED_NOTE
-
-
-def snapshot(store: Store, run_id: str) -> tuple[RunRow, list[dict[str, Any]]]:
-    """A run (reconciled first: see :func:`corral.engine.lifecycle.reconcile`) and its task
-    rows."""
-    from corral.engine.lifecycle import reconcile
-
-    run_row = reconcile(store, run_id)
-    return run_row, views.task_rows(store.tasks(run_row["id"]), store.attempts(run_row["id"]))

@@ -8,15 +8,17 @@ from typing import TYPE_CHECKING, Any
 
 from rich.live import Live
 
+from corral.states import TERMINAL_RUN_STATES, RunState
+
 if TYPE_CHECKING:
     from corral.store import Store
 
 from . import views
 from .common import console, err_console
 from .layout import interactive
-from .statusview import snapshot, status_renderable, status_view
+from .statusview import big_status_view, status_renderable, status_view
 
-ENDED = frozenset({"succeeded", "failed", "cancelled", "interrupted", "paused"})
+ENDED = TERMINAL_RUN_STATES | {RunState.INTERRUPTED, RunState.PAUSED}
 """States in which a run without a live engine stays until someone acts."""
 
 
@@ -25,6 +27,8 @@ def watch_run(store: Store, run_id: str, limit: int, as_json: bool, interval: fl
     """Refresh the status of ``run_id`` every ``interval`` seconds (reconciling detached runs)
     until it ends; print the final view (or its JSON) and return the exit code: 0 if the run
     succeeded, 1 otherwise, 130 if the user stopped watching."""
+    from corral.engine.lifecycle import reconcile
+
     live = None
     if not as_json and interactive(console):  # else only the final view is printed
         live = Live(console=console, auto_refresh=False, redirect_stdout=False,
@@ -34,12 +38,15 @@ def watch_run(store: Store, run_id: str, limit: int, as_json: bool, interval: fl
         if live is not None:
             live.start()
         while True:
-            run_row, rows = snapshot(store, run_id)
+            run_row = reconcile(store, run_id)
+            big = not as_json and 0 < limit < (run_row["n_tasks"] or 0)  # counted in SQL
+            rows = [] if big else views.task_rows(store.tasks(run_id), store.attempts(run_id))
             ended = _ended(store, run_row)
             if live is not None:
-                view = status_renderable(console, run_row, rows, limit,
-                                         None if ended else footer, wide)
-                live.update(view, refresh=True)
+                shown = "" if ended else footer
+                view = (big_status_view(console, store, run_row, limit, wide, shown) if big
+                        else status_renderable(console, run_row, rows, limit, shown or None, wide))
+                live.update(view or "", refresh=True)
             if ended:
                 break
             time.sleep(interval)
@@ -54,10 +61,12 @@ def watch_run(store: Store, run_id: str, limit: int, as_json: bool, interval: fl
             live.stop()
     if as_json:
         views.print_json(console, {"run": run_row, "tasks": rows})
+    elif live is None and big:
+        big_status_view(console, store, run_row, limit, wide)
     elif live is None:
         status_view(console, run_row, rows, limit, wide)
     _hint(run_row)
-    return 0 if run_row["state"] == "succeeded" else 1
+    return 0 if run_row["state"] == RunState.SUCCEEDED else 1
 
 
 def _ended(store: Store, run_row: Mapping[str, Any]) -> bool:
@@ -69,11 +78,11 @@ def _ended(store: Store, run_row: Mapping[str, Any]) -> bool:
 
 def _hint(run_row: Mapping[str, Any]) -> None:
     rid, state = run_row["id"], run_row["state"]
-    if state == "interrupted":
+    if state == RunState.INTERRUPTED:
         err_console.print(f"run {rid} was interrupted (its engine is gone); continue it with: "
                           f"corral resume {rid}", markup=False)
-    elif state == "paused":
+    elif state == RunState.PAUSED:
         err_console.print(f"run {rid} is paused and no engine runs it; continue it with: "
                           f"corral resume {rid}", markup=False)
-    elif state != "succeeded":
+    elif state != RunState.SUCCEEDED:
         err_console.print(f"run {rid} {state}; see corral logs {rid} TASK", markup=False)
