@@ -107,7 +107,9 @@ def default_jobs(kind: str) -> int:
     return 0 if kind in CLUSTER_KINDS else (os.cpu_count() or 2)
 
 
-def _check_jobs(jobs: object, kind: str) -> int:
+def check_jobs(jobs: object, kind: str) -> int:
+    """How many attempts the engine hands out at once for ``-j jobs`` on an executor of
+    ``kind`` (its default when ``jobs`` is None); a one-line :class:`UsageError` if bad."""
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise UsageError(f"jobs={jobs!r} (-j/--jobs) must be a whole number >= 1; leave it "
                          f"out to run up to {os.cpu_count() or 2} tasks at once (the CPU count; "
@@ -126,7 +128,7 @@ def prepare_run(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: Ru
     json_params = json.loads(json.dumps(check_params(pipeline, dict(params)), default=str))
     identity = _identity(source, pipeline.name, json_params)
     previous = None if cfg.new else store.find_resumable(identity)
-    jobs = _check_jobs(cfg.jobs, cfg.executor)
+    jobs = check_jobs(cfg.jobs, cfg.executor)
     executor = {"kind": cfg.executor, "options": cfg.executor_options, "jobs": jobs}
     if previous is not None:
         run_id = str(previous["id"])

@@ -32,7 +32,7 @@ import cloudpickle
 from corral.config import load_config
 from corral.engine.engine import EngineOptions
 from corral.engine.plan import make_plan
-from corral.engine.prepare import _check_jobs, executor_context
+from corral.engine.prepare import check_jobs, executor_context
 from corral.errors import UsageError
 from corral.executors import create_executor
 from corral.graph import Graph
@@ -84,7 +84,7 @@ class Executor(concurrent.futures.Executor):
         options.update(executor_options or {})
         self.store = Store.open(self.workdir, db)
         self.run_id = _open_run(self.store, self.workdir, name, kind, options,
-                                _check_jobs(jobs, kind))
+                                check_jobs(jobs, kind))
         try:
             self._engine = self._make_engine(kind, options, jobs)
         except BaseException as exc:  # bad executor options: the run ends before it began
@@ -97,7 +97,7 @@ class Executor(concurrent.futures.Executor):
         _LIVE.add(self)
 
     def _make_engine(self, kind: str, options: dict[str, Any], jobs: int | None) -> LiveEngine:
-        n_jobs = _check_jobs(jobs, kind)
+        n_jobs = check_jobs(jobs, kind)
         note = self.store.claim_run(self.run_id)
         del note  # a fresh run: nobody held it
         ctx = executor_context(self.run_id, self.workdir, n_jobs)
