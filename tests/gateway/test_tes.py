@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -118,23 +119,30 @@ def test_cancel_a_running_task(alice: tes.HTTPClient, store: GatewayStore) -> No
 def test_another_user_gets_404(alice: tes.HTTPClient, server: str, store: GatewayStore) -> None:
     task_id = alice.create_task(_task(["echo", "mine"]))
     bob = tes.HTTPClient(server, token=store.create_token("bob"), timeout=10)
-    for call in (lambda: bob.get_task(task_id, "FULL"), lambda: bob.cancel_task(task_id)):
+    calls: list[Callable[[], object]] = [lambda: bob.get_task(task_id, "FULL"),
+                                         lambda: bob.cancel_task(task_id)]
+    for call in calls:
         with pytest.raises(requests.HTTPError) as err:
             call()
-        assert err.value.response.status_code == 404
+        assert _response(err.value).status_code == 404
     assert bob.list_tasks().tasks == []
     assert alice.get_task(task_id).id == task_id
     anonymous = tes.HTTPClient(server, timeout=10)
     with pytest.raises(requests.HTTPError) as err:
         anonymous.list_tasks()
-    assert err.value.response.status_code == 401
+    assert _response(err.value).status_code == 401
+
+
+def _response(error: requests.HTTPError) -> requests.Response:
+    assert error.response is not None
+    return error.response
 
 
 def _refused(client: tes.HTTPClient, task: tes.Task) -> str:
     with pytest.raises(requests.HTTPError) as err:
         client.create_task(task)
-    assert err.value.response.status_code == 400, err.value.response.text
-    detail: str = err.value.response.json()["detail"]
+    assert _response(err.value).status_code == 400, _response(err.value).text
+    detail: str = _response(err.value).json()["detail"]
     return detail
 
 
@@ -156,7 +164,7 @@ def test_several_projects_need_the_tag(alice: tes.HTTPClient, store: GatewayStor
     store.create_project("second", 10.0, members=["alice"])
     with pytest.raises(requests.HTTPError) as err:
         alice.create_task(_task(["true"]))
-    assert err.value.response.status_code == 403 and "several projects" in err.value.response.text
+    assert _response(err.value).status_code == 403 and "several projects" in _response(err.value).text
     task_id = alice.create_task(_task(["true"], project="second"))
     assert store.get_job(None, task_id)["project_name"] == "second"
 

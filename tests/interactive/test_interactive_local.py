@@ -81,7 +81,8 @@ def test_the_run_is_recorded(wd: Path) -> None:
         run_id = ex.run_id
     rows = [r for r in corral.runs(wd) if r["id"] == run_id]
     assert rows and rows[0]["state"] == "succeeded" and rows[0]["pipeline"] == "squares"
-    assert rows[0]["options"]["code_parts"]  # for `corral why`
+    options = rows[0]["options"]
+    assert options is not None and options["code_parts"]  # for `corral why`
     tasks = _tasks(wd, run_id)
     assert len(tasks) == 5 and {t["state"] for t in tasks} == {"succeeded"}
     assert sorted(t["name"] for t in tasks) == [f"square[{i}]" for i in range(5)]
