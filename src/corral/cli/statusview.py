@@ -54,23 +54,34 @@ def status_view(console: Console, run: Mapping[str, Any], rows: list[dict[str, A
 
 
 def big_status_view(console: Console, store: Store, run: Mapping[str, Any], limit: int,
-                    wide: bool = False, footer: str | None = None) -> Group | None:
-    """:func:`status_view` of a run with more tasks than ``limit`` (see :func:`big_run_rows`);
-    with ``footer`` (for --watch) the view is returned, not printed."""
+                    wide: bool = False) -> None:
+    """:func:`status_view` of a run with more tasks than ``limit`` (see :func:`big_run_rows`)."""
     counts, cells, note = big_run_rows(store, str(run["id"]), limit)
-    head: list[RenderableType] = [_summary(run, counts)]
-    if run.get("error"):
-        head.append(Text(str(run["error"]), style="red"))
-    if footer is not None or layout.interactive(console):
-        view = Group(*head, layout.fitted_table(console, TASK_COLUMNS, cells, wide, note),
-                     *([Text.from_markup(footer)] if footer else []))
-        if footer is not None:
-            return view
-        console.print(view, crop=False)
-        return None
-    console.file.write("".join(f"{h.plain if isinstance(h, Text) else h}\n" for h in head))
+    if layout.interactive(console):
+        console.print(_big_view(console, run, counts, cells, note, wide), crop=False)
+        return
+    head = [_summary(run, counts).plain] + ([str(run["error"])] if run.get("error") else [])
+    console.file.write("".join(f"{line}\n" for line in head))
     layout.show_table(console, TASK_COLUMNS, cells, note=note)
-    return None
+
+
+def big_status_renderable(console: Console, store: Store, run: Mapping[str, Any], limit: int,
+                          footer: str | None = None, wide: bool = False) -> Group:
+    """:func:`status_renderable` of a run with more tasks than ``limit`` (for --watch)."""
+    counts, cells, note = big_run_rows(store, str(run["id"]), limit)
+    return _big_view(console, run, counts, cells, note, wide, footer)
+
+
+def _big_view(console: Console, run: Mapping[str, Any], counts: Counter[str],
+              cells: list[list[Text]], note: str | None, wide: bool,
+              footer: str | None = None) -> Group:
+    parts: list[RenderableType] = [_summary(run, counts)]
+    if run.get("error"):
+        parts.append(Text(str(run["error"]), style="red"))
+    parts.append(layout.fitted_table(console, TASK_COLUMNS, cells, wide, note))
+    if footer:
+        parts.append(Text.from_markup(footer))
+    return Group(*parts)
 
 
 def status_renderable(console: Console, run: Mapping[str, Any], rows: list[dict[str, Any]],

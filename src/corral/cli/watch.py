@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 from . import views
 from .common import console, err_console
 from .layout import interactive
-from .statusview import big_status_view, status_renderable, status_view
+from .statusview import big_status_renderable, big_status_view, status_renderable, status_view
 
 ENDED = TERMINAL_RUN_STATES | {RunState.INTERRUPTED, RunState.PAUSED}
 """States in which a run without a live engine stays until someone acts."""
@@ -43,10 +43,10 @@ def watch_run(store: Store, run_id: str, limit: int, as_json: bool, interval: fl
             rows = [] if big else views.task_rows(store.tasks(run_id), store.attempts(run_id))
             ended = _ended(store, run_row)
             if live is not None:
-                shown = "" if ended else footer
-                view = (big_status_view(console, store, run_row, limit, wide, shown) if big
-                        else status_renderable(console, run_row, rows, limit, shown or None, wide))
-                live.update(view or "", refresh=True)
+                shown = None if ended else footer
+                view = (big_status_renderable(console, store, run_row, limit, shown, wide) if big
+                        else status_renderable(console, run_row, rows, limit, shown, wide))
+                live.update(view, refresh=True)
             if ended:
                 break
             time.sleep(interval)
