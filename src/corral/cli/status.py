@@ -31,7 +31,7 @@ from .common import (
     print_json,
 )
 from .layout import interactive
-from .statusview import big_status_view, status_view
+from .statusview import big_status_view, counted_in_sql, status_view
 
 
 @app.command()
@@ -92,7 +92,7 @@ def status(run_id: Annotated[str, typer.Argument(help="Run id (or prefix, or 'la
             from corral.engine.lifecycle import reconcile
 
             run_row = reconcile(store, run_id)
-            if not (as_json or tsv or metrics) and 0 < limit < (run_row["n_tasks"] or 0):
+            if not (as_json or tsv or metrics) and counted_in_sql(run_row, limit):
                 big_status_view(console, store, run_row, limit, wide)  # counted in SQL, not loaded
                 return
             rows = views.task_rows(store.tasks(run_row["id"]), store.attempts(run_row["id"]))

@@ -53,6 +53,12 @@ def status_view(console: Console, run: Mapping[str, Any], rows: list[dict[str, A
         layout.show_table(console, TASK_COLUMNS, cells, note=note)
 
 
+def counted_in_sql(run: Mapping[str, Any], limit: int) -> bool:
+    """Whether the table of ``run`` is grouped and counted in SQL: it has more tasks than
+    ``limit`` (0: every task is listed, so they are loaded)."""
+    return 0 < limit < (run["n_tasks"] or 0)
+
+
 def big_status_view(console: Console, store: Store, run: Mapping[str, Any], limit: int,
                     wide: bool = False) -> None:
     """:func:`status_view` of a run with more tasks than ``limit`` (see :func:`big_run_rows`)."""

@@ -16,7 +16,13 @@ if TYPE_CHECKING:
 from . import views
 from .common import console, err_console
 from .layout import interactive
-from .statusview import big_status_renderable, big_status_view, status_renderable, status_view
+from .statusview import (
+    big_status_renderable,
+    big_status_view,
+    counted_in_sql,
+    status_renderable,
+    status_view,
+)
 
 ENDED = TERMINAL_RUN_STATES | {RunState.INTERRUPTED, RunState.PAUSED}
 """States in which a run without a live engine stays until someone acts."""
@@ -39,7 +45,7 @@ def watch_run(store: Store, run_id: str, limit: int, as_json: bool, interval: fl
             live.start()
         while True:
             run_row = reconcile(store, run_id)
-            big = not as_json and 0 < limit < (run_row["n_tasks"] or 0)  # counted in SQL
+            big = not as_json and counted_in_sql(run_row, limit)
             rows = [] if big else views.task_rows(store.tasks(run_id), store.attempts(run_id))
             ended = _ended(store, run_row)
             if live is not None:
