@@ -17,38 +17,46 @@ Write tasks as functions, call them in a pipeline, run anywhere::
         return total(square.map(x=range(n)))
 """
 
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
-
-from corral.chunks import Chunk, chunks, concat
-from corral.errors import CorralError, GraphError, ParameterError, TaskFailed, UsageError
-from corral.graph import Future, MapFuture
-from corral.model import Pipeline, TaskDef, each, fixed, pipeline, shell, task
-from corral.resources import Resources
-from corral.states import RunState, TaskState
 
 if TYPE_CHECKING:
     from corral.api import Client, RunHandle, RunResult, attach, load_pipeline, plan, run, runs, start
+    from corral.chunks import Chunk, chunks, concat
+    from corral.errors import CorralError, GraphError, ParameterError, TaskFailed, UsageError
+    from corral.graph import Future, MapFuture
     from corral.interactive import Executor
+    from corral.model import Pipeline, TaskDef, each, fixed, pipeline, shell, task
+    from corral.resources import Resources
+    from corral.states import RunState, TaskState
 
 __version__ = "0.1.0"
 
-_API = frozenset({"Client", "RunHandle", "RunResult", "attach", "load_pipeline", "plan", "run",
-                  "runs", "start"})
+_HOMES = {
+    "corral.api": ("Client", "RunHandle", "RunResult", "attach", "load_pipeline", "plan", "run",
+                   "runs", "start"),
+    "corral.chunks": ("Chunk", "chunks", "concat"),
+    "corral.errors": ("CorralError", "GraphError", "ParameterError", "TaskFailed", "UsageError"),
+    "corral.graph": ("Future", "MapFuture"),
+    "corral.interactive": ("Executor",),
+    "corral.model": ("Pipeline", "TaskDef", "each", "fixed", "pipeline", "shell", "task"),
+    "corral.resources": ("Resources",),
+    "corral.states": ("RunState", "TaskState"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
-    """The running API (and its state store, SQLAlchemy) is imported on first use: a worker
-    process that only runs tasks, or a pipeline file that only defines them, does not pay for
-    it."""
-    if name in _API:
-        from corral import api
+    """Each public name is imported from its module on first use (PEP 562): ``corral --version``
+    and ``corral status`` do not pay for the model, and a worker process or a pipeline file that
+    only defines tasks does not pay for the running API and its state store (SQLAlchemy)."""
+    module = _HOME_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'corral' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
 
-        return getattr(api, name)
-    if name == "Executor":
-        from corral.interactive import Executor
-
-        return Executor
-    raise AttributeError(f"module 'corral' has no attribute {name!r}")
 
 __all__ = [
     "Chunk",

@@ -22,6 +22,7 @@ from corral.errors import CorralError, RunLockedError, RunNotFound, StoreError, 
 
 if TYPE_CHECKING:
     from corral.store import Store
+    from corral.store.reader import SqliteReader
 
 app = typer.Typer(
     name="corral", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
@@ -96,6 +97,14 @@ def open_store(workdir: Path, db: str | None) -> Store:
     if not workdir.is_dir():
         raise UsageError(f"working directory {str(workdir)!r} does not exist; check -C/--workdir")
     return Store.open(workdir.resolve(), db)
+
+
+def open_reader(workdir: Path, db: str | None) -> SqliteReader | None:
+    """A reader of the working directory's SQLite store that needs no SQLAlchemy (the fast path
+    of ``runs`` and ``status``), or None: then open the full store with :func:`open_store`."""
+    from corral.store.reader import open_reader as open_sqlite_reader
+
+    return open_sqlite_reader(workdir, db) if workdir.is_dir() else None
 
 
 def print_json(data: Any) -> None:

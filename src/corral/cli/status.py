@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -11,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from corral.errors import UsageError
+from corral.states import TERMINAL_RUN_STATES, RunState
 
 if TYPE_CHECKING:
     from corral.store import Store
@@ -27,6 +29,7 @@ from .common import (
     console,
     fail,
     handled,
+    open_reader,
     open_store,
     print_json,
 )
@@ -43,11 +46,16 @@ def runs(workdir: WorkdirOpt = Path("."), db: DbOpt = None, as_json: JsonOpt = F
 
     Example: corral runs --limit 5"""
     with handled():
-        store = open_store(workdir, db)
-        if compare:
-            _compare(store, compare, as_json)
-            return
-        rows = store.list_runs(limit)
+        reader = None if compare else open_reader(workdir, db)
+        if reader is not None:
+            with closing(reader):
+                rows = reader.list_runs(limit)
+        else:
+            store = open_store(workdir, db)
+            if compare:
+                _compare(store, compare, as_json)
+                return
+            rows = store.list_runs(limit)
     if as_json:
         views.print_json(console, rows)
     else:
@@ -80,6 +88,8 @@ def status(run_id: Annotated[str, typer.Argument(help="Run id (or prefix, or 'la
 
     Example: corral status latest --metrics"""
     with handled():
+        if not (watch or metrics) and _ended_run_read(run_id, workdir, db, limit, as_json, wide, tsv):
+            return
         store = open_store(workdir, db)
         if watch:
             if metrics:
@@ -105,6 +115,27 @@ def status(run_id: Annotated[str, typer.Argument(help="Run id (or prefix, or 'la
         views.print_json(console, {"run": run_row, "tasks": rows})
     else:
         status_view(console, run_row, rows, limit, wide, tsv)
+
+
+def _ended_run_read(run_id: str, workdir: Path, db: str | None, limit: int, as_json: bool,
+                    wide: bool, tsv: bool) -> bool:
+    """Show an ended run read without SQLAlchemy (:mod:`corral.store.reader`), if it can be:
+    nothing is left to reconcile in an ended run, and one of at most ``limit`` tasks (or shown
+    whole) needs no counting in SQL. False: the full store must do it."""
+    reader = open_reader(workdir, db)
+    if reader is None:
+        return False
+    with closing(reader):
+        run_row = reader.get_run(run_id)
+        if RunState(run_row["state"]) not in TERMINAL_RUN_STATES or (
+                not (as_json or tsv) and counted_in_sql(run_row, limit)):
+            return False
+        rows = views.task_rows(reader.tasks(run_row["id"]), reader.attempts(run_row["id"]))
+    if as_json:
+        views.print_json(console, {"run": run_row, "tasks": rows})
+    else:
+        status_view(console, run_row, rows, limit, wide, tsv)
+    return True
 
 
 def _metrics(store: Store, run_id: str, as_json: bool, wide: bool) -> None:

@@ -20,8 +20,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from corral.errors import StoreError
 from corral.store import schema as t
+from corral.store.version import HEAD_REVISION as HEAD_REVISION
 
-HEAD_REVISION = "0001"
 MIGRATIONS = Path(__file__).parent / "migrations"
 PG_LOCK_KEY = 0x436F7272616C  # "Corral": the advisory lock of schema creation and migration
 _VERSION = sa.Table("alembic_version", sa.MetaData(),
