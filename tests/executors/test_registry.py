@@ -26,7 +26,7 @@ from corral.executors import (
 from corral.executors.base import Completion, Executor, ExecutorContext, Listener, TaskSpec
 from corral.executors.local import LocalExecutor
 
-BUILTIN = ["dask", "local", "lsf", "pbs", "sge", "slurm", "ssh"]
+BUILTIN = ["dask", "local", "lsf", "pbs", "sge", "slurm", "ssh", "tes"]
 
 
 def test_builtins_come_from_corrals_own_entry_points() -> None:
