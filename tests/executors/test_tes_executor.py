@@ -5,6 +5,7 @@ receives counted (to check that polling is batched)."""
 from __future__ import annotations
 
 import socket
+import subprocess
 import sys
 import textwrap
 import threading
@@ -242,3 +243,38 @@ def test_bad_profiles_are_one_line(options: dict[str, Any], message: str) -> Non
     with pytest.raises(ConfigError) as info:
         parse_settings(options)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def _cli(wd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [str(Path(sys.executable).parent / "corral"), "run", "pipe.py", "--executor", "remote", "-q", *args]
+    return subprocess.run(argv, cwd=wd, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603
+
+
+def test_cli_runs_with_a_tes_profile_in_corral_toml(remote: Remote, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    wd = _workdir(tmp_path)
+    (wd / "corral.toml").write_text(textwrap.dedent(f'''
+        [executors.remote]
+        kind = "tes"
+        url = "{remote.url}/ga4gh/tes/v1"
+        token_env = "{TOKEN_ENV}"
+        shared_filesystem = true
+        poll_interval = 0.5
+        max_jobs = 2
+    '''))
+    (wd / "pipe.py").write_text(textwrap.dedent('''
+        from corral import pipeline, shell
+
+        @pipeline
+        def hello(who: str = "world"):
+            return shell("echo hello {params.who} > {output}", outputs="hello.txt", params={"who": who})
+    '''))
+    done = _cli(wd, "--who", "a b; c")
+    assert done.returncode == 0, done.stderr
+    assert (wd / "hello.txt").read_text() == "hello a b; c\n"
+    assert len(remote.calls("POST", TES + "/tasks")) == 1
+    monkeypatch.setenv(TOKEN_ENV, "wrong")
+    done = _cli(wd, "--who", "x", "--new")
+    assert done.returncode != 0 and len(remote.calls("POST", TES + "/tasks")) == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "refused the token (HTTP 401)" in lines[0], done.stderr

@@ -273,18 +273,18 @@ class TesClient:
     def __init__(self, base: str, token: str | None, timeout: float) -> None:
         self.base = base
         self.timeout = timeout
-        self._headers = {"Accept": "application/json"}
-        if token is not None:
-            self._headers["Authorization"] = f"Bearer {token}"
+        self._token = token
 
     def call(self, method: str, path: str, query: Mapping[str, Any] | None = None,
              body: Any = None) -> Any:
         url = self.base + path + ("?" + urllib.parse.urlencode(query, doseq=True) if query else "")
         data = None if body is None else json.dumps(body).encode()
-        headers = dict(self._headers)
+        headers = {"Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json"
         request = urllib.request.Request(url, data=data, method=method, headers=headers)
+        if self._token is not None:  # not sent again if the server redirects elsewhere
+            request.add_unredirected_header("Authorization", f"Bearer {self._token}")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 raw = response.read()
