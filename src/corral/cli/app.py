@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 _built: list[typer.Typer] = []
 
-COMMAND_MODULES = ("run", "status", "control", "provenance", "gateway")
+COMMAND_MODULES = ("run", "status", "control", "provenance", "gateway", "ui")
 """The modules of this package that register commands, in the order of ``corral --help``."""
 
 

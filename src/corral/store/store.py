@@ -30,7 +30,7 @@ from corral.states import (
     TaskState,
     check_run,
 )
-from corral.store import queries, writes
+from corral.store import listing, queries, writes
 from corral.store import schema as t
 from corral.store.cas import CAS
 from corral.store.digests import StatDigestCache
@@ -567,6 +567,24 @@ class Store:
             c.execute(t.artifacts.delete().where(t.artifacts.c.run_id.in_(old)))
             c.execute(t.runs.delete().where(t.runs.c.id.not_in(keep)))
         return removed
+
+    # ------------------------------------------------------------------ the dashboard's lists
+
+    def runs_page(self, f: listing.RunFilter, limit: int = 50,
+                  offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """A page of runs matching ``f``, newest first, and the total (see :mod:`.listing`)."""
+        with self._read() as c:
+            return listing.runs_page(c, f, limit, offset)
+
+    def task_counts(self, run_ids: Iterable[str]) -> dict[str, dict[str, int]]:
+        """Tasks counted by state, per run of ``run_ids``."""
+        with self._read() as c:
+            return listing.task_counts(c, run_ids)
+
+    def run_facets(self) -> dict[str, list[str]]:
+        """The owners and pipelines the runs list can be filtered by."""
+        with self._read() as c:
+            return listing.facets(c)
 
 
 def _values(states: frozenset[AttemptState] | frozenset[TaskState] | frozenset[RunState]) -> list[str]:

@@ -1,0 +1,152 @@
+"""What the dashboard's pages show, computed from a :class:`~corral.store.Store`: the runs list (a
+filtered page, with each run's progress) and one run (its report context, the same figures and
+tables as ``corral report``; ``why`` for a task; the lineage of an output).
+
+Plain functions from the store to dicts for the templates; the routes are in :mod:`.app`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from corral.errors import CorralError, UsageError
+from corral.report.html import report_context
+from corral.report.metrics import compute_metrics
+from corral.states import TERMINAL_RUN_STATES, RunState, TaskState
+from corral.store.listing import RunFilter
+from corral.store.store import Store
+
+from . import render
+
+PAGE_SIZE = 50
+ENDED_TASK_STATES = frozenset({TaskState.SUCCEEDED, TaskState.CACHED, TaskState.FAILED,
+                               TaskState.SKIPPED, TaskState.CANCELLED})
+LIVE_RUN_STATES = frozenset({RunState.PENDING, RunState.RUNNING, RunState.PAUSED})
+"""Runs whose pages follow them with server-sent events."""
+CONTROLS = {"pause": "Pause", "resume": "Resume", "cancel": "Cancel"}
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """The runs list's query string, checked."""
+
+    filter: RunFilter
+    page: int
+
+    @classmethod
+    def parse(cls, params: Mapping[str, str], states: Sequence[str]) -> ListQuery:
+        known = {s.value for s in RunState}
+        bad = [s for s in states if s not in known]
+        if bad:
+            raise UsageError(f"unknown run state {bad[0]!r}; use one of {', '.join(sorted(known))}")
+        raw = params.get("page", "1") or "1"
+        if not raw.isdigit() or int(raw) < 1:
+            raise UsageError(f"page must be a whole number from 1, not {raw!r}")
+        f = RunFilter(states=tuple(states), owner=params.get("owner", "").strip(),
+                      pipeline=params.get("pipeline", "").strip(), search=params.get("q", "").strip())
+        return cls(f, int(raw))
+
+
+def executor_label(executor: Any) -> str:
+    if isinstance(executor, Mapping):
+        return str(executor.get("kind") or executor.get("name") or "-")
+    return str(executor or "-")
+
+
+def progress(run: Mapping[str, Any], counts: Mapping[str, int], now: float) -> dict[str, Any]:
+    """The live part of a run's row: state, tasks ended of all, duration so far."""
+    total = max(int(run.get("n_tasks") or 0), sum(counts.values()))
+    ended = sum(n for s, n in counts.items() if s in ENDED_TASK_STATES)
+    start = run.get("started_at") or run.get("created_at")
+    end = run.get("finished_at") or (now if run["state"] in LIVE_RUN_STATES else None)
+    seconds = None if start is None or end is None else float(end) - float(start)
+    return {
+        "id": run["id"], "state": run["state"], "done": ended, "total": total,
+        "failed": counts.get(TaskState.FAILED, 0), "cached": counts.get(TaskState.CACHED, 0),
+        "percent": round(100 * ended / total) if total else 0,
+        "duration": seconds, "duration_text": render.duration(seconds),
+    }
+
+
+def runs_list(store: Store, q: ListQuery) -> dict[str, Any]:
+    """The page of runs of ``q`` with each run's progress, the filters' choices and paging."""
+    rows, total = store.runs_page(q.filter, PAGE_SIZE, (q.page - 1) * PAGE_SIZE)
+    counts = store.task_counts(r["id"] for r in rows)
+    now = time.time()
+    runs = []
+    for r in rows:
+        runs.append({**r, "executor_label": executor_label(r["executor"]),
+                     "live": progress(r, counts.get(r["id"], {}), now)})
+    pages = max(1, -(-total // PAGE_SIZE))
+    return {"runs": runs, "total": total, "page": q.page, "pages": pages, "filter": q.filter,
+            "facets": store.run_facets(), "states": [s.value for s in RunState],
+            "following": any(r["state"] in LIVE_RUN_STATES for r in rows)}
+
+
+def runs_snapshot(store: Store, run_ids: Sequence[str]) -> dict[str, Any]:
+    """The live part of the listed runs, for the list's event stream."""
+    found = []
+    for run_id in run_ids:
+        try:
+            found.append(store.get_run(run_id))
+        except CorralError:
+            continue
+    counts = store.task_counts(run_ids)
+    now = time.time()
+    live = [progress(r, counts.get(r["id"], {}), now) for r in found]
+    return {"runs": live, "following": any(r["state"] in LIVE_RUN_STATES for r in live)}
+
+
+def run_snapshot(store: Store, run_id: str) -> dict[str, Any]:
+    run = store.get_run(run_id)
+    counts = store.task_counts([run["id"]]).get(run["id"], {})
+    return {**progress(run, counts, time.time()), "counts": counts,
+            "control": run["control"], "ended": run["state"] in TERMINAL_RUN_STATES}
+
+
+def controls(state: str) -> list[str]:
+    """The actions a run in ``state`` offers."""
+    if state in TERMINAL_RUN_STATES:
+        return []
+    out = ["resume"] if state == RunState.PAUSED else ["pause"] if state == RunState.RUNNING else []
+    return [*out, "cancel"]
+
+
+def run_page(store: Store, run_id: str) -> dict[str, Any]:
+    """Everything the run page shows; the figures and tables are the HTML report's."""
+    from corral.report._data import load_run
+
+    data = load_run(store, run_id)
+    m = compute_metrics(data)
+    ctx = report_context(data, m)
+    outputs = sorted({str(a["path"]) for a in store.artifacts(data.run_id)
+                      if a.get("kind") == "file" and a.get("path")})
+    run = data.run
+    counts = store.task_counts([data.run_id]).get(data.run_id, {})
+    return {**ctx, "run": run, "executor_label": executor_label(run.get("executor")),
+            "live": progress(run, counts, time.time()), "controls": controls(str(run["state"])),
+            "following": run["state"] in LIVE_RUN_STATES, "outputs": outputs[:500],
+            "task_names": sorted({str(t["name"]) for t in data.tasks})[:2000]}
+
+
+def explain(store: Store, run_id: str, task: str) -> tuple[Any, str | None]:
+    """``corral why`` of a task of the run: (explanation, None) or (None, the error line)."""
+    from corral.report.compare import explain_task
+
+    try:
+        return explain_task(store, run_id, task), None
+    except CorralError as exc:
+        return None, str(exc)
+
+
+def lineage_of(store: Store, path: str) -> tuple[Any, str | None]:
+    """The lineage of an output file: (tree, None) or (None, the error line)."""
+    from corral.report.lineage import lineage
+
+    try:
+        return lineage(store, path), None
+    except CorralError as exc:
+        return None, str(exc)
