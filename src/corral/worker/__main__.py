@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from corral.worker.execute import run_attempt_dir
+from corral.worker.render import prepare_attempt
 
 ARRAY_INDEX_VARS = ("SLURM_ARRAY_TASK_ID", "SGE_TASK_ID", "PBS_ARRAY_INDEX", "PBS_ARRAYID",
                     "LSB_JOBINDEX", "CORRAL_ARRAY_INDEX")
@@ -43,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     cwd = Path(ns.cwd) if ns.cwd else None
     if cwd is not None:
         os.chdir(cwd)
+    not_run = prepare_attempt(Path(attempt_dir))  # upstream checks, commands rendered here
+    if not_run is not None:
+        return not_run
     return run_attempt_dir(Path(attempt_dir), cwd)
 
 

@@ -41,6 +41,7 @@ from corral.states import LIVE_ATTEMPT_STATES, AttemptState, RunState, TaskState
 from corral.store import Store
 from corral.store.rows import plain
 from corral.worker.execute import PAYLOAD_FILE, RESULT_FILE
+from corral.worker.render import DEFERRED_FILE
 
 from ..prepare import work_root
 from ..recorder import Recorder
@@ -192,7 +193,9 @@ def _prepare(p: Reconciling, ex: BatchExecutor, d: DetachedTask, cause: str) -> 
         p.fail(d, res)
         return None
     try:
-        payload = Path(d.workdir, PAYLOAD_FILE).read_bytes()
+        # a shell command rendered on the node is rendered again, from its deferred payload
+        deferred = Path(d.workdir, DEFERRED_FILE)
+        payload = (deferred if deferred.is_file() else Path(d.workdir, PAYLOAD_FILE)).read_bytes()
     except OSError as exc:
         p.fail(d, f"attempt {n} could not be submitted: {exc}")
         return None

@@ -8,8 +8,9 @@ import functools
 import json
 import logging
 import os
+import pickle
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,18 +19,21 @@ import cloudpickle
 
 from corral.errors import CorralError, UsageError
 from corral.executors import create_executor
-from corral.executors.base import TaskSpec
+from corral.executors.base import TaskKind, TaskSpec
 from corral.executors.batch.base import BatchExecutor, RenderedJob
 from corral.graph import Future, Node, NodeKind
+from corral.model import ShellSpec
 from corral.resources import Resources
 from corral.states import DONE_TASK_STATES, AttemptState, RunState, TaskState
 from corral.store import Store
-from corral.worker.execute import RESULT_FILE, ResultRef
+from corral.worker.execute import RESULT_FILE, ResultRef, ShellPayload
+from corral.worker.render import DeferredShell, has_refs
 
 from ..engine import Engine, EngineOptions
 from ..plan import topological_order
 from ..prepare import RunConfig, executor_context, prepare_run
 from ..specs import make_spec, node_resources, node_retries
+from ..values import format_command, substitute
 
 if TYPE_CHECKING:
     from corral.graph import Node
@@ -138,7 +142,7 @@ def _build_jobs(engine: Engine, executor: BatchExecutor, work_root: Path) -> lis
     attempt_dir: dict[int, Path] = {}
     cached_dir = work_root / "cached"
 
-    def ref(fut: Future, consumer: str, for_shell: bool) -> Any:
+    def ref(fut: Future, for_shell: bool) -> Any:
         node = fut.node
         if node.kind is NodeKind.SHELL and node.shell is not None:
             from ..values import shell_value
@@ -152,13 +156,9 @@ def _build_jobs(engine: Engine, executor: BatchExecutor, work_root: Path) -> lis
                 cached_dir.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(cloudpickle.dumps(engine.load_key(node.key)))
             return ResultRef(str(path))
-        if for_shell:
-            raise UsageError(
-                f"shell task {consumer} takes the value of Python task {node.name}, unknown "
-                "until it runs; detached mode cannot do that, run the pipeline attached"
-            )
         if node.kind is NodeKind.GATHER:
-            return [ref(Future(graph.nodes[m]), consumer, for_shell) for m in node.members or []]
+            return [ref(Future(graph.nodes[m]), for_shell) for m in node.members or []]
+        # not known until it runs: a shell command using it is rendered on the node
         return ResultRef(str(links.get(node.idx) or attempt_dir[node.idx] / RESULT_FILE))
 
     links: dict[int, Path] = {}
@@ -169,10 +169,10 @@ def _build_jobs(engine: Engine, executor: BatchExecutor, work_root: Path) -> lis
         node = graph.nodes[idx]
         if engine.state[idx] in DONE_TASK_STATES or node.kind is NodeKind.GATHER:
             continue
-        is_shell = node.kind is NodeKind.SHELL
+        load = functools.partial(ref, for_shell=node.kind is NodeKind.SHELL)
         try:
-            kind, payload = engine.payloads.payload(node, functools.partial(
-                ref, consumer=node.name, for_shell=is_shell))
+            kind, payload = (shell_payload(node.shell, load) if node.shell is not None
+                             else engine.payloads.payload(node, load))
         except CorralError as exc:
             raise UsageError(f"task {node.name}: {exc}") from None
         n = engine.attempt_no[idx] + 1
@@ -191,6 +191,30 @@ def _build_jobs(engine: Engine, executor: BatchExecutor, work_root: Path) -> lis
         jobs.append(PreparedJob(task, spec, deps))
         engine.set_state(idx, TaskState.RUNNING, attempts=n, started_at=now)
     return jobs
+
+
+def shell_payload(spec: ShellSpec, load: Callable[[Future], Any]) -> tuple[TaskKind, bytes]:
+    """A shell task's payload: its command line, or, when it takes values of Python tasks that
+    have not run yet (:class:`ResultRef`), a :class:`DeferredShell` the job renders when it
+    starts (:func:`corral.worker.render.prepare_attempt`)."""
+    inputs, params = substitute(spec.inputs, load), substitute(spec.params, load)
+    outputs = [str(o) for o in _paths(spec.outputs)]
+    if not has_refs([inputs, params]):
+        return TaskKind.SHELL, pickle.dumps(
+            ShellPayload(format_command(spec, inputs, params), outputs))
+    # the engine's own formatting, by reference: the node imports corral.engine.values
+    template = ShellSpec(spec.command, None, spec.outputs)
+    render = cloudpickle.dumps(functools.partial(format_command, template))
+    return TaskKind.SHELL, pickle.dumps(DeferredShell(render, inputs, params, outputs))
+
+
+def _paths(value: Any) -> list[Any]:
+    """The paths of a shell task's ``outputs`` (one, a list or a dict of them), flattened."""
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in _paths(v)]
+    if isinstance(value, list | tuple):
+        return [p for v in value for p in _paths(v)]
+    return [] if value is None else [value]
 
 
 def group_units(executor: BatchExecutor, jobs: list[PreparedJob]) -> list[PreparedUnit]:
