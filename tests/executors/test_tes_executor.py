@@ -4,6 +4,7 @@ receives counted (to check that polling is batched)."""
 
 from __future__ import annotations
 
+import pickle
 import socket
 import subprocess
 import sys
@@ -21,10 +22,14 @@ import uvicorn
 
 import corral
 from corral.errors import ConfigError
+from corral.executors import create_executor
+from corral.executors.base import AttemptRef, Completion, Executor, ExecutorContext, Outcome, TaskKind, TaskSpec
 from corral.executors.tes import parse_settings
 from corral.gateway.app import create_app
 from corral.gateway.settings import Settings
 from corral.gateway.store import GatewayStore, default_url
+from corral.resources import Resources
+from corral.worker.execute import ShellPayload
 
 TOKEN_ENV = "CORRAL_TEST_TES_TOKEN"
 TES = "/ga4gh/tes/v1"
@@ -279,3 +284,73 @@ def test_cli_runs_with_a_tes_profile_in_corral_toml(remote: Remote, tmp_path: Pa
     assert done.returncode != 0 and len(remote.calls("POST", TES + "/tasks")) == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "refused the token (HTTP 401)" in lines[0], done.stderr
+
+
+def test_a_busy_server_is_retried_until_it_takes_the_tasks(remote: Remote, tmp_path: Path) -> None:
+    """The gateway answers 429 while its project runs its one allowed job: creations wait."""
+    remote.store.create_project("solo", 1000.0, members=["alice"], max_concurrent_jobs=1)
+    pipe = _load(tmp_path, '''
+        from corral import pipeline, shell
+
+        @pipeline
+        def three():
+            return [shell("sleep 0.3; echo {params.i} > {output}", outputs=f"n{i}.txt", params={"i": i})
+                    for i in range(3)]
+    ''')
+    wd = _workdir(tmp_path)
+    r = corral.run(pipe, executor="tes", executor_options=_options(remote, tags={"project": "solo"}, max_jobs=3),
+                   workdir=wd, jobs=3)
+    assert r.ok, r.errors
+    assert [(wd / f"n{i}.txt").read_text() for i in range(3)] == ["0\n", "1\n", "2\n"]
+    assert len(remote.calls("POST", TES + "/tasks")) > 3  # some creations were refused, then retried
+    jobs, _ = remote.store.list_jobs(None, limit=10, offset=0)
+    assert sorted(j["state"] for j in jobs) == ["completed"] * 3
+
+
+class _Listener:
+    def __init__(self) -> None:
+        self.native: dict[str, str] = {}
+
+    def submitted(self, attempt_id: str, native_id: str) -> None:
+        self.native[attempt_id] = native_id
+
+    def started(self, attempt_id: str, when: float, host: str | None) -> None:
+        return None
+
+
+def _spec(tmp_path: Path, n: int, command: str, outputs: list[str]) -> TaskSpec:
+    wd = _workdir(tmp_path)
+    return TaskSpec(attempt_id=f"r1.{n}.1", run_id="r1", task_key=f"k{n}", name=f"t{n}", group="t",
+                    kind=TaskKind.SHELL, payload=pickle.dumps(ShellPayload(command, outputs)),
+                    resources=Resources(), attempt=1, workdir=tmp_path / "work" / f"r1.{n}.1", cwd=wd)
+
+
+def _until_done(executor: Executor, seconds: float = 20) -> list[Completion]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done = executor.poll(0.2)
+        if done:
+            return done
+    raise AssertionError("no completion")
+
+
+def test_a_new_engine_reattaches_and_corral_cancel_reaches_orphans(remote: Remote, tmp_path: Path) -> None:
+    ctx = ExecutorContext(run_id="r1", work_root=tmp_path / "work", cwd=_workdir(tmp_path), max_parallel=2)
+    first, listener = create_executor("tes", _options(remote), ctx), _Listener()
+    first.start(listener)
+    spec = _spec(tmp_path, 0, "sleep 1; echo done > done.txt", ["done.txt"])
+    orphan = _spec(tmp_path, 1, "sleep 60", [])
+    first.submit([spec, orphan])
+    first.shutdown()  # the engine is gone; its tasks go on on the server
+    second = create_executor("tes", _options(remote), ctx)
+    second.start(_Listener())
+    refs = [AttemptRef(s.attempt_id, listener.native[s.attempt_id], s.workdir, time.time()) for s in (spec, orphan)]
+    assert second.reattach(refs[:1]) == [spec.attempt_id]
+    [comp] = _until_done(second)
+    assert comp.attempt_id == spec.attempt_id and comp.outcome is Outcome.SUCCEEDED
+    assert (ctx.cwd / "done.txt").read_text() == "done\n"
+    create_executor("tes", _options(remote), ctx).cancel_native(refs[1:])  # `corral cancel`: not started
+    deadline = time.monotonic() + 20
+    while remote.store.job_state(refs[1].native_id) != "cancelled":
+        assert time.monotonic() < deadline, "the orphan was not cancelled"
+        time.sleep(0.1)

@@ -378,6 +378,8 @@ class _Attempt:
     submitted: float | None = None
     started_reported: bool = False
     cancelled: bool = False
+    deferred: bool = False
+    """Its creation was refused for now (busy server): retried at each poll."""
 
 
 def _time(value: Any) -> float | None:
@@ -580,7 +582,10 @@ class TesExecutor(Executor):
                     raise ConfigError(f"the TES server at {self.settings.url} refused the token: {exc}") from exc
                 waited = time.time() - att.submitted
                 if exc.transient and waited < self.settings.server_timeout:
-                    log.warning("tes executor: creating a task failed (will retry): %s", exc)
+                    if not att.deferred:
+                        log.warning("tes executor: creating the task of %s failed (will retry): %s",
+                                    att.attempt_id, exc)
+                    att.deferred = True
                     return
                 self._pending.popleft()
                 self._done.append(Completion(att.attempt_id, Outcome.FAILED, Metrics(submitted=att.submitted),
