@@ -354,3 +354,17 @@ def test_a_new_engine_reattaches_and_corral_cancel_reaches_orphans(remote: Remot
     while remote.store.job_state(refs[1].native_id) != "cancelled":
         assert time.monotonic() < deadline, "the orphan was not cancelled"
         time.sleep(0.1)
+
+
+def test_a_task_over_its_walltime_is_a_timeout(remote: Remote, tmp_path: Path) -> None:
+    pipe = _load(tmp_path, '''
+        from corral import Resources, pipeline, shell
+
+        @pipeline
+        def long():
+            return shell("sleep 30", resources=Resources(walltime=2))
+    ''')
+    began = time.monotonic()
+    r = corral.run(pipe, executor="tes", executor_options=_options(remote), workdir=_workdir(tmp_path))
+    assert not r.ok and time.monotonic() - began < 20
+    assert len(r.errors) == 1 and "timeout: killed after exceeding its walltime of" in r.errors[0], r.errors

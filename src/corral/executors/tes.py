@@ -59,7 +59,7 @@ from corral.executors.base import (
     TaskKind,
     TaskSpec,
 )
-from corral.resources import Resources
+from corral.resources import Resources, format_walltime
 from corral.worker.execute import (
     PAYLOAD_FILE,
     RESULT_FILE,
@@ -380,6 +380,11 @@ class _Attempt:
     cancelled: bool = False
     deferred: bool = False
     """Its creation was refused for now (busy server): retried at each poll."""
+    walltime: int | None = None
+    """Seconds it may run (``resources.walltime``): enforced here, TES has no such field."""
+    running_since: float | None = None
+    """Monotonic time it was first seen RUNNING."""
+    timed_out: bool = False
 
 
 def _time(value: Any) -> float | None:
@@ -422,7 +427,7 @@ def completion_of(att: _Attempt, state: TesState, task: Mapping[str, Any], share
     error: str | None = None
     if outcome is Outcome.SUCCEEDED and shared:
         verdict, error = shell_outcome(0, att.outputs, att.cwd)
-        outcome = Outcome.SUCCEEDED if verdict == "succeeded" else Outcome.FAILED
+        outcome = Outcome(verdict)
     elif outcome is Outcome.FAILED:
         last = _tail(stderr or "").splitlines()
         code = metrics.exit_code
@@ -548,7 +553,8 @@ class TesExecutor(Executor):
             raise ConfigError(refusal)
         shared = self.settings.shared_filesystem
         outputs = list(payload.outputs) if isinstance(payload, ShellPayload) else []
-        att = _Attempt(spec.attempt_id, spec.kind, spec.workdir, spec.cwd, outputs)
+        att = _Attempt(spec.attempt_id, spec.kind, spec.workdir, spec.cwd, outputs,
+                       walltime=spec.resources.walltime_seconds)
         if isinstance(payload, ShellPayload):
             command = shell_command(payload.command, spec.env, spec.cwd if shared else None)
         else:
@@ -641,9 +647,8 @@ class TesExecutor(Executor):
                 continue
             if state is None:
                 state = self._vanished(att)
-            if state is TesState.RUNNING and not att.started_reported:
-                self._report_start(att, time.time())
-                changed = True
+            if state is TesState.RUNNING:
+                changed = self._running(att) or changed
             if state in ENDED:
                 self._end(att, state)
                 changed = True
@@ -662,6 +667,20 @@ class TesExecutor(Executor):
                                      error=f"TES task {att.task_id} is no longer known to the server"))
         return None
 
+    def _running(self, att: _Attempt) -> bool:
+        """Report the start of a running attempt; cancel one over its walltime. Whether it was news."""
+        now = time.monotonic()
+        news = not att.started_reported
+        if news:
+            self._report_start(att, time.time())
+        if att.running_since is None:
+            att.running_since = now
+        if att.walltime is not None and not att.timed_out and now - att.running_since > att.walltime:
+            att.timed_out = True
+            self._cancel_task(att.task_id)
+            news = True
+        return news
+
     def _report_start(self, att: _Attempt, when: float) -> None:
         att.started_reported = True
         if self._listener is not None:
@@ -674,6 +693,10 @@ class TesExecutor(Executor):
             log.warning("tes executor: reading task %s failed: %s", att.task_id, exc)
             task = {}
         comp = completion_of(att, state, task, self.settings.shared_filesystem)
+        over = att.walltime is not None and (att.timed_out or (comp.metrics.wall or 0.0) >= att.walltime)
+        if over and comp.outcome in (Outcome.FAILED, Outcome.CANCELLED) and att.walltime is not None:
+            comp.outcome = Outcome.TIMEOUT
+            comp.error = f"killed after exceeding its walltime of {format_walltime(att.walltime)}"
         if not att.started_reported and comp.metrics.started is not None:
             self._report_start(att, comp.metrics.started)
         del self._attempts[att.task_id]
