@@ -1,0 +1,198 @@
+"""The jobs pages: a user's jobs (an admin's view of everyone's), one job (history, timeline,
+progress by server-sent events, output, result files, cancel), and the submit form."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+from fastapi import FastAPI, Form, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+
+from corral.web import render
+
+from ..settings import Settings
+from ..store import TERMINAL_JOB_STATES, GatewayError, JobState, NotFound
+from . import forms
+from .auth import Caller, caller, check_form, page, store_of
+
+PAGE_SIZE = 50
+LOG_TAIL_BYTES = 64 * 1024
+MAX_FILES = 500
+LOG_NAMES = {"stdout": (".corral/stdout.log", "stdout"), "stderr": (".corral/stderr.log", "stderr")}
+"""Where a job's output is, by stream: the runner's attempt directory, or the job directory."""
+
+
+def job_dir(request: Request, job_id: str) -> Path:
+    settings: Settings = request.app.state.settings
+    return settings.jobs_dir / job_id
+
+
+def tail(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - LOG_TAIL_BYTES))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    return ("…\n" if size > LOG_TAIL_BYTES else "") + text
+
+
+def output(root: Path, stream: str) -> str | None:
+    for name in LOG_NAMES[stream]:
+        if (root / name).is_file():
+            return tail(root / name)
+    return None
+
+
+def result_files(root: Path) -> list[dict[str, Any]]:
+    """The files a job left in its directory (not the runner's own ``.corral/``)."""
+    if not root.is_dir():
+        return []
+    out = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root)
+        if rel.parts[0] == ".corral" or not path.is_file():
+            continue
+        out.append({"name": rel.as_posix(), "size": path.stat().st_size})
+        if len(out) >= MAX_FILES:
+            break
+    return out
+
+
+def _parse(iso: str | None) -> datetime | None:
+    return None if not iso else datetime.fromisoformat(iso.rstrip("Z")).replace(tzinfo=UTC)
+
+
+def timeline(job: dict[str, Any]) -> dict[str, Any]:
+    """The job's life as spans (queued, running) for the timeline, and its history rows."""
+    submitted, started, ended = (_parse(job.get(k)) for k in ("submitted", "started", "ended"))
+    now = datetime.now(UTC)
+    end = ended or now
+    total = max((end - submitted).total_seconds(), 1e-6) if submitted else 1.0
+    spans = []
+    if submitted:
+        queued_to = started or ended or now
+        spans.append(("queued", (queued_to - submitted).total_seconds()))
+    if started:
+        spans.append(("running" if ended is None else "ended", (end - started).total_seconds()))
+    history = [("queued", job.get("submitted")), ("running", job.get("started")), (job["state"], job.get("ended"))]
+    return {"spans": [{"kind": k, "seconds": s, "percent": 100 * s / total} for k, s in spans],
+            "history": [{"state": s, "at": at} for s, at in history if at]}
+
+
+def snapshot(job: dict[str, Any]) -> dict[str, Any]:
+    runtime = job.get("runtime")
+    walltime = float(job.get("walltime_hours") or 0) * 3600
+    ended = job["state"] in TERMINAL_JOB_STATES
+    return {"id": job["id"], "state": job["state"], "ended": ended,
+            "done": int(runtime or 0) if not ended else int(walltime or 1), "total": int(walltime or 1),
+            "duration": runtime, "duration_text": render.duration(runtime)}
+
+
+def find_job(request: Request, user: Caller, job_id: str) -> dict[str, Any]:
+    """A job the caller may see (any job for an admin); another answers 404."""
+    return store_of(request).get_job(None if user.admin else user.who, job_id)
+
+
+def install(app: FastAPI) -> None:
+    @app.get("/jobs", include_in_schema=False)
+    def jobs_list(request: Request, state: str = "") -> Response:
+        return _list(request, caller(request), state, request.query_params.get("page", "1"), None)
+
+    @app.get("/admin/jobs", include_in_schema=False)
+    def admin_jobs(request: Request, state: str = "", user: str = "") -> Response:
+        who = caller(request)
+        if not who.admin:
+            return page(request, "message.html.j2", who, status=403, title="Admins only",
+                        message="this page is for admins (the admin role and a token with the admin scope)")
+        return _list(request, who, state, request.query_params.get("page", "1"), user.strip())
+
+    @app.get("/jobs/new", include_in_schema=False)
+    def new_job(request: Request) -> Response:
+        user = caller(request)
+        return forms.form_page(request, user, forms.JobForm.empty(), {})
+
+    @app.post("/jobs/new", include_in_schema=False)
+    async def submit(request: Request) -> Response:
+        user = caller(request)
+        data = await request.form()
+        check_form(user, str(data.get("token", "")))
+        form = forms.JobForm.from_data({k: str(v) for k, v in data.items()})
+        job, errors = forms.submit(request, user, form)
+        if job is None:
+            return forms.form_page(request, user, form, errors, status=400)
+        return RedirectResponse(f"/jobs/{quote(job['id'])}", status_code=303)
+
+    _job_routes(app)
+
+
+def _list(request: Request, user: Caller, state: str, raw_page: str, owner: str | None) -> Response:
+    states = [s.value for s in JobState]
+    if state and state not in states:
+        return page(request, "message.html.j2", user, status=400, title="Jobs",
+                    message=f"unknown job state {state!r}; use one of {', '.join(states)}")
+    if not raw_page.isdigit() or int(raw_page) < 1:
+        return page(request, "message.html.j2", user, status=400, title="Jobs",
+                    message=f"page must be a whole number from 1, not {raw_page!r}")
+    number = int(raw_page)
+    owner_id = None if owner is not None else user.who.user_id
+    items, total = store_of(request).list_jobs(owner_id, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE,
+                                               state=state or None, owner=owner or None)
+    keep = {k: v for k, v in (("state", state), ("user", owner or "")) if v}
+    return page(request, "jobs.html.j2", user, title="All jobs" if owner is not None else "Jobs",
+                jobs=items, total=total, page=number, pages=max(1, -(-total // PAGE_SIZE)), state=state,
+                states=states, admin_view=owner is not None, owner=owner or "",
+                page_url="?" + urlencode(keep) + ("&" if keep else ""),
+                following=any(j["state"] not in TERMINAL_JOB_STATES for j in items))
+
+
+def _job_routes(app: FastAPI) -> None:
+    @app.get("/jobs/{job_id}", include_in_schema=False)
+    def job_page(request: Request, job_id: str, done: str = "") -> Response:
+        user = caller(request)
+        try:
+            job = find_job(request, user, job_id)
+        except GatewayError as exc:
+            return page(request, "message.html.j2", user, status=exc.status, title="No such job", message=str(exc))
+        root = job_dir(request, job["id"])
+        return page(request, "job.html.j2", user, title=f"Job {job['title'] or job['id']}", job=job,
+                    live=snapshot(job), timeline=timeline(job), stdout=output(root, "stdout"),
+                    stderr=output(root, "stderr"), files=result_files(root), done=done == "cancel",
+                    following=job["state"] not in TERMINAL_JOB_STATES)
+
+    @app.get("/jobs/{job_id}/events", include_in_schema=False)
+    def job_events(request: Request, job_id: str) -> StreamingResponse:
+        user = caller(request)
+        find_job(request, user, job_id)
+        return render.event_stream(request, lambda: snapshot(find_job(request, user, job_id)),
+                                   lambda snap: bool(snap["ended"]))
+
+    @app.get("/jobs/{job_id}/files/{name:path}", include_in_schema=False)
+    def job_file(request: Request, job_id: str, name: str) -> Response:
+        user = caller(request)
+        job = find_job(request, user, job_id)
+        root = job_dir(request, job["id"]).resolve()
+        path = (root / name).resolve()
+        if not path.is_relative_to(root) or path.relative_to(root).parts[:1] == (".corral",) or not path.is_file():
+            raise NotFound(f"job {job['id']} has no result file {name!r}")
+        return FileResponse(path, filename=path.name)
+
+    @app.get("/jobs/{job_id}/cancel", include_in_schema=False)
+    def confirm_cancel(request: Request, job_id: str) -> Response:
+        user = caller(request)
+        job = find_job(request, user, job_id)
+        return page(request, "cancel.html.j2", user, title="Cancel job", job=job)
+
+    @app.post("/jobs/{job_id}/cancel", include_in_schema=False)
+    def cancel(request: Request, job_id: str, token: Annotated[str, Form()] = "") -> Response:
+        user = caller(request)
+        check_form(user, token)
+        if "jobs:write" not in user.who.scopes:
+            raise GatewayError("this token lacks the jobs:write scope: it cannot cancel jobs")
+        job = store_of(request).cancel(user.who, job_id)
+        return RedirectResponse(f"/jobs/{quote(job['id'])}?done=cancel", status_code=303)
