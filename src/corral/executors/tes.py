@@ -26,7 +26,9 @@ QUEUED, INITIALIZING, RUNNING, PAUSED, CANCELING and UNKNOWN are in flight (RUNN
 start); COMPLETE is SUCCEEDED (for a shell task with a shared file system: if its declared outputs
 exist); EXECUTOR_ERROR is FAILED; SYSTEM_ERROR is NODE_FAILURE; CANCELED is CANCELLED;
 PREEMPTED is PREEMPTED; a task the server no longer knows is LOST. Cancelling is TES's
-``POST /tasks/{id}:cancel``.
+``POST /tasks/{id}:cancel``; a task running past ``resources.walltime`` is cancelled that way,
+and one ended at or past it is reported TIMEOUT. A creation the server refuses for now (429, 5xx,
+no answer) is retried at each poll, up to ``server_timeout``. See docs/executors/tes.md.
 """
 
 from __future__ import annotations
