@@ -1,6 +1,6 @@
 """Executors by name, found through the ``corral.executors`` entry-point group.
 
-Corral's own executors (local, slurm, sge, pbs, lsf, ssh, dask) are registered in its
+Corral's own executors (local, slurm, sge, pbs, lsf, ssh, dask, tes) are registered in its
 ``pyproject.toml`` exactly as a third-party package registers one::
 
     [project.entry-points."corral.executors"]
