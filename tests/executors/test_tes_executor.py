@@ -31,6 +31,8 @@ from corral.gateway.store import GatewayStore, default_url
 from corral.resources import Resources
 from corral.worker.execute import ShellPayload
 
+from . import test_contract as contract  # its one case is run on this executor below
+
 TOKEN_ENV = "CORRAL_TEST_TES_TOKEN"
 TES = "/ga4gh/tes/v1"
 
@@ -368,3 +370,16 @@ def test_a_task_over_its_walltime_is_a_timeout(remote: Remote, tmp_path: Path) -
     r = corral.run(pipe, executor="tes", executor_options=_options(remote), workdir=_workdir(tmp_path))
     assert not r.ok and time.monotonic() - began < 20
     assert len(r.errors) == 1 and "timeout: killed after exceeding its walltime of" in r.errors[0], r.errors
+
+
+def test_the_executor_contract_holds(remote: Remote, tmp_path: Path) -> None:
+    """The contract suite's scenario (tests/executors/test_contract.py), run on the tes executor
+    with a shared file system: every attempt reported exactly once, with the right outcome."""
+    project = tmp_path / "project"
+    project.mkdir()
+    ctx = ExecutorContext("c1", tmp_path / "work" / "c1", project, 16, sys.executable)
+    executor = create_executor("tes", _options(remote), ctx)
+    try:
+        contract.test_every_attempt_is_reported_exactly_once("tes", lambda kind: executor, tmp_path)
+    finally:
+        executor.shutdown()
