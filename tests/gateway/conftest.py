@@ -4,7 +4,10 @@ free loopback port with the runner in the background (its URL)."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -33,8 +36,44 @@ class Gateway:
         return {"Authorization": f"Bearer {token}"}
 
 
+CLUSTER_PROBES = {"slurm": ["sinfo", "-h"], "sge": ["qstat", "-f"]}
+
+
+def require_cluster(kind: str) -> None:
+    """Skip unless the rig's real ``kind`` cluster answers (fail instead with CORRAL_REQUIRE_CLUSTERS=1)."""
+    probe = CLUSTER_PROBES[kind]
+    reason = None
+    if shutil.which(probe[0]) is None:
+        reason = f"{probe[0]} is not on PATH"
+    else:
+        proc = subprocess.run(probe, capture_output=True, text=True, timeout=15, check=False)  # noqa: S603
+        if proc.returncode != 0:
+            reason = f"{' '.join(probe)} failed: {proc.stderr.strip()[-200:]}"
+    if reason is not None:
+        if os.environ.get("CORRAL_REQUIRE_CLUSTERS") == "1":
+            pytest.fail(f"{kind} cluster required (CORRAL_REQUIRE_CLUSTERS=1) but {reason}")
+        pytest.skip(f"{kind} cluster not available: {reason}")
+
+
+GENEROUS_LOCAL = """
+[systems.local]
+executor = "local"
+max_nodes = 64
+max_cores_per_node = 64
+max_walltime_hours = 10000
+"""
+"""The ``local`` HPC system with limits wide enough for the accounting tests' large jobs."""
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[GatewayStore]:
+def systems_toml() -> str:
+    """The ``gateway.toml`` of the tests' gateway (a test module overrides it for other systems)."""
+    return GENEROUS_LOCAL
+
+
+@pytest.fixture
+def store(tmp_path: Path, systems_toml: str) -> Iterator[GatewayStore]:
+    (tmp_path / "gateway.toml").write_text(systems_toml)
     s = GatewayStore(default_url(tmp_path))
     yield s
     s.close()

@@ -1,5 +1,5 @@
-"""Jobs run for real: the local runner driven step by step, and a real uvicorn server on a free
-loopback port with the runner in the background, driven with httpx."""
+"""Jobs run for real through Corral's local executor: the runner driven step by step, and a real
+uvicorn server on a free loopback port with the runner in the background, driven with httpx."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
-from corral.gateway.runner import LocalRunner
+from corral.gateway.runner import JobRunner, log_file
 from corral.gateway.settings import Settings
 from corral.gateway.store import GatewayStore, JobRequest, JobState, Principal
+from corral.gateway.systems import local_system
 
 PY = sys.executable
 
@@ -23,7 +24,11 @@ def _alice(store: GatewayStore, budget: float = 100.0) -> Principal:
     return store.authenticate(store.create_token("alice"))
 
 
-def _until(runner: LocalRunner, store: GatewayStore, job_id: str, states: set[str]) -> dict[str, Any]:
+def _runner(store: GatewayStore, settings: Settings) -> JobRunner:
+    return JobRunner(store, settings, {"local": local_system()})
+
+
+def _until(runner: JobRunner, store: GatewayStore, job_id: str, states: set[str]) -> dict[str, Any]:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         runner.step()
@@ -37,14 +42,14 @@ def _until(runner: LocalRunner, store: GatewayStore, job_id: str, states: set[st
 def test_runner_runs_argv_without_shell_and_charges_actual_runtime(tmp_path: Path, store: GatewayStore) -> None:
     who = _alice(store)
     settings = Settings(workdir=tmp_path, run_jobs=False)
-    runner = LocalRunner(store, settings)
+    runner = _runner(store, settings)
     # a shell would expand $HOME and run the part after ';'
     job = store.submit(who, JobRequest(f"{PY} -c 'import sys; print(sys.argv[1:])' '$HOME;' 'touch x'",
                                        nodes=2, cores_per_node=4, walltime_hours=10))
     assert job["core_hours_reserved"] == 80
     done = _until(runner, store, job["id"], {"completed", "failed"})
     assert done["state"] == "completed" and done["exit_code"] == 0 and done["end_date"]
-    out = (settings.jobs_dir / job["id"] / "stdout").read_text()
+    out = log_file(settings, job["id"], "stdout").read_text()
     assert out.strip() == "['$HOME;', 'touch x']"
     assert not (settings.jobs_dir / job["id"] / "x").exists()
     assert 0 <= done["core_hours_charged"] < 1  # 8 cores for well under a minute
@@ -57,7 +62,7 @@ def test_runner_runs_argv_without_shell_and_charges_actual_runtime(tmp_path: Pat
 
 def test_runner_failed_and_missing_commands(tmp_path: Path, store: GatewayStore) -> None:
     who = _alice(store)
-    runner = LocalRunner(store, Settings(workdir=tmp_path, run_jobs=False))
+    runner = _runner(store, Settings(workdir=tmp_path, run_jobs=False))
     failing = store.submit(who, JobRequest(f"{PY} -c 'raise SystemExit(3)'"))
     missing = store.submit(who, JobRequest("no-such-program-corral-test"))
     assert _until(runner, store, failing["id"], {"failed"})["exit_code"] == 3
@@ -67,7 +72,7 @@ def test_runner_failed_and_missing_commands(tmp_path: Path, store: GatewayStore)
 
 def test_runner_cancels_a_running_job(tmp_path: Path, store: GatewayStore) -> None:
     who = _alice(store)
-    runner = LocalRunner(store, Settings(workdir=tmp_path, run_jobs=False))
+    runner = _runner(store, Settings(workdir=tmp_path, run_jobs=False))
     job = store.submit(who, JobRequest(f"{PY} -c 'import time; time.sleep(60)'"))
     _until(runner, store, job["id"], {"running"})
     assert store.cancel(who, job["id"])["state"] == "cancelling"
@@ -75,15 +80,20 @@ def test_runner_cancels_a_running_job(tmp_path: Path, store: GatewayStore) -> No
     assert done["terminal_stage"] and done["core_hours_charged"] < 0.1
 
 
-def test_orphans_are_recorded_at_start(tmp_path: Path, store: GatewayStore) -> None:
+def test_jobs_of_a_previous_gateway_at_start(tmp_path: Path, store: GatewayStore) -> None:
     who = _alice(store)
-    job = store.submit(who, JobRequest("true"))
-    assert store.claim_next() is not None  # running, but no runner follows it
-    runner = LocalRunner(store, Settings(workdir=tmp_path, run_jobs=False, poll_seconds=60))
-    runner.start()
+    lost, unsent = store.submit(who, JobRequest("true")), store.submit(who, JobRequest("true"))
+    assert len(store.claim(["local"], 2)) == 2  # both initializing, no runner follows them
+    store.set_native_id(lost["id"], "999999")  # a local process of the previous gateway
+    runner = _runner(store, Settings(workdir=tmp_path, run_jobs=False, poll_seconds=60))
+    runner.reattach()
+    assert store.get_job(None, lost["id"])["state"] == JobState.SYSTEM_ERROR
+    assert store.get_job(None, unsent["id"])["state"] == JobState.QUEUED  # never submitted: queued again
+    assert _until(runner, store, unsent["id"], {"completed"})["exit_code"] == 0
     runner.stop()
-    assert store.get_job(None, job["id"])["state"] == JobState.SYSTEM_ERROR
     assert store.list_projects(who)[0]["active_jobs"] == 0
+    assert [e["state"] for e in store.history(who, unsent["id"])] == [
+        "queued", "initializing", "queued", "initializing", "running", "completed"]
 
 
 def test_real_server_runs_a_job_end_to_end(server: str, store: GatewayStore) -> None:
@@ -101,24 +111,24 @@ def test_real_server_runs_a_job_end_to_end(server: str, store: GatewayStore) -> 
             assert not job["terminal_stage"], job
             assert time.monotonic() < deadline, job
             time.sleep(0.1)
-        assert job["exit_code"] == 0 and job["runtime"] is not None and job["job_id"]
+        assert job["exit_code"] == 0 and job["runtime"] is not None and job["state"] == "completed"
         assert client.get("/api/v1/projects").json()[0]["available_core_hours"] > 9.9
         assert client.get("/openapi.json").status_code == 200
 
 
 def test_runner_kills_a_job_past_its_walltime(tmp_path: Path, store: GatewayStore) -> None:
     who = _alice(store)
-    runner = LocalRunner(store, Settings(workdir=tmp_path, run_jobs=False))
+    runner = _runner(store, Settings(workdir=tmp_path, run_jobs=False))
     job = store.submit(who, JobRequest(f"{PY} -c 'import time; time.sleep(60)'", walltime_hours=0.5 / 3600))
-    done = _until(runner, store, job["id"], {"failed", "completed"})
-    assert done["state"] == "failed" and done["exit_code"] != 0
+    done = _until(runner, store, job["id"], {"failed", "completed", "timeout"})
+    assert done["state"] == "timeout" and done["failed"]
     assert done["core_hours_charged"] == pytest.approx(done["core_hours_reserved"])  # charged at most its walltime
 
 
 def test_cancel_and_claim_of_one_queued_job_one_wins(store: GatewayStore) -> None:
     who = _alice(store)
     job = store.submit(who, JobRequest("true"))
-    assert store.claim_next() is not None  # the runner was first
+    assert store.claim(["local"], 5)[0]["id"] == job["id"]  # the runner was first
     assert store.cancel(who, job["id"])["state"] == "cancelling"
     [project] = store.list_projects(who)
     assert project["reserved_core_hours"] == 1 and project["active_jobs"] == 1  # nothing released twice

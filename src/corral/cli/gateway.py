@@ -35,9 +35,11 @@ def _open(workdir: Path, db: str | None) -> GatewayStore:
 @gateway_app.command()
 def serve(workdir: WorkdirOpt = Path("."), db: DbOpt = None,
           port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8750,
-          no_run: Annotated[bool, typer.Option("--no-run", help="Keep jobs queued: run none locally.")] = False,
+          no_run: Annotated[bool, typer.Option("--no-run", help="Keep jobs queued: run none.")] = False,
+          systems: Annotated[Path | None, typer.Option(help="HPC systems file (default: <workdir>/gateway.toml).")] = None,  # noqa: E501
           ) -> None:
-    """Serve the gateway's REST API on 127.0.0.1 (SQLite in <workdir>/.corral/gateway.db by default).
+    """Serve the gateway's REST API on 127.0.0.1 (SQLite in <workdir>/.corral/gateway.db by default);
+    jobs run on the HPC systems of gateway.toml (only the local machine without it).
 
     Example: corral gateway serve --port 8750"""
     from corral.optional import require
@@ -48,7 +50,7 @@ def serve(workdir: WorkdirOpt = Path("."), db: DbOpt = None,
         from corral.gateway.app import create_app
         from corral.gateway.settings import Settings
 
-        application = create_app(Settings(workdir=workdir, db_url=db, run_jobs=not no_run))
+        application = create_app(Settings(workdir=workdir, db_url=db, run_jobs=not no_run, systems_file=systems))
     uvicorn.run(application, host="127.0.0.1", port=port, log_level="info")
 
 

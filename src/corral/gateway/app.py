@@ -18,7 +18,17 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from .settings import Settings
-from .store import Forbidden, GatewayError, GatewayStore, JobRequest, Principal, Unauthorized, default_url
+from .store import (
+    Forbidden,
+    GatewayError,
+    GatewayStore,
+    JobRequest,
+    Principal,
+    SystemCheck,
+    Unauthorized,
+    default_url,
+)
+from .systems import HpcSystem, checker, load_systems
 
 API = "/api/v1"
 MAX_NODES, MAX_CORES, MAX_WALLTIME_HOURS = 10_000, 1_024, 24.0 * 365
@@ -38,6 +48,7 @@ class JobIn(BaseModel):
     node_number: int | None = Field(default=None, ge=1, le=MAX_NODES)
     core_number: int | None = Field(default=None, ge=1, le=MAX_CORES)
     runtime: float | None = Field(default=None, gt=0, le=MAX_WALLTIME_HOURS)
+    queue: str | None = Field(default=None, min_length=1, max_length=100)
 
     def request(self) -> JobRequest:
         def pick(new: Any, legacy: Any, default: Any, name: str) -> Any:
@@ -50,6 +61,7 @@ class JobIn(BaseModel):
             nodes=pick(self.nodes, self.node_number, 1, "nodes/node_number"),
             cores_per_node=pick(self.cores_per_node, self.core_number, 1, "cores_per_node/core_number"),
             walltime_hours=pick(self.walltime_hours, self.runtime, 1.0, "walltime_hours/runtime"),
+            queue=self.queue,
         )
 
 
@@ -59,7 +71,8 @@ class ErrorOut(BaseModel):
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": text} for code, text in [
-        (400, "Inconsistent request"), (401, "Missing, unknown, expired or revoked token"),
+        (400, "Inconsistent request, or over a limit of the HPC system"),
+        (401, "Missing, unknown, expired or revoked token"),
         (403, "Scope, role or project membership missing"), (404, "No such object of yours"),
         (409, "Not in a state that allows this"), (429, "Over the project's budget or concurrent-job limit"),
     ]
@@ -109,12 +122,21 @@ Admin = Annotated[Principal, Depends(scope("admin"))]
 Store = Annotated[GatewayStore, Depends(_store)]
 
 
+def _check(request: Request) -> SystemCheck:
+    check: SystemCheck = request.app.state.check
+    return check
+
+
+Check = Annotated[SystemCheck, Depends(_check)]
+
+
 def _routes(app: FastAPI) -> None:
     api = APIRouter(prefix=API, responses=ERRORS)
     @api.post("/jobs", status_code=201, tags=["jobs"])
-    def submit_job(job: JobIn, who: Writer, store: Store) -> dict[str, Any]:
-        """Queue a command job, reserving nodes x cores x walltime core-hours on the project."""
-        return store.submit(who, job.request())
+    def submit_job(job: JobIn, who: Writer, store: Store, check: Check) -> dict[str, Any]:
+        """Queue a command job, reserving nodes x cores x walltime core-hours on the project;
+        400 if it exceeds a limit of the project's HPC system (nothing is submitted)."""
+        return store.submit(who, job.request(), check)
 
     @api.get("/jobs", tags=["jobs"])
     def list_jobs(who: Reader, store: Store, limit: Limit = 50, offset: Offset = 0,
@@ -126,6 +148,11 @@ def _routes(app: FastAPI) -> None:
     @api.get("/jobs/{job_id}", tags=["jobs"])
     def get_job(job_id: str, who: Reader, store: Store) -> dict[str, Any]:
         return store.get_job(who, job_id)
+
+    @api.get("/jobs/{job_id}/history", tags=["jobs"])
+    def job_history(job_id: str, who: Reader, store: Store) -> list[dict[str, Any]]:
+        """The states the job went through, oldest first."""
+        return store.history(who, job_id)
 
     @api.delete("/jobs/{job_id}", tags=["jobs"])
     def cancel_job(job_id: str, who: Writer, store: Store) -> dict[str, Any]:
@@ -141,6 +168,12 @@ def _routes(app: FastAPI) -> None:
     def get_project(name: str, who: Reader, store: Store) -> dict[str, Any]:
         """One of the caller's projects; another project answers 404."""
         return store.get_project(who, name)
+
+    @api.get("/systems", tags=["systems"])
+    def list_systems(who: Reader, request: Request) -> list[dict[str, Any]]:
+        """The HPC systems and the limits of one job on each."""
+        systems: dict[str, HpcSystem] = request.app.state.systems
+        return [systems[name].describe() for name in sorted(systems)]
 
     @api.get("/admin/jobs/", tags=["admin"])
     def admin_jobs(who: Admin, store: Store, limit: Limit = 50, offset: Offset = 0,
@@ -159,21 +192,22 @@ def _routes(app: FastAPI) -> None:
     app.include_router(api)
     from .tes import tes_router
 
-    app.include_router(tes_router(scope, _store), responses=ERRORS)
+    app.include_router(tes_router(scope, _store, _check), responses=ERRORS)
 
 
 def create_app(settings: Settings | None = None, store: GatewayStore | None = None) -> FastAPI:
     """The application. ``store``: an open store to use (tests); by default one on ``settings``."""
     settings = settings or Settings()
     store = store or GatewayStore(settings.db_url or default_url(settings.workdir))
+    systems = load_systems(settings.workdir.resolve(), settings.systems_file)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runner = None
         if settings.run_jobs:
-            from .runner import LocalRunner
+            from .runner import JobRunner
 
-            runner = LocalRunner(store, settings)
+            runner = JobRunner(store, settings, systems)
             runner.start()
         try:
             yield
@@ -185,6 +219,8 @@ def create_app(settings: Settings | None = None, store: GatewayStore | None = No
                   description="Runs jobs for many users and charges their core-hours to project budgets.")
     app.state.store = store
     app.state.settings = settings
+    app.state.systems = systems
+    app.state.check = checker(systems)
 
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:

@@ -13,10 +13,13 @@ class Settings:
     db_url: str | None = None
     """SQLAlchemy URL of the gateway's database; ``None``: SQLite at ``<workdir>/.corral/gateway.db``."""
     run_jobs: bool = True
-    """Run queued jobs locally in a background thread (False: jobs stay queued)."""
+    """Run queued jobs on their HPC systems from a background thread (False: jobs stay queued)."""
     max_running: int = 4
-    """How many jobs the local runner runs at once."""
+    """How many jobs the runner has handed to executors at once (all systems together)."""
     poll_seconds: float = 0.2
+    """Seconds between the runner's rounds (each polls every executor once)."""
+    systems_file: Path | None = None
+    """The HPC systems (``None``: ``<workdir>/gateway.toml``; only ``local`` without it)."""
 
     @property
     def jobs_dir(self) -> Path:

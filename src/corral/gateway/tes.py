@@ -20,7 +20,18 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from .store import TERMINAL_JOB_STATES, GatewayError, GatewayStore, JobRequest, JobState, NotFound, Principal
+from .runner import log_file
+from .settings import Settings
+from .store import (
+    TERMINAL_JOB_STATES,
+    GatewayError,
+    GatewayStore,
+    JobRequest,
+    JobState,
+    NotFound,
+    Principal,
+    SystemCheck,
+)
 
 TES = "/ga4gh/tes/v1"
 BACKEND_PARAMETERS = ("nodes", "walltime_hours")
@@ -30,11 +41,12 @@ LOG_LIMIT = 64 * 1024
 """FULL view: at most the last this many bytes of a task's standard output and error."""
 
 STATES = {
-    JobState.QUEUED: "QUEUED", JobState.RUNNING: "RUNNING", JobState.COMPLETED: "COMPLETE",
-    JobState.FAILED: "EXECUTOR_ERROR", JobState.CANCELLING: "CANCELING", JobState.CANCELLED: "CANCELED",
+    JobState.QUEUED: "QUEUED", JobState.INITIALIZING: "INITIALIZING", JobState.RUNNING: "RUNNING",
+    JobState.COMPLETED: "COMPLETE", JobState.FAILED: "EXECUTOR_ERROR", JobState.TIMEOUT: "EXECUTOR_ERROR",
+    JobState.CANCELLING: "CANCELING", JobState.CANCELLED: "CANCELED",
     JobState.SYSTEM_ERROR: "SYSTEM_ERROR",
 }
-"""The gateway's job states as TES task states (INITIALIZING and PAUSED are never reported)."""
+"""The gateway's job states as TES task states (PAUSED and PREEMPTED are never reported)."""
 
 
 class View(StrEnum):
@@ -201,15 +213,15 @@ def _tail(path: Path) -> str:
         return ""
 
 
-def _task(job: dict[str, Any], view: View, jobs_dir: Path) -> TaskOut:
+def _task(job: dict[str, Any], view: View, settings: Settings) -> TaskOut:
     state = TesState(STATES[JobState(job["state"])])
     if view == View.MINIMAL:
         return TaskOut(id=job["id"], state=state)
     tags = dict(job.get("tags") or {})
     log = ExecutorLogOut(start_time=job["started"], end_time=job["ended"], exit_code=job["exit_code"])
     if view == View.FULL and job["started"] is not None:
-        log.stdout = _tail(jobs_dir / job["id"] / "stdout")
-        log.stderr = _tail(jobs_dir / job["id"] / "stderr")
+        log.stdout = _tail(log_file(settings, job["id"], "stdout"))
+        log.stderr = _tail(log_file(settings, job["id"], "stderr"))
     try:
         argv = shlex.split(job["command"])
     except ValueError:
@@ -224,17 +236,19 @@ def _task(job: dict[str, Any], view: View, jobs_dir: Path) -> TaskOut:
     )
 
 
-def tes_router(scope: Callable[[str], Callable[..., Principal]],
-               store_dep: Callable[..., GatewayStore]) -> APIRouter:
-    """The TES routes; ``scope`` and ``store_dep`` are the dependencies of :mod:`corral.gateway.app`."""
+def tes_router(scope: Callable[[str], Callable[..., Principal]], store_dep: Callable[..., GatewayStore],
+               check_dep: Callable[..., SystemCheck]) -> APIRouter:
+    """The TES routes; ``scope``, ``store_dep`` and ``check_dep`` (the HPC systems' limits) are
+    the dependencies of :mod:`corral.gateway.app`."""
     router = APIRouter(prefix=TES, tags=["tes"])
     Reader = Annotated[Principal, Depends(scope("jobs:read"))]
     Writer = Annotated[Principal, Depends(scope("jobs:write"))]
     Store = Annotated[GatewayStore, Depends(store_dep)]
+    Check = Annotated[SystemCheck, Depends(check_dep)]
 
-    def jobs_dir(request: Request) -> Path:
-        path: Path = request.app.state.settings.jobs_dir
-        return path
+    def settings(request: Request) -> Settings:
+        found: Settings = request.app.state.settings
+        return found
 
     @router.get("/service-info")
     def service_info(request: Request) -> ServiceInfoOut:
@@ -246,12 +260,12 @@ def tes_router(scope: Callable[[str], Callable[..., Principal]],
             tesResources_backend_parameters=list(BACKEND_PARAMETERS))
 
     @router.post("/tasks")
-    def create_task(task: TesTaskIn, who: Writer, store: Store) -> CreateTaskOut:
+    def create_task(task: TesTaskIn, who: Writer, store: Store, check: Check) -> CreateTaskOut:
         """Queue a task as a command job (``tags["project"]`` picks the project; ``nodes`` and
         ``walltime_hours`` in ``resources.backend_parameters``)."""
         try:
             req = _request(task)
-            job = store.submit(who, req)
+            job = store.submit(who, req, check)
         except NotFound as exc:
             raise GatewayError(f"tags.project: {exc}") from exc
         return CreateTaskOut(id=job["id"])
@@ -276,14 +290,14 @@ def tes_router(scope: Callable[[str], Callable[..., Principal]],
         rows = store.list_own_jobs(who.user_id, limit=page_size + 1, offset=offset, name_prefix=name_prefix,
                                    tags=tags)
         more = len(rows) > page_size
-        tasks = [_task(job, view, jobs_dir(request)) for job in rows[:page_size]]
+        tasks = [_task(job, view, settings(request)) for job in rows[:page_size]]
         return ListTasksOut(tasks=tasks, next_page_token=str(offset + page_size) if more else None)
 
     @router.get("/tasks/{task_id}")
     def get_task(task_id: str, who: Reader, store: Store, request: Request,
                  view: View = View.MINIMAL) -> TaskOut:
         """One of the caller's tasks; another user's answers 404."""
-        return _task(store.get_job_with_tags(who, task_id), view, jobs_dir(request))
+        return _task(store.get_job_with_tags(who, task_id), view, settings(request))
 
     @router.post("/tasks/{task_id}:cancel")
     def cancel_task(task_id: str, who: Writer, store: Store) -> dict[str, Any]:

@@ -2,10 +2,11 @@
 contract of pyproject.toml)."""
 
 from .errors import Conflict, Forbidden, GatewayError, NotFound, OverLimit, Unauthorized
-from .gateway_store import GatewayStore, JobRequest, Principal, core_hours, default_url, hash_token
+from .gateway_store import GatewayStore, JobRequest, Principal, SystemCheck, core_hours, default_url, hash_token
 from .tables import SCOPES, TERMINAL_JOB_STATES, JobState
 
 __all__ = [
     "SCOPES", "TERMINAL_JOB_STATES", "Conflict", "Forbidden", "GatewayError", "GatewayStore", "JobRequest",
-    "JobState", "NotFound", "OverLimit", "Principal", "Unauthorized", "core_hours", "default_url", "hash_token",
+    "JobState", "NotFound", "OverLimit", "Principal", "SystemCheck", "Unauthorized", "core_hours", "default_url",
+    "hash_token",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,11 +24,13 @@ from .errors import Conflict, Forbidden, NotFound, OverLimit, Unauthorized
 from .tables import (
     ACTIVE_JOB_STATES,
     FAILED_JOB_STATES,
+    FOLLOWED_JOB_STATES,
     ROLES,
     SCOPES,
     TERMINAL_JOB_STATES,
     Base,
     Job,
+    JobEvent,
     JobState,
     JobTag,
     LedgerEntry,
@@ -74,6 +76,13 @@ class JobRequest:
     walltime_hours: float = 1.0
     tags: tuple[tuple[str, str], ...] = ()
     """Key-value tags (TES ``tags``), stored in ``job_tags``."""
+    queue: str | None = None
+    """The queue (partition) to run in; None: the HPC system's default."""
+
+
+SystemCheck = Callable[[str, JobRequest], "str | None"]
+"""Checks a request against the limits of the HPC system named (raising a GatewayError naming the
+limit) and returns the queue the job runs in."""
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -89,7 +98,7 @@ def job_dict(job: Job, owner: str, project: Project) -> dict[str, Any]:
         "id": job.id, "job_id": job.native_id, "native_id": job.native_id, "owner": owner,
         "project": project.id, "project_name": project.name, "project_hpc": job.system,
         "system": job.system, "title": job.title, "command": job.command, "nodes": job.nodes,
-        "cores_per_node": job.cores_per_node, "walltime_hours": job.walltime_hours,
+        "cores_per_node": job.cores_per_node, "walltime_hours": job.walltime_hours, "queue": job.queue,
         "state": job.state, "stage": job.state, "terminal_stage": job.state in TERMINAL_JOB_STATES,
         "failed": job.state in FAILED_JOB_STATES, "submitted": _iso(job.submitted),
         "init_date": _iso(job.submitted), "started": _iso(job.started), "end_date": _iso(job.ended),
@@ -259,11 +268,14 @@ class GatewayStore:
 
     # jobs -------------------------------------------------------------------------------------
 
-    def submit(self, who: Principal, req: JobRequest) -> dict[str, Any]:
-        """Queue a job, reserving its core-hours and a concurrent slot in the same transaction."""
+    def submit(self, who: Principal, req: JobRequest, check: SystemCheck | None = None) -> dict[str, Any]:
+        """Queue a job, reserving its core-hours and a concurrent slot in the same transaction.
+        ``check`` vets the request against its project's HPC system first (nothing is reserved
+        if it refuses) and picks the queue."""
         need = core_hours(req.nodes, req.cores_per_node, req.walltime_hours)
         with self.session() as s:
             project = self._project_for(s, who, req.project)
+            queue = check(project.system, req) if check is not None else req.queue
             reserved = s.execute(
                 sa.update(Project).where(
                     Project.id == project.id,
@@ -277,10 +289,11 @@ class GatewayStore:
                 raise OverLimit(self._refusal(project, need))
             job = Job(id=str(uuid.uuid4()), owner_id=who.user_id, project_id=project.id,
                       system=project.system, title=req.title, command=req.command, nodes=req.nodes,
-                      cores_per_node=req.cores_per_node, walltime_hours=req.walltime_hours,
+                      cores_per_node=req.cores_per_node, walltime_hours=req.walltime_hours, queue=queue,
                       state=JobState.QUEUED, submitted=now(), reserved_core_hours=need)
             s.add(job)
             s.flush()
+            self._event(s, job.id, JobState.QUEUED)
             for key, value in req.tags:
                 s.add(JobTag(job_id=job.id, key=key, value=value))
             self._ledger(s, job, "reserve", need, f"{req.nodes} x {req.cores_per_node} x {req.walltime_hours} h")
@@ -295,6 +308,17 @@ class GatewayStore:
         left = project.budget_core_hours - project.charged_core_hours - project.reserved_core_hours
         return (f"project {project.name!r} has {left:g} of its {project.budget_core_hours:g} core-hour budget "
                 f"left ({project.reserved_core_hours:g} reserved by active jobs); this job needs {need:g}")
+
+    @staticmethod
+    def _event(s: Session, job_id: str, state: JobState, note: str = "") -> None:
+        s.add(JobEvent(job_id=job_id, at=now(), state=state, note=note[:500]))
+
+    def history(self, who: Principal | None, job_id: str) -> list[dict[str, Any]]:
+        """The states a job went through, oldest first (another user's job is not found)."""
+        self.get_job(who, job_id)
+        with self.session() as s:
+            q = sa.select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+            return [{"at": _iso(e.at), "state": e.state, "note": e.note} for e in s.scalars(q)]
 
     @staticmethod
     def _ledger(s: Session, job: Job, kind: str, amount: float, note: str = "") -> None:
@@ -376,8 +400,8 @@ class GatewayStore:
             return rows[0]
 
     def cancel(self, who: Principal, job_id: str) -> dict[str, Any]:
-        """A queued job is cancelled at once (its reservation released); a running one goes to
-        ``cancelling`` and the runner stops it and charges what it ran."""
+        """A queued job is cancelled at once (its reservation released); an initializing or
+        running one goes to ``cancelling`` and the runner stops it and charges what it ran."""
         with self.session() as s:
             job = s.scalar(sa.select(Job).where(Job.id == job_id, Job.owner_id == who.user_id)
                            .with_for_update())
@@ -385,29 +409,61 @@ class GatewayStore:
                 raise NotFound(f"no job {job_id}")
             queued = (JobState.QUEUED,)
             if not (job.state == JobState.QUEUED and self._end(s, job, JobState.CANCELLED, None, 0.0, queued)):
-                moved = s.execute(sa.update(Job).where(Job.id == job_id, Job.state == JobState.RUNNING)
+                live = (JobState.INITIALIZING, JobState.RUNNING)
+                moved = s.execute(sa.update(Job).where(Job.id == job_id, Job.state.in_(live))
                                   .values(state=JobState.CANCELLING).execution_options(synchronize_session=False))
                 if moved.rowcount != 1:  # type: ignore[attr-defined]
                     state = s.scalar(sa.select(Job.state).where(Job.id == job_id))
                     raise Conflict(f"job {job_id} is {state}: nothing to cancel")
+                self._event(s, job_id, JobState.CANCELLING, f"asked by {who.name}")
         return self.get_job(who, job_id)
 
     # the runner's side ------------------------------------------------------------------------
 
-    def claim_next(self) -> dict[str, Any] | None:
-        """The oldest queued job, now running (None if there is none)."""
+    def claim(self, systems: Sequence[str], limit: int) -> list[dict[str, Any]]:
+        """Up to ``limit`` of the oldest queued jobs on ``systems``, now ``initializing`` (each by
+        a conditional UPDATE: a job cancelled meanwhile is not claimed)."""
         with self.session() as s:
-            job = s.scalar(sa.select(Job).where(Job.state == JobState.QUEUED)
-                           .order_by(Job.submitted, Job.id).limit(1).with_for_update())
-            if job is None:
-                return None
-            done = s.execute(sa.update(Job).where(Job.id == job.id, Job.state == JobState.QUEUED)
-                             .values(state=JobState.RUNNING, started=now())
-                             .execution_options(synchronize_session=False))
-            if done.rowcount != 1:  # type: ignore[attr-defined]
-                return None  # cancelled meanwhile
-            job_id = job.id
-        return self.get_job(None, job_id)
+            ids = list(s.scalars(sa.select(Job.id).where(Job.state == JobState.QUEUED, Job.system.in_(systems))
+                                 .order_by(Job.submitted, Job.id).limit(limit)))
+            claimed = []
+            for job_id in ids:
+                done = s.execute(sa.update(Job).where(Job.id == job_id, Job.state == JobState.QUEUED)
+                                 .values(state=JobState.INITIALIZING)
+                                 .execution_options(synchronize_session=False))
+                if done.rowcount == 1:  # type: ignore[attr-defined]
+                    self._event(s, job_id, JobState.INITIALIZING)
+                    claimed.append(job_id)
+        return [self.get_job(None, job_id) for job_id in claimed]
+
+    def mark_running(self, job_id: str, started: datetime) -> None:
+        """The job started on its system (an initializing one becomes running)."""
+        with self.session() as s:
+            s.execute(sa.update(Job).where(Job.id == job_id, Job.started.is_(None))
+                      .values(started=started).execution_options(synchronize_session=False))
+            moved = s.execute(sa.update(Job).where(Job.id == job_id, Job.state == JobState.INITIALIZING)
+                              .values(state=JobState.RUNNING).execution_options(synchronize_session=False))
+            if moved.rowcount == 1:  # type: ignore[attr-defined]
+                self._event(s, job_id, JobState.RUNNING)
+
+    def requeue(self, job_id: str, note: str) -> None:
+        """An initializing job whose submission is unknown (the gateway stopped while submitting
+        it) is queued again: its reservation stays, nothing is charged twice."""
+        with self.session() as s:
+            moved = s.execute(sa.update(Job).where(Job.id == job_id, Job.state == JobState.INITIALIZING,
+                                                   Job.native_id.is_(None)).values(state=JobState.QUEUED)
+                              .execution_options(synchronize_session=False))
+            if moved.rowcount == 1:  # type: ignore[attr-defined]
+                self._event(s, job_id, JobState.QUEUED, note)
+
+    def followed(self) -> list[dict[str, Any]]:
+        """Jobs handed (or being handed) to an executor and not ended: id, system, state, native
+        id and submit time. After a restart, the runner re-attaches to them."""
+        with self.session() as s:
+            q = (sa.select(Job.id, Job.system, Job.state, Job.native_id, Job.submitted)
+                 .where(Job.state.in_(list(FOLLOWED_JOB_STATES))).order_by(Job.submitted, Job.id))
+            return [{"id": r.id, "system": r.system, "state": r.state, "native_id": r.native_id,
+                     "submitted": r.submitted} for r in s.execute(q)]
 
     def set_native_id(self, job_id: str, native_id: str) -> None:
         with self.session() as s:
@@ -420,27 +476,34 @@ class GatewayStore:
                 raise NotFound(f"no job {job_id}")
             return state
 
-    def finish(self, job_id: str, state: JobState, exit_code: int | None) -> None:
-        """End a running (or cancelling) job: charge its actual runtime, release the rest."""
+    def finish(self, job_id: str, state: JobState, exit_code: int | None, *, started: datetime | None = None,
+               ended: datetime | None = None, note: str = "") -> bool:
+        """End a followed job: charge its actual runtime (``started`` to ``ended`` when its system
+        measured them, else the recorded start to now), release the rest. False if it had ended
+        already: a job is charged once."""
         with self.session() as s:
             job = s.get(Job, job_id, with_for_update=True)
             if job is None or job.state in TERMINAL_JOB_STATES:
-                return
-            started = job.started or now()
-            hours = max(0.0, (now() - started).total_seconds() / 3600.0)
+                return False
+            begun = started or job.started
+            hours = 0.0 if begun is None else max(0.0, ((ended or now()) - begun).total_seconds() / 3600.0)
             charge = min(job.reserved_core_hours, core_hours(job.nodes, job.cores_per_node, hours))
-            self._end(s, job, state, exit_code, charge, (JobState.RUNNING, JobState.CANCELLING))
+            return self._end(s, job, state, exit_code, charge, tuple(FOLLOWED_JOB_STATES), note,
+                             started=begun, ended=ended)
 
     def _end(self, s: Session, job: Job, state: JobState, exit_code: int | None, charge: float,
-             from_states: tuple[JobState, ...]) -> bool:
+             from_states: tuple[JobState, ...], note: str = "", *, started: datetime | None = None,
+             ended: datetime | None = None) -> bool:
         """End ``job`` if it is still in one of ``from_states`` (a conditional UPDATE: of a cancel
         and the runner's claim of the same queued job, one wins); charge ``charge`` core-hours and
         release the rest of its reservation. False if the job had moved on meanwhile."""
-        ended = s.execute(sa.update(Job).where(Job.id == job.id, Job.state.in_(from_states)).values(
-            state=state, exit_code=exit_code, ended=now(), charged_core_hours=charge,
+        done = s.execute(sa.update(Job).where(Job.id == job.id, Job.state.in_(from_states)).values(
+            state=state, exit_code=exit_code, ended=ended or now(), charged_core_hours=charge,
+            started=started or job.started,
         ).execution_options(synchronize_session=False))
-        if ended.rowcount != 1:  # type: ignore[attr-defined]
+        if done.rowcount != 1:  # type: ignore[attr-defined]
             return False
+        self._event(s, job.id, state, note)
         release = job.reserved_core_hours - charge
         s.execute(sa.update(Project).where(Project.id == job.project_id).values(
             reserved_core_hours=Project.reserved_core_hours - job.reserved_core_hours,
@@ -451,12 +514,6 @@ class GatewayStore:
         if release:
             self._ledger(s, job, "release", release, f"{state}")
         return True
-
-    def orphaned(self) -> list[str]:
-        """Jobs recorded as running or cancelling: after a restart, no runner follows them."""
-        with self.session() as s:
-            active = [JobState.RUNNING, JobState.CANCELLING]
-            return list(s.scalars(sa.select(Job.id).where(Job.state.in_(active))))
 
     def ledger(self, project: str | None = None) -> list[dict[str, Any]]:
         with self.session() as s:

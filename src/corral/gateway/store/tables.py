@@ -11,21 +11,35 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class JobState(enum.StrEnum):
-    """The part of issue 14's state machine that is built: queued -> running -> completed | failed;
-    queued -> cancelled; running -> cancelling -> cancelled; running -> system_error (lost on restart)."""
+    """A gateway job's state (docs/gateway.md draws the machine)."""
 
     QUEUED = "queued"
+    """Accepted and charged a reservation; not yet handed to its system's executor."""
+    INITIALIZING = "initializing"
+    """Handed to the executor (submitted to the scheduler), not started yet."""
     RUNNING = "running"
+    """Started on its system."""
     COMPLETED = "completed"
+    """Ended with exit code 0."""
     FAILED = "failed"
+    """Ended with a non-zero exit code, out of memory, or could not start."""
+    TIMEOUT = "timeout"
+    """Killed for outliving its walltime."""
     CANCELLING = "cancelling"
+    """Cancel asked while initializing or running; the runner stops it."""
     CANCELLED = "cancelled"
+    """Cancelled by its owner (or by someone on the system: scancel, qdel)."""
     SYSTEM_ERROR = "system_error"
+    """Lost: a node failure, preemption, a job the scheduler forgot, or one the gateway could not
+    follow across a restart."""
 
 
-TERMINAL_JOB_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED, JobState.SYSTEM_ERROR})
-FAILED_JOB_STATES = frozenset({JobState.FAILED, JobState.SYSTEM_ERROR})
-ACTIVE_JOB_STATES = frozenset({JobState.QUEUED, JobState.RUNNING, JobState.CANCELLING})
+TERMINAL_JOB_STATES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.TIMEOUT, JobState.CANCELLED,
+                                 JobState.SYSTEM_ERROR})
+FAILED_JOB_STATES = frozenset({JobState.FAILED, JobState.TIMEOUT, JobState.SYSTEM_ERROR})
+ACTIVE_JOB_STATES = frozenset({JobState.QUEUED, JobState.INITIALIZING, JobState.RUNNING, JobState.CANCELLING})
+FOLLOWED_JOB_STATES = frozenset({JobState.INITIALIZING, JobState.RUNNING, JobState.CANCELLING})
+"""States of jobs an executor has (or may have) been given: the runner follows them."""
 
 SCOPES = ("jobs:read", "jobs:write", "admin")
 ROLES = ("user", "admin")
@@ -90,6 +104,7 @@ class Job(Base):
     nodes: Mapped[int] = mapped_column()
     cores_per_node: Mapped[int] = mapped_column()
     walltime_hours: Mapped[float] = mapped_column(sa.Float)
+    queue: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
     state: Mapped[str] = mapped_column(sa.String(20), index=True)
     native_id: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
     submitted: Mapped[datetime] = mapped_column(sa.DateTime, index=True)
@@ -107,6 +122,17 @@ class JobTag(Base):
     job_id: Mapped[str] = mapped_column(sa.ForeignKey("jobs.id"), primary_key=True)
     key: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
     value: Mapped[str] = mapped_column(sa.String(1000), default="")
+
+
+class JobEvent(Base):
+    """A job's state history: one row per state it entered (append-only)."""
+
+    __tablename__ = "job_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[str] = mapped_column(sa.ForeignKey("jobs.id"), index=True)
+    at: Mapped[datetime] = mapped_column(sa.DateTime)
+    state: Mapped[str] = mapped_column(sa.String(20))
+    note: Mapped[str] = mapped_column(sa.String(500), default="")
 
 
 class LedgerEntry(Base):

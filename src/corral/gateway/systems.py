@@ -1,0 +1,133 @@
+"""HPC systems: the named executor profiles the gateway runs jobs on, each with its limits.
+
+A system is an executor profile of ``corral.toml`` (or a bare executor kind: ``local``, ``slurm``,
+``sge`` ...) plus the limits a job must fit before anything is submitted. They are read from
+``<workdir>/gateway.toml``::
+
+    [systems.cluster]
+    executor = "slurm-debug"    # a profile of <workdir>/corral.toml, or an executor kind
+    max_nodes = 2
+    max_cores_per_node = 4
+    max_walltime_hours = 12
+    queues = ["debug"]          # allowed queues; the first is the default
+    [systems.cluster.options]   # executor options on top of the profile's (optional)
+    poll_interval = 1.0
+
+Without the file there is one system, ``local``: the gateway's machine, one node, its cores.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from corral.config import load_config
+from corral.errors import ConfigError
+
+from .store import GatewayError, JobRequest, SystemCheck
+
+SYSTEMS_FILE = "gateway.toml"
+LIMIT_KEYS = ("max_nodes", "max_cores_per_node", "max_walltime_hours", "queues")
+
+
+@dataclass(frozen=True)
+class HpcSystem:
+    """One system: its executor kind and options, and the limits of one job on it."""
+
+    name: str
+    kind: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    max_nodes: int = 1
+    max_cores_per_node: int = 1
+    max_walltime_hours: float = 24.0
+    queues: tuple[str, ...] = ()
+    """Queues (partitions) a job may name; the first is the default; empty: the executor's own."""
+
+    def check(self, req: JobRequest) -> str | None:
+        """The queue the job runs in (None: the executor's default); a 400 naming the limit a
+        job exceeds, before anything is submitted."""
+        where = f"HPC system {self.name!r}"
+        if req.nodes > self.max_nodes:
+            raise GatewayError(f"{where} allows at most {self.max_nodes} node(s) per job; "
+                               f"this job asks for {req.nodes}")
+        if req.cores_per_node > self.max_cores_per_node:
+            raise GatewayError(f"{where} allows at most {self.max_cores_per_node} core(s) per node; "
+                               f"this job asks for {req.cores_per_node}")
+        if req.walltime_hours > self.max_walltime_hours:
+            raise GatewayError(f"{where} allows a walltime of at most {self.max_walltime_hours:g} h; "
+                               f"this job asks for {req.walltime_hours:g} h")
+        if req.queue is None:
+            return self.queues[0] if self.queues else None
+        if req.queue not in self.queues:
+            allowed = ", ".join(self.queues) or "none (leave queue out)"
+            raise GatewayError(f"{where} has no queue {req.queue!r}; queues: {allowed}")
+        return req.queue
+
+    def describe(self) -> dict[str, Any]:
+        """What the API shows: the name, the executor kind and the limits (no options: they may
+        name hosts and accounts)."""
+        return {"name": self.name, "kind": self.kind, "max_nodes": self.max_nodes,
+                "max_cores_per_node": self.max_cores_per_node,
+                "max_walltime_hours": self.max_walltime_hours, "queues": list(self.queues)}
+
+
+def local_system() -> HpcSystem:
+    return HpcSystem("local", "local", {}, max_nodes=1, max_cores_per_node=os.cpu_count() or 1)
+
+
+def load_systems(workdir: Path, path: Path | None = None) -> dict[str, HpcSystem]:
+    """The systems of ``<workdir>/gateway.toml`` (or ``path``); only ``local`` without one."""
+    path = path or workdir / SYSTEMS_FILE
+    if not path.is_file():
+        return {"local": local_system()}
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}; fix the file") from None
+    tables = data.get("systems")
+    if set(data) - {"systems"} or not isinstance(tables, dict) or not tables:
+        raise ConfigError(f"{path}: write HPC systems as [systems.NAME] tables, and nothing else")
+    config = load_config(workdir)
+    return {name: _system(path, name, table, config.executor) for name, table in tables.items()}
+
+
+def _system(path: Path, name: str, table: Any, resolve: Any) -> HpcSystem:
+    where = f"{path}: [systems.{name}]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = sorted(set(table) - {"executor", "options", *LIMIT_KEYS})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; "
+                          f"keys are executor, options, {', '.join(LIMIT_KEYS)}")
+    kind, options = resolve(str(table.get("executor", name)))
+    extra = table.get("options", {})
+    if not isinstance(extra, dict):
+        raise ConfigError(f"{where}: options must be a table")
+    try:
+        default = HpcSystem(name, kind)
+        system = HpcSystem(name, kind, {**options, **extra},
+                           max_nodes=int(table.get("max_nodes", default.max_nodes)),
+                           max_cores_per_node=int(table.get("max_cores_per_node", default.max_cores_per_node)),
+                           max_walltime_hours=float(table.get("max_walltime_hours", default.max_walltime_hours)),
+                           queues=tuple(str(q) for q in table.get("queues", ())))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: limits must be numbers and queues a list of names ({exc})") from None
+    if min(system.max_nodes, system.max_cores_per_node) < 1 or system.max_walltime_hours <= 0:
+        raise ConfigError(f"{where}: max_nodes and max_cores_per_node must be >= 1, max_walltime_hours > 0")
+    return system
+
+
+def checker(systems: Mapping[str, HpcSystem]) -> SystemCheck:
+    """The store's ``check`` of submissions against ``systems`` (see :meth:`HpcSystem.check`)."""
+
+    def check(name: str, req: JobRequest) -> str | None:
+        if name not in systems:
+            raise GatewayError(f"the project's HPC system {name!r} is not configured on this gateway "
+                               f"(systems: {', '.join(sorted(systems))}); an admin moves the project")
+        return systems[name].check(req)
+
+    return check

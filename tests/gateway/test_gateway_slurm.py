@@ -1,0 +1,108 @@
+"""Jobs on the rig's real SLURM through Corral's slurm executor: a py-tes client submits a task that
+runs there and fetches its output; a hostile title and command reach neither a directive nor a
+shell unquoted; the HPC system's limits refuse a job before anything is submitted."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import tes
+
+from corral.gateway.store import GatewayStore
+
+from .conftest import require_cluster
+
+SLURM_SYSTEM = """
+[systems.cluster]
+executor = "slurm"
+max_nodes = 1
+max_cores_per_node = 2
+max_walltime_hours = 1
+queues = ["debug"]
+[systems.cluster.options]
+poll_interval = 0.2
+max_poll_interval = 1.0
+marker_interval = 0.1
+lost_grace = 5.0
+kill_grace = 0.5
+"""
+
+
+@pytest.fixture
+def systems_toml() -> str:
+    require_cluster("slurm")
+    return SLURM_SYSTEM
+
+
+@pytest.fixture
+def alice(server: str, store: GatewayStore) -> tes.HTTPClient:
+    store.create_project("hpc", 10.0, members=["alice"], system="cluster")
+    return tes.HTTPClient(server, token=store.create_token("alice"), timeout=10)
+
+
+def _wait(client: tes.HTTPClient, task_id: str) -> tes.Task:
+    deadline = time.monotonic() + 60
+    while (task := client.get_task(task_id, "FULL")).state not in {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR",
+                                                                     "CANCELED"}:
+        assert time.monotonic() < deadline, task
+        time.sleep(0.2)
+    return task
+
+
+def test_py_tes_task_runs_on_slurm_and_fetches_its_output(alice: tes.HTTPClient, store: GatewayStore) -> None:
+    task_id = alice.create_task(tes.Task(
+        name="on slurm",
+        executors=[tes.Executor(image="ignored", command=["sh", "-c", "echo hello from $SLURM_JOB_ID"])],
+        resources=tes.Resources(cpu_cores=1, backend_parameters={"walltime_hours": "0.1"}), tags={"project": "hpc"}))
+    task = _wait(alice, task_id)
+    job = store.get_job(None, task_id)
+    assert task.state == "COMPLETE", (task, job)
+    native = job["native_id"]
+    assert native and native.isdigit() and job["system"] == "cluster" and job["queue"] == "debug"
+    assert task.logs[0].logs[0].stdout == f"hello from {native}\n"  # it ran as that SLURM job
+    assert task.logs[0].logs[0].exit_code == 0
+    states = [e["state"] for e in store.history(None, task_id)]
+    assert states[:2] == ["queued", "initializing"] and states[-1] == "completed"
+    [project] = store.list_projects(store.authenticate(alice.token))
+    assert project["active_jobs"] == 0 and project["reserved_core_hours"] == 0
+    assert 0 < project["charged_core_hours"] < 0.1
+
+
+def test_hostile_title_and_command_stay_quoted(alice: tes.HTTPClient, store: GatewayStore, tmp_path: Path) -> None:
+    title = 'evil\n#SBATCH --wrap="touch /tmp/corral-pwned"\n$(touch pwned-title) `touch pwned-tick`'
+    argv = ["echo", "$(touch pwned-cmd)", ";", "touch", "pwned-semicolon", "&&", "`id`", "\n#SBATCH --mem=1"]
+    task_id = alice.create_task(tes.Task(name=title, executors=[tes.Executor(image="x", command=argv)],
+                                         tags={"project": "hpc"}))
+    task = _wait(alice, task_id)
+    assert task.state == "COMPLETE", task
+    assert task.logs[0].logs[0].stdout == " ".join(argv[1:]) + "\n"  # echo got every word as it was
+    jobdir = tmp_path / ".corral" / "gateway-jobs" / task_id
+    assert not list(jobdir.rglob("pwned*")) and not Path("/tmp/corral-pwned").exists()
+    script = (jobdir / ".corral" / "job.sh").read_text()
+    directives = [line for line in script.splitlines() if line.startswith("#SBATCH")]
+    options = {d.split()[1].split("=")[0] for d in directives}
+    assert "--wrap" not in options and "--mem" not in options, directives  # no directive was injected
+    assert all(len(d.split()) == 2 and "$(" not in d and "`" not in d for d in directives), directives
+    [name] = [d for d in directives if d.startswith("#SBATCH --job-name=")]
+    assert name.split("=", 1)[1].replace("-", "").replace("_", "").replace(".", "").isalnum(), name
+
+
+def test_limits_refuse_before_submission(server: str, store: GatewayStore) -> None:
+    store.create_project("hpc", 1000.0, members=["alice"], system="cluster")
+    headers = {"Authorization": f"Bearer {store.create_token('alice')}"}
+    with httpx.Client(base_url=server, headers=headers, timeout=10) as client:
+        cases: list[tuple[dict[str, object], str]] = [
+            ({"nodes": 2}, "at most 1 node(s)"), ({"cores_per_node": 8}, "at most 2 core(s)"),
+                            ({"walltime_hours": 5}, "at most 1 h"), ({"queue": "long"}, "no queue 'long'")]
+        for body, words in cases:
+            r = client.post("/api/v1/jobs", json={"command": "true", **body})
+            assert r.status_code == 400 and words in r.json()["detail"], r.text
+        r = client.get("/api/v1/jobs")
+        assert r.json()["total"] == 0  # nothing was queued, nothing reserved
+        assert client.get("/api/v1/projects/hpc").json()["reserved_core_hours"] == 0
+        [system] = client.get("/api/v1/systems").json()
+        assert system == {"name": "cluster", "kind": "slurm", "max_nodes": 1, "max_cores_per_node": 2,
+                          "max_walltime_hours": 1.0, "queues": ["debug"]}
