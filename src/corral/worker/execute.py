@@ -15,10 +15,13 @@ import functools
 import hashlib
 import io
 import json
+import mmap
 import os
 import pickle
+import pickletools
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -99,6 +102,17 @@ of this size in the CAS anyway: ``corral.store.store.INLINE_LIMIT``)."""
 VALUE_FILE = "value.pkl"
 HASH_ASIDE = 1 << 20
 """Buffers at least this large are hashed in another thread while they are written."""
+OOB_MIN = 1 << 20
+"""Contiguous buffers (numpy arrays, ``bytes``...) at least this large are laid out page-aligned
+in a value file and memory-mapped when it is loaded (see :func:`dump_value`)."""
+SKELETON_MAX = 1 << 20
+"""A value whose pickle without its large buffers is larger than this is written as one plain
+pickle stream (loaded by reading it)."""
+MAPPED_MAGIC = b"corral-mapped-value-1\n"
+PAGE = mmap.ALLOCATIONGRANULARITY
+_HEAD = struct.Struct("<I")
+_SPAN = struct.Struct("<QQ")
+_PROTO5, _BINBYTES, _POP, _BYTEARRAY8, _NEXT_BUFFER = b"\x80\x05", b"B", b"0", b"\x96", b"\x97"
 
 
 class _SpillWriter:
@@ -151,14 +165,105 @@ class _SpillWriter:
             self.path.unlink(missing_ok=True)
 
 
+class _TooLarge(Exception):
+    """The skeleton of a value passed :data:`SKELETON_MAX`."""
+
+
+class _Skeleton(io.BytesIO):
+    def write(self, data: Any) -> int:
+        if self.tell() + memoryview(data).nbytes > SKELETON_MAX:
+            raise _TooLarge
+        return super().write(data)
+
+
+def _skeleton(value: Any) -> tuple[bytes, list[memoryview]] | None:
+    """The pickle of ``value`` with its large contiguous buffers out of band (protocol 5),
+    and those buffers; None if that pickle would pass :data:`SKELETON_MAX`."""
+    buffers: list[memoryview] = []
+
+    def out_of_band(buf: pickle.PickleBuffer) -> bool:
+        try:
+            raw = buf.raw()
+        except BufferError:  # not contiguous: in the stream
+            return True
+        if raw.nbytes < OOB_MIN:
+            return True
+        buffers.append(raw)
+        return False  # (a false value: out of band)
+
+    sink = _Skeleton()
+    try:
+        Pickler(sink, protocol=5, buffer_callback=out_of_band).dump(value)
+    except _TooLarge:
+        return None
+    return sink.getvalue(), buffers
+
+
+def _unframed(skeleton: bytes) -> list[bytes]:
+    """The opcodes of ``skeleton`` without its FRAME opcodes (frames are optional, and
+    bytes put inside a frame would break it), cut at each NEXT_BUFFER opcode."""
+    pieces: list[bytes] = []
+    current = bytearray()
+    ops = list(pickletools.genops(skeleton))
+    for i, (op, _arg, pos) in enumerate(ops):
+        stop = ops[i + 1][2] if i + 1 < len(ops) else len(skeleton)
+        if op.name == "FRAME":
+            continue
+        if op.name == "NEXT_BUFFER":
+            pieces.append(bytes(current))
+            current = bytearray()
+            continue
+        current += skeleton[pos:stop]
+    pieces.append(bytes(current))
+    return pieces
+
+
+def _mapped_parts(pieces: list[bytes], buffers: list[memoryview]) -> list[Any]:
+    """The parts of a mapped value file (see :func:`dump_value`), in order."""
+    header_size = len(MAPPED_MAGIC) + _HEAD.size + _SPAN.size * len(buffers) \
+        + sum(len(p) for p in pieces) + len(buffers)
+    pos = len(_PROTO5) + 1 + _HEAD.size + header_size + 1
+    body: list[Any] = []
+    spans: list[bytes] = []
+    for piece, buf in zip(pieces, buffers, strict=False):
+        pos += len(piece)
+        pad = -(pos + 1 + _HEAD.size + 1 + 1 + 8) % PAGE
+        body += [piece, _BINBYTES + _HEAD.pack(pad) + bytes(pad) + _POP,
+                 _BYTEARRAY8 + struct.pack("<Q", buf.nbytes), buf]
+        pos += 1 + _HEAD.size + pad + 1 + 1 + 8
+        spans.append(_SPAN.pack(pos, buf.nbytes))
+        pos += buf.nbytes
+    body.append(pieces[-1])
+    header = b"".join([MAPPED_MAGIC, _HEAD.pack(len(buffers)), *spans,
+                       _NEXT_BUFFER.join(pieces)])
+    return [_PROTO5 + _BINBYTES + _HEAD.pack(len(header)) + header + _POP, *body]
+
+
 def dump_value(value: Any, spill: Path | None) -> bytes:
     """The pickled ``value``; one larger than :data:`SPILL_MIN` is written to ``spill``
-    instead (when given) and the pickle of a :class:`StoredResult` returned."""
+    instead (when given) and the pickle of a :class:`StoredResult` returned.
+
+    A value holding large contiguous buffers (numpy arrays, also inside lists, dicts,
+    DataFrames...) is written so that :func:`load_file` memory-maps them instead of reading
+    them: one pickle stream that any unpickler reads whole (``pickle.loads`` of its bytes gives
+    the value), which begins with a header (in a bytes object the stream pops: its magic, where
+    each buffer lies and the pickle with the buffers out of band, protocol 5), and in which each
+    buffer starts on a page boundary. The file is hashed while it is written (the CAS digest)
+    and ``fsync``'ed before this returns."""
     if spill is None:
         return dumps(value)
-    sink = _SpillWriter(spill, SPILL_MIN)
+    laid = _skeleton(value)
+    if laid is not None and not laid[1] and len(laid[0]) <= SPILL_MIN:
+        return laid[0]
+    sink = _SpillWriter(spill, -1 if laid is not None else SPILL_MIN)
     try:
-        Pickler(sink, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+        if laid is None:
+            Pickler(sink, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
+        elif not laid[1]:
+            sink.write(laid[0])
+        else:
+            for part in _mapped_parts(_unframed(laid[0]), laid[1]):
+                sink.write(part)
         out = sink.finish()
     except OSError:  # a full disk: the engine gets the bytes, and stops on its own write
         sink.discard()
@@ -173,9 +278,20 @@ def dump_value(value: Any, spill: Path | None) -> bytes:
 
 
 def load_file(path: str | os.PathLike[str]) -> Any:
-    """Unpickle a value from a file without holding its bytes and the value at once."""
+    """Unpickle a value from a file without holding its bytes and the value at once; the large
+    buffers of a mapped value file (see :func:`dump_value`) are memory-mapped copy-on-write:
+    read from the file as they are used, and changing them changes only this process's copy."""
     with open(path, "rb") as fh:
-        return pickle.load(fh)
+        head = fh.read(len(_PROTO5) + 1 + _HEAD.size + len(MAPPED_MAGIC))
+        if head[:3] != _PROTO5 + _BINBYTES or head[7:] != MAPPED_MAGIC:
+            fh.seek(0)
+            return pickle.load(fh)
+        header = fh.read(_HEAD.unpack(head[3:7])[0] - len(MAPPED_MAGIC))
+        (count,) = _HEAD.unpack_from(header)
+        spans = [_SPAN.unpack_from(header, _HEAD.size + i * _SPAN.size) for i in range(count)]
+        skeleton = header[_HEAD.size + count * _SPAN.size:]
+        view = memoryview(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY))
+    return pickle.loads(skeleton, buffers=[view[start:start + n] for start, n in spans])
 
 
 def resolve_refs(value: Any) -> Any:
