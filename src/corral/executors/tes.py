@@ -507,8 +507,9 @@ class TesExecutor(Executor):
         try:
             client.call("GET", "/service-info")
         except TesRequestError as exc:
-            raise ExecutorError(f"{exc}; check url in the tes executor profile "
-                                "(the server's address, optionally ending in /ga4gh/tes/v1)") from exc
+            if exc.status not in (401, 403):  # a server guarding even this: the token check says more
+                raise ExecutorError(f"{exc}; check url in the tes executor profile "
+                                    "(the server's address, optionally ending in /ga4gh/tes/v1)") from exc
         try:
             client.call("GET", "/tasks", {"view": "MINIMAL", "page_size": 1})
         except TesRequestError as exc:
