@@ -82,10 +82,12 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
 
 def _until(client: httpx.Client, job_id: str, wanted: set[str]) -> dict[str, Any]:
     deadline = time.monotonic() + 60
-    while (job := client.get(f"/api/v1/jobs/{job_id}").json())["state"] not in wanted:
+    while True:
+        job: dict[str, Any] = client.get(f"/api/v1/jobs/{job_id}").json()
+        if job["state"] in wanted:
+            return job
         assert time.monotonic() < deadline, job
         time.sleep(0.1)
-    return job
 
 
 def test_sigkill_mid_job_loses_nothing_and_charges_once(serve: Serve, store: GatewayStore) -> None:
