@@ -56,7 +56,7 @@ def nap(seconds: float) -> float:
     return seconds
 
 
-def _require(sched: str) -> None:
+def require_cluster(sched: str) -> None:
     tool, probe = PROBES[sched]
     reason = None
     if shutil.which(tool) is None:
@@ -109,7 +109,7 @@ class Sessions:
 def sessions(request: pytest.FixtureRequest,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sessions]:
     sched: str = request.param
-    _require(sched)
+    require_cluster(sched)
     root = tmp_path_factory.mktemp(f"interactive-{sched}")
     os.chmod(root, 0o755)  # the batch jobs read and write the attempt directories
     wd, log = root / "wd", root / "submissions.log"
@@ -203,7 +203,7 @@ def _until(check: Any, seconds: float) -> bool:
 
 @pytest.mark.parametrize("sched", SCHEDULERS)
 def test_cancel_and_shutdown_cancel_the_cluster_jobs(sched: str, tmp_path: Path) -> None:
-    _require(sched)
+    require_cluster(sched)
     os.chmod(tmp_path, 0o755)
     ex = corral.Executor(sched, workdir=tmp_path, cache=False, executor_options=FAST)
     futures = [ex.submit(nap, 120 + i) for i in range(3)]
@@ -231,7 +231,7 @@ def test_cancel_and_shutdown_cancel_the_cluster_jobs(sched: str, tmp_path: Path)
 
 @pytest.mark.slurm
 def test_submits_close_together_are_one_sbatch(tmp_path: Path) -> None:
-    _require("slurm")
+    require_cluster("slurm")
     with corral.Executor("slurm", workdir=tmp_path, executor_options=FAST) as ex:
         futures = []
         for x in range(10):  # a loop that does a little work between its calls

@@ -43,6 +43,7 @@ from corral.states import RunState
 from corral.store import Store
 
 from .live import Call, LiveEngine
+from .shared import Sharer, reads_local_files
 
 
 class _Listener:
@@ -91,6 +92,7 @@ class Executor(concurrent.futures.Executor):
             self.store.release_run(self.run_id, state=RunState.FAILED.value, error=str(exc),
                                    finished_at=time.time())
             raise
+        self._sharer = Sharer(self.store.cas, reads_local_files(self._engine.executor))
         self._thread = threading.Thread(target=self._serve, name=f"corral-{self.run_id}",
                                         daemon=True)
         self._thread.start()
@@ -161,7 +163,9 @@ class Executor(concurrent.futures.Executor):
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> CFuture[Any]:
         """Run ``fn(*args, **kwargs)`` as a task of this run; its future at once."""
         fut: CFuture[Any] = CFuture()
-        self._offer([Call(self._task(fn), args, kwargs, fut)])
+        the_task = self._task(fn)
+        args, kwargs = self._sharer.args(args, kwargs, {})
+        self._offer([Call(the_task, args, kwargs, fut)])
         return fut
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
@@ -173,10 +177,12 @@ class Executor(concurrent.futures.Executor):
         the_task = self._task(fn)
         futures: list[CFuture[Any]] = []
         calls = []
+        memo: dict[int, Any] = {}  # repeat(data): one object, hashed once
         for args in zip(*iterables, strict=False):
             fut: CFuture[Any] = CFuture()
             futures.append(fut)
-            calls.append(Call(the_task, tuple(args), {}, fut))
+            shared, _ = self._sharer.args(tuple(args), {}, memo)
+            calls.append(Call(the_task, shared, {}, fut))
         self._offer(calls)
         return _results(futures, end)
 
