@@ -62,7 +62,7 @@ def export_script(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: 
         for unit in p.units:
             name = _unique(re.sub(r"[^A-Za-z0-9_]+", "_", unit.name).strip("_") or "task", names)
             names.append(name)
-            lines += _unit_lines(p, unit, name, [names[u] for u in unit.after], jobs_dir, kind)
+            lines += _unit_lines(p, unit, name, names, jobs_dir, kind)
             for job in unit.jobs:
                 p.engine.rec.attempt_new(attempt_row(p, job, None))
         if not p.units:
@@ -99,22 +99,29 @@ def _header(p: Prepared, pipeline: str, kind: str, jobs_dir: Path) -> list[str]:
     ]
 
 
-def _unit_lines(p: Prepared, unit: PreparedUnit, name: str, after: list[str], jobs_dir: Path,
+def _unit_lines(p: Prepared, unit: PreparedUnit, name: str, names: list[str], jobs_dir: Path,
                 kind: str) -> list[str]:
-    """Write the unit's job script into ``jobs_dir``; return the lines submitting it."""
+    """Write the unit's job script into ``jobs_dir``; return the lines submitting it
+    (``names``: the shell variable suffix of each unit before it)."""
     write_unit(p.executor, unit)  # an array's listing of attempt directories, its log dir
     script = jobs_dir / f"{name}.sh"
     script.write_text(unit.rendered.script)
     script.chmod(0o755)
-    argv = p.executor.submit_argv(script.name, [f"__JID_{a}__" for a in after])
+    after, elementwise = unit.dependencies(p.executor, lambda u: f"__JID_{u}__")
+    argv = p.executor.submit_argv(script.name, after, elementwise)
     cmd = " ".join(shlex.quote(a) for a in argv)
-    for a in after:
-        cmd = cmd.replace(f"__JID_{a}__", f"$jid_{a}")
+    waited = {w.unit for w in unit.after} | {u for u in [unit.elementwise] if u is not None}
+    for u in waited:  # ${...} before an element's suffix (_3 on SLURM)
+        cmd = re.sub(rf"__JID_{u}__(?=\w)", f"${{jid_{names[u]}}}", cmd)
+        cmd = cmd.replace(f"__JID_{u}__", f"$jid_{names[u]}")
     if unit.is_array:
         first, last = unit.jobs[0].task.name, unit.jobs[-1].task.name
         throttle = min(p.executor.settings.array_throttle, len(unit.jobs))
         comment = (f"# {unit.name}: {len(unit.jobs)} tasks ({first} .. {last}) as one array "
                    f"job, at most {throttle} at once")
+        if unit.elementwise is not None:
+            comment += (f"; element i waits for element i of {names[unit.elementwise]} "
+                        f"({'aftercorr' if kind == 'slurm' else '-hold_jid_ad'})")
     else:
         comment = f"# {unit.name}"
     var = f"jid_{name}"

@@ -249,6 +249,13 @@ def test_submit_argv_with_dependencies_and_parsing() -> None:
         "sbatch", "--parsable", "--dependency=afterok:11:12", "--kill-on-invalid-dep=yes", "/s.sh"
     ]
     assert sge_qsub_argv("/s.sh", ["11"]) == ["qsub", "-terse", "-hold_jid", "11", "/s.sh"]
+    # an array whose element i waits for element i of array 13 (a map over a map)
+    assert sbatch_argv("/s.sh", ["11"], ["13"]) == [
+        "sbatch", "--parsable", "--dependency=afterok:11,aftercorr:13",
+        "--kill-on-invalid-dep=yes", "/s.sh"]
+    assert sbatch_argv("/s.sh", [], ["13"])[2] == "--dependency=aftercorr:13"
+    assert sge_qsub_argv("/s.sh", ["11"], ["13"]) == [
+        "qsub", "-terse", "-hold_jid", "11", "-hold_jid_ad", "13", "/s.sh"]
     assert pbs_qsub_argv("/s.sh", ["11.srv"]) == ["qsub", "-W", "depend=afterok:11.srv", "/s.sh"]
     assert bsub_argv("/s.sh", ["11", "12"]) == ["bsub", "-w", "done(11) && done(12)"]
     assert parse_sbatch("4242\n") == "4242"

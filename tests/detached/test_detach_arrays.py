@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,28 @@ def flaky_retried(x: int) -> int:
 @task
 def total(values: list) -> int:
     return sum(values)
+
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+
+@task
+def fragile(x: int) -> int:
+    if x == 2:
+        raise ValueError("element 2 fails")
+    return x
+
+
+@pipeline
+def chained():
+    return total(double.map(square.map([1, 2, 3])))
+
+
+@pipeline
+def chained_failing():
+    return double.map(fragile.map([1, 2, 3]))
 
 
 @pipeline
@@ -152,6 +175,59 @@ def test_failed_element_retried_alone(tmp_path: Path, sched: str, submissions: P
     assert element.native_id in retried_total, calls
 
 
+def test_map_over_map_is_one_array_waiting_element_wise(tmp_path: Path, sched: str,
+                                                        submissions: Path) -> None:
+    run_id = submit_detached(_load(tmp_path, "chained"), {}, _cfg(tmp_path, sched))
+    calls = _calls(submissions)
+    assert len(calls) == 3, calls  # squares, doubles (element i after square i), total
+    store = Store.open(tmp_path)
+    state = load_state(store, run_id)
+    assert state is not None
+    sep = "_" if sched == "slurm" else "."
+    by_name = {t.name: t for t in state.tasks.values()}
+    squares = (by_name["square[0]"].native_id or "").split(sep)[0]
+    doubles = (by_name["double[0]"].native_id or "").split(sep)[0]
+    assert [by_name[f"double[{i}]"].native_id for i in range(3)] == [
+        f"{doubles}{sep}{i}" for i in (1, 2, 3)]
+    corr = f"--dependency=aftercorr:{squares} " if sched == "slurm" else \
+        f"-hold_jid_ad {squares} "
+    assert corr in calls[1], calls
+    assert (f"--dependency=afterok:{doubles} " if sched == "slurm" else
+            f"-hold_jid {doubles} ") in calls[2], calls
+    summary = _wait(store, run_id, timeout=120)
+    assert summary["state"] == "succeeded", (summary, store.tasks(run_id))
+    assert corral.Client(tmp_path).run(run_id).task_result("total") == 2 * (1 + 4 + 9)
+    assert len(_calls(submissions)) == 3
+
+
+def test_map_over_map_failed_element_skips_its_own(tmp_path: Path, sched: str,
+                                                   submissions: Path) -> None:
+    """Element 2 of the first map fails: element 2 of the second never runs its task (on
+    Grid Engine, released by -hold_jid_ad, it checks element 2's marker), the others do."""
+    run_id = submit_detached(_load(tmp_path, "chained_failing"), {}, _cfg(tmp_path, sched))
+    assert len(_calls(submissions)) == 2
+    store = Store.open(tmp_path)
+    state = load_state(store, run_id)
+    assert state is not None
+    skipped = next(t for t in state.tasks.values() if t.name == "double[1]")
+    if sched == "sge":  # nobody reconciles yet: released, the element refuses by itself
+        err = Path(skipped.workdir, "stderr.log")
+        deadline = time.time() + 60
+        while "not running this task" not in (err.read_text() if err.exists() else ""):
+            assert time.time() < deadline, "element 2 of double was never released"
+            time.sleep(0.5)
+        assert state.tasks[skipped.deps[0]].workdir in err.read_text()
+    summary = _wait(store, run_id, timeout=120)
+    assert summary["state"] == "failed", summary
+    states = {t["name"]: t["state"] for t in store.tasks(run_id)}
+    assert states == {"fragile[0]": "succeeded", "fragile[1]": "failed",
+                      "fragile[2]": "succeeded", "double[0]": "succeeded",
+                      "double[1]": "skipped", "double[2]": "succeeded"}, states
+    handle = corral.Client(tmp_path).run(run_id)
+    assert [handle.task_result(f"double[{i}]") for i in (0, 2)] == [2, 6]
+    assert not Path(skipped.workdir, "exit.json").exists()  # its task never ran
+
+
 def test_exported_datapipe_uses_arrays_and_runs(tmp_path: Path, sched: str,
                                                 server: tuple[Path, str],
                                                 submissions: Path) -> None:
@@ -165,14 +241,22 @@ def test_exported_datapipe_uses_arrays_and_runs(tmp_path: Path, sched: str,
     dest = export_script(pipe, params, _cfg(work, sched), tmp_path / "pipeline.sh", fmt=fmt)
     text = dest.read_text()
     arrays = re.findall(r"^# (\w+): (\d+) tasks .* as one array job", text, re.M)
-    # download over the items, analyze over the shards of each item; convert maps over the
-    # download elements one by one, so its elements stay single jobs (no aftercorr yet)
-    assert sorted(arrays) == [("analyze", "3"), ("analyze", "3"), ("download", "2")], text
-    assert len(re.findall(r"^jid_\w+=\$\(", text, re.M)) == 8, text
+    # download over the items, analyze over the shards of each item, and convert over the
+    # download elements one by one: element i waits for download's element i
+    assert sorted(arrays) == [("analyze", "3"), ("analyze", "3"), ("convert", "2"),
+                              ("download", "2")], text
+    corr = "--dependency=aftercorr:$jid_download" if sched == "slurm" else \
+        "-hold_jid_ad $jid_download"
+    assert re.search(rf"^jid_convert=\$\(.*{re.escape(corr)}\b.* convert.sh\)$", text,
+                     re.M), text
+    # each item's analyze waits for its own convert element (the whole array on SGE)
+    if sched == "slurm":
+        assert "--dependency=afterok:${jid_convert}_1 " in text, text
+    assert len(re.findall(r"^jid_\w+=\$\(", text, re.M)) == 7, text
     out = subprocess.run(["bash", str(dest)], capture_output=True, text=True,  # noqa: S603
                          timeout=60)
     assert out.returncode == 0, out.stderr
-    assert len(_calls(submissions)) == 8  # one submission per line of the script
+    assert len(_calls(submissions)) == 7  # one submission per line of the script
     store = Store.open(work)
     run_id = store.list_runs(1)[0]["id"]
     summary = _wait(store, run_id, timeout=300)

@@ -11,7 +11,7 @@ import os
 import pickle
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,7 @@ from corral.resources import Resources
 from corral.states import DONE_TASK_STATES, AttemptState, RunState, TaskState
 from corral.store import Store
 from corral.worker.execute import RESULT_FILE, ResultRef, ShellPayload
-from corral.worker.render import DeferredShell, has_refs
+from corral.worker.render import REQUIRES_FILE, DeferredShell, has_refs
 
 from ..engine import Engine, EngineOptions
 from ..plan import topological_order
@@ -52,6 +52,16 @@ class PreparedJob:
     """Indexes of the upstream tasks that have jobs (not cached)."""
 
 
+@dataclass(frozen=True)
+class Wait:
+    """What a unit waits for: a whole unit, or one element of an array unit."""
+
+    unit: int
+    """Position in :attr:`Prepared.units`."""
+    element: int = 0
+    """Element (1-based) of an array unit; 0: the whole unit."""
+
+
 @dataclass
 class PreparedUnit:
     """One submission: a single task, or the elements of a scatter as one array job
@@ -59,8 +69,14 @@ class PreparedUnit:
 
     jobs: list[PreparedJob]
     rendered: RenderedJob
-    after: list[int]
-    """Positions (in :attr:`Prepared.units`) of the units this one waits for."""
+    after: list[Wait]
+    """What every element waits for."""
+    elementwise: int | None = None
+    """Position of the array unit whose element ``i`` this array's element ``i`` waits for
+    (SLURM ``aftercorr``, Grid Engine ``-hold_jid_ad``): a map over a map's elements."""
+    requires: list[str] = field(default_factory=list)
+    """Of an element-wise array on a scheduler whose dependencies wait for the end: the
+    upstream element's attempt directory of each element, whose marker it checks."""
 
     @property
     def is_array(self) -> bool:
@@ -70,6 +86,16 @@ class PreparedUnit:
     def name(self) -> str:
         """The task's name, or the scatter's group for an array."""
         return self.jobs[0].spec.group if self.is_array else self.jobs[0].task.name
+
+    def dependencies(self, ex: BatchExecutor, job_id: Callable[[int], str],
+                     ) -> tuple[list[str], list[str]]:
+        """The ids to wait for (``depends_on`` and ``elementwise`` of
+        :meth:`BatchExecutor.submit_argv`), given the job id of each unit by position."""
+        ids = [job_id(w.unit) if not w.element
+               else ex.dependency_id(ex.element_id(job_id(w.unit), w.element))
+               for w in self.after]
+        corr = [job_id(self.elementwise)] if self.elementwise is not None else []
+        return list(dict.fromkeys(ids)), corr
 
 
 @dataclass
@@ -217,33 +243,102 @@ def _paths(value: Any) -> list[Any]:
     return [] if value is None else [value]
 
 
+@dataclass
+class _Group:
+    members: list[PreparedJob]
+    """Sorted by task index: element ``i`` runs ``members[i - 1]``."""
+    upstream: list[int] | None = None
+    """Element-wise: the upstream task (an element of one array) of each member."""
+
+
 def group_units(executor: BatchExecutor, jobs: list[PreparedJob]) -> list[PreparedUnit]:
     """Group ``jobs`` (in topological order) into submissions and render their scripts.
 
     Tasks of one group (the elements of a ``map``, zip or product) with the same resources,
     environment and upstream jobs form one array job where the scheduler's detached mode
     supports it (:attr:`BatchExecutor.detached_arrays`); a task below waits for the whole
-    array. Members share their upstream tasks, so none is above another and the units stay
-    in dependency order. Elements whose upstream differ (a map over a map's elements) stay
-    single jobs, each waiting for its own upstream."""
+    array, or for its one element. Members share their upstream tasks, so none is above
+    another and the units stay in dependency order. The elements of a map over another map's
+    elements (element ``i`` needs element ``i`` of one array, and the same other jobs) form an
+    array too where the scheduler waits element by element
+    (:attr:`BatchExecutor.elementwise_dependency`); elsewhere they stay single jobs, each
+    waiting for its own upstream element."""
     groups: dict[str, list[PreparedJob]] = {}
     for job in jobs:
-        key = json.dumps([job.spec.group, job.spec.resources.to_dict(),
-                          sorted(job.spec.env.items()), job.deps], sort_keys=True, default=str)
-        if not executor.detached_arrays:
-            key = str(job.task.idx)  # one job per task
+        key = _key(job, job.deps) if executor.detached_arrays else str(job.task.idx)
         groups.setdefault(key, []).append(job)
-    unit_of: dict[int, int] = {}
-    workdir = {j.task.idx: j.task.workdir for j in jobs}
+    found = [_Group(sorted(g, key=lambda j: j.task.idx)) for g in groups.values()]
+    if executor.detached_arrays and executor.elementwise_dependency:
+        merged = True
+        while merged:  # a map over a map over a map: one array each
+            found, merged = _merge_elementwise(found)
+    return _units(executor, found)
+
+
+def _key(job: PreparedJob, deps: list[int], *more: object) -> str:
+    return json.dumps([job.spec.group, job.spec.resources.to_dict(),
+                       sorted(job.spec.env.items()), deps, *more], sort_keys=True, default=str)
+
+
+def _merge_elementwise(groups: list[_Group]) -> tuple[list[_Group], bool]:
+    """Single jobs of one group, each needing one element of the same array (element ``i``
+    for the ``i``-th of them, every element) and the same other jobs, become one array."""
+    where = {j.task.idx: n for n, g in enumerate(groups) for j in g.members}
+    candidates: dict[str, list[tuple[int, PreparedJob, int]]] = {}
+    for n, g in enumerate(groups):
+        if len(g.members) != 1:
+            continue
+        job = g.members[0]
+        in_arrays = [d for d in job.deps if len(groups[where[d]].members) >= 2]
+        if len(in_arrays) == 1:
+            up = in_arrays[0]
+            key = _key(job, sorted(set(job.deps) - {up}), where[up])
+            candidates.setdefault(key, []).append((n, job, up))
+    merged: dict[int, _Group] = {}
+    gone: set[int] = set()
+    for found in candidates.values():
+        found.sort(key=lambda c: c[1].task.idx)
+        array = groups[where[found[0][2]]].members
+        if [c[2] for c in found] != [a.task.idx for a in array]:
+            continue  # not element i on element i of the whole array: single jobs
+        merged[min(c[0] for c in found)] = _Group([c[1] for c in found], [c[2] for c in found])
+        gone |= {c[0] for c in found}
+    out = [merged.get(n, g) for n, g in enumerate(groups) if n in merged or n not in gone]
+    return out, bool(merged)
+
+
+def _waits(places: set[Wait], units: list[PreparedUnit]) -> list[Wait]:
+    """The waits for these tasks: a whole array when they are all its elements (a gather),
+    else the elements (a task using one element of a map)."""
+    out: set[Wait] = set()
+    for w in places:
+        whole = w.element and sum(1 for x in places if x.unit == w.unit) == len(
+            units[w.unit].jobs)
+        out.add(Wait(w.unit) if whole else w)
+    return sorted(out, key=lambda w: (w.unit, w.element))
+
+
+def _units(executor: BatchExecutor, groups: list[_Group]) -> list[PreparedUnit]:
+    """The groups (in dependency order) as units with their rendered scripts."""
+    place: dict[int, Wait] = {}
+    """Where each task runs: its unit, and its element if that is an array."""
+    workdir = {j.task.idx: j.task.workdir for g in groups for j in g.members}
     units: list[PreparedUnit] = []
-    for group in groups.values():  # dicts keep insertion order: by each group's first job
-        members = sorted(group, key=lambda j: j.task.idx)  # element i runs the i-th task
-        after = sorted({unit_of[d] for d in members[0].deps})
-        dirs = [workdir[d] for d in members[0].deps]
-        rendered = executor.render_job([j.spec for j in members], after=dirs)
-        for j in members:
-            unit_of[j.task.idx] = len(units)
-        units.append(PreparedUnit(members, rendered, after))
+    for g in groups:
+        first = g.members[0]
+        deps = [d for d in first.deps if g.upstream is None or d != g.upstream[0]]
+        after = _waits({place[d] for d in deps}, units)
+        rendered = executor.render_job([j.spec for j in g.members],
+                                       after=[workdir[d] for d in deps])
+        unit = PreparedUnit(g.members, rendered, after)
+        if g.upstream is not None:
+            unit.elementwise = place[g.upstream[0]].unit
+            if executor.dependency_on_end:
+                unit.requires = [workdir[u] for u in g.upstream]
+        array = len(g.members) >= 2
+        for i, j in enumerate(g.members, start=1):
+            place[j.task.idx] = Wait(len(units), i if array else 0)
+        units.append(unit)
     return units
 
 
@@ -299,6 +394,10 @@ def save_state(p: Prepared) -> None:
 def write_unit(ex: BatchExecutor, unit: PreparedUnit) -> None:
     """Write a unit's job script (and an array's listing of attempt directories)."""
     job = unit.rendered
+    for element, upstream in zip(unit.jobs, unit.requires, strict=False):
+        # Grid Engine releases element i when upstream element i *ended*: the worker checks
+        ex.transport.write_bytes(str(Path(element.task.workdir, REQUIRES_FILE)),
+                                 f"{upstream}\n".encode())
     if job.list_path and job.list_text is not None:
         ex.transport.write_bytes(job.list_path, job.list_text.encode())
     if job.array_err:  # the scheduler's own output files of the elements go there
@@ -306,11 +405,13 @@ def write_unit(ex: BatchExecutor, unit: PreparedUnit) -> None:
     ex.transport.write_bytes(job.script_path, job.script.encode(), mode=0o755)
 
 
-def submit_unit(ex: BatchExecutor, unit: PreparedUnit, after: list[str]) -> str:
-    """Submit one unit after the jobs ``after``; returns its (array) job id."""
+def submit_unit(ex: BatchExecutor, unit: PreparedUnit, native: dict[int, str]) -> str:
+    """Submit one unit after the units it waits for (their job ids by position in
+    ``native``); returns its (array) job id."""
     write_unit(ex, unit)
     script = unit.rendered.script
-    result = ex.transport.run(ex.submit_argv(unit.rendered.script_path, after),
+    after, elementwise = unit.dependencies(ex, native.__getitem__)
+    result = ex.transport.run(ex.submit_argv(unit.rendered.script_path, after, elementwise),
                               input=script if ex.submit_via_stdin else None,
                               timeout=ex.settings.submit_timeout)
     return ex.parse_submit(result.stdout)
@@ -329,7 +430,7 @@ def submit_detached(pipeline: Pipeline[Any, Any], params: Mapping[str, Any],
     ex = p.executor
     try:
         for n, unit in enumerate(p.units):
-            job_id = submit_unit(ex, unit, [native[u] for u in unit.after])
+            job_id = submit_unit(ex, unit, native)
             native[n] = job_id
             for i, job in enumerate(unit.jobs, start=1):
                 job.task.native_id = ex.element_id(job_id, i) if unit.is_array else job_id

@@ -144,6 +144,9 @@ class BatchExecutor(Executor):
     detached_arrays: ClassVar[bool] = False
     """Whether detached runs and exported scripts submit a scatter as one array job (its
     dependents wait for the whole array; see :meth:`dependency_id` for retries)."""
+    elementwise_dependency: ClassVar[bool] = False
+    """Whether an array can wait element by element for another array of its size (SLURM
+    ``aftercorr``, Grid Engine ``-hold_jid_ad``): ``elementwise`` of :meth:`submit_argv`."""
     dependency_on_end: ClassVar[bool] = False
     """Whether the submit dependency releases a job when its parents *end*, failed or not
     (Grid Engine ``-hold_jid``); detached job scripts then check the parents' exit markers."""
@@ -199,8 +202,11 @@ class BatchExecutor(Executor):
         """Directive lines (``#SBATCH ...``) of one job; ResourceError if not expressible."""
 
     @abstractmethod
-    def submit_argv(self, script: str, depends_on: Sequence[str] = ()) -> list[str]:
-        """The submit command for a script file, optionally after other jobs succeeded."""
+    def submit_argv(self, script: str, depends_on: Sequence[str] = (),
+                    elementwise: Sequence[str] = ()) -> list[str]:
+        """The submit command for a script file, optionally after other jobs succeeded, and
+        (an array, where :attr:`elementwise_dependency`) element ``i`` after element ``i`` of
+        each array job of ``elementwise``."""
 
     @abstractmethod
     def parse_submit(self, stdout: str) -> str:

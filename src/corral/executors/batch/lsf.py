@@ -164,7 +164,9 @@ class LSFExecutor(BatchExecutor):
     def directives(self, req: JobRequest) -> list[str]:
         return bsub_directives(req, self.settings)
 
-    def submit_argv(self, script: str, depends_on: Sequence[str] = ()) -> list[str]:
+    def submit_argv(self, script: str, depends_on: Sequence[str] = (),
+                    elementwise: Sequence[str] = ()) -> list[str]:
+        # no element-wise dependency here: elementwise_dependency is False, never given
         return bsub_argv(script, depends_on)
 
     def parse_submit(self, stdout: str) -> str:

@@ -193,7 +193,9 @@ class PBSExecutor(BatchExecutor):
     def directives(self, req: JobRequest) -> list[str]:
         return qsub_directives(req, self.settings)
 
-    def submit_argv(self, script: str, depends_on: Sequence[str] = ()) -> list[str]:
+    def submit_argv(self, script: str, depends_on: Sequence[str] = (),
+                    elementwise: Sequence[str] = ()) -> list[str]:
+        # no element-wise dependency here: elementwise_dependency is False, never given
         return qsub_argv(script, depends_on)
 
     def parse_submit(self, stdout: str) -> str:

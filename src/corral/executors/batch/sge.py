@@ -85,11 +85,15 @@ def qsub_directives(req: JobRequest, settings: SGESettings) -> list[str]:
     return [f"#$ {o}" for o in opts]
 
 
-def qsub_argv(script: str, depends_on: Sequence[str] = ()) -> list[str]:
-    """``qsub -terse``; with dependencies ``-hold_jid`` (held until the others have ended)."""
+def qsub_argv(script: str, depends_on: Sequence[str] = (),
+              elementwise: Sequence[str] = ()) -> list[str]:
+    """``qsub -terse``; with dependencies ``-hold_jid`` (held until the others have ended) and,
+    for an array whose task i waits for task i of ``elementwise``, ``-hold_jid_ad``."""
     argv = ["qsub", "-terse"]
     if depends_on:
         argv += ["-hold_jid", ",".join(depends_on)]
+    if elementwise:
+        argv += ["-hold_jid_ad", ",".join(elementwise)]
     return [*argv, script]
 
 
@@ -219,13 +223,15 @@ class SGEExecutor(BatchExecutor):
     array_token: ClassVar[str] = "$TASK_ID"
     dependency_on_end: ClassVar[bool] = True
     detached_arrays: ClassVar[bool] = True
+    elementwise_dependency: ClassVar[bool] = True
     settings: SGESettings
 
     def directives(self, req: JobRequest) -> list[str]:
         return qsub_directives(req, self.settings)
 
-    def submit_argv(self, script: str, depends_on: Sequence[str] = ()) -> list[str]:
-        return qsub_argv(script, depends_on)
+    def submit_argv(self, script: str, depends_on: Sequence[str] = (),
+                    elementwise: Sequence[str] = ()) -> list[str]:
+        return qsub_argv(script, depends_on, elementwise)
 
     def parse_submit(self, stdout: str) -> str:
         return parse_qsub(stdout)

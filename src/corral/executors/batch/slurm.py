@@ -114,11 +114,15 @@ def slurm_time(seconds: int) -> str:
     return f"{days}-{hours:02d}:{minutes:02d}:{secs:02d}"
 
 
-def sbatch_argv(script: str, depends_on: Sequence[str] = ()) -> list[str]:
-    """``sbatch --parsable``; with dependencies, ``afterok`` and ``--kill-on-invalid-dep=yes``."""
+def sbatch_argv(script: str, depends_on: Sequence[str] = (),
+                elementwise: Sequence[str] = ()) -> list[str]:
+    """``sbatch --parsable``; with dependencies, ``afterok`` (and ``aftercorr`` for an array
+    whose element i waits for element i of ``elementwise``) and ``--kill-on-invalid-dep=yes``."""
     argv = ["sbatch", "--parsable"]
-    if depends_on:
-        argv += [f"--dependency=afterok:{':'.join(depends_on)}", "--kill-on-invalid-dep=yes"]
+    deps = [f"afterok:{':'.join(depends_on)}"] if depends_on else []
+    deps += [f"aftercorr:{':'.join(elementwise)}"] if elementwise else []
+    if deps:
+        argv += [f"--dependency={','.join(deps)}", "--kill-on-invalid-dep=yes"]
     return [*argv, script]
 
 
@@ -237,6 +241,7 @@ class SlurmExecutor(BatchExecutor):
     name_limit: ClassVar[int] = 200
     array_token: ClassVar[str] = "%a"
     detached_arrays: ClassVar[bool] = True
+    elementwise_dependency: ClassVar[bool] = True
     settings: SlurmSettings
 
     def __init__(self, settings: BatchSettings, ctx: ExecutorContext,
@@ -250,8 +255,9 @@ class SlurmExecutor(BatchExecutor):
     def directives(self, req: JobRequest) -> list[str]:
         return sbatch_directives(req, self.settings)
 
-    def submit_argv(self, script: str, depends_on: Sequence[str] = ()) -> list[str]:
-        return sbatch_argv(script, depends_on)
+    def submit_argv(self, script: str, depends_on: Sequence[str] = (),
+                    elementwise: Sequence[str] = ()) -> list[str]:
+        return sbatch_argv(script, depends_on, elementwise)
 
     def parse_submit(self, stdout: str) -> str:
         job_id = parse_sbatch(stdout)
