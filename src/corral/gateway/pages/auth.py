@@ -149,7 +149,7 @@ def install(app: FastAPI) -> None:
             except GatewayError as exc:
                 error = f"{exc}; check the token, or ask an admin for a new one"
         if error:
-            return page(request, "login.html.j2", None, status=401, title="Log in", next=_safe_next(next),
+            return page(request, "login.html.j2", None, title="Log in", next=_safe_next(next),
                         error=error)
         sid, _ = request.app.state.page_sessions.start(token.strip())
         response = RedirectResponse(_safe_next(next), status_code=303)

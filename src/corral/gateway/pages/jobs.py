@@ -125,7 +125,7 @@ def install(app: FastAPI) -> None:
         form = forms.JobForm.from_data({k: str(v) for k, v in data.items()})
         job, errors = forms.submit(request, user, form)
         if job is None:
-            return forms.form_page(request, user, form, errors, status=400)
+            return forms.form_page(request, user, form, errors)  # the form again, its errors beside the fields
         return RedirectResponse(f"/jobs/{quote(job['id'])}", status_code=303)
 
     _job_routes(app)
