@@ -38,8 +38,8 @@ def square(x: int) -> int:
 
 @task(retries=1)
 def flaky_retried(x: int) -> int:
-    if x == 2 and os.environ["CORRAL_ATTEMPT"] == "1":
-        raise RuntimeError("element 2 fails on attempt 1")
+    if x in (2, 4) and os.environ["CORRAL_ATTEMPT"] == "1":
+        raise RuntimeError(f"element {x} fails on attempt 1")
     return x * 10
 
 
@@ -77,7 +77,7 @@ def wide(n: int = 1000):
 
 @pipeline
 def one_flaky():
-    return total(flaky_retried.map([1, 2, 3]))
+    return total(flaky_retried.map([1, 2, 3, 4]))
 '''
 
 WRAPPER = """#!/bin/bash
@@ -150,29 +150,36 @@ def test_thousand_element_map_is_two_submissions(tmp_path: Path, sched: str,
     assert len(_calls(submissions)) == 2  # reconciling submitted nothing
 
 
-def test_failed_element_retried_alone(tmp_path: Path, sched: str, submissions: Path) -> None:
+def test_failed_elements_retried_alone_as_one_array(tmp_path: Path, sched: str,
+                                                     submissions: Path) -> None:
+    """Elements 2 and 4 of a 4-element map fail on attempt 1: only they are resubmitted, as
+    one array of two elements, and the gather again."""
     run_id = submit_detached(_load(tmp_path, "one_flaky"), {}, _cfg(tmp_path, sched))
     assert len(_calls(submissions)) == 2
     store = Store.open(tmp_path)
     summary = _wait(store, run_id, timeout=180)
     assert summary["state"] == "succeeded", (summary, store.tasks(run_id))
-    assert corral.Client(tmp_path).run(run_id).task_result("total") == 60
+    assert corral.Client(tmp_path).run(run_id).task_result("total") == 100
     calls = _calls(submissions)
-    # the element's retry, then total again (waiting on the retry): two more submissions
+    # the two elements' retry as one array, then total again (waiting on it): two more
     assert len(calls) == 4, calls
     states = _attempt_states(store, run_id)
-    assert states["flaky_retried[1]"] == ["failed", "succeeded"], states
-    assert states["flaky_retried[0]"] == states["flaky_retried[2]"] == ["succeeded"], states
+    for i in (1, 3):
+        assert states[f"flaky_retried[{i}]"] == ["failed", "succeeded"], states
+    for i in (0, 2):
+        assert states[f"flaky_retried[{i}]"] == ["succeeded"], states
     assert states["total"] == ["withdrawn", "succeeded"], states
     state = load_state(store, run_id)
     assert state is not None
-    element = next(t for t in state.tasks.values() if t.name == "flaky_retried[1]")
-    retry_script = Path(element.workdir, "job.sh").read_text()  # a single job, not an array
-    assert element.workdir.endswith(".2") and "--array" not in retry_script
-    assert "#$ -t " not in retry_script
-    assert element.native_id is not None and element.native_id.isdigit()
-    retried_total = calls[3]
-    assert element.native_id in retried_total, calls
+    retried = [t for t in state.tasks.values() if t.name in ("flaky_retried[1]",
+                                                             "flaky_retried[3]")]
+    sep = "_" if sched == "slurm" else "."
+    array_id = (retried[0].native_id or "").split(sep)[0]
+    assert [t.native_id for t in retried] == [f"{array_id}{sep}1", f"{array_id}{sep}2"]
+    assert all(t.workdir.endswith(".2") for t in retried)
+    listing = next(Path(state.cwd, ".corral").rglob(f"arrays/*-{state.run_id}.*.2/attempts.txt"))
+    assert listing.read_text().splitlines() == [t.workdir for t in retried]
+    assert array_id in calls[3], calls  # total waits on the retried elements' array
 
 
 def test_map_over_map_is_one_array_waiting_element_wise(tmp_path: Path, sched: str,

@@ -27,6 +27,7 @@ at once never submit the same retry twice: the second one only reads the store.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 
 from .scheduler import Scheduler
 from .state import BAD_TASK, FINISHED_TASK, DetachedRun, DetachedTask, point_link, write_state
+from .submit import write_rendered
 
 log = logging.getLogger("corral.engine.detached")
 
@@ -132,15 +134,15 @@ def cancel_requested(p: Reconciling) -> str:
 class _Job:
     task: DetachedTask
     spec: TaskSpec
-    script: str
-    script_path: str
 
 
 def resubmit(p: Reconciling) -> None:
     """Submit the next attempt of every task in ``p.retry`` and resubmit the not yet run tasks
-    below them, in dependency order. The new attempts are recorded (and ``detach.pkl``
-    written) before anything is submitted, so a reconcile that dies in between leaves
-    attempts without job ids, which a later reconcile fails as lost (and may retry)."""
+    below them, in dependency order; tasks of one group with the same resources, environment
+    and upstream tasks (the failed elements of one scatter, say) as one array job of those
+    elements. The new attempts are recorded (and ``detach.pkl`` written) before anything is
+    submitted, so a reconcile that dies in between leaves attempts without job ids, which a
+    later reconcile fails as lost (and may retry)."""
     if not p.retry:
         return
     chain = _chain(p)
@@ -157,11 +159,26 @@ def resubmit(p: Reconciling) -> None:
             jobs.append(job)
     p.save()
     p.sched.delete(old[::-1])  # dependents first
-    for job in jobs:
-        if any(p.task_state.get(u) in BAD_TASK for u in job.task.deps):
-            continue  # its upstream's resubmission failed just now
-        _submit(p, ex, job)
+    for batch in _batches(ex, jobs):
+        # not those whose upstream's resubmission failed just now
+        live = [j for j in batch if not any(p.task_state.get(u) in BAD_TASK
+                                            for u in j.task.deps)]
+        if live:
+            _submit(p, ex, live)
     p.save()
+
+
+def _batches(ex: BatchExecutor, jobs: list[_Job]) -> list[list[_Job]]:
+    """The jobs (in dependency order) grouped into submissions, in dependency order: one
+    array per group sharing resources, environment and upstream tasks where the scheduler's
+    detached mode has arrays (as :func:`~corral.engine.detached.submit.group_units`)."""
+    batches: dict[str, list[_Job]] = {}
+    for job in jobs:
+        spec = job.spec
+        key = json.dumps([spec.group, spec.resources.to_dict(), sorted(spec.env.items()),
+                          sorted(job.task.deps)], sort_keys=True, default=str)
+        batches.setdefault(key if ex.detached_arrays else spec.attempt_id, []).append(job)
+    return list(batches.values())
 
 
 def _chain(p: Reconciling) -> list[tuple[DetachedTask, str]]:
@@ -215,35 +232,42 @@ def _prepare(p: Reconciling, ex: BatchExecutor, d: DetachedTask, cause: str) -> 
     d.native_id = None
     if d.link:
         point_link(Path(d.link), workdir / RESULT_FILE)
-    rendered = ex.render_job([spec], after=[p.state.tasks[u].workdir for u in d.deps])
-    ex.transport.write_bytes(rendered.script_path, rendered.script.encode(), mode=0o755)
     row = {"id": spec.attempt_id, "task_id": d.task_id, "run_id": p.run["id"], "number": n,
            "state": AttemptState.SUBMITTED.value, "executor": ex.kind, "workdir": str(workdir),
            "resources": res.to_dict(), "submitted_at": p.now, "native_id": None}
     p.rec.attempt_new(row)
     p.attempts[spec.attempt_id] = dict(row)
     p.set_state(d, TaskState.RUNNING, attempts=n)
-    return _Job(d, spec, rendered.script, rendered.script_path)
+    return _Job(d, spec)
 
 
-def _submit(p: Reconciling, ex: BatchExecutor, job: _Job) -> None:
-    d = job.task
+def _submit(p: Reconciling, ex: BatchExecutor, jobs: list[_Job]) -> None:
+    """Submit one job, or an array of ``jobs`` (which share their upstream tasks)."""
+    deps = jobs[0].task.deps
     # an upstream array element: that element alone on SLURM, its whole array on Grid Engine
     # (whose job scripts then check the element's exit marker)
     after = list(dict.fromkeys(
-        ex.dependency_id(native) for u in d.deps
+        ex.dependency_id(native) for u in deps
         if p.task_state.get(u) not in FINISHED_TASK
         and (native := p.state.tasks[u].native_id)))
     try:
-        result = ex.transport.run(ex.submit_argv(job.script_path, after),
-                                  input=job.script if ex.submit_via_stdin else None,
+        rendered = ex.render_job([j.spec for j in jobs],
+                                 after=[p.state.tasks[u].workdir for u in deps])
+        write_rendered(ex, rendered)
+        result = ex.transport.run(ex.submit_argv(rendered.script_path, after),
+                                  input=rendered.script if ex.submit_via_stdin else None,
                                   timeout=ex.settings.submit_timeout)
         native = ex.parse_submit(result.stdout)
     except CorralError as exc:
-        why = f"submission of attempt {d.number} failed: {exc}"
-        p.rec.attempt(d.attempt_id, state="failed", ended_at=p.now, error=why)
-        p.fail(d, why)
+        for job in jobs:
+            d = job.task
+            why = f"submission of attempt {d.number} failed: {exc}"
+            p.rec.attempt(d.attempt_id, state=AttemptState.FAILED.value, ended_at=p.now,
+                          error=why)
+            p.fail(d, why)
         return
-    d.native_id = native
-    p.rec.attempt(d.attempt_id, native_id=native)
-    p.attempts[d.attempt_id]["native_id"] = native
+    for i, job in enumerate(jobs, start=1):
+        d = job.task
+        d.native_id = ex.element_id(native, i) if len(jobs) >= 2 else native
+        p.rec.attempt(d.attempt_id, native_id=d.native_id)
+        p.attempts[d.attempt_id]["native_id"] = d.native_id

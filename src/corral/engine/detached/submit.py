@@ -393,11 +393,15 @@ def save_state(p: Prepared) -> None:
 
 def write_unit(ex: BatchExecutor, unit: PreparedUnit) -> None:
     """Write a unit's job script (and an array's listing of attempt directories)."""
-    job = unit.rendered
     for element, upstream in zip(unit.jobs, unit.requires, strict=False):
         # Grid Engine releases element i when upstream element i *ended*: the worker checks
         ex.transport.write_bytes(str(Path(element.task.workdir, REQUIRES_FILE)),
                                  f"{upstream}\n".encode())
+    write_rendered(ex, unit.rendered)
+
+
+def write_rendered(ex: BatchExecutor, job: RenderedJob) -> None:
+    """Write a job script, and an array's listing of attempt directories and log folder."""
     if job.list_path and job.list_text is not None:
         ex.transport.write_bytes(job.list_path, job.list_text.encode())
     if job.array_err:  # the scheduler's own output files of the elements go there
