@@ -10,11 +10,13 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 import uvicorn
 from fastapi.testclient import TestClient
 
@@ -53,6 +55,25 @@ def require_cluster(kind: str) -> None:
         if os.environ.get("CORRAL_REQUIRE_CLUSTERS") == "1":
             pytest.fail(f"{kind} cluster required (CORRAL_REQUIRE_CLUSTERS=1) but {reason}")
         pytest.skip(f"{kind} cluster not available: {reason}")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A URL of the rig's PostgreSQL whose search_path is a new, empty schema (dropped afterwards);
+    skipped without CORRAL_TEST_PG_URL (source /run/corral-rig/env)."""
+    url = os.environ.get("CORRAL_TEST_PG_URL")
+    if not url:
+        pytest.skip("CORRAL_TEST_PG_URL is not set (source /run/corral-rig/env)")
+    schema = f"gw_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(url, pool_pre_ping=True)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
 
 
 GENEROUS_LOCAL = """

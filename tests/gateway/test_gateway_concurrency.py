@@ -1,13 +1,27 @@
-"""Submissions at the edge of a budget, at the same time from many threads, never overspend it."""
+"""Submissions at the edge of a budget, at the same time from many threads, never overspend it: on
+SQLite and on the rig's real PostgreSQL."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from corral.gateway.store import GatewayStore, JobRequest, OverLimit
+import pytest
+
+from corral.gateway.store import GatewayStore, JobRequest, OverLimit, default_url
 
 
-def test_concurrent_submissions_never_overspend(store: GatewayStore) -> None:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GatewayStore]:
+    url = default_url(tmp_path) if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    s = GatewayStore(url)
+    yield s
+    s.close()
+
+
+def test_50_concurrent_submissions_never_overspend(any_store: GatewayStore) -> None:
+    store = any_store
     store.create_project("lab", 100.0, members=["alice"], max_concurrent_jobs=1000)
     who = store.authenticate(store.create_token("alice"))
 
@@ -19,15 +33,17 @@ def test_concurrent_submissions_never_overspend(store: GatewayStore) -> None:
             return False
 
     with ThreadPoolExecutor(max_workers=16) as pool:
-        accepted = list(pool.map(submit, range(40)))
+        accepted = list(pool.map(submit, range(50)))
     assert sum(accepted) == 10
     [project] = store.list_projects(who)
     assert project["reserved_core_hours"] == 100 and project["available_core_hours"] == 0
     assert project["active_jobs"] == 10
     assert [e["kind"] for e in store.ledger("lab")] == ["reserve"] * 10
+    assert store.list_jobs(None, limit=100, offset=0)[1] == 10
 
 
-def test_concurrency_limit_under_contention(store: GatewayStore) -> None:
+def test_concurrency_limit_under_contention(any_store: GatewayStore) -> None:
+    store = any_store
     store.create_project("lab", 10_000.0, members=["alice"], max_concurrent_jobs=5)
     who = store.authenticate(store.create_token("alice"))
 

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from .errors import Conflict, Forbidden, NotFound, OverLimit, Unauthorized
+from .migrate import ensure_schema
 from .tables import (
     ACTIVE_JOB_STATES,
     FAILED_JOB_STATES,
@@ -28,7 +29,6 @@ from .tables import (
     ROLES,
     SCOPES,
     TERMINAL_JOB_STATES,
-    Base,
     Job,
     JobEvent,
     JobState,
@@ -134,7 +134,7 @@ class GatewayStore:
         if sa.make_url(url).get_backend_name() == "sqlite":
             args = {"timeout": 30, "check_same_thread": False}
         self.engine = sa.create_engine(url, connect_args=args)
-        Base.metadata.create_all(self.engine)
+        ensure_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:

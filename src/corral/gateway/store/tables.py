@@ -1,5 +1,6 @@
-"""The gateway's tables (SQLAlchemy 2.x ORM). Created with ``metadata.create_all`` for now;
-Alembic migrations are not built yet (docs/gateway.md)."""
+"""The gateway's tables (SQLAlchemy 2.x ORM). A change here needs a revision under
+``migrations/versions`` and :data:`.migrate.HEAD_REVISION` moved to it (tests/gateway checks that
+the migrated schema is this one)."""
 
 from __future__ import annotations
 
