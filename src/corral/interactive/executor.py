@@ -43,6 +43,7 @@ from corral.states import RunState
 from corral.store import Store
 
 from .live import Call, LiveEngine
+from .progress import make_display
 from .shared import Sharer, reads_local_files
 
 
@@ -65,15 +66,19 @@ class Executor(concurrent.futures.Executor):
     override the profile's options; ``jobs`` the most calls running at once (default:
     the CPU count locally, no limit of Corral's own on a cluster); ``retries`` extra attempts
     of a failed call; ``cache=False`` always runs the calls; ``resources`` what each call gets;
-    ``workdir`` where the store lives; ``name`` the run's name in ``corral runs``.
+    ``workdir`` where the store lives; ``name`` the run's name in ``corral runs``;
+    ``progress`` a progress display (None: in Jupyter, or when standard error is a terminal).
     """
 
     def __init__(self, executor: str | None = None, *, resources: Resources | None = None,
                  workdir: str | Path = ".", jobs: int | None = None, retries: int = 0,
                  cache: bool = True, name: str = "interactive", db: str | None = None,
-                 executor_options: Mapping[str, Any] | None = None) -> None:
+                 executor_options: Mapping[str, Any] | None = None,
+                 progress: bool | None = None) -> None:
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise UsageError(f"retries={retries!r} must be an integer >= 0")
+        if progress is not None and not isinstance(progress, bool):
+            raise UsageError(f"progress={progress!r} must be True, False or None (automatic)")
         self._resources, self._retries, self._cache = resources, retries, cache
         self._tasks: dict[int, tuple[Callable[..., Any], TaskDef[Any, Any]]] = {}
         self._lock = threading.Lock()
@@ -93,6 +98,10 @@ class Executor(concurrent.futures.Executor):
                                    finished_at=time.time())
             raise
         self._sharer = Sharer(self.store.cas, reads_local_files(self._engine.executor))
+        self._display = make_display(progress, name)
+        if self._display is not None:
+            self._engine.on_progress = self._display.report
+        self._closing_display_in_thread = False
         self._thread = threading.Thread(target=self._serve, name=f"corral-{self.run_id}",
                                         daemon=True)
         self._thread.start()
@@ -132,6 +141,12 @@ class Executor(concurrent.futures.Executor):
                                   finished_at=time.time(), control="none")
             except Exception:  # the store is gone: the next engine finds the lock stale
                 pass
+            if self._closing_display_in_thread:
+                self._close_display()
+
+    def _close_display(self) -> None:
+        if self._display is not None:
+            self._display.close(self._engine.progress)
 
     # ------------------------------------------------------------------ the Executor API
 
@@ -191,6 +206,7 @@ class Executor(concurrent.futures.Executor):
         too); ``wait`` waits for the run to end."""
         with self._lock:
             self._shutdown = True
+            self._closing_display_in_thread = not wait
             if cancel_futures:
                 for fut in self._futures:
                     fut.cancel()
@@ -198,6 +214,7 @@ class Executor(concurrent.futures.Executor):
         _LIVE.discard(self)
         if wait:
             self._thread.join()
+            self._close_display()  # from the caller's thread: a notebook shows it in its cell
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         # Ctrl-C inside the block: what is still queued is cancelled
