@@ -257,6 +257,8 @@ def test_submit_argv_with_dependencies_and_parsing() -> None:
     assert sge_qsub_argv("/s.sh", ["11"], ["13"]) == [
         "qsub", "-terse", "-hold_jid", "11", "-hold_jid_ad", "13", "/s.sh"]
     assert pbs_qsub_argv("/s.sh", ["11.srv"]) == ["qsub", "-W", "depend=afterok:11.srv", "/s.sh"]
+    # detached mode waits for a whole PBS array by its id, as qsub printed it
+    assert pbs_qsub_argv("/s.sh", ["12[].srv"])[2] == "depend=afterok:12[].srv"
     assert bsub_argv("/s.sh", ["11", "12"]) == ["bsub", "-w", "done(11) && done(12)"]
     assert parse_sbatch("4242\n") == "4242"
     assert parse_sbatch("4242;cluster2\n") == "4242"

@@ -159,6 +159,9 @@ class LSFExecutor(BatchExecutor):
     name_limit: ClassVar[int] = 200
     submit_via_stdin: ClassVar[bool] = True
     array_token: ClassVar[str] = "%I"
+    detached_arrays: ClassVar[bool] = True
+    """``done(ID)`` of an array waits for every element (checked with the fake scheduler
+    only); a map over a map's elements stays single jobs, each after ``done(ID)``."""
     settings: LSFSettings
 
     def directives(self, req: JobRequest) -> list[str]:

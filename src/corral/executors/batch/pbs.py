@@ -188,6 +188,9 @@ class PBSExecutor(BatchExecutor):
     settings_class: ClassVar[type[BatchSettings]] = PBSSettings
     name_limit: ClassVar[int] = 230
     array_token: ClassVar[str] = "^array_index^"
+    detached_arrays: ClassVar[bool] = True
+    """``afterok:ID[].server`` waits for the whole array (PBS Pro has no element-wise
+    dependency; checked with the fake scheduler only)."""
     settings: PBSSettings
 
     def directives(self, req: JobRequest) -> list[str]:
