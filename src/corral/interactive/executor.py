@@ -84,7 +84,8 @@ class Executor(concurrent.futures.Executor):
         self._lock = threading.Lock()
         self._shutdown = False
         self._error: BaseException | None = None
-        self._futures: list[CFuture[Any]] = []
+        self._futures: set[CFuture[Any]] = set()
+        """The futures not done yet (each leaves the set when it is done)."""
         self.workdir = Path(workdir).resolve()
         kind, options = load_config(self.workdir).executor(executor)
         options.update(executor_options or {})
@@ -171,8 +172,9 @@ class Executor(concurrent.futures.Executor):
                 raise RuntimeError("cannot schedule new calls after shutdown")
             if not self._thread.is_alive():
                 raise RuntimeError(f"the engine of run {self.run_id} stopped: {self._error}")
-            self._futures = [f for f in self._futures if not f.done()]
-            self._futures.extend(c.future for c in calls)
+            for call in calls:
+                self._futures.add(call.future)
+                call.future.add_done_callback(self._futures.discard)
             self._engine.offer(calls)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> CFuture[Any]:
@@ -208,7 +210,7 @@ class Executor(concurrent.futures.Executor):
             self._shutdown = True
             self._closing_display_in_thread = not wait
             if cancel_futures:
-                for fut in self._futures:
+                for fut in list(self._futures):
                     fut.cancel()
             self._engine.close()
         _LIVE.discard(self)

@@ -1,0 +1,133 @@
+"""``corral.Executor`` against ``concurrent.futures.ProcessPoolExecutor``, in the same run.
+
+    python bench/interactive.py                  # 10,000 submits, best of 3
+    python bench/interactive.py --count 200 --repeat 1    # a smoke test
+    python bench/interactive.py --markdown       # a markdown table for docs/interactive.md
+    python bench/interactive.py --profile prof/  # cProfile of one Corral round, top functions
+
+Each round submits ``--count`` calls of a no-op one ``submit`` at a time, then waits for every
+future, timed from creating the executor to leaving its ``with`` block (start-up and shut-down
+included): ``corral.Executor(jobs=2)`` on the local executor, in a fresh working directory
+(each call a recorded, cached task of one run, state in SQLite), against
+``ProcessPoolExecutor(2)``. "submit" is the time the ``submit`` loop alone took. Goal: Corral
+at most 1.5x the pool's time. Times are wall-clock seconds, the best of ``--repeat`` rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import cProfile
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any, NamedTuple
+
+GOAL = 1.5
+JOBS = 2
+
+
+def noop(i: int) -> None:
+    """The no-op each call runs (module level: the pool pickles it by reference)."""
+    return None
+
+
+class Timing(NamedTuple):
+    total: float
+    submit: float
+
+
+def one_round(make: Callable[[], Executor], count: int) -> Timing:
+    begin = time.perf_counter()
+    with make() as ex:
+        futures = [ex.submit(noop, i) for i in range(count)]
+        submitted = time.perf_counter()
+        concurrent.futures.wait(futures)
+        bad = [f for f in futures if f.exception() is not None]
+        if bad:
+            raise RuntimeError(f"{len(bad)} calls failed, the first: {bad[0].exception()}")
+    return Timing(time.perf_counter() - begin, submitted - begin)
+
+
+def corral_round(count: int) -> Timing:
+    import corral
+
+    where = Path(tempfile.mkdtemp(prefix="corral-bench-interactive-"))
+    try:
+        return one_round(lambda: corral.Executor(workdir=where, jobs=JOBS, progress=False),
+                         count)
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def pool_round(count: int) -> Timing:
+    return one_round(lambda: concurrent.futures.ProcessPoolExecutor(JOBS), count)
+
+
+def best(repeat: int, fn: Callable[[int], Timing], count: int) -> Timing:
+    return min((fn(count) for _ in range(repeat)), key=lambda t: t.total)
+
+
+def table(count: int, corral: Timing, pool: Timing, markdown: bool) -> str:
+    ratio = corral.total / pool.total
+    cells = [f"{count:,} no-op submits, 2 workers", f"{corral.total:.2f} s",
+             f"{corral.submit:.2f} s", f"{pool.total:.2f} s", f"{pool.submit:.2f} s",
+             f"{ratio:.2f}x", f"<= {GOAL}x", "yes" if ratio <= GOAL else "NO"]
+    head = ["Workload", "corral.Executor", "its submits", "ProcessPoolExecutor(2)",
+            "its submits", "Ratio", "Goal", "Met?"]
+    if markdown:
+        rows = [head, ["---"] * len(head), cells]
+        return "\n".join("| " + " | ".join(r) + " |" for r in rows)
+    widths = [max(len(h), len(c)) for h, c in zip(head, cells, strict=True)]
+    return "\n".join("  ".join(x.ljust(w) for x, w in zip(r, widths, strict=True)).rstrip()
+                     for r in (head, cells))
+
+
+def profile(count: int, out: Path) -> None:
+    """cProfile of one Corral round: the caller's thread, and the engine's thread apart (a
+    profiler sees one thread)."""
+    from corral.interactive.live import LiveEngine
+
+    out.mkdir(parents=True, exist_ok=True)
+    caller, engine = cProfile.Profile(), cProfile.Profile()
+    run = LiveEngine.run
+
+    def profiled(self: LiveEngine) -> Any:
+        return engine.runcall(run, self)
+
+    LiveEngine.run = profiled  # type: ignore[method-assign]
+    try:
+        caller.runcall(corral_round, count)
+    finally:
+        LiveEngine.run = run  # type: ignore[method-assign]
+    for name, prof in (("caller", caller), ("engine", engine)):
+        path = out / f"interactive-{name}.prof"
+        prof.dump_stats(path)
+        print(f"\n{name} thread of one Corral round: {path}")
+        pstats.Stats(str(path)).sort_stats("tottime").print_stats(20)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=10_000, help="calls per round")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds; the best is shown")
+    parser.add_argument("--markdown", action="store_true", help="a markdown table")
+    parser.add_argument("--profile", type=Path, help="also profile one Corral round here")
+    args = parser.parse_args(argv)
+    if args.count < 1 or args.repeat < 1:
+        parser.error("--count and --repeat must be >= 1")
+    pool = best(args.repeat, pool_round, args.count)
+    corral = best(args.repeat, corral_round, args.count)
+    print(table(args.count, corral, pool, args.markdown))
+    if args.profile is not None:
+        profile(args.count, args.profile)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
