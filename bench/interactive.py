@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import cProfile
+import os
 import pstats
 import shutil
 import sys
@@ -121,9 +122,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.count < 1 or args.repeat < 1:
         parser.error("--count and --repeat must be >= 1")
+    load = os.getloadavg()[0]
     pool = best(args.repeat, pool_round, args.count)
     corral = best(args.repeat, corral_round, args.count)
     print(table(args.count, corral, pool, args.markdown))
+    print(f"load average at the start: {load:.1f} on {os.cpu_count()} CPUs"
+          + (" (other processes competed for the CPUs)" if load > (os.cpu_count() or 1) else ""))
     if args.profile is not None:
         profile(args.count, args.profile)
     return 0
