@@ -7,6 +7,7 @@ Plain functions from the store to dicts for the templates; the routes are in :mo
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ ENDED_TASK_STATES = frozenset({TaskState.SUCCEEDED, TaskState.CACHED, TaskState.
                                TaskState.SKIPPED, TaskState.CANCELLED})
 LIVE_RUN_STATES = frozenset({RunState.PENDING, RunState.RUNNING, RunState.PAUSED})
 """Runs whose pages follow them with server-sent events."""
+ENDED_RUNS_CACHED = 32
+"""Ended runs whose page parts are kept in memory."""
 CONTROLS = {"pause": "Pause", "resume": "Resume", "cancel": "Cancel"}
 
 
@@ -117,19 +120,34 @@ def controls(state: str) -> list[str]:
 
 def run_page(store: Store, run_id: str) -> dict[str, Any]:
     """Everything the run page shows; the figures and tables are the HTML report's."""
+    row = store.get_run(run_id)
+    if row["state"] in TERMINAL_RUN_STATES:  # an ended run no longer changes: drawn once
+        ctx = ended_run_parts(store, row["id"], row["state"], row["finished_at"])
+    else:
+        ctx = run_parts(store, row["id"])
+    run = ctx["run"]
+    counts = store.task_counts([run["id"]]).get(run["id"], {})
+    return {**ctx, "executor_label": executor_label(run.get("executor")),
+            "live": progress(run, counts, time.time()), "controls": controls(str(run["state"])),
+            "following": run["state"] in LIVE_RUN_STATES}
+
+
+def run_parts(store: Store, run_id: str) -> dict[str, Any]:
+    """The report's context of a run (figures, tables, failures), its outputs and task names."""
     from corral.report._data import load_run
 
     data = load_run(store, run_id)
-    m = compute_metrics(data)
-    ctx = report_context(data, m)
+    ctx = report_context(data, compute_metrics(data))
     outputs = sorted({str(a["path"]) for a in store.artifacts(data.run_id)
                       if a.get("kind") == "file" and a.get("path")})
-    run = data.run
-    counts = store.task_counts([data.run_id]).get(data.run_id, {})
-    return {**ctx, "run": run, "executor_label": executor_label(run.get("executor")),
-            "live": progress(run, counts, time.time()), "controls": controls(str(run["state"])),
-            "following": run["state"] in LIVE_RUN_STATES, "outputs": outputs[:500],
-            "task_names": sorted({str(t["name"]) for t in data.tasks})[:2000]}
+    return {**ctx, "outputs": outputs[:500], "task_names": sorted({str(t["name"]) for t in data.tasks})[:2000]}
+
+
+@functools.lru_cache(maxsize=ENDED_RUNS_CACHED)
+def ended_run_parts(store: Store, run_id: str, state: str, finished_at: float | None) -> dict[str, Any]:
+    """:func:`run_parts` of an ended run, kept for the next view (keyed by its end, so a
+    resumed and ended again run is drawn again)."""
+    return run_parts(store, run_id)
 
 
 def explain(store: Store, run_id: str, task: str) -> tuple[Any, str | None]:
