@@ -179,3 +179,32 @@ def test_an_argument_that_cannot_be_pickled_fails_its_call_only(wd: Path) -> Non
         with pytest.raises(corral.CorralError):
             bad.result(timeout=60)
         assert good.result(timeout=60) == 16
+
+
+def flaky(x: int) -> int:
+    import os
+
+    if os.environ["CORRAL_ATTEMPT"] == "1":
+        raise RuntimeError("the first attempt fails")
+    return x
+
+
+def test_per_call_options(wd: Path) -> None:
+    from corral import Resources
+
+    with corral.Executor(workdir=wd, cache=False) as ex:
+        retried = ex.options(retries=1)
+        assert retried.submit(flaky, 7).result(timeout=60) == 7
+        with pytest.raises(RemoteError, match="the first attempt fails"):
+            ex.submit(flaky, 8).result(timeout=60)  # the executor's own retries=0
+        big = ex.options(resources=Resources(cores=2, memory="1G"))
+        assert list(big.map(square, [3, 4])) == [9, 16]
+        run_id = ex.run_id
+    attempts = corral.attach(run_id, wd).attempts()
+    resources = [a["resources"] or {} for a in attempts]
+    by_cores = sorted((r.get("cores"), r.get("memory")) for r in resources)
+    assert by_cores.count((2, 1 << 30)) == 2 and len(attempts) == 5  # flaky[0] ran twice
+    with pytest.raises(corral.CorralError, match="retries=-1 must be an integer >= 0"):
+        ex.options(retries=-1)
+    with pytest.raises(corral.CorralError, match="must be a corral.Resources"):
+        ex.options(resources={"cores": 2})  # type: ignore[arg-type]

@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future as CFuture
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cloudpickle
 
@@ -58,6 +58,13 @@ class _Listener:
         self.engine.attempt_started(attempt_id, when, host)
 
 
+class CallOptions(NamedTuple):
+    """What a call gets: its resources and extra attempts (see :meth:`Executor.options`)."""
+
+    resources: Resources | None
+    retries: int
+
+
 class Executor(concurrent.futures.Executor):
     """Run function calls as the tasks of one Corral run, on any executor kind.
 
@@ -75,12 +82,11 @@ class Executor(concurrent.futures.Executor):
                  cache: bool = True, name: str = "interactive", db: str | None = None,
                  executor_options: Mapping[str, Any] | None = None,
                  progress: bool | None = None) -> None:
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise UsageError(f"retries={retries!r} must be an integer >= 0")
+        _check_retries(retries)
         if progress is not None and not isinstance(progress, bool):
             raise UsageError(f"progress={progress!r} must be True, False or None (automatic)")
-        self._resources, self._retries, self._cache = resources, retries, cache
-        self._tasks: dict[int, tuple[Callable[..., Any], TaskDef[Any, Any]]] = {}
+        self._defaults, self._cache = CallOptions(resources, retries), cache
+        self._tasks: dict[tuple[int, str], tuple[Callable[..., Any], TaskDef[Any, Any]]] = {}
         self._lock = threading.Lock()
         self._shutdown = False
         self._error: BaseException | None = None
@@ -151,19 +157,20 @@ class Executor(concurrent.futures.Executor):
 
     # ------------------------------------------------------------------ the Executor API
 
-    def _task(self, fn: Callable[..., Any]) -> TaskDef[Any, Any]:
+    def _task(self, fn: Callable[..., Any], opts: CallOptions) -> TaskDef[Any, Any]:
         if isinstance(fn, TaskDef):
             return fn
         if not callable(fn):
             raise TypeError(f"{fn!r} is not callable")
-        held = self._tasks.get(id(fn))
+        key = (id(fn), repr(opts))  # (Resources holds a dict: not hashable)
+        held = self._tasks.get(key)
         if held is None or held[0] is not fn:
             name = getattr(fn, "__name__", type(fn).__name__)
             _send_by_value(fn)
-            wrap = task(name=str(name), resources=self._resources, retries=self._retries,
+            wrap = task(name=str(name), resources=opts.resources, retries=opts.retries,
                         cache=self._cache)
             held = (fn, wrap(fn))
-            self._tasks[id(fn)] = held
+            self._tasks[key] = held
         return held[1]
 
     def _offer(self, calls: list[Call]) -> None:
@@ -179,19 +186,45 @@ class Executor(concurrent.futures.Executor):
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> CFuture[Any]:
         """Run ``fn(*args, **kwargs)`` as a task of this run; its future at once."""
-        fut: CFuture[Any] = CFuture()
-        the_task = self._task(fn)
-        args, kwargs = self._sharer.args(args, kwargs, {})
-        self._offer([Call(the_task, args, kwargs, fut)])
-        return fut
+        return self.submit_with(self._defaults, fn, args, kwargs)
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
             chunksize: int = 1) -> Iterator[Any]:
         """``fn`` over the iterables, in order; the calls are submitted together (one array job
         on a cluster). ``chunksize`` is accepted for compatibility and ignored."""
         del chunksize
+        return self.map_with(self._defaults, fn, iterables, timeout)
+
+    def options(self, *, resources: Resources | None = None,
+                retries: int | None = None) -> Calls:
+        """The same run, other options for the calls made through it::
+
+            big = ex.options(resources=Resources(memory="16G"), retries=2)
+            fut = big.submit(assemble, sample)
+
+        An option left out is the executor's."""
+        if resources is not None and not isinstance(resources, Resources):
+            raise UsageError(f"resources={resources!r} must be a corral.Resources")
+        if retries is not None:
+            _check_retries(retries)
+        return Calls(self, CallOptions(
+            self._defaults.resources if resources is None else resources,
+            self._defaults.retries if retries is None else retries))
+
+    def submit_with(self, opts: CallOptions, fn: Callable[..., Any], args: tuple[Any, ...],
+                    kwargs: dict[str, Any]) -> CFuture[Any]:
+        """:meth:`submit` with these options (see :meth:`options`)."""
+        fut: CFuture[Any] = CFuture()
+        the_task = self._task(fn, opts)
+        args, kwargs = self._sharer.args(args, kwargs, {})
+        self._offer([Call(the_task, args, kwargs, fut)])
+        return fut
+
+    def map_with(self, opts: CallOptions, fn: Callable[..., Any],
+                 iterables: tuple[Iterable[Any], ...], timeout: float | None) -> Iterator[Any]:
+        """:meth:`map` with these options (see :meth:`options`)."""
         end = None if timeout is None else time.monotonic() + timeout
-        the_task = self._task(fn)
+        the_task = self._task(fn, opts)
         futures: list[CFuture[Any]] = []
         calls = []
         memo: dict[int, Any] = {}  # repeat(data): one object, hashed once
@@ -221,6 +254,27 @@ class Executor(concurrent.futures.Executor):
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         # Ctrl-C inside the block: what is still queued is cancelled
         self.shutdown(wait=True, cancel_futures=exc_type is KeyboardInterrupt)
+
+
+class Calls:
+    """Calls of an executor's run with other options (:meth:`Executor.options`)."""
+
+    def __init__(self, executor: Executor, opts: CallOptions) -> None:
+        self.executor, self.opts = executor, opts
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> CFuture[Any]:
+        """As :meth:`Executor.submit`, with these options."""
+        return self.executor.submit_with(self.opts, fn, args, kwargs)
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
+            timeout: float | None = None) -> Iterator[Any]:
+        """As :meth:`Executor.map`, with these options."""
+        return self.executor.map_with(self.opts, fn, iterables, timeout)
+
+
+def _check_retries(retries: Any) -> None:
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise UsageError(f"retries={retries!r} must be an integer >= 0")
 
 
 _LIVE: weakref.WeakSet[Executor] = weakref.WeakSet()
