@@ -475,9 +475,10 @@ class Engine:
 
     def _argument_loader(self) -> Callable[[Future], Any]:
         """How upstream values become a task's arguments: by reference to their stored blob
-        for the local executor (its workers read this machine's store), by value elsewhere
-        (a remote worker cannot read the engine's files)."""
-        return self.load_arg if self.executor.kind == "local" else self.load_future
+        for the local executor and those whose workers see this machine's files
+        (``reads_engine_files``), by value elsewhere (a remote worker cannot read them)."""
+        shared = self.executor.kind == "local" or self.executor.reads_engine_files
+        return self.load_arg if shared else self.load_future
 
     def load_arg(self, fut: Future) -> Any:
         """The value of a future as an argument of a task (see :meth:`specs.Payloads.payload`):

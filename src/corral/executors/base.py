@@ -182,6 +182,10 @@ class Executor(ABC):
     #: may be handed more, to queue); otherwise the engine keeps at most that many in flight.
     applies_parallel_limit: ClassVar[bool] = False
 
+    #: Whether the attempts' workers see this machine's files at the same paths (the store's
+    #: blobs): large upstream values then reach them by reference, not through the engine.
+    reads_engine_files: bool = False
+
     @classmethod
     @abstractmethod
     def from_options(cls, options: dict[str, Any], ctx: ExecutorContext) -> Executor:

@@ -519,6 +519,7 @@ class DaskExecutor(Executor):
     def __init__(self, settings: DaskExecutorSettings, ctx: ExecutorContext) -> None:
         self.settings = settings
         self.ctx = ctx
+        self.reads_engine_files = settings.address is None  # a LocalCluster on this machine
         self._client: Client | None = None
         self._cluster: LocalCluster | None = None
         self._listener: Listener | None = None

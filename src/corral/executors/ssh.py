@@ -76,6 +76,7 @@ from corral.worker.execute import (
     STDOUT_FILE,
     ShellPayload,
     atomic_write,
+    stored_result,
 )
 
 log = logging.getLogger(__name__)
@@ -170,8 +171,7 @@ def completion_from_marker(att: _Attempt, marker: Mapping[str, Any]) -> Completi
         outcome = Outcome(str(marker.get("outcome")))
     except ValueError:
         outcome = Outcome.FAILED
-    result_path = att.local_dir / RESULT_FILE
-    result = result_path.read_bytes() if result_path.exists() else None
+    result = stored_result(att.local_dir / RESULT_FILE, marker)
     return Completion(att.attempt_id, outcome, metrics, result, marker.get("error"))
 
 
@@ -202,6 +202,7 @@ class SSHExecutor(Executor):
     def __init__(self, settings: SSHExecutorSettings, ctx: ExecutorContext) -> None:
         self.settings = settings
         self.ctx = ctx
+        self.reads_engine_files = settings.shared_filesystem
         self._hosts: dict[str, _Host] = {}
         self._listener: Listener | None = None
         self._pending: deque[_Attempt] = deque()

@@ -24,7 +24,7 @@ import cloudpickle
 from corral.errors import CorralError
 from corral.pickling import dumps
 from corral.transport.base import Transport
-from corral.worker.execute import PythonPayload, returned_files
+from corral.worker.execute import PythonPayload, StoredResult, load_file, returned_files
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +86,16 @@ def localize_result(result: bytes | None, marker: Mapping[str, Any], remote_cwd:
     """A Python task's pickled value in which the absolute remote paths of the files it returned
     (``files`` of its exit marker, fetched back into ``cwd``) name their local copies instead:
     ``Path.cwd() / "x.png"`` returned on the host becomes ``<cwd>/x.png``. Other paths and
-    values, and a value that cannot be unpickled here, are left as they are."""
+    values, and a value that cannot be unpickled here, are left as they are. (A large value
+    with such paths is loaded here for that; without any it stays in its file.)"""
     files = marker.get("files")
     fetched = {posixpath.normpath(str(f)) for f in files} if isinstance(files, list) else set()
     if not result or not fetched:
         return result
     try:
         value = cloudpickle.loads(result)
+        if isinstance(value, StoredResult):  # a large value in its file: loaded (mapped)
+            value = load_file(value.path)
     except Exception:  # the engine reports it when it loads the value
         return result
     moved, changed = move_paths(value, remote_cwd, os.fspath(cwd), fetched)

@@ -5,7 +5,11 @@ A payload is a pickled :class:`PythonPayload` or :class:`ShellPayload`. :func:`r
 file-based form used by batch, SSH and Dask executors: it reads ``payload.pkl`` in an attempt
 directory and writes ``result.pkl`` and then the exit marker ``exit.json``, each atomically.
 The marker lists the files a Python task returned (``Path`` values, also inside lists, tuples
-and dicts), so executors that stage attempts on other machines can fetch them back.
+and dicts), so executors that stage attempts on other machines can fetch them back. A value
+larger than :data:`SPILL_MIN` is pickled straight into the file (hashed while written, see
+:func:`spill_value`) and the marker's ``value`` gives its digest and size: an executor whose
+engine can read that file hands the engine a :class:`StoredResult` for it
+(:func:`stored_result`), so the value never passes through the engine's memory.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
@@ -241,17 +245,25 @@ def _mapped_parts(pieces: list[bytes], buffers: list[memoryview]) -> list[Any]:
 
 def dump_value(value: Any, spill: Path | None) -> bytes:
     """The pickled ``value``; one larger than :data:`SPILL_MIN` is written to ``spill``
-    instead (when given) and the pickle of a :class:`StoredResult` returned.
+    instead (when given) and the pickle of a :class:`StoredResult` returned (see
+    :func:`spill_value`)."""
+    if spill is None:
+        return dumps(value)
+    out = spill_value(value, spill)
+    return dumps(out) if isinstance(out, StoredResult) else out
+
+
+def spill_value(value: Any, spill: Path) -> bytes | StoredResult:
+    """The pickled ``value``, or, if it is larger than :data:`SPILL_MIN`, where it was written:
+    the file ``spill``, complete and ``fsync``'ed.
 
     A value holding large contiguous buffers (numpy arrays, also inside lists, dicts,
     DataFrames...) is written so that :func:`load_file` memory-maps them instead of reading
     them: one pickle stream that any unpickler reads whole (``pickle.loads`` of its bytes gives
     the value), which begins with a header (in a bytes object the stream pops: its magic, where
     each buffer lies and the pickle with the buffers out of band, protocol 5), and in which each
-    buffer starts on a page boundary. The file is hashed while it is written (the CAS digest)
-    and ``fsync``'ed before this returns."""
-    if spill is None:
-        return dumps(value)
+    buffer starts on a page boundary. The file is hashed while it is written (the CAS digest,
+    :func:`corral.hashing.digest_bytes` of its bytes)."""
     laid = _skeleton(value)
     if laid is not None and not laid[1] and len(laid[0]) <= SPILL_MIN:
         return laid[0]
@@ -271,10 +283,26 @@ def dump_value(value: Any, spill: Path | None) -> bytes:
     except BaseException:
         sink.discard()
         raise
-    if isinstance(out, bytes):
-        return out
-    files = returned_files(value, Path.cwd())
-    return dumps(StoredResult(out.digest, out.size, out.path, files))
+    if isinstance(out, StoredResult):
+        out.files.extend(returned_files(value, Path.cwd()))
+    return out
+
+
+def stored_result(path: Path, marker: Mapping[str, Any]) -> bytes | None:
+    """What an executor hands the engine for the ``result.pkl`` at ``path`` of an attempt whose
+    exit ``marker`` was read, where the engine can read that file (a shared file system, or a
+    copy fetched back): for a large value the worker wrote there (its marker's ``value``), the
+    pickle of a :class:`StoredResult` naming the file (the engine moves it into its store and
+    never reads it), else the file's bytes (None if it is missing)."""
+    stored = marker.get("value")
+    if isinstance(stored, dict) and path.is_file():
+        files = marker.get("files")
+        return dumps(StoredResult(str(stored["digest"]), int(stored["size"]), str(path),
+                                  [str(f) for f in files] if isinstance(files, list) else []))
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
 
 
 def load_file(path: str | os.PathLike[str]) -> Any:
@@ -320,6 +348,8 @@ class AttemptResult:
     stderr: str | None = None
     files: list[str] | None = None
     """Files the task returned (see :func:`returned_files`); only when asked for."""
+    spilled: StoredResult | None = None
+    """Where the worker wrote a large value (``result`` is then the pickle of this)."""
 
 
 _FUNC_CACHE: dict[str, Any] = {}
@@ -406,6 +436,7 @@ def run_python(payload: PythonPayload, list_files: bool = False,
     probe = Probe.begin(monitor)
     begin_attempt()
     outcome, result, error, files = "succeeded", None, None, None
+    spilled: StoredResult | None = None
     try:
         func = load_function(payload)
         args, kwargs = resolve_refs(cloudpickle.loads(payload.args))
@@ -413,7 +444,11 @@ def run_python(payload: PythonPayload, list_files: bool = False,
         if list_files:
             files = returned_files(value, Path.cwd())
         try:
-            result = dump_value(value, spill)
+            out = spill_value(value, spill) if spill is not None else dumps(value)
+            if isinstance(out, StoredResult):
+                spilled, result = out, dumps(out)
+            else:
+                result = out
         except Exception as exc:
             outcome = "failed"
             error = (
@@ -428,7 +463,7 @@ def run_python(payload: PythonPayload, list_files: bool = False,
     metrics: dict[str, Any] = probe.end(monitor)
     if keep_requested():
         metrics["kept"] = kept_processes()  # spared when this worker is killed later
-    return AttemptResult(outcome, metrics, result, error, None, None, files)
+    return AttemptResult(outcome, metrics, result, error, None, None, files, spilled)
 
 
 def shell_argv(command: str) -> list[str]:
@@ -556,15 +591,18 @@ def run_attempt_dir(attempt_dir: Path, cwd: Path | None = None) -> int:
             # descriptors 1 and 2 are the attempt's logs already (opened by the job script or
             # the SSH launcher): prints keep their place among the lines of child processes
             line_buffered()
-            res = run_python(payload, list_files=True)
+            res = run_python(payload, list_files=True, spill=attempt_dir / VALUE_FILE)
             if res.error:
                 sys.stderr.write(res.error)
             sys.stdout.flush()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if res.result is not None:
-        atomic_write(attempt_dir / RESULT_FILE, res.result)
     marker: dict[str, Any] = {"outcome": res.outcome, "metrics": res.metrics, "error": res.error}
+    if res.spilled is not None:  # written, hashed and synced already: the value's own pickle
+        os.replace(res.spilled.path, attempt_dir / RESULT_FILE)
+        marker["value"] = {"digest": res.spilled.digest, "size": res.spilled.size}
+    elif res.result is not None:
+        atomic_write(attempt_dir / RESULT_FILE, res.result)
     if res.files:
         marker["files"] = res.files
     atomic_write(attempt_dir / MARKER_FILE, json.dumps(marker).encode())

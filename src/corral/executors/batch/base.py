@@ -76,6 +76,7 @@ from corral.worker.execute import (
     RESULT_FILE,
     STARTED_FILE,
     STDERR_FILE,
+    stored_result,
 )
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,7 @@ class BatchExecutor(Executor):
             self.transport, ctx.work_root, ctx.cwd, ctx.run_id, settings.remote_workdir,
             settings.remote_cleanup)
         """Attempt directories on the scheduler's side when the work directory is not shared."""
+        self.reads_engine_files = self.transport.shared_filesystem
         self._fetching: list[Completion] = []
         self.submit_calls = 0
         """Number of submit commands run (one per single job or array job)."""
@@ -619,12 +621,20 @@ class BatchExecutor(Executor):
         metrics = Metrics.from_dict(raw if isinstance(raw, dict) else {})
         metrics.native_id, metrics.submitted = attempt.native_id, attempt.submitted
         # without a shared file system the result comes back with the attempt's other files
-        result = (self.transport.read_bytes(self._r(attempt.workdir / RESULT_FILE))
-                  if self.staging is None else None)
+        result = self._result(attempt, marker) if self.staging is None else None
         error = marker.get("error")
         if outcome is not Outcome.SUCCEEDED and attempt.kind is TaskKind.SHELL:
             error = _join(error, self._log_tails(attempt, self._sched_log(attempt)))
         self._finish(attempt, Completion(attempt.attempt_id, outcome, metrics, result, error))
+
+    def _result(self, attempt: _Attempt, marker: Mapping[str, Any]) -> bytes | None:
+        """The attempt's pickled value; for a large value seen here at the same path (a shared
+        file system), a :class:`StoredResult` naming its file: the engine moves the file into
+        its store and never reads it."""
+        local = attempt.workdir / RESULT_FILE
+        if "value" in marker and local.is_file():
+            return stored_result(local, marker)
+        return self.transport.read_bytes(self._r(local))
 
     def _finish(self, attempt: _Attempt, completion: Completion) -> None:
         self._tracked.pop(attempt.attempt_id, None)

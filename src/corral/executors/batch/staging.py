@@ -58,6 +58,7 @@ from corral.worker.execute import (
     STDERR_FILE,
     STDOUT_FILE,
     ShellPayload,
+    stored_result,
 )
 
 log = logging.getLogger(__name__)
@@ -174,7 +175,8 @@ class RemoteStaging:
             self._sent.update(stamps(str(self.cwd / o) for o in st.outputs if not os.path.isabs(o)
                                      and posixpath.join(self.remote_cwd, o) in got))
             if posixpath.join(self.remote(st.local_dir), RESULT_FILE) in got:
-                comp.result = (st.local_dir / RESULT_FILE).read_bytes()
+                comp.result = stored_result(st.local_dir / RESULT_FILE,
+                                            _local_marker(st.local_dir))
             elif not st.shell:
                 _lose(comp, f"its {RESULT_FILE} is missing from {self.remote(st.local_dir)}")
         self._fetch_returned([(c, st) for c, st in staged if st is not None and not st.shell])
