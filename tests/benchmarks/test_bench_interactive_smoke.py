@@ -22,7 +22,7 @@ def test_a_tiny_round_prints_the_table() -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.startswith("|")]
-    assert lines[0].startswith("| Workload | corral.Executor | its submits |"), proc.stdout
+    assert lines[0].startswith("| Workload | corral.Executor | its submits | its CPU |"), proc.stdout
     assert len(lines) == 3 and "50 no-op submits, 2 workers" in lines[2], proc.stdout
     assert lines[2].rstrip(" |").split("|")[-1].strip() in ("yes", "NO")
     assert "load average" in proc.stdout
