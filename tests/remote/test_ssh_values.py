@@ -4,12 +4,15 @@ CAS."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 import corral
@@ -59,3 +62,60 @@ def test_a_large_value_goes_between_tasks(ssh_rig: SSHRig, tmp_path: Path, share
         assert store.cas.path(row["digest"]).stat().st_size == row["size"]
     finally:
         store.close()
+
+
+ARRAY_PIPE = '''
+    import numpy as np
+    from corral import pipeline, task
+
+    @task
+    def produce(mb: int):
+        return np.arange(mb * 2**20 // 8, dtype=np.float64)
+
+    @task
+    def consume(a) -> dict:
+        base = a
+        while isinstance(base, np.ndarray):
+            base = base.base
+        return {"sum": float(a[::4096].sum()), "last": float(a[-1]),
+                "mapped": type(getattr(base, "obj", None)).__name__}
+
+    @pipeline
+    def flow(mb: int = 1):
+        return consume(produce(mb))
+'''
+
+DRIVER = '''
+import json, resource, sys
+from pathlib import Path
+import corral
+r = corral.run(corral.load_pipeline(sys.argv[1], "flow"), {"mb": int(sys.argv[3])},
+               executor="ssh", executor_options=json.loads(sys.argv[2]), workdir=Path.cwd(),
+               jobs=2)
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"ok": r.ok, "errors": [str(e) for e in r.errors], "value": r.value,
+                  "rss": rss}))
+'''
+
+MB = 150
+"""The array between the tasks: larger than the engine's peak RSS may be."""
+
+
+def test_a_large_array_goes_through_the_shared_file_system(ssh_rig: SSHRig,
+                                                          tmp_path: Path) -> None:
+    wd = tmp_path / "wd"
+    wd.mkdir()
+    path = tmp_path / "flow.py"
+    path.write_text(textwrap.dedent(ARRAY_PIPE))
+    options = {"hosts": [ssh_rig.url], "python": sys.executable, "shared_filesystem": True,
+               "poll_interval": 0.5, **ssh_rig.options}
+    argv = [sys.executable, "-c", DRIVER, str(path), json.dumps(options), str(MB)]
+    proc = subprocess.run(argv, cwd=wd,  # noqa: S603 - our own argv
+                          capture_output=True, text=True, check=False, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["ok"], out["errors"]
+    n = MB * 2**20 // 8
+    assert out["value"] == {"sum": float(np.arange(n, dtype=np.float64)[::4096].sum()),
+                            "last": float(n - 1), "mapped": "mmap"}
+    assert out["rss"] < MB * 2**20, f"the engine's peak RSS was {out['rss'] >> 20} MiB"
