@@ -10,10 +10,12 @@ its own peak RSS (``RUSAGE_SELF``: the engine, not its pool workers) and the byt
 * a shell task writing an ``--out-mb`` output, next to ``head -c`` writing it;
 * a fully cached re-run of a pipeline reading an ``--in-mb`` input, next to the same with a 1 KB
   input, and with ``CORRAL_REHASH=1`` (every input read again, as before the digest cache);
-* a Python task returning an ``--array-mb`` numpy array to the next task, next to ``np.save`` and
-  ``np.load`` of it; once as the engine builds payloads today (``load_future``: the engine loads
-  the value to pickle it into the consumer's payload) and once with ``Engine.load_arg`` (the
-  value passed by reference: a ``ResultRef`` to its CAS blob).
+* a Python task returning an ``--array-mb`` numpy array to the next task (which sums every
+  4096th element), next to ``np.save`` and ``np.load`` of it (and the same with ``os.fsync``
+  before the load, and with ``np.load(mmap_mode="r")``): on the local executor, and with
+  ``--slurm`` on the real SLURM of the test rig (the value goes through the shared file
+  system). Each of these runs ``--repeat`` times, alternating, after an ``os.sync()``; the
+  median is shown.
 
 Everything is written under a temporary directory (on the file system of ``--dir``), removed at
 the end.
@@ -22,8 +24,10 @@ the end.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -67,31 +71,32 @@ DRIVER = textwrap.dedent('''
     import json, resource, sys, time
     from pathlib import Path
     import corral
-    pipe_file, name, params, by_ref = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
-    if by_ref == "1":  # Engine._spec handing Engine.load_arg to the payload builder
-        from corral.engine.specs import PayloadBuilder
-        real = PayloadBuilder.payload
-        PayloadBuilder.payload = lambda self, node, load: real(self, node, load.__self__.load_arg)
+    pipe_file, name, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    executor, options = sys.argv[4], json.loads(sys.argv[5])
     pipe = corral.load_pipeline(pipe_file, name)
     t0 = time.perf_counter()
-    r = corral.run(pipe, params, workdir=Path.cwd(), jobs=2)
+    r = corral.run(pipe, params, workdir=Path.cwd(), jobs=2, executor=executor,
+                   executor_options=options)
     wall = time.perf_counter() - t0
     assert r.ok, r.errors
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"wall": wall, "rss": rss}))
     ''')
 
+SLURM_OPTIONS = {"poll_interval": 0.3, "max_poll_interval": 1.0, "marker_interval": 0.2}
+
 
 def tree_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
 
-def corral_case(root: Path, name: str, params: dict[str, object], by_ref: bool = False,
+def corral_case(root: Path, name: str, params: dict[str, object], executor: str = "local",
                 env: dict[str, str] | None = None) -> dict[str, float]:
     before = tree_bytes(root / ".corral")
+    options = SLURM_OPTIONS if executor == "slurm" else {}
     out = subprocess.run(  # noqa: S603 - our own argv
         [sys.executable, "-c", DRIVER, str(root / "pipes.py"), name, json.dumps(params),
-         "1" if by_ref else "0"],
+         executor, json.dumps(options)],
         cwd=root, capture_output=True, text=True, check=True, env={**os.environ, **(env or {})})
     res: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     res["written"] = tree_bytes(root / ".corral") - before
@@ -105,7 +110,7 @@ def best_of(n: int, case: Callable[[], dict[str, float]]) -> dict[str, float]:
 
 def plain(argv: list[str], cwd: Path) -> dict[str, float]:
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd)  # noqa: S603 - our own argv
+    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL)  # noqa: S603 - our own argv
     _, status, usage = os.wait4(proc.pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{argv} failed")
@@ -119,53 +124,90 @@ def fresh(base: Path, name: str) -> Path:
     return d
 
 
+PEERS = {
+    "np.save + np.load": "b = np.load('peer.npy')",
+    "np.save + fsync + np.load": ("fd = os.open('peer.npy', os.O_RDONLY); os.fsync(fd); "
+                                  "os.close(fd); b = np.load('peer.npy')"),
+    "np.save + np.load(mmap_mode='r')": "b = np.load('peer.npy', mmap_mode='r')",
+}
+
+
+def array_rows(base: Path, mb: int, repeat: int, slurm: bool) -> list[tuple[str, dict[str, float]]]:
+    """The array round trip and its plain peers, ``repeat`` times alternating, medians."""
+    d = fresh(base, "arr")
+    cases: dict[str, Callable[[], dict[str, float]]] = {}
+    for label, load in PEERS.items():
+        code = (f"import os, numpy as np; a = np.ones({mb} * 2**20 // 8); np.save('peer.npy', a); "
+                f"del a; {load}; print(b[::4096].sum())")
+        cases[f"{label}, {mb} MB"] = functools.partial(plain, [sys.executable, "-c", code], d)
+    executors = ["local", "slurm"] if slurm else ["local"]
+    for executor in executors:
+        cases[f"corral: {mb} MB array between tasks ({executor})"] = functools.partial(
+            lambda ex: corral_case(fresh(base, f"arr{time.monotonic_ns()}"), "array",
+                                   {"mb": mb}, executor=ex), executor)
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in cases}
+    for _ in range(repeat):
+        for name, case in cases.items():
+            os.sync()  # the dirty pages of the case before are not this one's to write
+            runs[name].append(case())
+            (d / "peer.npy").unlink(missing_ok=True)
+            for old in base.glob("arr[0-9]*"):
+                shutil.rmtree(old)
+    return [(f"{name} (median of {repeat})", median_run(r)) for name, r in runs.items()]
+
+
+def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
+    return sorted(runs, key=lambda r: r["wall"])[len(runs) // 2]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out-mb", type=int, default=500)
     ap.add_argument("--in-mb", type=int, default=2048)
     ap.add_argument("--array-mb", type=int, default=1024)
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each array case")
+    ap.add_argument("--slurm", action="store_true", help="the array round trip on SLURM too")
+    ap.add_argument("--only-arrays", action="store_true", help="skip the file cases")
     ap.add_argument("--dir", default=tempfile.gettempdir())
     ns = ap.parse_args()
     rows: list[tuple[str, dict[str, float]]] = []
     with tempfile.TemporaryDirectory(prefix="corral-bench-data-", dir=ns.dir) as tmp:
         base = Path(tmp)
-        d = fresh(base, "out")
-        rows.append((f"head -c {ns.out_mb}M > file",
-                     plain(["bash", "-c", f"head -c {ns.out_mb}M /dev/zero > peer.dat"], d)))
-        (d / "peer.dat").unlink()
-        rows.append((f"corral: shell task writes {ns.out_mb} MB",
-                     corral_case(d, "write_out", {"mb": ns.out_mb})))
-        d = fresh(base, "in")
-        (d / "small.dat").write_bytes(b"x" * 1024)
-        with open(d / "in.dat", "wb") as fh:
-            block = os.urandom(1 << 20)
-            for _ in range(ns.in_mb):
-                fh.write(block)
-        corral_case(d, "read_in", {"name": "small.dat"})
-        corral_case(d, "read_in", {"name": "in.dat"})
-        rows.append(("corral: cached re-run, 1 KB input (best of 3)",
-                     best_of(3, lambda: corral_case(d, "read_in", {"name": "small.dat"}))))
-        rows.append((f"corral: cached re-run, {ns.in_mb} MB input (best of 3)",
-                     best_of(3, lambda: corral_case(d, "read_in", {"name": "in.dat"}))))
-        rows.append((f"corral: cached re-run, {ns.in_mb} MB input, CORRAL_REHASH=1",
-                     corral_case(d, "read_in", {"name": "in.dat"}, env={"CORRAL_REHASH": "1"})))
-        (d / "in.dat").unlink()
-        d = fresh(base, "arr")
-        peer = (f"import numpy as np; a = np.ones({ns.array_mb} * 2**20 // 8); "
-                "np.save('peer.npy', a); del a; b = np.load('peer.npy'); print(b[::4096].sum())")
-        rows.append((f"np.save + np.load, {ns.array_mb} MB",
-                     plain([sys.executable, "-c", peer], d)))
-        (d / "peer.npy").unlink()
-        rows.append((f"corral: {ns.array_mb} MB array between tasks (load_future)",
-                     corral_case(d, "array", {"mb": ns.array_mb})))
-        d = fresh(base, "arr_ref")
-        rows.append((f"corral: {ns.array_mb} MB array between tasks (load_arg)",
-                     corral_case(d, "array", {"mb": ns.array_mb}, by_ref=True)))
+        if not ns.only_arrays:
+            rows += file_rows(base, ns.out_mb, ns.in_mb)
+        rows += array_rows(base, ns.array_mb, ns.repeat, ns.slurm)
     print("| case | wall (s) | peak RSS (MiB) | written under .corral (MiB) |")
     print("|---|---|---|---|")
     for name, r in rows:
         print(f"| {name} | {r['wall']:.2f} | {r['rss'] / 2**20:.0f} | {r['written'] / 2**20:.1f} |")
     print("\npeak RSS: the process itself (plain rows: the command; corral rows: the engine)")
+
+
+def file_rows(base: Path, out_mb: int, in_mb: int) -> list[tuple[str, dict[str, float]]]:
+    """A large output, and the cached re-run of a large input, with their plain peers."""
+    rows: list[tuple[str, dict[str, float]]] = []
+    d = fresh(base, "out")
+    rows.append((f"head -c {out_mb}M > file",
+                 plain(["bash", "-c", f"head -c {out_mb}M /dev/zero > peer.dat"], d)))
+    (d / "peer.dat").unlink()
+    rows.append((f"corral: shell task writes {out_mb} MB",
+                 corral_case(d, "write_out", {"mb": out_mb})))
+    d = fresh(base, "in")
+    (d / "small.dat").write_bytes(b"x" * 1024)
+    with open(d / "in.dat", "wb") as fh:
+        block = os.urandom(1 << 20)
+        for _ in range(in_mb):
+            fh.write(block)
+    corral_case(d, "read_in", {"name": "small.dat"})
+    corral_case(d, "read_in", {"name": "in.dat"})
+    rows.append(("corral: cached re-run, 1 KB input (best of 3)",
+                 best_of(3, lambda: corral_case(d, "read_in", {"name": "small.dat"}))))
+    rows.append((f"corral: cached re-run, {in_mb} MB input (best of 3)",
+                 best_of(3, lambda: corral_case(d, "read_in", {"name": "in.dat"}))))
+    rows.append((f"corral: cached re-run, {in_mb} MB input, CORRAL_REHASH=1",
+                 corral_case(d, "read_in", {"name": "in.dat"}, env={"CORRAL_REHASH": "1"})))
+    (d / "in.dat").unlink()
+    return rows
 
 
 if __name__ == "__main__":
