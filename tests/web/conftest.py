@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -53,6 +54,21 @@ CHAIN = textwrap.dedent('''
             x = step.options(name=f"step{i}")(x, seconds)
         return x
     ''')
+
+
+def require_slurm() -> None:
+    """Skip unless the rig's real SLURM answers (fail instead with CORRAL_REQUIRE_CLUSTERS=1)."""
+    reason = None
+    if shutil.which("sinfo") is None:
+        reason = "sinfo is not on PATH"
+    else:
+        proc = subprocess.run(["sinfo", "-h"], capture_output=True, text=True, timeout=15, check=False)
+        if proc.returncode != 0:
+            reason = f"sinfo failed: {proc.stderr.strip()[-200:]}"
+    if reason is not None:
+        if os.environ.get("CORRAL_REQUIRE_CLUSTERS") == "1":
+            pytest.fail(f"SLURM required (CORRAL_REQUIRE_CLUSTERS=1) but {reason}")
+        pytest.skip(f"SLURM not available: {reason}")
 
 
 def chromium_path() -> str:

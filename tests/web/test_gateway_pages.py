@@ -1,9 +1,10 @@
-"""The gateway's pages against a real gateway (uvicorn on loopback, its local runner), driven in
-real headless Chromium: log in with a token (a wrong one is refused next to the field), submit a
-job through the form (a bad field is refused next to it; the HPC system's limit too), watch it run
-to completion on its page (server-sent events), read its timeline and output, download its result
-file, see the project's budget bars; a second user sees none of it; an admin sees it. Every page
-is screenshotted and has no console error."""
+"""The gateway's pages against a real gateway (uvicorn on loopback, its runner), driven in real
+headless Chromium: log in with a token (a wrong one is refused next to the field), submit a job
+through the form onto the rig's real SLURM (a bad field, and the HPC system's limit, refused next
+to the field), watch it run to completion on its page (server-sent events), read its timeline,
+state history and output, see the project's budget bars; a second user sees none of it; an admin
+sees it. On the local system: a budget refusal, and a job's result file downloaded. Every page is
+screenshotted and has no console error."""
 
 from __future__ import annotations
 
@@ -22,9 +23,29 @@ from corral.gateway.pages import mount
 from corral.gateway.settings import Settings
 from corral.gateway.store import TERMINAL_JOB_STATES, GatewayStore, default_url
 
-from .conftest import Browser
+from .conftest import Browser, require_slurm
 
-JOB = "python3 -c \"import time; time.sleep(2); open('result.txt', 'w').write('42')\""
+SYSTEMS = """
+[systems.local]
+executor = "local"
+max_nodes = 1
+max_cores_per_node = 2
+max_walltime_hours = 24
+
+[systems.cluster]
+executor = "slurm"
+max_nodes = 1
+max_cores_per_node = 2
+max_walltime_hours = 1
+queues = ["debug"]
+[systems.cluster.options]
+poll_interval = 0.2
+max_poll_interval = 1.0
+marker_interval = 0.1
+"""
+
+JOB = "python3 -c \"import time; time.sleep(2); print('answer', 6 * 7)\""
+LOCAL_JOB = "python3 -c \"open('result.txt', 'w').write('42')\""
 
 
 @dataclass
@@ -38,8 +59,9 @@ class Gateway:
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[Gateway]:
+    (tmp_path / "gateway.toml").write_text(SYSTEMS)
     store = GatewayStore(default_url(tmp_path))
-    store.create_project("lab", 100.0, members=["alice"], max_concurrent_jobs=3)
+    store.create_project("lab", 100.0, members=["alice"], max_concurrent_jobs=3, system="cluster")
     store.create_project("elsewhere", 50.0, members=["bob"])
     tokens = store.create_token("alice"), store.create_token("bob"), store.create_token("root", admin=True)
     app = create_app(Settings(workdir=tmp_path, poll_seconds=0.05), store=store)
@@ -72,7 +94,8 @@ def _logout(browser: Browser) -> None:
     browser.page.get_by_role("button", name="Log out").click()
 
 
-def test_submit_watch_download_and_isolation(gateway: Gateway, browser: Browser, tmp_path: Path) -> None:
+def test_submit_on_slurm_watch_and_isolation(gateway: Gateway, browser: Browser, tmp_path: Path) -> None:
+    require_slurm()
     page, url = browser.page, gateway.url
     page.goto(url)  # not logged in: the login page
     assert page.url.startswith(f"{url}/login")
@@ -85,12 +108,16 @@ def test_submit_watch_download_and_isolation(gateway: Gateway, browser: Browser,
 
     page.get_by_role("link", name="Submit a job").first.click()
     page.get_by_label("Command").fill(JOB)
+    assert "cluster: at most 1 node(s), 2 core(s) per node, 1 h; queues debug" in page.locator("main").inner_text()
     page.get_by_label("Nodes").fill("0")
     page.get_by_role("button", name="Submit").click()
     assert "nodes must be between 1 and" in page.locator("#e-nodes").inner_text()
     assert page.get_by_label("Nodes").get_attribute("aria-invalid") == "true"
     assert page.get_by_label("Command").input_value() == JOB  # what was typed is kept
     page.screenshot(path=str(tmp_path / "submit-error.png"), full_page=True)
+    page.get_by_label("Nodes").fill("2")  # over the cluster's limit: refused before submission
+    page.get_by_role("button", name="Submit").click()
+    assert "allows at most 1 node(s) per job" in page.locator("#e-nodes").inner_text()
     page.get_by_label("Nodes").fill("1")
     page.get_by_label("Title").fill("answer")
     page.get_by_label("Walltime (hours)").fill("0.1")
@@ -100,13 +127,15 @@ def test_submit_watch_download_and_isolation(gateway: Gateway, browser: Browser,
     job_id = page.url.rsplit("/", 1)[1]
     assert page.locator("[data-live-state]").get_attribute("data-live-state") not in TERMINAL_JOB_STATES
     page.screenshot(path=str(tmp_path / "job-running.png"), full_page=True)
-    page.wait_for_selector("[data-live-state='completed']", timeout=30_000)  # followed, then reloaded
-    assert "running" in page.locator("#timeline").inner_text()
+    page.wait_for_selector("[data-live-state='completed']", timeout=60_000)  # followed, then reloaded
+    job = gateway.store.get_job(None, job_id)
+    assert job["system"] == "cluster" and job["queue"] == "debug" and (job["native_id"] or "").isdigit()
+    assert job["native_id"] in page.locator("main").inner_text()  # the SLURM job id
+    history = page.locator("#timeline tbody").inner_text()
+    assert "queued" in history and "running" in history and "completed" in history
     assert page.locator("#timeline .gantt span").count() == 2  # queued, then ran
+    assert "answer 42" in page.locator("#h-out + pre").inner_text()  # its output, from the SLURM job
     page.screenshot(path=str(tmp_path / "job-done.png"), full_page=True)
-    with page.expect_download() as info:
-        page.get_by_role("link", name="result.txt").click()
-    assert Path(info.value.path()).read_text() == "42"
 
     page.get_by_role("link", name="My jobs").click()
     row = page.locator(f'tr[data-job="{job_id}"]')
@@ -121,7 +150,7 @@ def test_submit_watch_download_and_isolation(gateway: Gateway, browser: Browser,
     _login(browser, url, gateway.bob)  # a second user sees none of it
     assert "No jobs" in page.locator("main").inner_text()
     assert page.request.get(f"{url}/jobs/{job_id}").status == 404
-    assert page.request.get(f"{url}/jobs/{job_id}/files/result.txt").status == 404
+    assert page.request.get(f"{url}/jobs/{job_id}/events").status == 404
     assert page.request.get(f"{url}/admin/jobs").status == 403
     page.get_by_role("link", name="Projects").click()
     assert "lab" not in page.locator("tbody").inner_text()
@@ -137,20 +166,30 @@ def test_submit_watch_download_and_isolation(gateway: Gateway, browser: Browser,
     assert browser.errors == []
 
 
-def test_over_limits_and_a_revoked_token(gateway: Gateway, browser: Browser) -> None:
+def test_budget_refusal_a_result_download_and_a_revoked_token(gateway: Gateway, browser: Browser,
+                                                             tmp_path: Path) -> None:
+    """On the local system: a job over its project's budget is refused beside the project and
+    submits nothing; a job that writes a file finishes and its file downloads."""
     page, url = browser.page, gateway.url
-    gateway.store.create_project("tiny", 1.0, members=["alice"])
+    gateway.store.create_project("tiny", 1.0, members=["alice"])  # on the local system
     _login(browser, url, gateway.alice)
     page.goto(f"{url}/jobs/new")
-    page.get_by_label("Command").fill("true")
+    page.get_by_label("Project (HPC system)").select_option("tiny")
+    page.get_by_label("Command").fill(LOCAL_JOB)
     page.get_by_label("Walltime (hours)").fill("10000")  # more than a year
     page.get_by_role("button", name="Submit").click()
     assert "walltime (hours) must be between" in page.locator("#e-walltime_hours").inner_text()
-    page.get_by_label("Project (HPC system)").select_option("tiny")
     page.get_by_label("Walltime (hours)").fill("2")  # 2 core-hours of a 1 core-hour budget
     page.get_by_role("button", name="Submit").click()
     assert "core-hour budget" in page.locator("#e-project").inner_text()
     assert gateway.store.list_jobs(None, limit=10, offset=0)[1] == 0  # nothing was submitted
+    page.get_by_label("Walltime (hours)").fill("0.01")
+    page.get_by_role("button", name="Submit").click()
+    page.wait_for_selector("[data-live-state='completed']", timeout=30_000)
+    with page.expect_download() as info:
+        page.get_by_role("link", name="result.txt").click()
+    assert Path(info.value.path()).read_text() == "42"
+    page.screenshot(path=str(tmp_path / "job-local.png"), full_page=True)
     gateway.store.revoke_token(gateway.alice)
     page.goto(f"{url}/jobs")  # the session ends with its token
     assert page.url.startswith(f"{url}/login")

@@ -39,4 +39,5 @@ def ui(workdir: WorkdirOpt = Path("."), db: DbOpt = None,
         application = create_app(workdir, db, open_store(workdir, db))
     chosen = port or free_port()
     typer.echo(f"Corral dashboard of {workdir.resolve()}: http://127.0.0.1:{chosen}/  (Ctrl-C stops it)")
-    uvicorn.run(application, host="127.0.0.1", port=chosen, log_level="warning")
+    # live pages hold event streams open: Ctrl-C waits 2 s for them at most
+    uvicorn.run(application, host="127.0.0.1", port=chosen, log_level="warning", timeout_graceful_shutdown=2)

@@ -1,5 +1,5 @@
 """The submit form: each field parsed and checked on its own (the error shown next to it), then
-the project's HPC system limits (the gateway's checker, when it has one) and the budget."""
+the project's HPC system limits (the gateway's system checker) and the budget, by the store."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 
-from ..store import GatewayError, JobRequest, OverLimit
+from ..store import GatewayError, JobRequest, OverLimit, SystemCheck
 from .auth import Caller, page, store_of
 
 MAX_NODES, MAX_CORES, MAX_WALLTIME_HOURS = 10_000, 1_024, 24.0 * 365
@@ -83,18 +83,28 @@ def submit(request: Request, user: Caller, form: JobForm) -> tuple[dict[str, Any
     if req is None:
         return None, errors
     store = store_of(request)
-    projects = {p["name"]: p for p in store.list_projects(user.who)}
+    projects = {p["name"] for p in store.list_projects(user.who)}
     if req.project is not None and req.project not in projects:
         return None, {"project": f"no project {req.project!r} of yours; choose one of the list"}
-    check: Callable[[str, JobRequest], Any] | None = getattr(request.app.state, "check", None)
+    check: SystemCheck = request.app.state.check
     try:
-        if check is not None and req.project is not None:
-            check(str(projects[req.project]["system"]), req)
-        return store.submit(user.who, req), {}
+        return store.submit(user.who, req, check), {}
     except OverLimit as exc:
         return None, {"project": str(exc)}
     except GatewayError as exc:
         return None, {field_of(str(exc)): str(exc)}
+
+
+def limits(request: Request) -> dict[str, str]:
+    """Per HPC system, the limits of one job on it, in words."""
+    systems: Mapping[str, Any] = getattr(request.app.state, "systems", {})
+    out = {}
+    for name, system in systems.items():
+        d = system.describe()
+        queues = f"; queues {', '.join(d['queues'])}" if d["queues"] else ""
+        out[name] = (f"at most {d['max_nodes']} node(s), {d['max_cores_per_node']} core(s) per node, "
+                     f"{d['max_walltime_hours']:g} h{queues}")
+    return out
 
 
 def form_page(request: Request, user: Caller, form: JobForm, errors: Mapping[str, str], status: int = 200) -> Response:
@@ -102,4 +112,4 @@ def form_page(request: Request, user: Caller, form: JobForm, errors: Mapping[str
     if user.admin:  # an admin submits to their own projects only, as anyone
         projects = [p for p in projects if user.who.name in p["members"]]
     return page(request, "submit.html.j2", user, status=status, title="Submit a job", form=asdict(form),
-                errors=dict(errors), projects=projects)
+                errors=dict(errors), projects=projects, limits=limits(request))

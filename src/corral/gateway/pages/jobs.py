@@ -68,8 +68,8 @@ def _parse(iso: str | None) -> datetime | None:
     return None if not iso else datetime.fromisoformat(iso.rstrip("Z")).replace(tzinfo=UTC)
 
 
-def timeline(job: dict[str, Any]) -> dict[str, Any]:
-    """The job's life as spans (queued, running) for the timeline, and its history rows."""
+def timeline(job: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The job's life as spans (queued, running) for the timeline, and its state history."""
     submitted, started, ended = (_parse(job.get(k)) for k in ("submitted", "started", "ended"))
     now = datetime.now(UTC)
     end = ended or now
@@ -80,9 +80,8 @@ def timeline(job: dict[str, Any]) -> dict[str, Any]:
         spans.append(("queued", (queued_to - submitted).total_seconds()))
     if started:
         spans.append(("running" if ended is None else "ended", (end - started).total_seconds()))
-    history = [("queued", job.get("submitted")), ("running", job.get("started")), (job["state"], job.get("ended"))]
     return {"spans": [{"kind": k, "seconds": s, "percent": 100 * s / total} for k, s in spans],
-            "history": [{"state": s, "at": at} for s, at in history if at]}
+            "history": history}
 
 
 def snapshot(job: dict[str, Any]) -> dict[str, Any]:
@@ -160,8 +159,9 @@ def _job_routes(app: FastAPI) -> None:
         except GatewayError as exc:
             return page(request, "message.html.j2", user, status=exc.status, title="No such job", message=str(exc))
         root = job_dir(request, job["id"])
+        history = store_of(request).history(None if user.admin else user.who, job["id"])
         return page(request, "job.html.j2", user, title=f"Job {job['title'] or job['id']}", job=job,
-                    live=snapshot(job), timeline=timeline(job), stdout=output(root, "stdout"),
+                    live=snapshot(job), timeline=timeline(job, history), stdout=output(root, "stdout"),
                     stderr=output(root, "stderr"), files=result_files(root), done=done == "cancel",
                     following=job["state"] not in TERMINAL_JOB_STATES)
 

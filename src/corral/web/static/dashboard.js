@@ -62,17 +62,8 @@
     });
   }
 
-  function confirmForms() {
-    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
-      form.addEventListener("submit", function (event) {
-        if (!window.confirm(form.getAttribute("data-confirm"))) { event.preventDefault(); }
-      });
-    });
-  }
-
   document.addEventListener("DOMContentLoaded", function () {
     drawFigures();
     document.querySelectorAll("[data-events]").forEach(follow);
-    confirmForms();
   });
 })();
