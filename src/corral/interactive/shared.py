@@ -59,14 +59,11 @@ register_feeder(Shared, _feed_shared)
 
 
 def reads_local_files(backend: Backend) -> bool:
-    """Whether the backend's workers read this machine's files: the local and dask executors
-    (they run where the store is), a batch or ssh executor on a shared file system."""
-    if not backend.stages_inputs:
-        return True
-    for holder in ("transport", "settings"):  # a batch executor's transport, ssh's settings
-        if getattr(getattr(backend, holder, None), "shared_filesystem", False) is True:
-            return True
-    return False
+    """Whether the backend's workers read this machine's files, as the engine decides for
+    upstream values: the local executor, and those that say so
+    (:attr:`~corral.executors.base.Executor.reads_engine_files`: a shared file system, a dask
+    cluster started on this machine)."""
+    return backend.kind == "local" or backend.reads_engine_files
 
 
 class Sharer:
