@@ -26,6 +26,8 @@ from corral.worker.execute import SPILL_MIN, load_file
 SHARE_MIN = SPILL_MIN
 """Pickled arguments of at least this many bytes are stored once and sent by reference (the
 size from which the store keeps values in its content store anyway)."""
+SMALL_MAX = 100_000
+"""Digests of small values remembered (not to pickle them again to weigh them)."""
 _PLAIN: frozenset[type] = frozenset({bool, int, float, complex, type(None)})
 
 
@@ -71,8 +73,10 @@ class Sharer:
 
     def __init__(self, cas: CAS, by_reference: bool) -> None:
         self.cas, self.by_reference = cas, by_reference
-        self.seen: dict[str, Shared | None] = {}
-        """Content digest -> its :class:`Shared` (None: a small value, sent as it is)."""
+        self.shared: dict[str, Shared] = {}
+        """Content digest -> its :class:`Shared`."""
+        self.small: set[str] = set()
+        """Digests of values found small (sent as they are); forgotten past :data:`SMALL_MAX`."""
         self.stored = 0
         """How many values were written to the content store."""
 
@@ -99,14 +103,20 @@ class Sharer:
             key = hash_value(value)
         except CorralError:  # the engine fails this call alone, saying why
             return value
-        if key not in self.seen:
-            try:
-                data = dumps(value)
-            except Exception:  # likewise
-                return value
-            self.seen[key] = self._store(key, value, data) if len(data) >= SHARE_MIN else None
-        shared = self.seen[key]
-        return value if shared is None else shared
+        shared = self.shared.get(key)
+        if shared is not None or key in self.small:
+            return value if shared is None else shared
+        try:
+            data = dumps(value)
+        except Exception:  # likewise
+            return value
+        if len(data) < SHARE_MIN:
+            if len(self.small) >= SMALL_MAX:
+                self.small.clear()
+            self.small.add(key)
+            return value
+        self.shared[key] = shared = self._store(key, value, data)
+        return shared
 
     def _store(self, key: str, value: Any, data: bytes) -> Shared:
         kind = type(value).__name__
