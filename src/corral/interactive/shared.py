@@ -77,8 +77,6 @@ class Sharer:
         """Content digest -> its :class:`Shared`."""
         self.small: set[str] = set()
         """Digests of values found small (sent as they are); forgotten past :data:`SMALL_MAX`."""
-        self.stored = 0
-        """How many values were written to the content store."""
 
     def args(self, args: tuple[Any, ...], kwargs: dict[str, Any], memo: dict[int, Any]
              ) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -123,5 +121,4 @@ class Sharer:
         if not self.by_reference:
             return Shared(key, kind, len(data), None, value)
         digest = self.cas.put_bytes(data)
-        self.stored += 1
         return Shared(key, kind, len(data), str(self.cas.path(digest)), None)
