@@ -56,3 +56,24 @@ def test_concurrency_limit_under_contention(any_store: GatewayStore) -> None:
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         assert sum(pool.map(submit, range(30))) == 5
+
+
+def test_concurrent_submissions_at_the_edge_of_a_user_quota(any_store: GatewayStore) -> None:
+    store = any_store
+    store.create_project("lab", 1000.0, members=["alice"], max_concurrent_jobs=1000)
+    store.set_quota("root", "lab", "alice", 30.0)
+    who = store.authenticate(store.create_token("alice"))
+
+    def submit(i: int) -> bool:
+        try:
+            store.submit(who, JobRequest(f"echo {i}", cores_per_node=10, walltime_hours=1))
+            return True
+        except OverLimit:
+            return False
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        assert sum(pool.map(submit, range(50))) == 3
+    [quota] = store.quotas("lab")
+    assert quota["reserved_core_hours"] == 30 and quota["available_core_hours"] == 0
+    [project] = store.list_projects(who)
+    assert project["reserved_core_hours"] == 30 and project["active_jobs"] == 3  # refusals rolled back

@@ -81,7 +81,7 @@ def serve(tmp_path: Path) -> Iterator[Serve]:
 
 
 def _until(client: httpx.Client, job_id: str, wanted: set[str]) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # the rig's SLURM is shared: jobs may pend a while
     while True:
         job: dict[str, Any] = client.get(f"/api/v1/jobs/{job_id}").json()
         if job["state"] in wanted:

@@ -44,7 +44,7 @@ def alice(server: str, store: GatewayStore) -> tes.HTTPClient:
 
 
 def _wait(client: tes.HTTPClient, task_id: str) -> tes.Task:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # the rig's SLURM is shared: jobs may pend a while
     while (task := client.get_task(task_id, "FULL")).state not in {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR",
                                                                      "CANCELED"}:
         assert time.monotonic() < deadline, task

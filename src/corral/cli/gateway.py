@@ -37,6 +37,11 @@ def serve(workdir: WorkdirOpt = Path("."), db: DbOpt = None,
           port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8750,
           no_run: Annotated[bool, typer.Option("--no-run", help="Keep jobs queued: run none.")] = False,
           systems: Annotated[Path | None, typer.Option(help="HPC systems file (default: <workdir>/gateway.toml).")] = None,  # noqa: E501
+          rate_limit: Annotated[float, typer.Option(help="Requests/s per token (bursts of 50); 0: no limit.")] = 20.0,
+          cors_origin: Annotated[list[str] | None, typer.Option("--cors-origin", help="A browser origin allowed to call the API (repeat).")] = None,  # noqa: E501
+          oidc_jwks: Annotated[Path | None, typer.Option(help="Accept OIDC tokens signed by the keys of this JWKS file.")] = None,  # noqa: E501
+          oidc_issuer: Annotated[str, typer.Option(help="The OIDC tokens' required issuer (iss).")] = "",
+          oidc_audience: Annotated[str, typer.Option(help="The OIDC tokens' required audience (aud).")] = "",
           ) -> None:
     """Serve the gateway's REST API on 127.0.0.1 (SQLite in <workdir>/.corral/gateway.db by default);
     jobs run on the HPC systems of gateway.toml (only the local machine without it).
@@ -47,10 +52,19 @@ def serve(workdir: WorkdirOpt = Path("."), db: DbOpt = None,
     with handled():
         require("fastapi", "corral gateway serve", "gateway")
         uvicorn = require("uvicorn", "corral gateway serve", "gateway")
+        from corral.errors import UsageError
         from corral.gateway.app import create_app
+        from corral.gateway.security import OidcSettings
         from corral.gateway.settings import Settings
 
-        application = create_app(Settings(workdir=workdir, db_url=db, run_jobs=not no_run, systems_file=systems))
+        oidc = None
+        if oidc_jwks is not None:
+            if not (oidc_issuer and oidc_audience):
+                raise UsageError("--oidc-jwks needs --oidc-issuer and --oidc-audience")
+            oidc = OidcSettings(oidc_jwks, oidc_issuer, oidc_audience)
+        application = create_app(Settings(workdir=workdir, db_url=db, run_jobs=not no_run, systems_file=systems,
+                                          rate_limit=rate_limit or None, cors_origins=tuple(cors_origin or ()),
+                                          oidc=oidc))
     uvicorn.run(application, host="127.0.0.1", port=port, log_level="info")
 
 

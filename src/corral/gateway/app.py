@@ -10,23 +10,30 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
+from .files import attachment_headers, list_files, resolve
+from .runner import job_dir, log_file
+from .security import OidcVerifier, RateLimited, RateLimiter
 from .settings import Settings
 from .store import (
     Forbidden,
     GatewayError,
     GatewayStore,
     JobRequest,
+    NotFound,
     Principal,
     SystemCheck,
     Unauthorized,
     default_url,
+    hash_token,
 )
 from .systems import HpcSystem, checker, load_systems
 
@@ -74,7 +81,8 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (400, "Inconsistent request, or over a limit of the HPC system"),
         (401, "Missing, unknown, expired or revoked token"),
         (403, "Scope, role or project membership missing"), (404, "No such object of yours"),
-        (409, "Not in a state that allows this"), (429, "Over the project's budget or concurrent-job limit"),
+        (409, "Not in a state that allows this"),
+        (429, "Over the project's budget, a quota, the concurrent-job limit or the token's request rate"),
     ]
 }
 
@@ -84,6 +92,11 @@ class Page(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class Stream(StrEnum):
+    STDOUT = "stdout"
+    STDERR = "stderr"
 
 
 Limit = Annotated[int, Query(ge=1, le=500)]
@@ -98,9 +111,20 @@ def _store(request: Request) -> GatewayStore:
 
 def _principal(request: Request,
                creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+    """The caller: a gateway token's user, or an OIDC token's ``sub`` when OIDC is configured (a
+    token without the gateway's ``crl_`` prefix); each token within its request rate."""
     if creds is None or creds.scheme.lower() != "bearer":
         raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
-    return _store(request).authenticate(creds.credentials)
+    token, state = creds.credentials, request.app.state
+    limiter: RateLimiter | None = state.limiter
+    if limiter is not None:
+        limiter.hit(hash_token(token))
+    oidc: OidcVerifier | None = state.oidc
+    if oidc is not None and not token.startswith("crl_"):
+        subject, scopes = oidc.subject(token)
+        user_id, role, granted = _store(request).oidc_user(subject, scopes)
+        return Principal(user_id, subject, role, granted)
+    return _store(request).authenticate(token)
 
 
 def scope(name: str) -> Callable[..., Principal]:
@@ -154,6 +178,30 @@ def _routes(app: FastAPI) -> None:
         """The states the job went through, oldest first."""
         return store.history(who, job_id)
 
+    @api.get("/jobs/{job_id}/files", tags=["jobs"])
+    def job_files(job_id: str, who: Reader, store: Store, request: Request) -> list[dict[str, Any]]:
+        """The job's result files (paths relative to its directory, and sizes)."""
+        store.get_job(who, job_id)
+        return list_files(job_dir(request.app.state.settings, job_id))
+
+    @api.get("/jobs/{job_id}/files/{path:path}", tags=["jobs"], response_class=FileResponse,
+             responses={200: {"content": {"application/octet-stream": {}}}})
+    def job_file(job_id: str, path: str, who: Reader, store: Store, request: Request) -> FileResponse:
+        """Download one result file, as an attachment; paths leaving the job's directory answer 404."""
+        store.get_job(who, job_id)
+        found = resolve(job_dir(request.app.state.settings, job_id), path)
+        return FileResponse(found, media_type="application/octet-stream", headers=attachment_headers(found))
+
+    @api.get("/jobs/{job_id}/logs/{stream}", tags=["jobs"], response_class=FileResponse,
+             responses={200: {"content": {"text/plain": {}}}})
+    def job_log(job_id: str, stream: Stream, who: Reader, store: Store, request: Request) -> FileResponse:
+        """The job's standard output or error (404 before it has any)."""
+        store.get_job(who, job_id)
+        path = log_file(request.app.state.settings, job_id, stream.value)
+        if not path.is_file():
+            raise NotFound(f"job {job_id} has no {stream.value} yet")
+        return FileResponse(path, media_type="text/plain; charset=utf-8", headers=attachment_headers(path))
+
     @api.delete("/jobs/{job_id}", tags=["jobs"])
     def cancel_job(job_id: str, who: Writer, store: Store) -> dict[str, Any]:
         """Cancel a job: a queued one at once, a running one is stopped by the runner."""
@@ -190,8 +238,10 @@ def _routes(app: FastAPI) -> None:
         return Page(items=items, total=total, limit=limit, offset=offset)
 
     app.include_router(api)
+    from .admin_routes import admin_router
     from .tes import tes_router
 
+    app.include_router(admin_router(Admin, Reader, Store), responses=ERRORS)
     app.include_router(tes_router(scope, _store, _check), responses=ERRORS)
 
 
@@ -221,10 +271,18 @@ def create_app(settings: Settings | None = None, store: GatewayStore | None = No
     app.state.settings = settings
     app.state.systems = systems
     app.state.check = checker(systems)
+    app.state.limiter = RateLimiter(settings.rate_limit, settings.rate_burst) if settings.rate_limit else None
+    app.state.oidc = OidcVerifier(settings.oidc) if settings.oidc is not None else None
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_credentials=False,
+                           allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type"])
 
     @app.exception_handler(GatewayError)
     async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(max(1, round(exc.retry_after)))}
         return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
 
     _routes(app)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .security import OidcSettings
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -20,6 +22,14 @@ class Settings:
     """Seconds between the runner's rounds (each polls every executor once)."""
     systems_file: Path | None = None
     """The HPC systems (``None``: ``<workdir>/gateway.toml``; only ``local`` without it)."""
+    rate_limit: float | None = None
+    """Requests a second per API token, on average (None: no limit); over it, 429."""
+    rate_burst: int = 50
+    """Requests a token may send at once before the rate applies."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins browsers may call the API from (none: no CORS headers at all)."""
+    oidc: OidcSettings | None = None
+    """Accept OIDC bearer tokens validated against a local JWKS file (None: gateway tokens only)."""
 
     @property
     def jobs_dir(self) -> Path:

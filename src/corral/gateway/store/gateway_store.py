@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from .admin import AdminMixin, write_audit
 from .errors import Conflict, Forbidden, NotFound, OverLimit, Unauthorized
 from .migrate import ensure_schema
 from .tables import (
@@ -38,6 +39,7 @@ from .tables import (
     ProjectMember,
     Token,
     User,
+    UserQuota,
 )
 
 TOKEN_PREFIX = "crl_"
@@ -126,7 +128,7 @@ def default_url(workdir: Any) -> str:
     return f"sqlite:///{path}"
 
 
-class GatewayStore:
+class GatewayStore(AdminMixin):
     """Every read and write of the gateway's database, one short transaction each."""
 
     def __init__(self, url: str) -> None:
@@ -162,7 +164,7 @@ class GatewayStore:
             return user.id
 
     def create_token(self, user: str, scopes: list[str] | None = None, *, admin: bool = False,
-                     expires_days: float | None = None) -> str:
+                     expires_days: float | None = None, actor: str = "cli") -> str:
         """A new token for ``user`` (created if needed; ``admin`` makes the user an admin). Returns the
         token in clear: the only time it exists outside its holder; the database keeps its SHA-256."""
         chosen = list(scopes) if scopes else (list(SCOPES) if admin else ["jobs:read", "jobs:write"])
@@ -178,9 +180,11 @@ class GatewayStore:
             expires = now() + timedelta(days=expires_days) if expires_days else None
             s.add(Token(user_id=user_id, token_hash=hash_token(token), prefix=token[:10],
                         scopes=" ".join(chosen), created=now(), expires=expires))
+            write_audit(s, actor, "token.create", user, {"prefix": token[:10], "scopes": chosen,
+                                                          "admin": admin, "expires": expires})
         return token
 
-    def revoke_token(self, token_or_prefix: str) -> int:
+    def revoke_token(self, token_or_prefix: str, actor: str = "cli") -> int:
         """Revoke a token given in clear, or every token whose listed prefix matches. Returns how many."""
         with self.session() as s:
             by_hash = sa.select(Token).where(Token.token_hash == hash_token(token_or_prefix))
@@ -189,6 +193,7 @@ class GatewayStore:
                 found = list(s.scalars(sa.select(Token).where(Token.prefix == token_or_prefix[:10])))
             for token in found:
                 token.revoked = True
+                write_audit(s, actor, "token.revoke", token.prefix)
             return len(found)
 
     def authenticate(self, token: str) -> Principal:
@@ -207,7 +212,7 @@ class GatewayStore:
     # projects ---------------------------------------------------------------------------------
 
     def create_project(self, name: str, budget_core_hours: float, *, system: str = "local",
-                       max_concurrent_jobs: int = 10, members: Sequence[str] = ()) -> int:
+                       max_concurrent_jobs: int = 10, members: Sequence[str] = (), actor: str = "cli") -> int:
         member_ids = [self.ensure_user(m) for m in members]
         with self.session() as s:
             if s.scalar(sa.select(Project.id).where(Project.name == name)) is not None:
@@ -219,9 +224,12 @@ class GatewayStore:
             s.flush()
             for uid in member_ids:
                 s.add(ProjectMember(project_id=project.id, user_id=uid))
+            write_audit(s, actor, "project.create", name, {
+                "budget_core_hours": budget_core_hours, "system": system,
+                "max_concurrent_jobs": max_concurrent_jobs, "members": list(members)})
             return project.id
 
-    def add_member(self, project: str, user: str) -> None:
+    def add_member(self, project: str, user: str, actor: str = "cli") -> None:
         uid = self.ensure_user(user)
         with self.session() as s:
             pid = s.scalar(sa.select(Project.id).where(Project.name == project))
@@ -229,6 +237,7 @@ class GatewayStore:
                 raise NotFound(f"no project {project!r}")
             if s.get(ProjectMember, (pid, uid)) is None:
                 s.add(ProjectMember(project_id=pid, user_id=uid))
+                write_audit(s, actor, "project.add_member", project, {"user": user})
 
     def _members(self, s: Session, project_id: int) -> list[str]:
         q = (sa.select(User.name).join(ProjectMember, ProjectMember.user_id == User.id)
@@ -276,6 +285,7 @@ class GatewayStore:
         with self.session() as s:
             project = self._project_for(s, who, req.project)
             queue = check(project.system, req) if check is not None else req.queue
+            self._reserve_quota(s, project, who, need)
             reserved = s.execute(
                 sa.update(Project).where(
                     Project.id == project.id,
@@ -299,6 +309,25 @@ class GatewayStore:
             self._ledger(s, job, "reserve", need, f"{req.nodes} x {req.cores_per_node} x {req.walltime_hours} h")
             s.refresh(project)
             return job_dict(job, who.name, project)
+
+    @staticmethod
+    def _reserve_quota(s: Session, project: Project, who: Principal, need: float) -> None:
+        """Reserve ``need`` on the user's quota in the project, if there is one (a conditional
+        UPDATE in the submission's transaction: a refusal rolls the whole submission back)."""
+        left = UserQuota.budget_core_hours - UserQuota.charged_core_hours - UserQuota.reserved_core_hours
+        done = s.execute(sa.update(UserQuota).where(
+            UserQuota.project_id == project.id, UserQuota.user_id == who.user_id, left >= need,
+        ).values(reserved_core_hours=UserQuota.reserved_core_hours + need)
+            .execution_options(synchronize_session=False))
+        if done.rowcount == 1:  # type: ignore[attr-defined]
+            return
+        quota = s.get(UserQuota, (project.id, who.user_id))
+        if quota is not None:
+            s.refresh(quota)
+            have = quota.budget_core_hours - quota.charged_core_hours - quota.reserved_core_hours
+            raise OverLimit(f"your quota in project {project.name!r} has {have:g} of its {quota.budget_core_hours:g} "
+                            f"core-hours left ({quota.reserved_core_hours:g} reserved by your active jobs); "
+                            f"this job needs {need:g}")
 
     @staticmethod
     def _refusal(project: Project, need: float) -> str:
@@ -509,6 +538,10 @@ class GatewayStore:
             reserved_core_hours=Project.reserved_core_hours - job.reserved_core_hours,
             charged_core_hours=Project.charged_core_hours + charge,
             active_jobs=Project.active_jobs - 1).execution_options(synchronize_session=False))
+        s.execute(sa.update(UserQuota).where(UserQuota.project_id == job.project_id, UserQuota.user_id == job.owner_id)
+                  .values(reserved_core_hours=UserQuota.reserved_core_hours - job.reserved_core_hours,
+                          charged_core_hours=UserQuota.charged_core_hours + charge)
+                  .execution_options(synchronize_session=False))
         if charge:
             self._ledger(s, job, "charge", charge, f"{state}")
         if release:

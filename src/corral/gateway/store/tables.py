@@ -136,6 +136,30 @@ class JobEvent(Base):
     note: Mapped[str] = mapped_column(sa.String(500), default="")
 
 
+class UserQuota(Base):
+    """A user's core-hour quota inside a project (no row: only the project's budget applies).
+    Reserved and charged are kept in step with the project's by the same transactions."""
+
+    __tablename__ = "user_quotas"
+    project_id: Mapped[int] = mapped_column(sa.ForeignKey("projects.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), primary_key=True)
+    budget_core_hours: Mapped[float] = mapped_column(sa.Float)
+    reserved_core_hours: Mapped[float] = mapped_column(sa.Float, default=0.0)
+    charged_core_hours: Mapped[float] = mapped_column(sa.Float, default=0.0)
+
+
+class AuditEntry(Base):
+    """Append-only: every admin action (API or command line), who did it and to what."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(sa.DateTime, index=True)
+    actor: Mapped[str] = mapped_column(sa.String(200))
+    action: Mapped[str] = mapped_column(sa.String(50))
+    target: Mapped[str] = mapped_column(sa.String(200))
+    detail: Mapped[str] = mapped_column(sa.Text, default="")
+
+
 class LedgerEntry(Base):
     """Append-only: every reservation, charge and release of core-hours. Never updated or deleted."""
 
