@@ -68,6 +68,27 @@ def serve(workdir: WorkdirOpt = Path("."), db: DbOpt = None,
     uvicorn.run(application, host="127.0.0.1", port=port, log_level="info")
 
 
+@gateway_app.command()
+def openapi() -> None:
+    """Print the gateway's OpenAPI spec (JSON), as `serve` would serve it at /openapi.json.
+
+    Example: corral gateway openapi > docs/gateway-openapi.json"""
+    import json
+    import tempfile
+
+    from corral.optional import require
+
+    with handled():
+        require("fastapi", "corral gateway openapi", "gateway")
+        from corral.gateway.app import create_app
+        from corral.gateway.settings import Settings
+
+        with tempfile.TemporaryDirectory() as scratch:  # no database is needed to describe the API
+            spec = create_app(Settings(workdir=Path(scratch), db_url=f"sqlite:///{scratch}/gw.db",
+                                       run_jobs=False)).openapi()
+    typer.echo(json.dumps(spec, indent=2, sort_keys=True))
+
+
 @token_app.command("create")
 def token_create(user: str, workdir: WorkdirOpt = Path("."), db: DbOpt = None,
                  admin: Annotated[bool, typer.Option("--admin", help="Make USER an admin; the token gets every scope.")] = False,  # noqa: E501
