@@ -128,6 +128,16 @@ def default_url(workdir: Any) -> str:
     return f"sqlite:///{path}"
 
 
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL: readers (status requests) never wait for a writer (a submission), and a commit costs
+    no fsync of the whole database (synchronous=NORMAL is durable across a crash of the gateway;
+    the last commits may be lost only to a power failure)."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
 class GatewayStore(AdminMixin):
     """Every read and write of the gateway's database, one short transaction each."""
 
@@ -136,6 +146,8 @@ class GatewayStore(AdminMixin):
         if sa.make_url(url).get_backend_name() == "sqlite":
             args = {"timeout": 30, "check_same_thread": False}
         self.engine = sa.create_engine(url, connect_args=args)
+        if args:
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         ensure_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
