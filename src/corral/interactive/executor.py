@@ -86,7 +86,8 @@ class Executor(concurrent.futures.Executor):
         if progress is not None and not isinstance(progress, bool):
             raise UsageError(f"progress={progress!r} must be True, False or None (automatic)")
         self._defaults, self._cache = CallOptions(resources, retries), cache
-        self._tasks: dict[tuple[int, str], tuple[Callable[..., Any], TaskDef[Any, Any]]] = {}
+        self._tasks: dict[tuple[int, int],
+                          tuple[Callable[..., Any], CallOptions, TaskDef[Any, Any]]] = {}
         self._lock = threading.Lock()
         self._shutdown = False
         self._error: BaseException | None = None
@@ -138,7 +139,7 @@ class Executor(concurrent.futures.Executor):
                 engine.executor.shutdown()
         except BaseException as exc:
             self._error = exc
-            for fut in list(self._futures):
+            for fut in self._futures.copy():
                 if not fut.done():
                     fut.set_exception(exc)
         finally:
@@ -162,16 +163,16 @@ class Executor(concurrent.futures.Executor):
             return fn
         if not callable(fn):
             raise TypeError(f"{fn!r} is not callable")
-        key = (id(fn), repr(opts))  # (Resources holds a dict: not hashable)
+        key = (id(fn), id(opts))  # held below, so neither id is reused meanwhile
         held = self._tasks.get(key)
-        if held is None or held[0] is not fn:
+        if held is None or held[0] is not fn or held[1] is not opts:
             name = getattr(fn, "__name__", type(fn).__name__)
             _send_by_value(fn)
             wrap = task(name=str(name), resources=opts.resources, retries=opts.retries,
                         cache=self._cache)
-            held = (fn, wrap(fn))
+            held = (fn, opts, wrap(fn))
             self._tasks[key] = held
-        return held[1]
+        return held[2]
 
     def _offer(self, calls: list[Call]) -> None:
         with self._lock:
@@ -243,7 +244,7 @@ class Executor(concurrent.futures.Executor):
             self._shutdown = True
             self._closing_display_in_thread = not wait
             if cancel_futures:
-                for fut in list(self._futures):
+                for fut in self._futures.copy():
                     fut.cancel()
             self._engine.close()
         _LIVE.discard(self)
