@@ -9,6 +9,12 @@ the pending blobs together (concurrent ``fsync`` calls share the file system's j
 so 32 blobs cost about what one does) and then renames them into place. Until then a pending
 blob is readable through this object, and a crash leaves only temporary files behind.
 
+A large value is written by the worker that computed it (:meth:`CAS.adopt`): the worker hashes
+the file while writing it and ``fsync``s it before reporting; the engine only renames it into
+place. So every blob's content is on disk before its name exists. The renames are not followed by
+an ``fsync`` of their folder: after a power cut a blob recorded just before may be missing (never
+incomplete), and the task that made it must run again for its result to load.
+
 Output files are not duplicated (:meth:`CAS.keep_file`): the result of a task records the digest
 of each output, which stays where the task wrote it. The store keeps a copy-on-write clone of it
 where the file system can make one (XFS, Btrfs, ZFS with block cloning: no space used until the

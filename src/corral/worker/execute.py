@@ -107,8 +107,8 @@ VALUE_FILE = "value.pkl"
 HASH_ASIDE = 1 << 20
 """Buffers at least this large are hashed in another thread while they are written."""
 OOB_MIN = 1 << 20
-"""Contiguous buffers (numpy arrays, ``bytes``...) at least this large are laid out page-aligned
-in a value file and memory-mapped when it is loaded (see :func:`dump_value`)."""
+"""Contiguous buffers (of numpy arrays, bytearrays...) at least this large are laid out
+page-aligned in a value file and memory-mapped when it is loaded (see :func:`spill_value`)."""
 SKELETON_MAX = 1 << 20
 """A value whose pickle without its large buffers is larger than this is written as one plain
 pickle stream (loaded by reading it)."""
@@ -146,11 +146,14 @@ class _SpillWriter:
             self.hasher.update(data)
             self.fh.write(data)
             return n
-        # hashlib lets go of the GIL on large buffers: hash in a thread while this one writes
+        # hashlib lets go of the GIL on large buffers: hash in a thread while this one writes,
+        # then syncs what it wrote (hashing is the slower: the last fsync has little left)
         aside = threading.Thread(target=self.hasher.update, args=(data,))
         aside.start()
         try:
             self.fh.write(data)
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
         finally:
             aside.join()
         return n
