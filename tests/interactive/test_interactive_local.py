@@ -208,3 +208,39 @@ def test_per_call_options(wd: Path) -> None:
         ex.options(retries=-1)
     with pytest.raises(corral.CorralError, match="must be a corral.Resources"):
         ex.options(resources={"cores": 2})  # type: ignore[arg-type]
+
+
+CTRL_C_SCRIPT = """
+import sys, time
+import corral
+
+def nap(seconds):
+    time.sleep(seconds)
+    return seconds
+
+with corral.Executor(workdir=sys.argv[1], jobs=1, cache=False, name="ctrl-c") as ex:
+    futures = [ex.submit(nap, 60 + i) for i in range(4)]
+    print("submitted", flush=True)
+    futures[0].result()
+"""
+
+
+def test_ctrl_c_in_the_with_block_cancels_the_calls(wd: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    script = wd / "ctrl_c.py"
+    script.write_text(CTRL_C_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(wd)],  # noqa: S603
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "submitted"
+    time.sleep(0.5)
+    begin = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - begin < 30  # not waiting for the 60 s calls
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    row = next(r for r in corral.runs(wd) if r["pipeline"] == "ctrl-c")
+    assert row["state"] == "cancelled", row
+    assert {t["state"] for t in _tasks(wd, row["id"])} == {"cancelled"}
