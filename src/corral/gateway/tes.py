@@ -4,11 +4,11 @@ A task has one executor whose ``command`` (an argument list) becomes the job's c
 :func:`shlex.join` (the runner splits it back: no shell ever sees it); ``resources.cpu_cores`` is
 the job's cores per node, ``resources.backend_parameters`` ``nodes`` and ``walltime_hours`` its
 nodes and walltime (1 and 1 hour by default), ``name`` its title, ``tags`` are stored with it and
-``tags["project"]`` names the project to charge (the user's only project if omitted). What the
-local runner cannot honour is refused with 400: several executors, inputs, outputs, volumes, an
-executor's ``workdir``, ``env``, ``stdin``, ``stdout`` or ``stderr``. ``image`` is recorded in
-nothing and ignored: the command runs on the gateway's host. Same bearer tokens and scopes as
-``/api/v1``; another user's task answers 404.
+``tags["project"]`` names the project to charge (the user's only project if omitted); the task
+runs on that project's HPC system, within its limits. What the gateway cannot honour is refused
+with 400: several executors, inputs, outputs, volumes, an executor's ``workdir``, ``env``,
+``stdin``, ``stdout`` or ``stderr``. ``image`` is recorded in nothing and ignored (no containers).
+Same bearer tokens and scopes as ``/api/v1``; another user's task answers 404.
 """
 
 import shlex
