@@ -190,3 +190,16 @@ def test_corral_ui_without_the_gateway_extra_says_what_to_install(workdir: Path)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "pip install 'corral[gateway]'" in lines[0], proc.stderr
+
+
+def test_corral_ui_on_a_busy_port_says_so(workdir: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = corral(workdir, "ui", "--port", str(port))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (f"error: port {port} on 127.0.0.1 cannot be used (Address already in use); "
+                                   "choose another with --port, or leave --port out for a free one")

@@ -15,11 +15,18 @@ import typer
 from .common import DbOpt, WorkdirOpt, app, handled, open_store
 
 
-def free_port() -> int:
+def usable_port(port: int) -> int:
+    """``port`` on 127.0.0.1 if it can be bound now (0: a free one), else a one-line UsageError."""
+    from corral.errors import UsageError
+
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise UsageError(f"port {port} on 127.0.0.1 cannot be used ({exc.strerror}); choose another "
+                             "with --port, or leave --port out for a free one") from exc
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 @app.command()
@@ -37,7 +44,7 @@ def ui(workdir: WorkdirOpt = Path("."), db: DbOpt = None,
         from corral.web.app import create_app
 
         application = create_app(workdir, db, open_store(workdir, db))
-    chosen = port or free_port()
+        chosen = usable_port(port)
     typer.echo(f"Corral dashboard of {workdir.resolve()}: http://127.0.0.1:{chosen}/  (Ctrl-C stops it)")
     # live pages hold event streams open: Ctrl-C waits 2 s for them at most
     uvicorn.run(application, host="127.0.0.1", port=chosen, log_level="warning", timeout_graceful_shutdown=2)
