@@ -184,7 +184,9 @@ def main() -> None:
         parser.error("--runs and --repeat must be at least 1, --jobs at least 0")
     os.environ.setdefault("CORRAL_NO_PROGRESS", "1")
     with tempfile.TemporaryDirectory(prefix="corral-bench-web-") as tmp:
+        before = os.getloadavg()[0]
         rows = measure(Path(tmp), args.runs, args.jobs, args.repeat)
+    load = f"load average {before:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs"
     head = ("page", "median ms", "p95 ms", "max ms", f"p95 < {GOAL_MS:.0f} ms")
     table = [(name, f"{statistics.median(v):.1f}", f"{p95(v):.1f}", f"{max(v):.1f}",
               "yes" if p95(v) < GOAL_MS else "NO") for name, v in rows]
@@ -193,11 +195,13 @@ def main() -> None:
         print("|" + "|".join("---" for _ in head) + "|")
         for row in table:
             print("| " + " | ".join(row) + " |")
+        print(f"\n({load})")
         return
     widths = [max(len(r[i]) for r in [head, *table]) for i in range(len(head))]
     for row in [head, *table]:
         cells = zip(row, widths, strict=True)
         print("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(cells)))
+    print(f"({load})")
 
 
 if __name__ == "__main__":
