@@ -92,7 +92,8 @@ class LocalSettings:
     """Python worker processes (default: the -j limit)."""
     start_method: str = "forkserver"
     prestart: bool = True
-    """Start the Python workers when the run starts (False: at the first Python task)."""
+    """Start the fork server (and its imports) when the run starts (False: at the first Python
+    task). Workers are forked from it as Python tasks arrive, whatever this says."""
     launcher: str = "none"
     """Launcher of parallel tasks that name none (``mpi`` / ``mpirun`` / ``mpiexec``)."""
     launcher_args: list[str] = field(default_factory=list)
@@ -147,13 +148,12 @@ class LocalExecutor(Executor):
             _start_forkserver(preload)
 
     def start(self, listener: Listener) -> None:
-        """Start the worker processes now, while the engine prepares the run; they import the
-        packages the pipeline file imported (e.g. numpy) before the first task arrives."""
+        """Make sure the fork server runs (:meth:`warm_up` started it while the engine prepared
+        the run, importing the pipeline file's packages, e.g. numpy). The workers are forked
+        from it when the first Python tasks arrive, so a fully cached run starts none."""
         self._listener = listener
         if self.settings.start_method == "forkserver":
             _start_forkserver(self.ctx.preload)
-        while len(self.workers) < self.n_workers and self.settings.prestart:
-            self._new_worker()
 
     def capacity(self) -> int | None:
         return max(0, self.slots * CHUNK * 2 - len(self.pending))
