@@ -42,7 +42,7 @@ SEPARATOR = {"slurm": "_", "sge": "."}
 
 
 def test_cluster_kinds_default_to_no_limit() -> None:
-    assert {"slurm", "sge", "pbs", "lsf", "ssh", "dask"} <= CLUSTER_KINDS
+    assert {"slurm", "sge", "pbs", "lsf", "ssh", "dask", "tes"} <= CLUSTER_KINDS
     assert all(default_jobs(kind) == 0 for kind in CLUSTER_KINDS)
     assert default_jobs("local") >= 1
 

@@ -96,7 +96,7 @@ def _new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
 
-CLUSTER_KINDS = frozenset({"slurm", "sge", "pbs", "lsf", "ssh", "dask"})
+CLUSTER_KINDS = frozenset({"slurm", "sge", "pbs", "lsf", "ssh", "dask", "tes"})
 """Executors whose tasks run on other machines: without ``-j`` the engine sets them no limit
 (their own ``max_jobs``, array throttle or worker count govern), not the local CPU count."""
 
