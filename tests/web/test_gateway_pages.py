@@ -135,6 +135,7 @@ def test_submit_on_slurm_watch_and_isolation(gateway: Gateway, browser: Browser,
     assert "queued" in history and "running" in history and "completed" in history
     assert page.locator("#timeline .gantt span").count() == 2  # queued, then ran
     assert "answer 42" in page.locator("#h-out + pre").inner_text()  # its output, from the SLURM job
+    assert page.request.get(f"{url}/jobs/{job_id}/files/.corral/job.sh").status == 404  # not a result
     page.screenshot(path=str(tmp_path / "job-done.png"), full_page=True)
 
     page.get_by_role("link", name="My jobs").click()

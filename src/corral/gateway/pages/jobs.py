@@ -13,24 +13,25 @@ from fastapi.responses import FileResponse, RedirectResponse, Response, Streamin
 
 from corral.web import render
 
+from ..files import attachment_headers, list_files, resolve
+from ..runner import job_dir, log_file
 from ..settings import Settings
-from ..store import TERMINAL_JOB_STATES, GatewayError, JobState, NotFound
+from ..store import TERMINAL_JOB_STATES, GatewayError, JobState
 from . import forms
 from .auth import Caller, caller, check_form, page, store_of
 
 PAGE_SIZE = 50
+MAX_FILES_SHOWN = 500
 LOG_TAIL_BYTES = 64 * 1024
-MAX_FILES = 500
-LOG_NAMES = {"stdout": (".corral/stdout.log", "stdout"), "stderr": (".corral/stderr.log", "stderr")}
-"""Where a job's output is, by stream: the runner's attempt directory, or the job directory."""
 
 
-def job_dir(request: Request, job_id: str) -> Path:
+def jobdir(request: Request, job_id: str) -> Path:
     settings: Settings = request.app.state.settings
-    return settings.jobs_dir / job_id
+    return job_dir(settings, job_id)
 
 
 def tail(path: Path) -> str | None:
+    """The end of a log (its last 64 KB), or None before it exists."""
     try:
         with open(path, "rb") as fh:
             fh.seek(0, 2)
@@ -42,26 +43,9 @@ def tail(path: Path) -> str | None:
     return ("…\n" if size > LOG_TAIL_BYTES else "") + text
 
 
-def output(root: Path, stream: str) -> str | None:
-    for name in LOG_NAMES[stream]:
-        if (root / name).is_file():
-            return tail(root / name)
-    return None
-
-
-def result_files(root: Path) -> list[dict[str, Any]]:
-    """The files a job left in its directory (not the runner's own ``.corral/``)."""
-    if not root.is_dir():
-        return []
-    out = []
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root)
-        if rel.parts[0] == ".corral" or not path.is_file():
-            continue
-        out.append({"name": rel.as_posix(), "size": path.stat().st_size})
-        if len(out) >= MAX_FILES:
-            break
-    return out
+def output(request: Request, job_id: str, stream: str) -> str | None:
+    settings: Settings = request.app.state.settings
+    return tail(log_file(settings, job_id, stream))
 
 
 def _parse(iso: str | None) -> datetime | None:
@@ -158,11 +142,11 @@ def _job_routes(app: FastAPI) -> None:
             job = find_job(request, user, job_id)
         except GatewayError as exc:
             return page(request, "message.html.j2", user, status=exc.status, title="No such job", message=str(exc))
-        root = job_dir(request, job["id"])
         history = store_of(request).history(None if user.admin else user.who, job["id"])
         return page(request, "job.html.j2", user, title=f"Job {job['title'] or job['id']}", job=job,
-                    live=snapshot(job), timeline=timeline(job, history), stdout=output(root, "stdout"),
-                    stderr=output(root, "stderr"), files=result_files(root), done=done == "cancel",
+                    live=snapshot(job), timeline=timeline(job, history),
+                    stdout=output(request, job["id"], "stdout"), stderr=output(request, job["id"], "stderr"),
+                    files=list_files(jobdir(request, job["id"]))[:MAX_FILES_SHOWN], done=done == "cancel",
                     following=job["state"] not in TERMINAL_JOB_STATES)
 
     @app.get("/jobs/{job_id}/events", include_in_schema=False)
@@ -176,11 +160,8 @@ def _job_routes(app: FastAPI) -> None:
     def job_file(request: Request, job_id: str, name: str) -> Response:
         user = caller(request)
         job = find_job(request, user, job_id)
-        root = job_dir(request, job["id"]).resolve()
-        path = (root / name).resolve()
-        if not path.is_relative_to(root) or path.relative_to(root).parts[:1] == (".corral",) or not path.is_file():
-            raise NotFound(f"job {job['id']} has no result file {name!r}")
-        return FileResponse(path, filename=path.name)
+        found = resolve(jobdir(request, job["id"]), name)  # the API's confinement to the job's directory
+        return FileResponse(found, media_type="application/octet-stream", headers=attachment_headers(found))
 
     @app.get("/jobs/{job_id}/cancel", include_in_schema=False)
     def confirm_cancel(request: Request, job_id: str) -> Response:
