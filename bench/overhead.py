@@ -8,11 +8,12 @@
 Rows:
 
 1. 10,000 no-op Python tasks, 2 workers: ``corral.run`` (fresh workdir, state in SQLite) vs
-   ``concurrent.futures.ProcessPoolExecutor(2)``. Goal: Corral >= 0.5x the pool's throughput.
-2. 1,000 ``true`` shell tasks, 2 at a time: Corral vs ``xargs -P2``. Goal: Corral under 1 s.
-3. Littlewood degree 16, size 200: ``corral run`` with 2 workers vs the sequential script,
-   both as fresh subprocesses (end to end), then both in this process. Goal: <= 0.5x.
-   The full benchmark adds degree 18 (four times the work) to show the fixed costs amortised.
+   ``concurrent.futures.ProcessPoolExecutor(2).submit``. Goal (issue 12): <= 1.0x the pool.
+2. 1,000 ``true`` shell tasks, 2 at a time: Corral vs ``xargs -P2``. Goal: <= 1.3x xargs.
+3. Littlewood degree 16, size 200: ``corral run -j 2`` end to end vs a hand-written
+   ``multiprocessing.Pool(2)`` over the same chunks, as a fresh process. Goal: <= 1.10x the
+   Pool. The sequential script is shown for comparison (in process too, without a goal). The
+   full benchmark adds degree 18 (four times the work), the size the goal is set at.
 4. Build and plan a graph of 100,000 independent tasks plus one gather (goal < 3 s), and
    re-check a completed 10,000-task run where everything is cached (goal < 0.5 s).
 
@@ -350,21 +351,21 @@ def littlewood_rows(
 ) -> list[Row]:
     sizes = Sizes(0, 0, degree, size, 0, 0)
     label = f"Littlewood degree {degree}, size {size}"
-    goal = "<= 0.5x sequential"
+    goal = f"<= 1.10x Pool({JOBS})"
     with tempfile.TemporaryDirectory(prefix="corral-bench-seq-") as d:
         out = Path(d) / "seq.png"
         seq_cli = best_of(repeat, lambda: sequential_subprocess(sizes, out))
         seq_inproc = best_of(repeat, lambda: sequential_inprocess(sizes, out)) if in_process \
             else None
         split = best_of(repeat, lambda: multiprocessing_subprocess(sizes, out))
-    notes.append(f"{label}: a hand-written multiprocessing.Pool({JOBS}) split of the same chunks "
-                 f"takes {fmt_seconds(split.wall)} end to end, "
-                 f"{split.wall / seq_cli.wall:.2f}x sequential.py (for comparison)")
+    notes.append(f"{label}: the sequential script takes {fmt_seconds(seq_cli.wall)} end to end; "
+                 f"the Pool({JOBS}) split {split.wall / seq_cli.wall:.2f}x of it (for comparison)")
     rows = [Row(
         f"{label} (CLI, end to end)",
         corral_half(f"littlewood {degree} CLI",
                     lambda: best_of(repeat, lambda: corral_littlewood_subprocess(sizes)), errors),
-        seq_cli, "sequential.py", goal, lambda c, p: p is not None and c <= 0.5 * p,
+        split, f"multiprocessing.Pool({JOBS}) split", goal,
+        lambda c, p: p is not None and c <= 1.10 * p,
     )]
     if in_process:
         rows.append(Row(
@@ -372,8 +373,8 @@ def littlewood_rows(
             corral_half(f"littlewood {degree} in process",
                         lambda: best_of(repeat, lambda: corral_littlewood_inprocess(sizes)),
                         errors),
-            seq_inproc, "sequential, in process", goal,
-            lambda c, p: p is not None and c <= 0.5 * p,
+            seq_inproc, "sequential, in process", "- (for comparison)",
+            lambda c, p: True,
         ))
     return rows
 
@@ -388,8 +389,8 @@ def measure(sizes: Sizes, repeat: int, errors: list[str], only: set[int], extra:
             corral_half("no-op tasks", lambda: best_of(repeat, lambda: corral_noops(n)), errors),
             best_of(repeat, lambda: peer_pool(n)),
             f"ProcessPoolExecutor({JOBS})",
-            ">= 0.5x pool throughput",
-            lambda c, p: p is not None and c <= 2 * p,
+            "<= 1.0x pool",
+            lambda c, p: p is not None and c <= p,
         ))
     if 2 in only:
         n = sizes.shell_tasks
@@ -398,8 +399,8 @@ def measure(sizes: Sizes, repeat: int, errors: list[str], only: set[int], extra:
             corral_half("shell tasks", lambda: best_of(repeat, lambda: corral_trues(n)), errors),
             best_of(repeat, lambda: peer_xargs(n)),
             f"xargs -P{JOBS}",
-            "Corral < 1 s",
-            lambda c, p: c < 1.0,
+            "<= 1.3x xargs",
+            lambda c, p: p is not None and c <= 1.3 * p,
         ))
     if 3 in only:
         rows += littlewood_rows(sizes.degree, sizes.size, repeat, errors, True, notes)
