@@ -16,9 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 
 from corral.gateway.app import create_app
-from corral.gateway.runner import ATTEMPT_DIR
 from corral.gateway.security import OidcSettings
-from corral.gateway.settings import Settings
+from corral.gateway.settings import ATTEMPT_DIR, Settings
 from corral.gateway.store import GatewayStore, JobRequest
 
 from .conftest import Gateway

@@ -20,6 +20,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from .files import attachment_headers, list_files, resolve
+from .pipelines import PipelineRuns, params_json, pipeline_path
 from .runner import job_dir, log_file
 from .security import OidcVerifier, RateLimited, RateLimiter
 from .settings import Settings
@@ -41,12 +42,23 @@ API = "/api/v1"
 MAX_NODES, MAX_CORES, MAX_WALLTIME_HOURS = 10_000, 1_024, 24.0 * 365
 
 
-class JobIn(BaseModel):
-    """A command job. The seed's descriptor also works: ``node_number``, ``core_number`` and
-    ``runtime`` (hours) for ``nodes``, ``cores_per_node`` and ``walltime_hours``."""
+class PipelineIn(BaseModel):
+    """A Corral pipeline of the gateway's pipelines directory, by file and (optional) name."""
 
     model_config = ConfigDict(extra="forbid")
-    command: str = Field(min_length=1, max_length=100_000)
+    file: str = Field(min_length=1, max_length=500)
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobIn(BaseModel):
+    """A command job, or a pipeline job (``pipeline`` instead of ``command``). The seed's descriptor
+    also works: ``node_number``, ``core_number`` and ``runtime`` (hours) for ``nodes``,
+    ``cores_per_node`` and ``walltime_hours``."""
+
+    model_config = ConfigDict(extra="forbid")
+    command: str | None = Field(default=None, min_length=1, max_length=100_000)
+    pipeline: PipelineIn | None = None
     title: str = Field(default="", max_length=500)
     project: str | None = Field(default=None, max_length=200)
     nodes: int | None = Field(default=None, ge=1, le=MAX_NODES)
@@ -63,8 +75,13 @@ class JobIn(BaseModel):
                 raise GatewayError(f"{name} given twice with different values")
             return new if new is not None else legacy if legacy is not None else default
 
+        if (self.command is None) == (self.pipeline is None):
+            raise GatewayError("give either \"command\" or \"pipeline\" (a file, name and params), not both")
+        pipe = self.pipeline
         return JobRequest(
-            command=self.command, title=self.title, project=self.project,
+            command=self.command or "", title=self.title, project=self.project,
+            pipeline_file=pipe.file if pipe else None, pipeline_name=pipe.name if pipe else None,
+            pipeline_params=params_json(pipe.params) if pipe else None,
             nodes=pick(self.nodes, self.node_number, 1, "nodes/node_number"),
             cores_per_node=pick(self.cores_per_node, self.core_number, 1, "cores_per_node/core_number"),
             walltime_hours=pick(self.walltime_hours, self.runtime, 1.0, "walltime_hours/runtime"),
@@ -157,10 +174,13 @@ Check = Annotated[SystemCheck, Depends(_check)]
 def _routes(app: FastAPI) -> None:
     api = APIRouter(prefix=API, responses=ERRORS)
     @api.post("/jobs", status_code=201, tags=["jobs"])
-    def submit_job(job: JobIn, who: Writer, store: Store, check: Check) -> dict[str, Any]:
-        """Queue a command job, reserving nodes x cores x walltime core-hours on the project;
-        400 if it exceeds a limit of the project's HPC system (nothing is submitted)."""
-        return store.submit(who, job.request(), check)
+    def submit_job(job: JobIn, who: Writer, store: Store, check: Check, request: Request) -> dict[str, Any]:
+        """Queue a command or pipeline job, reserving nodes x cores x walltime core-hours on the
+        project; 400 if it exceeds a limit of the project's HPC system (nothing is submitted)."""
+        req = job.request()
+        if req.pipeline_file is not None:
+            pipeline_path(request.app.state.settings.pipelines_dir, req.pipeline_file)
+        return store.submit(who, req, check)
 
     @api.get("/jobs", tags=["jobs"])
     def list_jobs(who: Reader, store: Store, limit: Limit = 50, offset: Offset = 0,
@@ -177,6 +197,12 @@ def _routes(app: FastAPI) -> None:
     def job_history(job_id: str, who: Reader, store: Store) -> list[dict[str, Any]]:
         """The states the job went through, oldest first."""
         return store.history(who, job_id)
+
+    @api.get("/jobs/{job_id}/tasks", tags=["jobs"])
+    def job_tasks(job_id: str, who: Reader, store: Store, request: Request) -> dict[str, Any]:
+        """A pipeline job's run and its tasks with their states (400 for a command job)."""
+        job = store.get_job(who, job_id)
+        return PipelineRuns.tasks(job, job_dir(request.app.state.settings, job_id))
 
     @api.get("/jobs/{job_id}/files", tags=["jobs"])
     def job_files(job_id: str, who: Reader, store: Store, request: Request) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
-from .runner import ATTEMPT_DIR
+from .settings import ATTEMPT_DIR
 from .store import NotFound
 
 MAX_LISTED = 10_000

@@ -33,14 +33,11 @@ from corral.executors.base import AttemptRef, Completion, Executor, ExecutorCont
 from corral.resources import Resources
 from corral.worker.execute import STDERR_FILE, STDOUT_FILE, ShellPayload
 
-from .settings import Settings
+from .settings import ATTEMPT_DIR, Settings
 from .store import GatewayStore, JobState
 from .systems import HpcSystem
 
 log = logging.getLogger(__name__)
-
-ATTEMPT_DIR = ".corral"
-"""The attempt's own files, inside the job's directory."""
 
 STATE_OF_OUTCOME = {
     Outcome.SUCCEEDED: JobState.COMPLETED, Outcome.FAILED: JobState.FAILED,
@@ -95,6 +92,9 @@ class JobRunner:
         self._tracked: dict[str, str] = {}
         """Job id -> system, for the jobs handed to an executor and not reported yet."""
         self._cancelled: set[str] = set()
+        from .pipelines import PipelineRuns
+
+        self.pipelines = PipelineRuns(store, settings.pipelines_dir)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -131,6 +131,7 @@ class JobRunner:
         for name in list(self._executors):
             for done in self._executors[name].poll(0):
                 self._end(done)
+        self.pipelines.poll()
         self._pass_cancels()
         self._submit_queued()
 
@@ -160,11 +161,14 @@ class JobRunner:
                         resources=resources, attempt=1, workdir=jobdir / ATTEMPT_DIR, cwd=jobdir)
 
     def _submit_queued(self) -> None:
-        room = self.settings.max_running - len(self._tracked)
+        room = self.settings.max_running - len(self._tracked) - len(self.pipelines.handles)
         if room <= 0:
             return
         for job in self.store.claim(sorted(self.systems), room):
             try:
+                if job["pipeline"] is not None:
+                    self.pipelines.start(job, self.systems[job["system"]], job_dir(self.settings, job["id"]))
+                    continue
                 executor = self.executor(job["system"])
                 spec = self._spec(job, f"gw-{job['system']}")
                 executor.validate(spec.resources)
@@ -185,8 +189,12 @@ class JobRunner:
     def _pass_cancels(self) -> None:
         wanted: dict[str, list[str]] = {}
         for job in self.store.followed():
-            if job["state"] == JobState.CANCELLING and job["id"] in self._tracked and job["id"] not in self._cancelled:
+            if job["state"] != JobState.CANCELLING or job["id"] in self._cancelled:
+                continue
+            if job["id"] in self._tracked:
                 wanted.setdefault(self._tracked[job["id"]], []).append(job["id"])
+            elif self.pipelines.cancel(job["id"]):
+                self._cancelled.add(job["id"])
         for name, ids in wanted.items():
             self._executors[name].cancel(ids)
             self._cancelled.update(ids)
@@ -212,6 +220,8 @@ class JobRunner:
                                   note=f"HPC system {job['system']!r} is no longer configured")
             elif job["native_id"] is None and job["state"] == JobState.INITIALIZING:
                 self.store.requeue(job["id"], "the gateway stopped before it was submitted")
+            elif job["pipeline"] and job["state"] != JobState.CANCELLING:
+                self.store.requeue(job["id"], "the gateway stopped while its run went on: it resumes")
             else:
                 ref = AttemptRef(job["id"], job["native_id"] or "", job_dir(self.settings, job["id"]) / ATTEMPT_DIR,
                                  job["submitted"].replace(tzinfo=UTC).timestamp())

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from .security import OidcSettings
 
+ATTEMPT_DIR = ".corral"
+"""A job's attempt files (job script, payload, logs, exit marker), inside the job's directory."""
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -30,6 +33,11 @@ class Settings:
     """Origins browsers may call the API from (none: no CORS headers at all)."""
     oidc: OidcSettings | None = None
     """Accept OIDC bearer tokens validated against a local JWKS file (None: gateway tokens only)."""
+
+    @property
+    def pipelines_dir(self) -> Path:
+        """The pipeline files users may run (pipeline jobs name a file in here)."""
+        return self.workdir.resolve() / "pipelines"
 
     @property
     def jobs_dir(self) -> Path:

@@ -9,6 +9,7 @@ charges its actual runtime and releases the rest. Every change goes to the appen
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -80,6 +81,11 @@ class JobRequest:
     """Key-value tags (TES ``tags``), stored in ``job_tags``."""
     queue: str | None = None
     """The queue (partition) to run in; None: the HPC system's default."""
+    pipeline_file: str | None = None
+    """A pipeline job (``command`` is then empty): the file, relative to the pipelines directory."""
+    pipeline_name: str | None = None
+    pipeline_params: str | None = None
+    """The pipeline's parameters as JSON."""
 
 
 SystemCheck = Callable[[str, JobRequest], "str | None"]
@@ -101,6 +107,9 @@ def job_dict(job: Job, owner: str, project: Project) -> dict[str, Any]:
         "project": project.id, "project_name": project.name, "project_hpc": job.system,
         "system": job.system, "title": job.title, "command": job.command, "nodes": job.nodes,
         "cores_per_node": job.cores_per_node, "walltime_hours": job.walltime_hours, "queue": job.queue,
+        "pipeline": None if job.pipeline_file is None else {
+            "file": job.pipeline_file, "name": job.pipeline_name,
+            "params": json.loads(job.pipeline_params or "{}")},
         "state": job.state, "stage": job.state, "terminal_stage": job.state in TERMINAL_JOB_STATES,
         "failed": job.state in FAILED_JOB_STATES, "submitted": _iso(job.submitted),
         "init_date": _iso(job.submitted), "started": _iso(job.started), "end_date": _iso(job.ended),
@@ -312,6 +321,8 @@ class GatewayStore(AdminMixin):
             job = Job(id=str(uuid.uuid4()), owner_id=who.user_id, project_id=project.id,
                       system=project.system, title=req.title, command=req.command, nodes=req.nodes,
                       cores_per_node=req.cores_per_node, walltime_hours=req.walltime_hours, queue=queue,
+                      pipeline_file=req.pipeline_file, pipeline_name=req.pipeline_name,
+                      pipeline_params=req.pipeline_params,
                       state=JobState.QUEUED, submitted=now(), reserved_core_hours=need)
             s.add(job)
             s.flush()
@@ -488,12 +499,15 @@ class GatewayStore(AdminMixin):
                 self._event(s, job_id, JobState.RUNNING)
 
     def requeue(self, job_id: str, note: str) -> None:
-        """An initializing job whose submission is unknown (the gateway stopped while submitting
-        it) is queued again: its reservation stays, nothing is charged twice."""
+        """Queue again an initializing job whose submission is unknown (the gateway stopped while
+        submitting it), or a pipeline job whose engine ended with the previous gateway (starting
+        it again resumes its run): its reservation stays, nothing is charged twice."""
+        live = (JobState.INITIALIZING, JobState.RUNNING)
         with self.session() as s:
-            moved = s.execute(sa.update(Job).where(Job.id == job_id, Job.state == JobState.INITIALIZING,
-                                                   Job.native_id.is_(None)).values(state=JobState.QUEUED)
-                              .execution_options(synchronize_session=False))
+            moved = s.execute(sa.update(Job).where(
+                Job.id == job_id, Job.state.in_(live),
+                sa.or_(Job.native_id.is_(None), Job.pipeline_file.is_not(None)),
+            ).values(state=JobState.QUEUED, native_id=None).execution_options(synchronize_session=False))
             if moved.rowcount == 1:  # type: ignore[attr-defined]
                 self._event(s, job_id, JobState.QUEUED, note)
 
@@ -501,10 +515,10 @@ class GatewayStore(AdminMixin):
         """Jobs handed (or being handed) to an executor and not ended: id, system, state, native
         id and submit time. After a restart, the runner re-attaches to them."""
         with self.session() as s:
-            q = (sa.select(Job.id, Job.system, Job.state, Job.native_id, Job.submitted)
+            q = (sa.select(Job.id, Job.system, Job.state, Job.native_id, Job.submitted, Job.pipeline_file)
                  .where(Job.state.in_(list(FOLLOWED_JOB_STATES))).order_by(Job.submitted, Job.id))
             return [{"id": r.id, "system": r.system, "state": r.state, "native_id": r.native_id,
-                     "submitted": r.submitted} for r in s.execute(q)]
+                     "submitted": r.submitted, "pipeline": r.pipeline_file is not None} for r in s.execute(q)]
 
     def set_native_id(self, job_id: str, native_id: str) -> None:
         with self.session() as s:

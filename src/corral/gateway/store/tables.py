@@ -106,6 +106,11 @@ class Job(Base):
     cores_per_node: Mapped[int] = mapped_column()
     walltime_hours: Mapped[float] = mapped_column(sa.Float)
     queue: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
+    pipeline_file: Mapped[str | None] = mapped_column(sa.String(500), nullable=True)
+    """A pipeline job: its file (relative to the gateway's pipelines directory); None: a command job."""
+    pipeline_name: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    pipeline_params: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    """The pipeline's parameters, as JSON."""
     state: Mapped[str] = mapped_column(sa.String(20), index=True)
     native_id: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
     submitted: Mapped[datetime] = mapped_column(sa.DateTime, index=True)
