@@ -195,3 +195,34 @@ def test_budget_refusal_a_result_download_and_a_revoked_token(gateway: Gateway, 
     page.goto(f"{url}/jobs")  # the session ends with its token
     assert page.url.startswith(f"{url}/login")
     assert browser.errors == []
+
+
+def test_admin_sets_a_quota_that_the_member_sees(gateway: Gateway, browser: Browser, tmp_path: Path) -> None:
+    page, url = browser.page, gateway.url
+    _login(browser, url, gateway.admin)
+    page.get_by_role("link", name="Projects").click()
+    assert page.locator(".quota").count() == 2  # every project for an admin
+    page.get_by_label("Project", exact=True).select_option("lab")
+    page.get_by_label("Member", exact=True).fill("bob")  # not a member of lab
+    page.get_by_label("Quota (core-hours)").fill("5")
+    page.get_by_role("button", name="Set quota").click()
+    assert "is not a member of a project 'lab'" in page.locator("#qe-member").inner_text()
+    page.get_by_label("Member", exact=True).fill("alice")
+    page.get_by_label("Quota (core-hours)").fill("-1")
+    page.get_by_role("button", name="Set quota").click()
+    assert "core-hours >= 0" in page.locator("#qe-budget").inner_text()
+    page.get_by_label("Quota (core-hours)").fill("5")
+    page.get_by_role("button", name="Set quota").click()
+    assert "Quota set for alice in lab" in page.locator("[role=status]").inner_text()
+    assert "alice" in page.locator("#quotas").inner_text()
+    page.screenshot(path=str(tmp_path / "projects-admin.png"), full_page=True)
+    page.get_by_role("link", name="Audit log").click()
+    assert "quota.set" in page.locator("tbody").inner_text() and "lab/alice" in page.locator("tbody").inner_text()
+    page.screenshot(path=str(tmp_path / "audit.png"))
+    _logout(browser)
+    _login(browser, url, gateway.alice)  # alice sees her own quota, and no quota form
+    page.get_by_role("link", name="Projects").click()
+    assert "5 of 5" in page.locator("#quotas").inner_text().replace(".00", "")
+    assert page.get_by_role("button", name="Set quota").count() == 0
+    assert page.request.get(f"{url}/admin/audit").status == 403
+    assert browser.errors == []
