@@ -19,7 +19,7 @@ import pytest
 
 import corral
 from corral.api import RunConfig
-from corral.engine.detached import load_state, submit_detached
+from corral.engine.detached import load_state, reconcile, submit_detached
 from corral.export import export_script
 from corral.store import Store
 from examples.test_datapipe import EXAMPLE, SHARDS, _check_outputs, server  # noqa: F401
@@ -143,7 +143,17 @@ def test_thousand_element_map_is_two_submissions(tmp_path: Path, sched: str,
     assert [t.native_id for t in squares] == [f"{array_id}{sep}{i}" for i in range(1, 1001)]
     script = next(Path(state.cwd, ".corral").rglob("arrays/*/job.sh")).read_text()
     assert ("#SBATCH --array=1-1000%50" if sched == "slurm" else "#$ -tc 50") in script, script
-    summary = _wait(store, run_id, timeout=900)
+    # few reconciles (each reads up to 1,000 markers and asks the scheduler once, taking CPU
+    # from the elements): watch total's marker, reconcile every 30 s in case the run failed
+    total = next(t for t in state.tasks.values() if t.name == "total")
+    deadline, next_check = time.time() + 900, time.time() + 30
+    while not Path(total.workdir, "exit.json").exists() and time.time() < deadline:
+        if time.time() > next_check:
+            if reconcile(store, run_id)["state"] != "detached":
+                break
+            next_check = time.time() + 30
+        time.sleep(1.0)
+    summary = _wait(store, run_id, timeout=60)
     assert summary["state"] == "succeeded", summary
     assert corral.Client(tmp_path).run(run_id).task_result("total") == sum(
         i * i for i in range(1000))

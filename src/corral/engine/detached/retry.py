@@ -9,8 +9,9 @@ attempt. Those resources are resolved and validated at submission, one per possi
 
 A retry submits the task's next attempt and resubmits its not yet run downstream chain, each
 job depending on the new jobs. A failed element of an array job (a scatter) is resubmitted
-alone, as a single job; its dependents are resubmitted waiting for that job and for the
-array's other unfinished elements (each by its element id on SLURM, ``afterok:123_4``; on Grid
+alone, as a single job, and several failed elements of one scatter as one array of just those
+elements; their dependents are resubmitted waiting for those jobs and for the array's other
+unfinished elements (each by its element id on SLURM, ``afterok:123_4``; on Grid
 Engine the whole array, the job script checking each element's exit marker). Every element has
 its own attempt directory and exit marker, read one by one by reconcile.
 

@@ -10,6 +10,7 @@ import logging
 import os
 import pickle
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -310,11 +311,9 @@ def _merge_elementwise(groups: list[_Group]) -> tuple[list[_Group], bool]:
 def _waits(places: set[Wait], units: list[PreparedUnit]) -> list[Wait]:
     """The waits for these tasks: a whole array when they are all its elements (a gather),
     else the elements (a task using one element of a map)."""
-    out: set[Wait] = set()
-    for w in places:
-        whole = w.element and sum(1 for x in places if x.unit == w.unit) == len(
-            units[w.unit].jobs)
-        out.add(Wait(w.unit) if whole else w)
+    count = Counter(w.unit for w in places)
+    out = {Wait(w.unit) if w.element and count[w.unit] == len(units[w.unit].jobs) else w
+           for w in places}
     return sorted(out, key=lambda w: (w.unit, w.element))
 
 
