@@ -4,7 +4,7 @@
     python bench/data.py --out-mb 50 --in-mb 200 --array-mb 100   # quicker
 
 Each Corral case runs in a fresh process that calls ``corral.run`` and reports its wall time and
-its own peak RSS (``RUSAGE_SELF``: the engine, not its pool workers) and the bytes under
+its own peak RSS (``VmHWM``: the engine, not its pool workers) and the bytes under
 ``.corral``. Rows:
 
 * a shell task writing an ``--out-mb`` output, next to ``head -c`` writing it;
@@ -68,7 +68,7 @@ PIPES = textwrap.dedent('''
     ''')
 
 DRIVER = textwrap.dedent('''
-    import json, resource, sys, time
+    import json, sys, time
     from pathlib import Path
     import corral
     pipe_file, name, params = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
@@ -79,7 +79,8 @@ DRIVER = textwrap.dedent('''
                    executor_options=options)
     wall = time.perf_counter() - t0
     assert r.ok, r.errors
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    status = open("/proc/self/status").read()  # VmHWM: this image's peak (ru_maxrss would count
+    rss = int(status.split("VmHWM:")[1].split()[0]) * 1024  # the parent it was forked from too)
     print(json.dumps({"wall": wall, "rss": rss}))
     ''')
 
