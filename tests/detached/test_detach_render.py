@@ -44,6 +44,21 @@ def rendered():
                  params={"n": n, "target": target}, outputs="count.txt", name="write")
 
 
+@task(retries=1)
+def flaky_count() -> int:
+    import os
+    if os.environ["CORRAL_ATTEMPT"] == "1":
+        raise RuntimeError("attempt 1 fails")
+    return 42
+
+
+@pipeline
+def after_retry():
+    # the shell task fails its own first attempt too: its retry renders again
+    return shell('test "$CORRAL_ATTEMPT" = 2 && echo {params.n} > {output}',
+                 params={"n": flaky_count()}, outputs="retried.txt", name="write", retries=1)
+
+
 @pipeline
 def upstream_fails():
     return shell("echo {params.n} > {output}", params={"n": broken()}, outputs="never.txt",
@@ -94,6 +109,26 @@ def test_shell_task_skipped_when_python_upstream_fails(tmp_path: Path, sched: st
     states = {t["name"]: t["state"] for t in shown["tasks"]}
     assert states == {"broken": "failed", "write": "skipped"}, shown
     assert not (tmp_path / "never.txt").exists()
+
+
+def test_shell_task_rendered_from_the_retried_value(tmp_path: Path, sched: str) -> None:
+    """The Python task fails once and is retried by ``corral status``: the shell task below
+    it (resubmitted) renders its command from attempt 2's result; it fails once itself, and
+    its retry renders the command again from the kept template."""
+    run_id = submit_detached(_load(tmp_path, "after_retry"), {}, _cfg(tmp_path, sched))
+    code, shown = _status(tmp_path, run_id)
+    assert code == 0 and shown["run"]["state"] == "succeeded", shown
+    assert (tmp_path / "retried.txt").read_text() == "42\n"
+    attempts = {t["name"]: [a["state"] for a in Store.open(tmp_path).attempts(run_id)
+                            if a["task_id"] == t["id"]]
+                for t in Store.open(tmp_path).tasks(run_id)}
+    assert attempts == {"flaky_count": ["failed", "succeeded"],
+                        "write": ["withdrawn", "failed", "succeeded"]}, attempts
+    state = load_state(Store.open(tmp_path), run_id)
+    assert state is not None
+    write = next(t for t in state.tasks.values() if t.name == "write")
+    assert write.workdir.endswith(".3")  # rendered there from the template, not copied
+    assert Path(write.workdir, "deferred.pkl").is_file()
 
 
 def test_render_failure_fails_the_attempt(tmp_path: Path) -> None:
