@@ -12,7 +12,7 @@ Same bearer tokens and scopes as ``/api/v1``; another user's task answers 404.
 """
 
 import shlex
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -236,8 +236,9 @@ def _task(job: dict[str, Any], view: View, settings: Settings) -> TaskOut:
     )
 
 
-def tes_router(scope: Callable[[str], Callable[..., Principal]], store_dep: Callable[..., GatewayStore],
-               check_dep: Callable[..., SystemCheck]) -> APIRouter:
+def tes_router(scope: Callable[[str], Callable[..., Awaitable[Principal]]],
+               store_dep: Callable[..., Awaitable[GatewayStore]],
+               check_dep: Callable[..., Awaitable[SystemCheck]]) -> APIRouter:
     """The TES routes; ``scope``, ``store_dep`` and ``check_dep`` (the HPC systems' limits) are
     the dependencies of :mod:`corral.gateway.app`."""
     router = APIRouter(prefix=TES, tags=["tes"])
