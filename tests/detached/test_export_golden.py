@@ -54,3 +54,49 @@ def test_exported_chain_matches_golden(tmp_path: Path, fmt: str) -> None:
     _check(f"chain.{fmt}.sh", script)
     array = (tmp_path / "pipeline.jobs" / "square.sh").read_text()
     _check(f"chain.{fmt}.square.sh", _normalised(array, tmp_path, run_id))
+
+
+ELEMENTWISE = '''
+from corral import pipeline, task
+
+
+@task
+def square(x: int) -> int:
+    return x * x
+
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+
+@task
+def total(values: list) -> int:
+    return sum(values)
+
+
+@pipeline
+def chained():
+    return total(double.map(square.map([1, 2, 3])))
+'''
+
+
+@pytest.mark.parametrize("fmt", ["sbatch", "sge"])
+def test_exported_map_over_map_matches_golden(tmp_path: Path, fmt: str) -> None:
+    """A map over a map's elements: one array line waiting element-wise (aftercorr /
+    -hold_jid_ad); on SGE each element's attempt directory names its upstream element."""
+    (tmp_path / "pipe_ew.py").write_text(ELEMENTWISE)
+    pipe = corral.load_pipeline(tmp_path / "pipe_ew.py", "chained")
+    dest = export_script(pipe, {}, RunConfig(executor="local", workdir=tmp_path, new=True),
+                         tmp_path / "pipeline.sh", fmt=fmt)
+    run_id = Store.open(tmp_path).list_runs(1)[0]["id"]
+    script = _normalised(dest.read_text(), tmp_path, run_id)
+    assert len(re.findall(r"^jid_\w+=\$\(", script, re.M)) == 3, script
+    assert subprocess.run(["bash", "-n", str(dest)]).returncode == 0  # noqa: S603
+    _check(f"map_over_map.{fmt}.sh", script)
+    requires = sorted(tmp_path.rglob("*-double_*_.1/requires.txt"))
+    if fmt == "sge":
+        ups = [Path(r.read_text().strip()).name for r in requires]
+        assert [u.split("-", 1)[1] for u in ups] == [f"square_{i}_.1" for i in range(3)]
+    else:
+        assert requires == []  # aftercorr waits for success itself
