@@ -87,9 +87,10 @@ def prepare_attempt(attempt_dir: Path) -> int | None:
         return 1
     deferred = attempt_dir / DEFERRED_FILE
     source = deferred if deferred.is_file() else attempt_dir / PAYLOAD_FILE
+    with open(source, "rb") as fh:  # a Python payload may be large: read its start only
+        if DeferredShell.__name__.encode() not in fh.read(256):  # the class is named first
+            return None
     data = source.read_bytes()
-    if DeferredShell.__name__.encode() not in data[:256]:  # the class is named first
-        return None  # not unpickled twice: a Python payload may be large
     payload = pickle.loads(data)
     if not isinstance(payload, DeferredShell):
         return None
