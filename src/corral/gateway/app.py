@@ -197,7 +197,9 @@ def _routes(app: FastAPI) -> None:
         return Page(items=items, total=total, limit=limit, offset=offset)
 
     @api.get("/jobs/{job_id}", tags=["jobs"])
-    def get_job(job_id: str, who: Reader, store: Store) -> dict[str, Any]:
+    async def get_job(job_id: str, who: Reader, store: Store) -> dict[str, Any]:
+        """One of the caller's jobs. The most frequent request (status polling): one indexed query
+        run on the event loop, cheaper than a hop to a worker thread (bench/gateway.py)."""
         return store.get_job(who, job_id)
 
     @api.get("/jobs/{job_id}/history", tags=["jobs"])
