@@ -175,3 +175,23 @@ def test_user_without_project_is_refused(gateway: Gateway) -> None:
     dave = gateway.store.create_token("dave")
     r = gateway.client.post("/api/v1/jobs", json=JOB, headers=gateway.auth(dave))
     assert r.status_code == 403 and "member of no project" in r.json()["detail"]
+
+
+def test_admin_job_filters_by_project_system_and_date(gateway: Gateway) -> None:
+    gateway.store.create_project("astro", 100.0, members=["alice"])
+    client, alice, root = gateway.client, gateway.auth(gateway.alice), gateway.auth(gateway.admin)
+    for project in ["lab", "astro", "astro"]:
+        r = client.post("/api/v1/jobs", headers=alice, json={"command": "true", "project": project})
+        assert r.status_code == 201
+
+    def total(query: str) -> int:
+        r = client.get(f"/api/v1/admin/jobs/?{query}", headers=root)
+        assert r.status_code == 200, r.text
+        return int(r.json()["total"])
+
+    assert total("project=astro") == 2 and total("project=lab&state=queued") == 1
+    assert total("system=local") == 3 and total("system=cluster") == 0
+    assert total("since=2000-01-01T00:00:00Z") == 3 and total("until=2000-01-01T00:00:00Z") == 0
+    assert total("since=2999-01-01T00:00:00") == 0
+    assert client.get("/api/v1/admin/jobs/alice/?project=astro", headers=root).json()["total"] == 2
+    assert client.get("/api/v1/admin/jobs/?since=yesterday", headers=root).status_code == 422

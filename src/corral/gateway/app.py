@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -109,6 +111,26 @@ class Page(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+@dataclass
+class JobFilters:
+    """Query filters of the admin job listings."""
+
+    state: Annotated[str | None, Query(max_length=20)] = None
+    project: Annotated[str | None, Query(max_length=200)] = None
+    system: Annotated[str | None, Query(max_length=100)] = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def as_kwargs(self) -> dict[str, Any]:
+        def utc(value: datetime | None) -> datetime | None:
+            if value is None or value.tzinfo is None:
+                return value
+            return value.astimezone(UTC)
+
+        return {"state": self.state, "project": self.project, "system": self.system,
+                "since": utc(self.since), "until": utc(self.until)}
 
 
 class Stream(StrEnum):
@@ -259,17 +281,18 @@ def _routes(app: FastAPI) -> None:
         return [systems[name].describe() for name in sorted(systems)]
 
     @api.get("/admin/jobs/", tags=["admin"])
-    def admin_jobs(who: Admin, store: Store, limit: Limit = 50, offset: Offset = 0,
-                   state: str | None = None) -> Page:
-        """Every user's jobs (admin scope and role)."""
-        items, total = store.list_jobs(None, limit=limit, offset=offset, state=state)
+    def admin_jobs(who: Admin, store: Store, filters: Annotated[JobFilters, Depends()],
+                   limit: Limit = 50, offset: Offset = 0) -> Page:
+        """Every user's jobs (admin scope and role), filtered by state, project, system and
+        submission time (``since`` <= submitted < ``until``, ISO 8601, UTC when no zone)."""
+        items, total = store.list_jobs(None, limit=limit, offset=offset, **filters.as_kwargs())
         return Page(items=items, total=total, limit=limit, offset=offset)
 
     @api.get("/admin/jobs/{user}/", tags=["admin"])
-    def admin_user_jobs(user: str, who: Admin, store: Store, limit: Limit = 50, offset: Offset = 0,
-                        state: str | None = None) -> Page:
-        """One user's jobs (admin scope and role)."""
-        items, total = store.list_jobs(None, limit=limit, offset=offset, state=state, owner=user)
+    def admin_user_jobs(user: str, who: Admin, store: Store, filters: Annotated[JobFilters, Depends()],
+                        limit: Limit = 50, offset: Offset = 0) -> Page:
+        """One user's jobs (admin scope and role), with the same filters."""
+        items, total = store.list_jobs(None, limit=limit, offset=offset, owner=user, **filters.as_kwargs())
         return Page(items=items, total=total, limit=limit, offset=offset)
 
     app.include_router(api)

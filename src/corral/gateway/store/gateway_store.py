@@ -386,12 +386,23 @@ class GatewayStore(AdminMixin):
                 .join(Project, Job.project_id == Project.id))
 
     def list_jobs(self, owner_id: int | None, *, limit: int, offset: int, state: str | None = None,
-                  owner: str | None = None) -> tuple[list[dict[str, Any]], int]:
+                  owner: str | None = None, project: str | None = None, system: str | None = None,
+                  since: datetime | None = None, until: datetime | None = None,
+                  ) -> tuple[list[dict[str, Any]], int]:
         """A page of jobs, newest first, and how many there are: one user's (``owner_id``), or
-        everyone's (``None``, the admin listing; ``owner`` filters it by user name)."""
+        everyone's (``None``, the admin listing; ``owner`` filters it by user name); filtered by
+        state, project name, HPC system and submission time (``since`` <= submitted < ``until``)."""
         q = self._job_query()
-        count = sa.select(sa.func.count()).select_from(Job).join(User, Job.owner_id == User.id)
+        count = (sa.select(sa.func.count()).select_from(Job).join(User, Job.owner_id == User.id)
+                 .join(Project, Job.project_id == Project.id))
         conds: list[sa.ColumnElement[bool]] = []
+        for column, value in ((Project.name, project), (Job.system, system)):
+            if value is not None:
+                conds.append(column == value)
+        if since is not None:
+            conds.append(Job.submitted >= since.replace(tzinfo=None))
+        if until is not None:
+            conds.append(Job.submitted < until.replace(tzinfo=None))
         if owner_id is not None:
             conds.append(Job.owner_id == owner_id)
         if owner is not None:
