@@ -171,3 +171,23 @@ def test_oidc_tokens_validated_against_a_local_jwks(oidc: tuple[TestClient, Any]
         assert r.status_code == 401 and words in r.json()["detail"], (words, r.text)
     only_read = _jwt(key, scope="openid jobs:read")
     assert call(only_read).status_code == 403  # the token's scope grants reading only
+
+
+def test_admin_users_and_tokens(gateway: Gateway) -> None:
+    client, root = gateway.client, gateway.auth(gateway.admin)
+    made = client.post("/api/v1/admin/tokens", headers=root, json={"user": "carol", "scopes": ["jobs:read"],
+                                                                   "expires_days": 1})
+    assert made.status_code == 201
+    token = made.json()["token"]
+    assert client.get("/api/v1/jobs", headers=gateway.auth(token)).status_code == 200
+    assert client.post("/api/v1/jobs", headers=gateway.auth(token), json={"command": "true"}).status_code == 403
+    users = {u["name"]: u for u in client.get("/api/v1/admin/users", headers=root).json()}
+    assert users["carol"]["role"] == "user" and users["carol"]["tokens"] == 1 and users["root"]["role"] == "admin"
+    [listed] = client.get("/api/v1/admin/users/carol/tokens", headers=root).json()
+    assert listed["prefix"] == token[:10] and listed["scopes"] == ["jobs:read"] and token not in str(listed)
+    assert client.delete(f"/api/v1/admin/tokens/{token[:10]}", headers=root).json() == {"revoked": 1}
+    assert client.get("/api/v1/jobs", headers=gateway.auth(token)).status_code == 401
+    assert client.delete("/api/v1/admin/tokens/crl_nothing", headers=root).status_code == 404
+    assert client.get("/api/v1/admin/users", headers=gateway.auth(gateway.alice)).status_code == 403
+    actions = [(e["actor"], e["action"]) for e in client.get("/api/v1/admin/audit", headers=root).json()["items"][:2]]
+    assert actions == [("root", "token.revoke"), ("root", "token.create")]

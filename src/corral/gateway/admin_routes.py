@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from .store import GatewayError, GatewayStore
+from .store import GatewayError, GatewayStore, NotFound
 
 API = "/api/v1"
 
@@ -37,6 +37,21 @@ class ProjectUpdate(BaseModel):
 class QuotaIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     budget_core_hours: float = Field(ge=0, le=1e12)
+
+
+class TokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    user: str = Field(min_length=1, max_length=200)
+    scopes: list[str] = Field(default_factory=list, max_length=3)
+    """Default: jobs:read and jobs:write (every scope with ``admin``)."""
+    admin: bool = False
+    """Make the user an admin."""
+    expires_days: float | None = Field(default=None, gt=0, le=3650)
+
+
+class TokenOut(BaseModel):
+    token: str
+    """The token, shown this once (the gateway keeps its SHA-256)."""
 
 
 class AuditPage(BaseModel):
@@ -88,6 +103,34 @@ def admin_router(Admin: Any, Reader: Any, Store: Any) -> APIRouter:
         """Set a member's core-hour quota inside the project (audited)."""
         s: GatewayStore = store
         return s.set_quota(who.name, name, user, body.budget_core_hours)
+
+    @router.get("/admin/users", tags=["admin"])
+    def list_users(who: Admin, store: Store) -> list[dict[str, Any]]:
+        """Every user with role and number of usable tokens."""
+        s: GatewayStore = store
+        return s.list_users()
+
+    @router.get("/admin/users/{user}/tokens", tags=["admin"])
+    def list_tokens(user: str, who: Admin, store: Store) -> list[dict[str, Any]]:
+        """A user's tokens (prefixes, scopes, expiry, revoked; never the tokens)."""
+        s: GatewayStore = store
+        return s.list_tokens(user)
+
+    @router.post("/admin/tokens", status_code=201, tags=["admin"])
+    def create_token(body: TokenIn, who: Admin, store: Store) -> TokenOut:
+        """Create a token for a user (created if new), shown once (audited)."""
+        s: GatewayStore = store
+        return TokenOut(token=s.create_token(body.user, body.scopes or None, admin=body.admin,
+                                             expires_days=body.expires_days, actor=who.name))
+
+    @router.delete("/admin/tokens/{prefix}", tags=["admin"])
+    def revoke_token(prefix: str, who: Admin, store: Store) -> dict[str, int]:
+        """Revoke the tokens with this listed prefix (first 10 characters; audited); 404 if none."""
+        s: GatewayStore = store
+        count = s.revoke_token(prefix, actor=who.name) if len(prefix) >= 8 else 0
+        if not count:
+            raise NotFound(f"no token with prefix {prefix[:20]!r} (give the 10 characters a listing shows)")
+        return {"revoked": count}
 
     @router.get("/admin/audit", tags=["admin"])
     def audit_log(who: Admin, store: Store, limit: Annotated[int, Query(ge=1, le=500)] = 50,

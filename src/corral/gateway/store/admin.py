@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from .errors import Forbidden, GatewayError, NotFound
-from .tables import ACTIVE_JOB_STATES, SCOPES, AuditEntry, Job, Project, ProjectMember, User, UserQuota
+from .tables import ACTIVE_JOB_STATES, SCOPES, AuditEntry, Job, Project, ProjectMember, Token, User, UserQuota
 
 
 def _now() -> datetime:
@@ -55,6 +55,7 @@ class AdminMixin:
                        add_members: Sequence[str] = (), remove_members: Sequence[str] = ()) -> None:
         """Change a project's budget, concurrent-job limit, HPC system or members (audited). A
         budget below what is charged and reserved already is refused."""
+        add_members, remove_members = list(dict.fromkeys(add_members)), list(dict.fromkeys(remove_members))
         ids = {m: self.ensure_user(m) for m in [*add_members, *remove_members]}
         with self.session() as s:
             project = s.scalar(sa.select(Project).where(Project.name == name).with_for_update())
@@ -111,6 +112,28 @@ class AdminMixin:
             if user is not None:
                 q = q.where(User.name == user)
             return [quota_dict(quota, name, project) for quota, name in s.execute(q)]
+
+    def list_users(self) -> list[dict[str, Any]]:
+        """Every user: name, role, creation time and how many usable tokens it has."""
+        with self.session() as s:
+            usable = (sa.select(sa.func.count()).select_from(Token)
+                      .where(Token.user_id == User.id, Token.revoked.is_(False),
+                             sa.or_(Token.expires.is_(None), Token.expires > _now()))
+                      .scalar_subquery())
+            q = sa.select(User, usable).order_by(User.name)
+            return [{"name": u.name, "role": u.role, "created": u.created.isoformat() + "Z", "tokens": n}
+                    for u, n in s.execute(q)]
+
+    def list_tokens(self, user: str) -> list[dict[str, Any]]:
+        """A user's tokens as listings show them: prefix, scopes, times, revoked (never the token)."""
+        with self.session() as s:
+            uid = s.scalar(sa.select(User.id).where(User.name == user))
+            if uid is None:
+                raise NotFound(f"no user {user!r}")
+            q = sa.select(Token).where(Token.user_id == uid).order_by(Token.id)
+            return [{"prefix": t.prefix, "scopes": t.scopes.split(), "created": t.created.isoformat() + "Z",
+                     "expires": None if t.expires is None else t.expires.isoformat() + "Z",
+                     "revoked": t.revoked} for t in s.scalars(q)]
 
     def oidc_user(self, subject: str, scopes: frozenset[str]) -> tuple[int, str, frozenset[str]]:
         """The user of an OIDC token's ``sub`` (created on first sight, role ``user``): its id, role

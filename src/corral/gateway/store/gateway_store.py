@@ -234,7 +234,7 @@ class GatewayStore(AdminMixin):
 
     def create_project(self, name: str, budget_core_hours: float, *, system: str = "local",
                        max_concurrent_jobs: int = 10, members: Sequence[str] = (), actor: str = "cli") -> int:
-        member_ids = [self.ensure_user(m) for m in members]
+        member_ids = [self.ensure_user(m) for m in dict.fromkeys(members)]
         with self.session() as s:
             if s.scalar(sa.select(Project.id).where(Project.name == name)) is not None:
                 raise Conflict(f"project {name!r} exists")
