@@ -200,8 +200,8 @@ async def _check(request: Request) -> SystemCheck:
 Check = Annotated[SystemCheck, Depends(_check)]
 
 
-def _routes(app: FastAPI) -> None:
-    api = APIRouter(prefix=API, responses=ERRORS)
+def _job_routes(api: APIRouter) -> None:
+    """Jobs: submit, list, get, history, tasks, files, logs, cancel."""
     @api.post("/jobs", status_code=201, tags=["jobs"])
     def submit_job(job: JobIn, who: Writer, store: Store, check: Check, request: Request) -> dict[str, Any]:
         """Queue a command or pipeline job, reserving nodes x cores x walltime core-hours on the
@@ -264,6 +264,9 @@ def _routes(app: FastAPI) -> None:
         """Cancel a job: a queued one at once, a running one is stopped by the runner."""
         return store.cancel(who, job_id)
 
+
+def _project_routes(api: APIRouter) -> None:
+    """Projects, HPC systems and the admin job listings."""
     @api.get("/projects", tags=["projects"])
     def list_projects(who: Reader, store: Store) -> list[dict[str, Any]]:
         """The caller's projects with their budgets (every project for an admin)."""
@@ -295,6 +298,11 @@ def _routes(app: FastAPI) -> None:
         items, total = store.list_jobs(None, limit=limit, offset=offset, owner=user, **filters.as_kwargs())
         return Page(items=items, total=total, limit=limit, offset=offset)
 
+
+def _routes(app: FastAPI) -> None:
+    api = APIRouter(prefix=API, responses=ERRORS)
+    _job_routes(api)
+    _project_routes(api)
     app.include_router(api)
     from .admin_routes import admin_router
     from .tes import tes_router
