@@ -27,6 +27,7 @@ from typing import Any
 
 from corral.config import load_config
 from corral.errors import ConfigError
+from corral.executors import ExecutorContext, executor_class
 
 from .store import GatewayError, JobRequest, SystemCheck
 
@@ -95,6 +96,13 @@ def load_systems(workdir: Path, path: Path | None = None) -> dict[str, HpcSystem
     return {name: _system(path, name, table, config.executor) for name, table in tables.items()}
 
 
+def _check_options(kind: str, options: dict[str, Any], workdir: Path) -> None:
+    """Build the executor once from its options (nothing slow: no connection, no job), so that an
+    unknown option or a bad value stops ``serve`` at start, not the first job."""
+    ctx = ExecutorContext(run_id="gateway-check", work_root=workdir, cwd=workdir, max_parallel=1)
+    executor_class(kind).from_options(dict(options), ctx)
+
+
 def _system(path: Path, name: str, table: Any, resolve: Any) -> HpcSystem:
     where = f"{path}: [systems.{name}]"
     if not isinstance(table, dict):
@@ -103,10 +111,14 @@ def _system(path: Path, name: str, table: Any, resolve: Any) -> HpcSystem:
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; "
                           f"keys are executor, options, {', '.join(LIMIT_KEYS)}")
-    kind, options = resolve(str(table.get("executor", name)))
     extra = table.get("options", {})
     if not isinstance(extra, dict):
         raise ConfigError(f"{where}: options must be a table")
+    try:
+        kind, options = resolve(str(table.get("executor", name)))
+        _check_options(kind, {**options, **extra}, path.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     try:
         default = HpcSystem(name, kind)
         system = HpcSystem(name, kind, {**options, **extra},
