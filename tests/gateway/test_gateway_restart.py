@@ -116,3 +116,55 @@ def test_sigkill_mid_job_loses_nothing_and_charges_once(serve: Serve, store: Gat
         charged = sum(e["core_hours"] for e in ledger if e["job"] == job["id"] and e["kind"] == "charge")
         assert charged == pytest.approx(job["core_hours_charged"]) and charged < 10 / 3600  # seconds, not the outage
     assert project["charged_core_hours"] == pytest.approx(sum(job["core_hours_charged"] for job in ended))
+
+
+SLOW_PIPELINE = '''
+import time
+from pathlib import Path
+from corral import pipeline, task
+
+@task
+def step(i: int, log: str) -> int:
+    time.sleep(0.5 + i * 0.7)
+    with open(log, "a") as fh:
+        fh.write(f"{i}\\n")
+    return i
+
+@task
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+@pipeline
+def slow(log: str) -> int:
+    return total(step.map(i=range(4), log=log))
+'''
+
+
+def test_sigkill_mid_pipeline_resumes_its_run(serve: Serve, store: GatewayStore, tmp_path: Path) -> None:
+    (tmp_path / "gateway.toml").unlink()  # only the local system: the pipeline's tasks run on this machine
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "slow.py").write_text(SLOW_PIPELINE)
+    log = tmp_path / "steps.log"
+    store.create_project("lab", 10.0, members=["alice"])
+    headers = {"Authorization": f"Bearer {store.create_token('alice')}"}
+    serve.start()
+    with httpx.Client(base_url=serve.url, headers=headers, timeout=10) as client:
+        job = client.post("/api/v1/jobs", json={"pipeline": {"file": "slow.py", "params": {"log": str(log)}}}).json()
+        deadline = time.monotonic() + 60
+        while not log.exists():
+            assert time.monotonic() < deadline, client.get(f"/api/v1/jobs/{job['id']}").json()
+            time.sleep(0.05)
+        run_before = client.get(f"/api/v1/jobs/{job['id']}").json()["native_id"]
+        serve.kill()  # SIGKILL: the engine thread dies with the gateway
+        serve.start()
+        client.base_url = httpx.URL(serve.url)
+        ended = _until(client, job["id"], {"completed", "failed", "timeout", "system_error", "cancelled"})
+        history = [e["state"] for e in client.get(f"/api/v1/jobs/{job['id']}/history").json()]
+        assert ended["state"] == "completed", history
+        run = client.get(f"/api/v1/jobs/{job['id']}/tasks").json()
+    assert run_before.startswith("run:") and ended["native_id"] == run_before  # the same run, resumed
+    assert history == ["queued", "initializing", "running"] * 2 + ["completed"], history  # queued again, resumed
+    assert run["state"] == "succeeded" and len(run["tasks"]) == 5
+    assert set(log.read_text().split()) == {"0", "1", "2", "3"}
+    kinds = [e["kind"] for e in store.ledger("lab") if e["job"] == job["id"]]
+    assert kinds.count("charge") == 1 and kinds.count("reserve") == 1, kinds
