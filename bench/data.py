@@ -13,9 +13,10 @@ its own peak RSS (``VmHWM``: the engine, not its pool workers) and the bytes und
 * a Python task returning an ``--array-mb`` numpy array to the next task (which sums every
   4096th element), next to ``np.save`` and ``np.load`` of it (and the same with ``os.fsync``
   before the load, and with ``np.load(mmap_mode="r")``): on the local executor, and with
-  ``--slurm`` on the real SLURM of the test rig (the value goes through the shared file
-  system). Each of these runs ``--repeat`` times, alternating, after an ``os.sync()``; the
-  median is shown.
+  ``--slurm`` on the real SLURM of the test rig, with ``--ssh`` over ssh to the rig's sshd on
+  127.0.0.1 with ``shared_filesystem = true`` (``CORRAL_TEST_SSH_*`` variables of
+  ``/run/corral-rig/env``): the value goes through the shared file system. Each of these runs
+  ``--repeat`` times, alternating, after an ``os.sync()``; the median is shown.
 
 Everything is written under a temporary directory (on the file system of ``--dir``), removed at
 the end.
@@ -87,6 +88,19 @@ DRIVER = textwrap.dedent('''
 SLURM_OPTIONS = {"poll_interval": 0.3, "max_poll_interval": 1.0, "marker_interval": 0.2}
 
 
+def executor_options(executor: str) -> dict[str, object]:
+    if executor == "slurm":
+        return SLURM_OPTIONS
+    if executor == "ssh":
+        env = os.environ
+        return {"hosts": [f"ssh://{env['CORRAL_TEST_SSH_USER']}@127.0.0.1:"
+                          f"{env['CORRAL_TEST_SSH_PORT']}"],
+                "python": sys.executable, "shared_filesystem": True, "poll_interval": 0.3,
+                "identity_file": env["CORRAL_TEST_SSH_KEY"],
+                "known_hosts": env.get("CORRAL_TEST_SSH_KNOWN_HOSTS") or None}
+    return {}
+
+
 def tree_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
@@ -94,7 +108,7 @@ def tree_bytes(path: Path) -> int:
 def corral_case(root: Path, name: str, params: dict[str, object], executor: str = "local",
                 env: dict[str, str] | None = None) -> dict[str, float]:
     before = tree_bytes(root / ".corral")
-    options = SLURM_OPTIONS if executor == "slurm" else {}
+    options = executor_options(executor)
     out = subprocess.run(  # noqa: S603 - our own argv
         [sys.executable, "-c", DRIVER, str(root / "pipes.py"), name, json.dumps(params),
          executor, json.dumps(options)],
@@ -133,7 +147,8 @@ PEERS = {
 }
 
 
-def array_rows(base: Path, mb: int, repeat: int, slurm: bool) -> list[tuple[str, dict[str, float]]]:
+def array_rows(base: Path, mb: int, repeat: int, executors: list[str]
+               ) -> list[tuple[str, dict[str, float]]]:
     """The array round trip and its plain peers, ``repeat`` times alternating, medians."""
     d = fresh(base, "arr")
     cases: dict[str, Callable[[], dict[str, float]]] = {}
@@ -141,7 +156,6 @@ def array_rows(base: Path, mb: int, repeat: int, slurm: bool) -> list[tuple[str,
         code = (f"import os, numpy as np; a = np.ones({mb} * 2**20 // 8); np.save('peer.npy', a); "
                 f"del a; {load}; print(b[::4096].sum())")
         cases[f"{label}, {mb} MB"] = functools.partial(plain, [sys.executable, "-c", code], d)
-    executors = ["local", "slurm"] if slurm else ["local"]
     for executor in executors:
         cases[f"corral: {mb} MB array between tasks ({executor})"] = functools.partial(
             lambda ex: corral_case(fresh(base, f"arr{time.monotonic_ns()}"), "array",
@@ -168,6 +182,7 @@ def main() -> None:
     ap.add_argument("--array-mb", type=int, default=1024)
     ap.add_argument("--repeat", type=int, default=3, help="runs of each array case")
     ap.add_argument("--slurm", action="store_true", help="the array round trip on SLURM too")
+    ap.add_argument("--ssh", action="store_true", help="and over ssh to the rig's sshd")
     ap.add_argument("--only-arrays", action="store_true", help="skip the file cases")
     ap.add_argument("--dir", default=tempfile.gettempdir())
     ns = ap.parse_args()
@@ -176,7 +191,8 @@ def main() -> None:
         base = Path(tmp)
         if not ns.only_arrays:
             rows += file_rows(base, ns.out_mb, ns.in_mb)
-        rows += array_rows(base, ns.array_mb, ns.repeat, ns.slurm)
+        executors = ["local"] + ["slurm"] * ns.slurm + ["ssh"] * ns.ssh
+        rows += array_rows(base, ns.array_mb, ns.repeat, executors)
     print("| case | wall (s) | peak RSS (MiB) | written under .corral (MiB) |")
     print("|---|---|---|---|")
     for name, r in rows:
