@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -38,7 +38,7 @@ from .store import (
     default_url,
     hash_token,
 )
-from .systems import HpcSystem, checker, load_systems
+from .systems import HpcSystem, checker, load_systems, load_tools, tool_command
 
 API = "/api/v1"
 MAX_NODES, MAX_CORES, MAX_WALLTIME_HOURS = 10_000, 1_024, 24.0 * 365
@@ -61,6 +61,9 @@ class JobIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     command: str | None = Field(default=None, min_length=1, max_length=100_000)
     pipeline: PipelineIn | None = None
+    tool: str | None = Field(default=None, min_length=1, max_length=200)
+    """A named application of the gateway (``[tools]`` of gateway.toml): ``command`` holds its
+    arguments."""
     title: str = Field(default="", max_length=500)
     project: str | None = Field(default=None, max_length=200)
     nodes: int | None = Field(default=None, ge=1, le=MAX_NODES)
@@ -77,8 +80,9 @@ class JobIn(BaseModel):
                 raise GatewayError(f"{name} given twice with different values")
             return new if new is not None else legacy if legacy is not None else default
 
-        if (self.command is None) == (self.pipeline is None):
-            raise GatewayError("give either \"command\" or \"pipeline\" (a file, name and params), not both")
+        if (self.command is None and self.tool is None) == (self.pipeline is None):
+            raise GatewayError("give either \"command\" (or \"tool\") or \"pipeline\" (a file, name and params), "
+                               "not both")
         pipe = self.pipeline
         return JobRequest(
             command=self.command or "", title=self.title, project=self.project,
@@ -207,6 +211,8 @@ def _job_routes(api: APIRouter) -> None:
         """Queue a command or pipeline job, reserving nodes x cores x walltime core-hours on the
         project; 400 if it exceeds a limit of the project's HPC system (nothing is submitted)."""
         req = job.request()
+        if job.tool is not None:
+            req = replace(req, command=tool_command(request.app.state.tools, job.tool, job.command or ""))
         if req.pipeline_file is not None:
             pipeline_path(request.app.state.settings.pipelines_dir, req.pipeline_file)
         return store.submit(who, req, check)
@@ -337,6 +343,7 @@ def create_app(settings: Settings | None = None, store: GatewayStore | None = No
     app.state.settings = settings
     app.state.systems = systems
     app.state.check = checker(systems)
+    app.state.tools = load_tools(settings.workdir.resolve(), settings.systems_file)
     app.state.limiter = RateLimiter(settings.rate_limit, settings.rate_burst) if settings.rate_limit else None
     app.state.oidc = OidcVerifier(settings.oidc) if settings.oidc is not None else None
     if settings.cors_origins:

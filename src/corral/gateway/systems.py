@@ -19,6 +19,7 @@ Without the file there is one system, ``local``: the gateway's machine, one node
 from __future__ import annotations
 
 import os
+import shlex
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -90,8 +91,10 @@ def load_systems(workdir: Path, path: Path | None = None) -> dict[str, HpcSystem
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}; fix the file") from None
     tables = data.get("systems")
-    if set(data) - {"systems"} or not isinstance(tables, dict) or not tables:
-        raise ConfigError(f"{path}: write HPC systems as [systems.NAME] tables, and nothing else")
+    if set(data) - {"systems", "tools"} or not isinstance(tables, dict) or not tables:
+        raise ConfigError(f"{path}: write HPC systems as [systems.NAME] tables (and tools in [tools]), "
+                          "and nothing else")
+    load_tools(workdir, path)  # a bad [tools] stops the gateway at start too
     config = load_config(workdir)
     return {name: _system(path, name, table, config.executor) for name, table in tables.items()}
 
@@ -131,6 +134,33 @@ def _system(path: Path, name: str, table: Any, resolve: Any) -> HpcSystem:
     if min(system.max_nodes, system.max_cores_per_node) < 1 or system.max_walltime_hours <= 0:
         raise ConfigError(f"{where}: max_nodes and max_cores_per_node must be >= 1, max_walltime_hours > 0")
     return system
+
+
+def load_tools(workdir: Path, path: Path | None = None) -> dict[str, tuple[str, ...]]:
+    """The named applications of ``[tools]`` in gateway.toml (the seed descriptor's ``"tool"``):
+    each an argument list a job's ``command`` is appended to, e.g. ``nrniv = ["nrniv", "-nobanner"]``."""
+    path = path or workdir / SYSTEMS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        tools = tomllib.loads(path.read_text()).get("tools", {})
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}; fix the file") from None
+    if not isinstance(tools, dict) or not all(
+            isinstance(v, list) and v and all(isinstance(a, str) for a in v) for v in tools.values()):
+        raise ConfigError(f"{path}: [tools] maps names to argument lists, e.g. nrniv = [\"nrniv\", \"-nobanner\"]")
+    return {name: tuple(argv) for name, argv in tools.items()}
+
+
+def tool_command(tools: Mapping[str, tuple[str, ...]], tool: str, args: str) -> str:
+    """The command line of a job of ``tool`` with ``args`` (split as the shell would, then quoted)."""
+    if tool not in tools:
+        raise GatewayError(f"no tool {tool!r} on this gateway; tools: {', '.join(sorted(tools)) or 'none'}")
+    try:
+        extra = shlex.split(args)
+    except ValueError as exc:
+        raise GatewayError(f"command: {exc}") from None
+    return shlex.join([*tools[tool], *extra])
 
 
 def checker(systems: Mapping[str, HpcSystem]) -> SystemCheck:
