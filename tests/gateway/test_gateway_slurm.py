@@ -52,10 +52,12 @@ def _wait(client: tes.HTTPClient, task_id: str) -> tes.Task:
     return task
 
 
-def test_py_tes_task_runs_on_slurm_and_fetches_its_output(alice: tes.HTTPClient, store: GatewayStore) -> None:
+def test_py_tes_task_runs_on_slurm_and_fetches_its_output(alice: tes.HTTPClient, store: GatewayStore,
+                                                          tmp_path: Path) -> None:
     task_id = alice.create_task(tes.Task(
         name="on slurm",
-        executors=[tes.Executor(image="ignored", command=["sh", "-c", "echo hello from $SLURM_JOB_ID"])],
+        executors=[tes.Executor(image="ignored", command=[
+            "sh", "-c", "echo hello from $SLURM_JOB_ID; echo result > out.txt"])],
         resources=tes.Resources(cpu_cores=1, backend_parameters={"walltime_hours": "0.1"}), tags={"project": "hpc"}))
     task = _wait(alice, task_id)
     job = store.get_job(None, task_id)
@@ -64,6 +66,9 @@ def test_py_tes_task_runs_on_slurm_and_fetches_its_output(alice: tes.HTTPClient,
     assert native and native.isdigit() and job["system"] == "cluster" and job["queue"] == "debug"
     assert task.logs[0].logs[0].stdout == f"hello from {native}\n"  # it ran as that SLURM job
     assert task.logs[0].logs[0].exit_code == 0
+    jobs_dir = tmp_path / ".corral" / "gateway-jobs"
+    assert (jobs_dir / task_id / "out.txt").read_text() == "result\n"  # in the job's own directory
+    assert not (jobs_dir / "out.txt").exists()  # not in the directory every user's jobs share
     states = [e["state"] for e in store.history(None, task_id)]
     assert states[:2] == ["queued", "initializing"] and states[-1] == "completed"
     [project] = store.list_projects(store.authenticate(alice.token))
@@ -80,7 +85,7 @@ def test_hostile_title_and_command_stay_quoted(alice: tes.HTTPClient, store: Gat
     assert task.state == "COMPLETE", task
     assert task.logs[0].logs[0].stdout == " ".join(argv[1:]) + "\n"  # echo got every word as it was
     jobdir = tmp_path / ".corral" / "gateway-jobs" / task_id
-    assert not list(jobdir.rglob("pwned*")) and not Path("/tmp/corral-pwned").exists()
+    assert not list(jobdir.parent.rglob("pwned*")) and not Path("/tmp/corral-pwned").exists()
     script = (jobdir / ".corral" / "job.sh").read_text()
     directives = [line for line in script.splitlines() if line.startswith("#SBATCH")]
     options = {d.split()[1].split("=")[0] for d in directives}

@@ -377,14 +377,13 @@ class BatchExecutor(Executor):
             return os.path.abspath(local)
         return self.staging.remote(local)
 
-    _write_payload = write_payload  # kept for callers written against the first version
-
     def _units(self, batch: Sequence[TaskSpec]) -> list[list[TaskSpec]]:
-        """Specs sharing group, resources and environment form one unit (an array if >= 2)."""
+        """Specs sharing group, resources, environment and directory form one unit (an array
+        if >= 2): one job script runs every element in the same directory."""
         units: dict[str, list[TaskSpec]] = {}
         for spec in batch:
             key = json.dumps(
-                [spec.group, spec.resources.to_dict(), sorted(spec.env.items())],
+                [spec.group, spec.resources.to_dict(), sorted(spec.env.items()), str(spec.cwd)],
                 sort_keys=True,
                 default=str,
             )
@@ -490,7 +489,7 @@ class BatchExecutor(Executor):
     def _body(self, unit: Sequence[TaskSpec]) -> ScriptBody:
         s = self.settings
         return ScriptBody(
-            cwd=self.staging.remote_cwd if self.staging else os.path.abspath(self.ctx.cwd),
+            cwd=self.staging.remote_cwd if self.staging else os.path.abspath(unit[0].cwd),
             python=s.python or self.ctx.python or _default_python(),
             attempt_dir=None if len(unit) >= 2 else self._r(unit[0].workdir),
             modules=s.modules,
