@@ -19,7 +19,6 @@ import pytest
 import uvicorn
 
 from corral.gateway.app import create_app
-from corral.gateway.pages import mount
 from corral.gateway.settings import Settings
 from corral.gateway.store import TERMINAL_JOB_STATES, GatewayStore, default_url
 
@@ -64,8 +63,7 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
     store.create_project("lab", 100.0, members=["alice"], max_concurrent_jobs=3, system="cluster")
     store.create_project("elsewhere", 50.0, members=["bob"])
     tokens = store.create_token("alice"), store.create_token("bob"), store.create_token("root", admin=True)
-    app = create_app(Settings(workdir=tmp_path, poll_seconds=0.05), store=store)
-    mount(app)
+    app = create_app(Settings(workdir=tmp_path, poll_seconds=0.05), store=store)  # pages at /
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

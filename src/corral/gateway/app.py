@@ -359,4 +359,7 @@ def create_app(settings: Settings | None = None, store: GatewayStore | None = No
         return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
 
     _routes(app)
+    from .pages import mount as mount_pages  # the dashboard's pages at /, beside the API
+
+    mount_pages(app)
     return app
