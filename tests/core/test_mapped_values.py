@@ -132,3 +132,18 @@ def test_an_array_goes_between_tasks_mapped_not_through_the_engine(tmp_path: Pat
     assert out["rss"] < MB * 2**20, f"the engine's peak RSS was {out['rss'] >> 20} MiB"
     blobs = [f for f in (work / ".corral" / "cas").rglob("*") if f.is_file()]
     assert sum(f.stat().st_size for f in blobs) < (MB + 6) * 2**20  # stored once
+
+
+def test_a_value_file_is_read_where_files_cannot_be_mapped(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    value = np.arange(OOB_MIN // 8 + 1, dtype=np.int64)
+    ref = _value_file(value, tmp_path / "value.pkl")
+
+    def refuse(*_args: Any, **_kwargs: Any) -> Any:
+        raise OSError(19, "No such device")  # ENODEV: what mmap says on such file systems
+
+    mapping = mmap.mmap
+    monkeypatch.setattr(mmap, "mmap", refuse)
+    loaded = load_file(ref.path)
+    assert np.array_equal(loaded, value)
+    assert not isinstance(getattr(_base(loaded), "obj", None), mapping)

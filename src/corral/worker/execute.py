@@ -321,7 +321,11 @@ def load_file(path: str | os.PathLike[str]) -> Any:
         (count,) = _HEAD.unpack_from(header)
         spans = [_SPAN.unpack_from(header, _HEAD.size + i * _SPAN.size) for i in range(count)]
         skeleton = header[_HEAD.size + count * _SPAN.size:]
-        view = memoryview(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY))
+        try:
+            view = memoryview(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY))
+        except OSError:  # a file system that cannot map files: read it as a plain pickle
+            fh.seek(0)
+            return pickle.load(fh)
     return pickle.loads(skeleton, buffers=[view[start:start + n] for start, n in spans])
 
 
