@@ -476,8 +476,10 @@ class Engine:
     def _argument_loader(self) -> Callable[[Future], Any]:
         """How upstream values become a task's arguments: by reference to their stored blob
         for the local executor and those whose workers see this machine's files
-        (``reads_engine_files``), by value elsewhere (a remote worker cannot read them)."""
-        shared = self.executor.kind == "local" or self.executor.reads_engine_files
+        (``reads_engine_files``) or are sent them (``stages_engine_files``), by value elsewhere
+        (a remote worker cannot read them)."""
+        ex = self.executor
+        shared = ex.kind == "local" or ex.reads_engine_files or ex.stages_engine_files
         return self.load_arg if shared else self.load_future
 
     def load_arg(self, fut: Future) -> Any:

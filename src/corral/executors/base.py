@@ -185,6 +185,9 @@ class Executor(ABC):
     #: Whether the attempts' workers see this machine's files at the same paths (the store's
     #: blobs): large upstream values then reach them by reference, not through the engine.
     reads_engine_files: bool = False
+    #: Whether the executor sends the engine's value files named in a payload to its workers
+    #: (staged ssh): large upstream values then go by reference too, not through the engine.
+    stages_engine_files: bool = False
 
     @classmethod
     @abstractmethod

@@ -5,7 +5,10 @@ and ``slots_per_host`` slots; an attempt takes ``resources.cores`` slots. For ev
 
 1. ``payload.pkl`` is written to the local attempt directory. Without a shared file system it is
    copied, with the task's input files (``TaskSpec.inputs``; unchanged ones only once per host),
-   to ``<remote_workdir>/<run>/<attempt>`` and ``<remote_workdir>/<run>/cwd`` by SFTP.
+   to ``<remote_workdir>/<run>/<attempt>`` and ``<remote_workdir>/<run>/cwd`` by SFTP. Input
+   files and the large upstream values the payload names by reference go through the host's
+   content cache (``<remote_workdir>/.corral-cache``, :mod:`corral.transport.transfer`): a
+   content the host has is not sent again, in this run or a later one.
 2. One remote command per host and submit starts the workers (``python -m corral.worker DIR
    --cwd CWD``) in new sessions, so each worker leads its own process group, and prints their
    pids; the native id is ``user@host:port:pid``. Starting is idempotent (a lock directory per
@@ -61,12 +64,14 @@ from corral.executors.base import (
 )
 from corral.executors.processes import over_memory_request
 from corral.executors.ssh_settings import SSHExecutorSettings, parse_settings
+from corral.hashing import file_digest
 from corral.resources import Resources
 from corral.transport import staging
 from corral.transport.ssh import SSHTransport
 from corral.transport.ssh import parse_transport_url as _parse_url
 from corral.transport.ssh_helper import REMOTE_HELPER, parse_answer
 from corral.transport.staging import StagedRun, input_pairs
+from corral.transport.transfer import CACHE_DIR, Helper, cache_path
 from corral.worker.execute import (
     MARKER_FILE,
     PAYLOAD_FILE,
@@ -175,20 +180,23 @@ def completion_from_marker(att: _Attempt, marker: Mapping[str, Any]) -> Completi
     return Completion(att.attempt_id, outcome, metrics, result, marker.get("error"))
 
 
-def _staged_payload_file(att: _Attempt) -> Path:
+def _staged_payload_file(att: _Attempt, cache: str) -> tuple[Path, list[str]]:
     """The local file to copy as the attempt's remote ``payload.pkl``: ``payload.pkl`` itself,
     or ``payload.staged.pkl`` when argument paths had to be moved to the remote task directory
-    (:func:`corral.transport.staging.staged_payload`)."""
+    or upstream values passed by reference name their copies in the host's content ``cache``
+    (:func:`corral.transport.staging.staged_payload`); and the local files of those values."""
     local = att.local_dir / PAYLOAD_FILE
     if att.log == WORKER_LOG:  # a shell task: its command line was written for the remote side
-        return local
+        return local, []
     data = local.read_bytes()
-    staged = staging.staged_payload(data, att.local_cwd, att.remote_cwd)
+    refs = [r for r in staging.value_refs(data) if Path(r).is_file()]
+    values = {r: cache_path(cache, file_digest(r)) for r in refs}
+    staged = staging.staged_payload(data, att.local_cwd, att.remote_cwd, values)
     if staged is data:
-        return local
+        return local, []
     moved = att.local_dir / STAGED_PAYLOAD_FILE
     atomic_write(moved, staged)
-    return moved
+    return moved, refs
 
 
 # ---------------------------------------------------------------------------------- executor
@@ -203,6 +211,9 @@ class SSHExecutor(Executor):
         self.settings = settings
         self.ctx = ctx
         self.reads_engine_files = settings.shared_filesystem
+        # staged: the engine's value files named in a payload are sent through the host's
+        # content cache (once per content), so values still go by reference
+        self.stages_engine_files = not settings.shared_filesystem
         self._hosts: dict[str, _Host] = {}
         self._listener: Listener | None = None
         self._pending: deque[_Attempt] = deque()
@@ -234,10 +245,15 @@ class SSHExecutor(Executor):
             label = transport.settings.label
             if label in hosts:
                 raise ConfigError(f"ssh executor host {label} is listed twice in hosts")
-            run = StagedRun(transport, s.remote_cleanup)
+            run = StagedRun(transport, s.remote_cleanup, self._host_helper(label))
             hosts[label] = _Host(label, transport, run, slots=s.slots_per_host or 1)
         self._hosts = hosts
         return hosts
+
+    def _host_helper(self, label: str) -> Helper:
+        """The remote helper of the host ``label`` as :func:`corral.transport.transfer.send_once`
+        calls it."""
+        return lambda action, items: self._helper(self._hosts[label], action, items, timeout=300.0)
 
     def _helper(self, host: _Host, action: str, items: list[dict[str, Any]], timeout: float = 60.0) -> dict[str, Any]:
         """Run the remote helper on ``host`` for ``items``; one SSH command."""
@@ -267,6 +283,7 @@ class SSHExecutor(Executor):
         elif not root.startswith("/"):
             root = f"{info['home']}/{root}"
         host.root = root.rstrip("/") or "/"
+        host.run.cache = posixpath.join(host.root, CACHE_DIR)
 
     def start(self, listener: Listener) -> None:
         """Connect to every host and check its interpreter; unreachable hosts are left out."""
@@ -376,13 +393,19 @@ class SSHExecutor(Executor):
 
     @staticmethod
     def _stage(host: _Host, atts: list[_Attempt]) -> None:
-        """Copy the payloads and input files of ``atts`` to ``host`` (each input file once, and
-        not at all if it is there already, unchanged, from an earlier copy or output)."""
-        payloads = [(str(_staged_payload_file(a)), f"{a.remote_dir}/{PAYLOAD_FILE}") for a in atts]
+        """Copy the payloads, input files and upstream value files of ``atts`` to ``host``: the
+        files through the host's content cache, each content sent once (see
+        :mod:`corral.transport.transfer`), and input files not at all if they are in place
+        already, unchanged, from an earlier copy or output."""
+        payloads: list[tuple[str, str]] = []
+        values: list[str] = []
         inputs: dict[str, str] = {}
         for att in atts:
+            payload, refs = _staged_payload_file(att, host.run.cache)
+            payloads.append((str(payload), f"{att.remote_dir}/{PAYLOAD_FILE}"))
+            values += refs
             inputs.update(input_pairs(att.inputs, att.local_cwd, att.remote_cwd, att.attempt_id, host.run.sent))
-        host.run.put(payloads, list(inputs.items()))
+        host.run.put(payloads, list(inputs.items()), list(dict.fromkeys(values)))
 
     def _launch_item(self, att: _Attempt) -> dict[str, Any]:
         d = att.remote_dir

@@ -10,6 +10,8 @@ and the SSH executor use it like ``LocalTransport``.
 - A connection found dropped (closed, lost, channel refused) is re-opened once and the operation
   retried once. Callers whose commands must not run twice make them idempotent.
 - Files move over SFTP. ``write_bytes`` and ``put`` are atomic: a temporary name, then a rename.
+  A ``put_many`` batch of :data:`~corral.transport.progress.PROGRESS_MIN` bytes or more shows a
+  progress line on standard error when it is a terminal (:mod:`corral.transport.progress`).
 - Host keys are checked against ``known_hosts`` (default ``~/.ssh/known_hosts``). Checking is off
   only when the setting is explicitly ``None`` (or the string ``"none"``), and a warning is logged.
 
@@ -38,6 +40,7 @@ import asyncssh
 
 from corral.errors import CommandError, ConfigError, ExecutorError
 from corral.transport.base import CommandResult, Transport
+from corral.transport.progress import Advance, batch_size, transfer_progress
 
 log = logging.getLogger(__name__)
 
@@ -447,11 +450,14 @@ class SSHTransport(Transport):
         """Copy several ``(local, remote)`` paths at once (one SFTP session, pipelined)."""
         if not pairs:
             return
+        total = batch_size([loc for loc, _ in pairs])
+        what = f"corral: sending {len(pairs)} file(s) to {self.settings.host}"
+        with transfer_progress(what, total) as advance:
 
-        async def op(sftp: asyncssh.SFTPClient) -> None:
-            await asyncio.gather(*(_put_one(sftp, loc, rem) for loc, rem in pairs))
+            async def op(sftp: asyncssh.SFTPClient) -> None:
+                await asyncio.gather(*(_put_one(sftp, loc, rem, advance) for loc, rem in pairs))
 
-        self._sftp_call("put", pairs[0][1], op)
+            self._sftp_call("put", pairs[0][1], op, timeout=max(300.0, total / 2**20))
 
     def get_many(self, pairs: Sequence[tuple[str, str]]) -> list[str]:
         """Copy several ``(remote, local)`` files; returns the remote paths that existed."""
@@ -526,13 +532,17 @@ async def _remove_tree(sftp: asyncssh.SFTPClient, path: str) -> None:
         pass
 
 
-async def _put_one(sftp: asyncssh.SFTPClient, local: str, remote: str) -> None:
+async def _put_one(sftp: asyncssh.SFTPClient, local: str, remote: str, advance: Advance | None = None) -> None:
     await _makedirs(sftp, posixpath.dirname(remote))
     if Path(local).is_dir():
         await sftp.put(local, remote, recurse=True, preserve=True)
         return
     tmp = _tmp_name(remote)
-    await sftp.put(local, tmp, preserve=True)
+    handler = None
+    if advance is not None:
+        def handler(src: bytes, dst: bytes, copied: int, total: int) -> None:
+            advance(local, copied)
+    await sftp.put(local, tmp, preserve=True, progress_handler=handler)
     await _replace(sftp, tmp, remote)
 
 

@@ -1,7 +1,7 @@
 """The remote side of the ``ssh`` executor: a small program run on each host over SSH.
 
 :data:`REMOTE_HELPER` is a stdlib-only Python script sent with ``python -c`` (so nothing has to
-be installed for it); ``argv[1]`` is the action (``launch``, ``status``, ``signal``, ``probe``),
+be installed for it); ``argv[1]`` is the action (``launch``, ``status``, ``signal``, ``probe``, ``place``),
 standard input a JSON list of items, and the answer one line ``CORRAL-JSON:{...}`` on standard
 output, read by :func:`parse_answer` (so login-script noise around it is ignored). No path or
 value is ever interpolated into a shell command line.
@@ -18,6 +18,11 @@ worker's whole process tree is read from ``/proc`` (``/proc/PID/task/*/children`
 ``/proc/PID/statm``; the process table's ppids where the kernel has no ``children`` files), and
 a tree above it is killed at once (SIGKILL to its process group) and reported as ``oom`` (the
 RSS seen), in the same call. Without ``/proc`` memory is not measured.
+
+``place`` serves content-addressed transfers (:mod:`corral.transport.transfer`): for each item,
+whether the host's cache holds the content (``cache``: the file named by its digest, of the
+expected ``size``; one of another size is removed, to be sent again) and, if so, a hard link
+(a copy across file systems) of it at ``dest``, put in place by rename.
 """
 
 from __future__ import annotations
@@ -214,7 +219,26 @@ def probe(it):
             "root": os.path.realpath(os.path.expanduser(root)) if root else None,
             "corral": importlib.util.find_spec("corral.worker") is not None,
             "python": sys.version.split()[0]}
-action = {"launch": launch, "status": status, "signal": send, "probe": probe}[sys.argv[1]]
+def place(it):
+    cached = it["cache"]
+    try:
+        if os.stat(cached).st_size != it["size"]:
+            os.unlink(cached)  # a partial or damaged copy: sent again
+            return {"placed": False}
+    except OSError:
+        return {"placed": False}
+    dest = it.get("dest")
+    if dest:
+        os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
+        tmp = "%s.%d.tmp" % (dest, os.getpid())
+        try:
+            os.link(cached, tmp)
+        except OSError:
+            import shutil
+            shutil.copyfile(cached, tmp)
+        os.replace(tmp, dest)
+    return {"placed": True}
+action = {"launch": launch, "status": status, "signal": send, "probe": probe, "place": place}[sys.argv[1]]
 answer = {it["id"]: action(it) for it in json.load(sys.stdin)}
 sys.stdout.write("CORRAL-JSON:" + json.dumps(answer) + "\n")
 """

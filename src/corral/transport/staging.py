@@ -15,7 +15,7 @@ import logging
 import os
 import pickle
 import posixpath
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -24,7 +24,8 @@ import cloudpickle
 from corral.errors import CorralError
 from corral.pickling import dumps
 from corral.transport.base import Transport
-from corral.worker.execute import PythonPayload, StoredResult, load_file, returned_files
+from corral.transport.transfer import Helper, Sent, send_once
+from corral.worker.execute import PythonPayload, ResultRef, StoredResult, load_file, returned_files
 
 log = logging.getLogger(__name__)
 
@@ -141,19 +142,61 @@ def _rebuilt(value: list[Any] | tuple[Any, ...], items: list[Any]) -> Any:
     return type(value)(items)
 
 
-def staged_payload(data: bytes, cwd: Path, remote_cwd: str) -> bytes:
-    """``payload.pkl`` as the remote side needs it: a Python task's absolute argument paths
-    inside the pipeline directory ``cwd`` name the same place under ``remote_cwd``, where
-    :func:`input_pairs` copies the files (a path returned by an upstream task is one). Returns
-    ``data`` itself when nothing moves."""
+def _payload_args(data: bytes) -> tuple[PythonPayload, Any] | None:
+    """A Python payload and its unpickled arguments; None for another or unreadable payload."""
     try:
         payload = pickle.loads(data)
         if not isinstance(payload, PythonPayload):
-            return data
-        args = cloudpickle.loads(payload.args)
+            return None
+        return payload, cloudpickle.loads(payload.args)
     except Exception:  # the worker reports it
+        return None
+
+
+def value_refs(data: bytes) -> list[str]:
+    """The files of the upstream values a Python payload's arguments name by reference
+    (:class:`~corral.worker.execute.ResultRef`, also inside lists, tuples and dicts): the
+    engine's stored blobs, which a host without a shared file system must be sent."""
+    found = _payload_args(data)
+    refs: list[str] = []
+
+    def note(ref: ResultRef) -> ResultRef:
+        refs.append(ref.path)
+        return ref
+
+    if found is not None:
+        _walk_refs(found[1], note)
+    return list(dict.fromkeys(refs))
+
+
+def _walk_refs(value: Any, fn: Callable[[ResultRef], Any]) -> Any:
+    """``value`` with each :class:`ResultRef` replaced by ``fn(ref)`` (lists, tuples, dicts)."""
+    if isinstance(value, ResultRef):
+        return fn(value)
+    if isinstance(value, list | tuple):
+        return _rebuilt(value, [_walk_refs(v, fn) for v in value])
+    if isinstance(value, dict):
+        copy = _copy.copy(value)
+        copy.update((k, _walk_refs(v, fn)) for k, v in value.items())
+        return copy
+    return value
+
+
+def staged_payload(data: bytes, cwd: Path, remote_cwd: str,
+                   values: Mapping[str, str] | None = None) -> bytes:
+    """``payload.pkl`` as the remote side needs it: a Python task's absolute argument paths
+    inside the pipeline directory ``cwd`` name the same place under ``remote_cwd``, where
+    :func:`input_pairs` copies the files (a path returned by an upstream task is one); and
+    with ``values`` (local file -> remote file), the upstream values passed by reference
+    (:func:`value_refs`) name their remote copies. Returns ``data`` itself when nothing moves."""
+    found = _payload_args(data)
+    if found is None:
         return data
+    payload, args = found
     moved, changed = move_paths(args, os.fspath(cwd), remote_cwd)
+    if values:
+        moved = _walk_refs(moved, lambda ref: ResultRef(values.get(ref.path, ref.path)))
+        changed = True
     if not changed:
         return data
     new_args = dumps(moved)
@@ -227,9 +270,14 @@ class StagedRun:
     """One run's staged directory on one machine, as an executor sees it over ``transport``:
     which input files are current there, and whether an attempt directory was kept there."""
 
-    def __init__(self, transport: Transport, cleanup: str) -> None:
+    def __init__(self, transport: Transport, cleanup: str, helper: Helper | None = None) -> None:
         self.transport = transport
         self.cleanup = cleanup
+        self.helper = helper
+        """Runs the remote helper there: with it, files go through the host's content cache
+        (:func:`corral.transport.transfer.send_once`), each content sent once."""
+        self.cache = ""
+        """The host's content cache directory (set once its work root is known)."""
         self.sent: dict[str, Stamp] = {}
         """Local files whose copy in the remote task directory is current."""
         self.used = False
@@ -237,12 +285,24 @@ class StagedRun:
         self.kept = False
         """Whether an attempt directory was kept there (then the run directory stays too)."""
 
-    def put(self, files: Sequence[tuple[str, str]], inputs: Sequence[tuple[str, str]]) -> None:
-        """Copy ``files`` and ``inputs`` (``(local, remote)``; from :func:`input_pairs`) in one
-        batch; the inputs are remembered as current there."""
+    def put(self, files: Sequence[tuple[str, str]], inputs: Sequence[tuple[str, str]],
+            values: Sequence[str] = ()) -> Sent:
+        """Copy ``files`` as they are, and ``inputs`` (``(local, remote)``; from
+        :func:`input_pairs`) and ``values`` (local files, see :func:`value_refs`; put in the
+        host's cache only) through the host's content cache when there is a helper; the inputs
+        are remembered as current there. Returns what the content cache moved."""
         copied = stamps(local for local, _ in inputs)
-        self.transport.put_many([*files, *inputs])
+        if self.helper is None or not self.cache:
+            self.transport.put_many([*files, *inputs])
+            self.sent.update(copied)
+            return Sent()
+        plain = [*files, *((loc, rem) for loc, rem in inputs if os.path.isdir(loc))]
+        cached: list[tuple[str, str | None]] = [(loc, rem) for loc, rem in inputs if not os.path.isdir(loc)]
+        cached += [(v, None) for v in values]
+        self.transport.put_many(plain)
+        sent = send_once(self.transport, self.helper, self.cache, cached)
         self.sent.update(copied)
+        return sent
 
     def get(self, files: Sequence[tuple[str, str]], outputs: Sequence[tuple[str, str]]) -> set[str]:
         """Copy back ``files`` and ``outputs`` (``(remote, local)``) in one batch; returns the
@@ -270,4 +330,4 @@ class StagedRun:
 
 
 __all__ = ["CLEANUP_CHOICES", "Stamp", "StagedRun", "argument_files", "input_pairs", "remove_run_dir", "removable",
-           "returned_pairs", "returned_problem", "stamps"]
+           "returned_pairs", "returned_problem", "stamps", "value_refs"]
