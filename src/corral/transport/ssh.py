@@ -542,7 +542,8 @@ async def _put_one(sftp: asyncssh.SFTPClient, local: str, remote: str, advance: 
     if advance is not None:
         def handler(src: bytes, dst: bytes, copied: int, total: int) -> None:
             advance(local, copied)
-    await sftp.put(local, tmp, preserve=True, progress_handler=handler)
+    # sparse=False: asyncssh drops a trailing hole (a truncated 70 MB file arrived empty)
+    await sftp.put(local, tmp, preserve=True, sparse=False, progress_handler=handler)
     await _replace(sftp, tmp, remote)
 
 
