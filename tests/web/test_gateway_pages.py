@@ -22,7 +22,7 @@ from corral.gateway.app import create_app
 from corral.gateway.settings import Settings
 from corral.gateway.store import TERMINAL_JOB_STATES, GatewayStore, default_url
 
-from .conftest import Browser, require_slurm
+from .conftest import CHAIN, Browser, require_slurm
 
 SYSTEMS = """
 [systems.local]
@@ -43,7 +43,7 @@ max_poll_interval = 1.0
 marker_interval = 0.1
 """
 
-JOB = "python3 -c \"import time; time.sleep(2); print('answer', 6 * 7)\""
+JOB = "python3 -c \"import time; time.sleep(2); print('answer', 6 * 7); open('result.txt', 'w').write('42')\""
 LOCAL_JOB = "python3 -c \"open('result.txt', 'w').write('42')\""
 
 
@@ -59,6 +59,8 @@ class Gateway:
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[Gateway]:
     (tmp_path / "gateway.toml").write_text(SYSTEMS)
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "chain.py").write_text(CHAIN)
     store = GatewayStore(default_url(tmp_path))
     store.create_project("lab", 100.0, members=["alice"], max_concurrent_jobs=3, system="cluster")
     store.create_project("elsewhere", 50.0, members=["bob"])
@@ -134,6 +136,9 @@ def test_submit_on_slurm_watch_and_isolation(gateway: Gateway, browser: Browser,
     assert page.locator("#timeline .gantt span").count() == 2  # queued, then ran
     assert "answer 42" in page.locator("#h-out + pre").inner_text()  # its output, from the SLURM job
     assert page.request.get(f"{url}/jobs/{job_id}/files/.corral/job.sh").status == 404  # not a result
+    with page.expect_download() as info:  # written by the SLURM job into its own directory
+        page.get_by_role("link", name="result.txt").click()
+    assert Path(info.value.path()).read_text() == "42"
     page.screenshot(path=str(tmp_path / "job-done.png"), full_page=True)
 
     page.get_by_role("link", name="My jobs").click()
@@ -150,6 +155,7 @@ def test_submit_on_slurm_watch_and_isolation(gateway: Gateway, browser: Browser,
     assert "No jobs" in page.locator("main").inner_text()
     assert page.request.get(f"{url}/jobs/{job_id}").status == 404
     assert page.request.get(f"{url}/jobs/{job_id}/events").status == 404
+    assert page.request.get(f"{url}/jobs/{job_id}/files/result.txt").status == 404
     assert page.request.get(f"{url}/admin/jobs").status == 403
     page.get_by_role("link", name="Projects").click()
     assert "lab" not in page.locator("tbody").inner_text()
@@ -223,4 +229,59 @@ def test_admin_sets_a_quota_that_the_member_sees(gateway: Gateway, browser: Brow
     assert "5 of 5" in page.locator("#quotas").inner_text().replace(".00", "")
     assert page.get_by_role("button", name="Set quota").count() == 0
     assert page.request.get(f"{url}/admin/audit").status == 403
+    assert browser.errors == []
+
+
+def test_a_pipeline_job_from_the_form_watched_to_its_graph(gateway: Gateway, browser: Browser,
+                                                          tmp_path: Path) -> None:
+    """A pipeline of the gateway's pipelines directory submitted through the form (its parameters
+    checked beside the field), followed to completion on the job's page, its run's graph and
+    timeline drawn by corral.web's run page; a second user gets 404 for all of it."""
+    page, url = browser.page, gateway.url
+    gateway.store.create_project("bench", 10.0, members=["alice"])  # on the local system
+    _login(browser, url, gateway.alice)
+    page.goto(f"{url}/jobs/new")
+    page.get_by_label("Project (HPC system)").select_option("bench")
+    page.get_by_label("Pipeline", exact=True).select_option("chain.py")
+    page.get_by_label("Parameters (JSON)").fill("{n: 3}")
+    page.get_by_role("button", name="Submit").click()
+    assert "parameters must be a JSON object" in page.locator("#e-params").inner_text()
+    assert page.get_by_label("Pipeline", exact=True).input_value() == "chain.py"  # kept
+    page.screenshot(path=str(tmp_path / "pipeline-error.png"), full_page=True)
+    page.get_by_label("Parameters (JSON)").fill('{"n": 4, "seconds": 0.7}')
+    page.get_by_label("Title").fill("a chain")
+    page.get_by_role("button", name="Submit").click()
+
+    page.wait_for_url(f"{url}/jobs/*")
+    job_id = page.url.rsplit("/", 1)[1]
+    assert page.locator("[data-live-state]").get_attribute("data-live-state") not in TERMINAL_JOB_STATES
+    assert "chain.py" in page.locator("main").inner_text()
+    page.wait_for_function("() => document.querySelector('[data-progress]') !== null && "
+                           "/^[1-3] \\/ 4$/.test(document.querySelector('[data-progress]').textContent)",
+                           timeout=60_000)  # tasks ending, followed by server-sent events
+    page.screenshot(path=str(tmp_path / "pipeline-running.png"), full_page=True)
+    page.wait_for_selector("[data-live-state='completed']", timeout=60_000)
+    assert page.locator("[data-progress]").inner_text() == "4 / 4"
+    tasks = page.locator("#run tbody").inner_text()
+    assert all(f"step{i}" in tasks for i in range(4)) and "succeeded" in tasks
+    run_id = (gateway.store.get_job(None, job_id)["native_id"] or "").removeprefix("run:")
+    page.screenshot(path=str(tmp_path / "pipeline-done.png"), full_page=True)
+
+    page.get_by_role("link", name="Graph and timeline of the run").click()
+    page.wait_for_url(f"{url}/jobs/{job_id}/runs/{run_id}")
+    page.wait_for_selector("#graph .main-svg")  # drawn by Plotly from the report's figure
+    page.wait_for_selector("#timeline .main-svg")
+    assert page.locator("#run-state").inner_text() == "succeeded"
+    assert page.get_by_role("link", name="Cancel run").count() == 0  # cancelled through its job
+    assert page.get_by_role("button", name="Log out").count() == 1  # the gateway's layout
+    report = page.request.get(f"{url}/jobs/{job_id}/runs/{run_id}/report.html")
+    assert report.status == 200 and run_id in report.text()
+    page.screenshot(path=str(tmp_path / "pipeline-run.png"), full_page=True)
+    _logout(browser)
+
+    _login(browser, url, gateway.bob)  # a second user sees none of it
+    assert "No jobs" in page.locator("main").inner_text()
+    for path in (f"/jobs/{job_id}", f"/jobs/{job_id}/runs/{run_id}", f"/jobs/{job_id}/runs/{run_id}/events",
+                 f"/jobs/{job_id}/runs/{run_id}/report.html", f"/jobs/{job_id}/runs/{run_id}/ro-crate.zip"):
+        assert page.request.get(url + path).status == 404, path
     assert browser.errors == []

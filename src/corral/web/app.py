@@ -12,9 +12,8 @@ shows. The form secret keeps other web pages open in the same browser from posti
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote, urlencode
 
 from fastapi import FastAPI, Form, Query, Request
@@ -71,15 +70,8 @@ def create_app(workdir: Path, db: str | None = None, store: Store | None = None)
 def _run_routes(app: FastAPI, store: Store, workdir: Path, secret: str) -> None:
     @app.get("/runs/{run_id}")
     def run(request: Request, run_id: str, why: str = "", lineage: str = "", done: str = "") -> Response:
-        ctx = views.run_page(store, run_id)
-        extra: dict[str, Any] = {"why": why, "lineage": lineage, "explanation": None, "why_error": None,
-                                 "tree": None, "lineage_error": None,
-                                 "done": views.CONTROLS.get(done, "")}
-        if why:
-            extra["explanation"], extra["why_error"] = views.explain(store, ctx["run"]["id"], why)
-        if lineage:
-            extra["tree"], extra["lineage_error"] = views.lineage_of(store, str(workdir / lineage))
-        return render.page(request, "run.html.j2", title=f"Run {ctx['run']['id']}", **ctx, **extra)
+        ctx = views.run_view(store, workdir, run_id, why, lineage, done)
+        return render.page(request, "run.html.j2", title=f"Run {ctx['run']['id']}", **ctx)
 
     @app.get("/runs/{run_id}/events")
     def run_events(request: Request, run_id: str) -> StreamingResponse:
@@ -107,20 +99,11 @@ def _run_routes(app: FastAPI, store: Store, workdir: Path, secret: str) -> None:
 
     @app.get("/runs/{run_id}/report.html")
     def report(run_id: str) -> Response:
-        from corral.report.html import write_report
-
-        with tempfile.TemporaryDirectory(prefix="corral-ui-") as tmp:
-            rid = store.get_run(run_id)["id"]
-            body = write_report(store, rid, Path(tmp) / "report.html").read_bytes()
-        return Response(body, media_type="text/html",
-                        headers={"Content-Disposition": f'attachment; filename="corral-{rid}.html"'})
+        body, name = views.report_download(store, run_id)
+        return Response(body, media_type="text/html", headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
     @app.get("/runs/{run_id}/ro-crate.zip")
     def crate(run_id: str) -> Response:
-        from corral.report.rocrate import export_ro_crate
-
-        with tempfile.TemporaryDirectory(prefix="corral-ui-") as tmp:
-            rid = store.get_run(run_id)["id"]
-            body = export_ro_crate(store, rid, Path(tmp) / "crate.zip").read_bytes()
+        body, name = views.crate_download(store, run_id)
         return Response(body, media_type="application/zip",
-                        headers={"Content-Disposition": f'attachment; filename="corral-{rid}-ro-crate.zip"'})
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -8,9 +8,11 @@ Plain functions from the store to dicts for the templates; the routes are in :mo
 from __future__ import annotations
 
 import functools
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from corral.errors import CorralError, UsageError
@@ -168,3 +170,35 @@ def lineage_of(store: Store, path: str) -> tuple[Any, str | None]:
         return lineage(store, path), None
     except CorralError as exc:
         return None, str(exc)
+
+
+def run_view(store: Store, workdir: Path, run_id: str, why: str = "", lineage: str = "",
+             done: str = "") -> dict[str, Any]:
+    """The run page's context (``corral ui``'s and a gateway pipeline job's): :func:`run_page`
+    with ``why`` of a task and the lineage of an output (a path relative to ``workdir``)."""
+    ctx = run_page(store, run_id)
+    extra: dict[str, Any] = {"why": why, "lineage": lineage, "explanation": None, "why_error": None,
+                             "tree": None, "lineage_error": None, "done": CONTROLS.get(done, "")}
+    if why:
+        extra["explanation"], extra["why_error"] = explain(store, ctx["run"]["id"], why)
+    if lineage:
+        extra["tree"], extra["lineage_error"] = lineage_of(store, str(workdir / lineage))
+    return {**ctx, **extra}
+
+
+def report_download(store: Store, run_id: str) -> tuple[bytes, str]:
+    """The run's HTML report (``corral report``) and its download name."""
+    from corral.report.html import write_report
+
+    with tempfile.TemporaryDirectory(prefix="corral-ui-") as tmp:
+        rid = str(store.get_run(run_id)["id"])
+        return write_report(store, rid, Path(tmp) / "report.html").read_bytes(), f"corral-{rid}.html"
+
+
+def crate_download(store: Store, run_id: str) -> tuple[bytes, str]:
+    """The run's Workflow Run RO-Crate as a zip (``corral export --format ro-crate``) and its name."""
+    from corral.report.rocrate import export_ro_crate
+
+    with tempfile.TemporaryDirectory(prefix="corral-ui-") as tmp:
+        rid = str(store.get_run(run_id)["id"])
+        return export_ro_crate(store, rid, Path(tmp) / "crate.zip").read_bytes(), f"corral-{rid}-ro-crate.zip"

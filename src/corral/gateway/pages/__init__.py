@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from .auth import install as install_auth
 from .jobs import install as install_jobs
 from .projects import install as install_projects
+from .runs import install as install_runs
 
 __all__ = ["mount"]
 
@@ -27,3 +28,4 @@ def mount(app: FastAPI) -> None:
     install_auth(app)
     install_jobs(app)
     install_projects(app)
+    install_runs(app)

@@ -3,16 +3,21 @@ the project's HPC system limits (the gateway's system checker) and the budget, b
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 from fastapi.responses import Response
 
+from ..pipelines import params_json, pipeline_path
+from ..settings import Settings
 from ..store import GatewayError, JobRequest, OverLimit, SystemCheck
 from .auth import Caller, page, store_of
 
+MAX_PIPELINES_LISTED = 500
 MAX_NODES, MAX_CORES, MAX_WALLTIME_HOURS = 10_000, 1_024, 24.0 * 365
 """Bounds of any request (the REST API's); an HPC system's own limits are checked after."""
 FIELD_WORDS = (("node", "nodes"), ("core", "cores_per_node"), ("walltime", "walltime_hours"),
@@ -28,6 +33,11 @@ class JobForm:
     nodes: str
     cores_per_node: str
     walltime_hours: str
+    pipeline: str = ""
+    """A pipeline job: its file in the gateway's pipelines directory (empty: a command job)."""
+    pipeline_name: str = ""
+    params: str = ""
+    """The pipeline's parameters, a JSON object."""
 
     @classmethod
     def empty(cls) -> JobForm:
@@ -36,7 +46,45 @@ class JobForm:
     @classmethod
     def from_data(cls, data: Mapping[str, str]) -> JobForm:
         return cls(*(data.get(name, "").strip() for name in (
-            "project", "title", "command", "nodes", "cores_per_node", "walltime_hours")))
+            "project", "title", "command", "nodes", "cores_per_node", "walltime_hours", "pipeline",
+            "pipeline_name", "params")))
+
+
+def pipeline_files(pipelines_dir: Path) -> list[str]:
+    """The pipeline files users may run: the ``.py`` files of the gateway's pipelines directory."""
+    if not pipelines_dir.is_dir():
+        return []
+    found = sorted(p.relative_to(pipelines_dir).as_posix() for p in pipelines_dir.rglob("*.py")
+                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(pipelines_dir).parts))
+    return found[:MAX_PIPELINES_LISTED]
+
+
+def _pipeline_fields(form: JobForm, pipelines_dir: Path, errors: dict[str, str]) -> dict[str, Any]:
+    """The pipeline part of a request (file, name, params as JSON); its errors into ``errors``."""
+    if not form.pipeline:
+        if form.params or form.pipeline_name:
+            errors["pipeline"] = "choose a pipeline for these parameters, or clear them for a command job"
+        return {}
+    if form.command:
+        errors["command"] = "a pipeline job has no command: clear the command, or choose no pipeline"
+    try:
+        pipeline_path(pipelines_dir, form.pipeline)
+    except GatewayError as exc:
+        errors["pipeline"] = str(exc)
+    params: Any = {}
+    if form.params:
+        try:
+            params = json.loads(form.params)
+        except ValueError as exc:
+            errors["params"] = f"parameters must be a JSON object, for example {{\"n\": 3}}: {exc}"
+        if not isinstance(params, dict) and "params" not in errors:
+            errors["params"] = "parameters must be a JSON object, for example {\"n\": 3}"
+    if len(form.pipeline_name) > 200:
+        errors["pipeline_name"] = "the pipeline name is longer than 200 characters"
+    if errors:
+        return {}
+    return {"pipeline_file": form.pipeline, "pipeline_name": form.pipeline_name or None,
+            "pipeline_params": params_json(params)}
 
 
 def _number(text: str, cast: Callable[[str], float], low: float, high: float, what: str) -> tuple[float, str | None]:
@@ -49,11 +97,14 @@ def _number(text: str, cast: Callable[[str], float], low: float, high: float, wh
     return value, None
 
 
-def parse(form: JobForm) -> tuple[JobRequest | None, dict[str, str]]:
-    """The request of a filled form, or the errors by field name."""
+def parse(form: JobForm, pipelines_dir: Path) -> tuple[JobRequest | None, dict[str, str]]:
+    """The request of a filled form (a command job, or a pipeline job of ``pipelines_dir``), or the
+    errors by field name."""
     errors: dict[str, str] = {}
-    if not form.command:
-        errors["command"] = "enter the command to run, for example: python3 analyse.py input.csv"
+    pipeline = _pipeline_fields(form, pipelines_dir, errors)
+    if not form.command and not form.pipeline:
+        errors["command"] = ("enter the command to run, for example: python3 analyse.py input.csv; "
+                             "or choose a pipeline")
     elif len(form.command) > 100_000:
         errors["command"] = "the command is longer than 100,000 characters"
     if len(form.title) > 500:
@@ -67,7 +118,7 @@ def parse(form: JobForm) -> tuple[JobRequest | None, dict[str, str]]:
     if errors:
         return None, errors
     return JobRequest(command=form.command, title=form.title, project=form.project or None, nodes=int(nodes),
-                      cores_per_node=int(cores), walltime_hours=float(hours)), {}
+                      cores_per_node=int(cores), walltime_hours=float(hours), **pipeline), {}
 
 
 def field_of(message: str) -> str:
@@ -79,7 +130,8 @@ def submit(request: Request, user: Caller, form: JobForm) -> tuple[dict[str, Any
     """Queue the form's job: (the job, {}) or (None, the errors by field)."""
     if "jobs:write" not in user.who.scopes:
         return None, {"command": "this token lacks the jobs:write scope: it cannot submit jobs"}
-    req, errors = parse(form)
+    settings: Settings = request.app.state.settings
+    req, errors = parse(form, settings.pipelines_dir)
     if req is None:
         return None, errors
     store = store_of(request)
@@ -111,5 +163,7 @@ def form_page(request: Request, user: Caller, form: JobForm, errors: Mapping[str
     projects = store_of(request).list_projects(user.who)
     if user.admin:  # an admin submits to their own projects only, as anyone
         projects = [p for p in projects if user.who.name in p["members"]]
+    settings: Settings = request.app.state.settings
     return page(request, "submit.html.j2", user, status=status, title="Submit a job", form=asdict(form),
-                errors=dict(errors), projects=projects, limits=limits(request))
+                errors=dict(errors), projects=projects, limits=limits(request),
+                pipelines=pipeline_files(settings.pipelines_dir))

@@ -11,9 +11,12 @@ from urllib.parse import quote, urlencode
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
+from corral.errors import CorralError
 from corral.web import render
+from corral.web.views import ENDED_TASK_STATES
 
 from ..files import attachment_headers, list_files, resolve
+from ..pipelines import RUN_PREFIX, PipelineRuns
 from ..runner import job_dir, log_file
 from ..settings import Settings
 from ..store import TERMINAL_JOB_STATES, GatewayError, JobState
@@ -68,13 +71,34 @@ def timeline(job: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, An
             "history": history}
 
 
-def snapshot(job: dict[str, Any]) -> dict[str, Any]:
+def pipeline_run(request: Request, job: dict[str, Any]) -> dict[str, Any] | None:
+    """A pipeline job's run and its tasks (no run yet: ``run`` None); None for a command job."""
+    if job.get("pipeline") is None:
+        return None
+    if not (job.get("native_id") or "").startswith(RUN_PREFIX):
+        return {"run": None, "state": None, "tasks": []}
+    try:
+        return PipelineRuns.tasks(job, jobdir(request, job["id"]))
+    except CorralError as exc:  # its store not readable (yet): shown as no run, with why
+        return {"run": None, "state": None, "tasks": [], "error": str(exc)}
+
+
+def snapshot(job: dict[str, Any], run: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The live part of a job's page: its state, and its progress (tasks ended of all for a
+    pipeline job with a run; runtime of the walltime otherwise)."""
     runtime = job.get("runtime")
     walltime = float(job.get("walltime_hours") or 0) * 3600
     ended = job["state"] in TERMINAL_JOB_STATES
-    return {"id": job["id"], "state": job["state"], "ended": ended,
-            "done": int(runtime or 0) if not ended else int(walltime or 1), "total": int(walltime or 1),
+    done, total = int(runtime or 0) if not ended else int(walltime or 1), int(walltime or 1)
+    if run is not None:
+        done, total = sum(t["state"] in ENDED_TASK_STATES for t in run["tasks"]), len(run["tasks"])
+    return {"id": job["id"], "state": job["state"], "ended": ended, "done": done, "total": total,
             "duration": runtime, "duration_text": render.duration(runtime)}
+
+
+def live(request: Request, user: Caller, job_id: str) -> dict[str, Any]:
+    job = find_job(request, user, job_id)
+    return snapshot(job, pipeline_run(request, job))
 
 
 def find_job(request: Request, user: Caller, job_id: str) -> dict[str, Any]:
@@ -143,8 +167,9 @@ def _job_routes(app: FastAPI) -> None:
         except GatewayError as exc:
             return page(request, "message.html.j2", user, status=exc.status, title="No such job", message=str(exc))
         history = store_of(request).history(None if user.admin else user.who, job["id"])
+        run = pipeline_run(request, job)
         return page(request, "job.html.j2", user, title=f"Job {job['title'] or job['id']}", job=job,
-                    live=snapshot(job), timeline=timeline(job, history),
+                    live=snapshot(job, run), run=run, timeline=timeline(job, history),
                     stdout=output(request, job["id"], "stdout"), stderr=output(request, job["id"], "stderr"),
                     files=list_files(jobdir(request, job["id"]))[:MAX_FILES_SHOWN], done=done == "cancel",
                     following=job["state"] not in TERMINAL_JOB_STATES)
@@ -153,8 +178,7 @@ def _job_routes(app: FastAPI) -> None:
     def job_events(request: Request, job_id: str) -> StreamingResponse:
         user = caller(request)
         find_job(request, user, job_id)
-        return render.event_stream(request, lambda: snapshot(find_job(request, user, job_id)),
-                                   lambda snap: bool(snap["ended"]))
+        return render.event_stream(request, lambda: live(request, user, job_id), lambda snap: bool(snap["ended"]))
 
     @app.get("/jobs/{job_id}/files/{name:path}", include_in_schema=False)
     def job_file(request: Request, job_id: str, name: str) -> Response:
