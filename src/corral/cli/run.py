@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from corral.engine.lifecycle import RunResult
     from corral.engine.prepare import RunConfig
 
+    from .report_to import Reporter
+
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
                                "help_option_names": []})  # --help: see _run_help
@@ -53,6 +55,9 @@ def run(
     workdir: WorkdirOpt = Path("."),
     db: DbOpt = None,
     as_json: JsonOpt = False,
+    report_to: Annotated[str | None, typer.Option("--report-to", help="Report the run's progress and per-task metrics to this Corral gateway (http:// or https:// URL); a gateway that is down never stops the run.")] = None,  # noqa: E501
+    token: Annotated[str | None, typer.Option("--token", envvar="CORRAL_REPORT_TOKEN", help="The gateway token (jobs:write) for --report-to; better in CORRAL_REPORT_TOKEN, so it does not show in ps.")] = None,  # noqa: E501
+    report_project: Annotated[str | None, typer.Option("--report-project", help="Gateway project whose members see the reported run.")] = None,  # noqa: E501
 ) -> None:
     """Run a pipeline: corral run FILE [PIPELINE] [--param value ...]. With FILE, --help also
     lists the pipeline's parameters.
@@ -75,6 +80,12 @@ def run(
     from corral.loading import load_pipeline
     from corral.params import parse_cli_params
 
+    reporter = None
+    if report_to is not None:
+        from .report_to import Reporter, check_target
+
+        with handled():
+            reporter = Reporter(check_target(report_to, token), token or "", report_project)
     if rehash:
         from corral.hashing import set_rehash
 
@@ -96,7 +107,7 @@ def run(
             run_id = submit_detached(pipe, params, cfg)
             console.print(f"submitted run {run_id}; follow it with: corral status {run_id}")
             return
-        result = _run_with_display(pipe, params, cfg, quiet or as_json)
+        result = _run_with_display(pipe, params, cfg, quiet or as_json, reporter)
     _print_outcome(result, as_json)
 
 
@@ -115,27 +126,41 @@ def _run_help(ctx: typer.Context, file: Path | None, name: str | None) -> None:
     console.print(views.params_table(pipe))
 
 
-def _run_with_display(pipe: Any, params: dict[str, Any], cfg: RunConfig, quiet: bool) -> RunResult:
+def _run_with_display(pipe: Any, params: dict[str, Any], cfg: RunConfig, quiet: bool,
+                      reporter: Reporter | None = None) -> RunResult:
     """Run in the foreground. Ctrl-C or SIGTERM stops the engine (the run is left
     *interrupted*) and exits 130 with a one-line hint (typer would exit 130 silently)."""
     from corral.engine.lifecycle import execute
+    from corral.states import RunState
 
     from .layout import interactive
     from .progress import LineProgress, LiveProgress
 
     started: list[str] = []
+
+    def ready(engine: Any) -> None:
+        started.append(engine.run_id)
+        if reporter is not None:
+            reporter.start(engine.run_id, pipe.name, cfg.executor)
+
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
         if quiet:
-            return execute(pipe, params, cfg, engine_ready=lambda e: started.append(e.run_id))
-        shown = LiveProgress if interactive(console) else LineProgress
-        with shown(console, pipe.name) as live:
-            cfg.on_progress = live.update
-            result = execute(pipe, params, cfg, engine_ready=lambda e: started.append(e.run_id))
-            if result.engine is not None:
-                live.update(result.engine.progress, force=True)
+            cfg.on_progress = reporter.progress if reporter is not None else None
+            result = execute(pipe, params, cfg, engine_ready=ready)
+        else:
+            shown = LiveProgress if interactive(console) else LineProgress
+            with shown(console, pipe.name) as live:
+                cfg.on_progress = live.update if reporter is None else reporter.chain(live.update)
+                result = execute(pipe, params, cfg, engine_ready=ready)
+                if result.engine is not None:
+                    live.update(result.engine.progress, force=True)
+        if reporter is not None:
+            reporter.finish(result.state, result.store)
         return result
     except KeyboardInterrupt:
+        if reporter is not None:
+            reporter.finish(RunState.INTERRUPTED)
         which = f"run {started[0]} " if started else ""
         err_console.print(f"[yellow]{which}interrupted; run the same command again to resume[/]")
         raise typer.Exit(130) from None

@@ -311,9 +311,11 @@ def _routes(app: FastAPI) -> None:
     _project_routes(api)
     app.include_router(api)
     from .admin_routes import admin_router
+    from .ingest import ingest_router
     from .tes import tes_router
 
     app.include_router(admin_router(Admin, Reader, Store), responses=ERRORS)
+    app.include_router(ingest_router(Writer, Reader, Store), responses=ERRORS)
     app.include_router(tes_router(scope, _store_dep, _check), responses=ERRORS)
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .admin import AdminMixin, write_audit
 from .errors import Conflict, Forbidden, NotFound, OverLimit, Unauthorized
+from .ingest import IngestMixin
 from .migrate import ensure_schema
 from .tables import (
     ACTIVE_JOB_STATES,
@@ -147,7 +148,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-class GatewayStore(AdminMixin):
+class GatewayStore(AdminMixin, IngestMixin):
     """Every read and write of the gateway's database, one short transaction each."""
 
     def __init__(self, url: str) -> None:

@@ -178,3 +178,38 @@ class LedgerEntry(Base):
     """reserve, charge or release."""
     core_hours: Mapped[float] = mapped_column(sa.Float)
     note: Mapped[str] = mapped_column(sa.String(500), default="")
+
+
+class ReportedRun(Base):
+    """A pipeline run reported by ``corral run --report-to`` (metrics ingestion): run anywhere, owned
+    by the reporting token's user. ``state`` is a :class:`corral.states.RunState` value."""
+
+    __tablename__ = "reported_runs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    project_id: Mapped[int | None] = mapped_column(sa.ForeignKey("projects.id"), nullable=True, index=True)
+    pipeline: Mapped[str] = mapped_column(sa.String(200))
+    executor: Mapped[str] = mapped_column(sa.String(100))
+    state: Mapped[str] = mapped_column(sa.String(20))
+    counts: Mapped[str] = mapped_column(sa.Text, default="{}")
+    """Tasks by :class:`corral.states.TaskState`, as JSON."""
+    started: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
+    ended: Mapped[datetime | None] = mapped_column(sa.DateTime, nullable=True)
+    first_report: Mapped[datetime] = mapped_column(sa.DateTime, index=True)
+    last_report: Mapped[datetime] = mapped_column(sa.DateTime)
+
+
+class ReportedTask(Base):
+    """One task of a reported run with its metrics (its last attempt's): one row per task name."""
+
+    __tablename__ = "reported_tasks"
+    run_ref: Mapped[int] = mapped_column(sa.ForeignKey("reported_runs.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(300), primary_key=True)
+    state: Mapped[str] = mapped_column(sa.String(20))
+    wall: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
+    cpu: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
+    peak_memory: Mapped[int | None] = mapped_column(sa.BigInteger, nullable=True)
+    host: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(nullable=True)
+    attempts: Mapped[int] = mapped_column(default=0)

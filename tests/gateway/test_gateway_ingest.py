@@ -1,0 +1,177 @@
+"""Metrics ingestion: a real ``corral run --report-to`` subprocess reports to a real gateway on
+loopback (uvicorn); the run shows up with its state, counts and per-task metrics to its owner and
+its project's members, not to another user; a gateway that is down costs one warning line and the
+run still succeeds. Reports are idempotent, never move an ended run back, and are bounded (413).
+The g0005 migration upgrades a g0004 database on SQLite and the rig's PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from corral.gateway.store import GatewayStore, default_url
+from corral.gateway.store.ingest import MAX_TASKS_PER_REPORT
+from corral.gateway.store.migrate import HEAD_REVISION, MIGRATIONS, current_version
+
+from .conftest import Gateway
+
+PIPELINE = '''
+from corral import pipeline, task
+
+@task
+def square(x: int) -> int:
+    return x * x
+
+@task
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+@pipeline
+def squares(n: int = 3) -> int:
+    return total(square.map(x=range(n)))
+'''
+
+
+def _corral_run(tmp_path: Path, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    (work / "pipe.py").write_text(PIPELINE)
+    env = {k: v for k, v in os.environ.items() if k != "CORRAL_REPORT_TOKEN"}
+    if token is not None:
+        env["CORRAL_REPORT_TOKEN"] = token
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "corral", "run", str(work / "pipe.py"), "--n", "3", "-C", str(work), "--json", *args],
+        capture_output=True, text=True, timeout=120, env=env, check=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_a_reported_run_shows_up_with_its_state_counts_and_task_metrics(
+        server: str, store: GatewayStore, tmp_path: Path) -> None:
+    store.create_project("lab", 100.0, members=["alice", "bob"])
+    alice, bob, carol = store.create_token("alice"), store.create_token("bob"), store.create_token("carol")
+    proc = _corral_run(tmp_path, "--report-to", server, "--report-project", "lab", token=alice)
+    assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr, proc.stderr
+    run_id = json.loads(proc.stdout)["run"]
+
+    def get(token: str, path: str) -> httpx.Response:
+        return httpx.get(f"{server}/api/v1/{path}", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+
+    report: dict[str, Any] = get(alice, f"reports/{run_id}").json()
+    assert (report["state"], report["owner"], report["project"], report["pipeline"], report["executor"]) == (
+        "succeeded", "alice", "lab", "squares", "local")
+    assert report["counts"] == {"succeeded": 4} and report["ended_state"] and report["ended"] is not None
+    tasks = {t["name"]: t for t in report["tasks"]}
+    assert len(tasks) == 4 and {t["state"] for t in tasks.values()} == {"succeeded"}
+    for t in tasks.values():
+        assert t["attempts"] == 1 and t["wall"] is not None and t["wall"] >= 0 and t["host"], t
+    assert get(bob, f"reports/{run_id}").json()["run_id"] == run_id  # a member of the run's project
+    assert get(carol, f"reports/{run_id}").status_code == 404  # another user: as if it did not exist
+    assert get(carol, "reports").json()["total"] == 0
+    assert [r["run_id"] for r in get(bob, "reports").json()["items"]] == [run_id]
+
+
+def test_a_gateway_that_is_down_costs_one_warning_line_and_the_run_succeeds(tmp_path: Path) -> None:
+    down = f"http://127.0.0.1:{_free_port()}"
+    proc = _corral_run(tmp_path, "--report-to", down, "--token", "crl_nothing")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["state"] == "succeeded"
+    warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and f"not reporting to {down}" in warnings[0], proc.stderr
+
+
+def test_a_bad_url_or_no_token_is_a_usage_error_before_the_run(tmp_path: Path) -> None:
+    proc = _corral_run(tmp_path, "--report-to", "ftp://127.0.0.1/x", token="crl_x")
+    assert proc.returncode == 2 and "not an http:// or https:// URL" in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and proc.stdout == ""
+    proc = _corral_run(tmp_path, "--report-to", "http://127.0.0.1:1")
+    assert proc.returncode == 2 and "CORRAL_REPORT_TOKEN" in proc.stderr, proc.stderr
+    assert not (tmp_path / "work" / ".corral").exists()  # nothing ran
+
+
+def _body(state: str, **extra: Any) -> dict[str, Any]:
+    return {"pipeline": "p", "executor": "slurm", "state": state, "counts": {"running": 1, "pending": 1},
+            "started": "2026-12-01T10:00:00Z", **extra}
+
+
+def test_reports_are_idempotent_and_never_move_an_ended_run_back(gateway: Gateway) -> None:
+    c, alice = gateway.client, gateway.auth(gateway.alice)
+    task = {"name": "a", "state": "succeeded", "wall": 1.5, "cpu": 1.2, "peak_memory": 1000, "host": "n1",
+            "exit_code": 0, "attempts": 1}
+    first = c.put("/api/v1/reports/r1", json=_body("running", tasks=[task]), headers=alice)
+    assert first.status_code == 200 and first.json()["changed"], first.text
+    again = c.put("/api/v1/reports/r1", json=_body("running", tasks=[task]), headers=alice)
+    assert again.status_code == 200 and not again.json()["changed"]
+    assert again.json()["last_report"] == first.json()["last_report"]
+    done = _body("failed", counts={"succeeded": 1, "failed": 1}, ended="2026-12-01T11:00:00Z")
+    assert c.put("/api/v1/reports/r1", json=done, headers=alice).json()["state"] == "failed"
+    late = c.put("/api/v1/reports/r1", json=_body("running"), headers=alice)  # a late progress report
+    assert late.status_code == 200 and not late.json()["changed"]
+    got = c.get("/api/v1/reports/r1", headers=alice).json()
+    assert (got["state"], got["counts"], got["ended"]) == ("failed", {"failed": 1, "succeeded": 1},
+                                                           "2026-12-01T11:00:00Z")
+    assert got["tasks"] == [task]
+    taken = c.put("/api/v1/reports/r1", json=_body("running"), headers=gateway.auth(gateway.bob))
+    assert taken.status_code == 409  # another user's run id
+    assert c.put("/api/v1/reports/r2", json=_body("running", project="nope"), headers=alice).status_code == 404
+
+
+def test_reports_over_the_size_limits_answer_413(gateway: Gateway) -> None:
+    c, alice = gateway.client, gateway.auth(gateway.alice)
+    tasks = [{"name": f"t{i}", "state": "succeeded"} for i in range(MAX_TASKS_PER_REPORT + 1)]
+    r = c.put("/api/v1/reports/big", json=_body("running", tasks=tasks), headers=alice)
+    assert r.status_code == 413 and "send them in batches" in r.json()["detail"], r.text
+    assert "\n" not in r.json()["detail"]
+    huge = _body("running", tasks=[{"name": "x" * 300, "state": "succeeded", "host": "h" * 200}] * 5000)
+    r = c.put("/api/v1/reports/big", content=json.dumps(huge), headers={**alice, "Content-Type": "application/json"})
+    assert r.status_code == 413 and "bytes" in r.json()["detail"], r.text
+    assert c.get("/api/v1/reports/big", headers=alice).status_code == 404  # nothing was recorded
+    no_write = gateway.store.create_token("alice", ["jobs:read"])
+    assert c.put("/api/v1/reports/r", json=_body("running"), headers=gateway.auth(no_write)).status_code == 403
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return default_url(tmp_path) if request.param == "sqlite" else str(request.getfixturevalue("pg_url"))
+
+
+def test_g0005_upgrades_a_g0004_database(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "g0004")
+    assert current_version(engine) == "g0004"
+    engine.dispose()
+    store = GatewayStore(url)
+    try:
+        assert current_version(store.engine) == HEAD_REVISION == "g0005"
+        assert {"reported_runs", "reported_tasks"} <= set(sa.inspect(store.engine).get_table_names())
+        from corral.gateway.store.ingest import RunReport, TaskReport
+        from corral.states import RunState, TaskState
+
+        who = store.authenticate(store.create_token("alice"))
+        report = RunReport("r1", "p", "local", RunState.SUCCEEDED, {TaskState.SUCCEEDED: 1},
+                           tasks=(TaskReport("a", TaskState.SUCCEEDED, wall=1.0, peak_memory=5 * 2**40),))
+        assert store.report_run(who, report)["changed"] and not store.report_run(who, report)["changed"]
+        assert store.get_report(who, "r1")["tasks"][0]["peak_memory"] == 5 * 2**40
+    finally:
+        store.close()
