@@ -38,8 +38,10 @@ from corral.executors.base import Completion, Outcome, TaskKind
 from corral.executors.batch.base import BatchExecutor
 from corral.executors.batch.settings import parse_settings
 from corral.executors.batch.staging import RemoteStaging
+from corral.hashing import read_digest
 from corral.transport.local import LocalTransport
 from corral.transport.ssh import SSHTransport
+from corral.transport.transfer import CACHE_DIR, cache_path
 
 pytestmark = pytest.mark.ssh
 PROBES = {"sge": ["qstat", "-f"], "slurm": ["sinfo", "-h"]}
@@ -250,7 +252,7 @@ def test_a_success_whose_files_do_not_come_back_is_lost(tmp_path: Path) -> None:
 
 
 class _CountingPuts(LocalTransport):
-    """Records the copies asked of it (and makes none)."""
+    """Records the copies asked of it (and makes them, as SFTP would)."""
 
     shared_filesystem = False
 
@@ -260,30 +262,45 @@ class _CountingPuts(LocalTransport):
 
     def put_many(self, pairs: Sequence[tuple[str, str]]) -> None:
         self.puts.extend(pairs)
+        for local, remote in pairs:
+            os.makedirs(os.path.dirname(remote), exist_ok=True)
+            shutil.copyfile(local, remote)
 
 
 def test_an_unchanged_input_is_copied_once(tmp_path: Path) -> None:
+    """Input files go through the login node's content cache (its helper run by a real
+    python3): each content sent once, placed in the task directory; a changed file is sent
+    again; a later run with the same contents sends nothing."""
     ws = new_workspace(tmp_path)
     (ws.cwd / "data").mkdir()
-    (ws.cwd / "data" / "ref.txt").write_text("reference")
-    (ws.cwd / "data" / "x.txt").write_text("x")
+    ref, x = ws.cwd / "data" / "ref.txt", ws.cwd / "data" / "x.txt"
+    ref.write_text("reference")
+    x.write_text("x")
     transport = _CountingPuts()
-    staging = RemoteStaging(transport, ws.work_root, ws.cwd, ws.run_id, str(tmp_path / "rem"),
-                            "succeeded")
-    remote_cwd = str(tmp_path / "rem" / ws.run_id / "cwd")
+    rem = tmp_path / "rem"
+    staging = RemoteStaging(transport, ws.work_root, ws.cwd, ws.run_id, str(rem), "succeeded")
+    remote_cwd = rem / ws.run_id / "cwd"
+
+    def cached(path: Path) -> str:
+        return cache_path(str(rem / CACHE_DIR), read_digest(path))
+
     first, second, third = (ws.spec(python_payload(square, i)) for i in range(3))
-    first.inputs = ["data/ref.txt", str(ws.cwd / "data" / "x.txt"), "/elsewhere/y.txt", "gone.txt"]
+    first.inputs = ["data/ref.txt", str(x), "/elsewhere/y.txt", "gone.txt"]
     staging.stage(first)
-    assert transport.puts == [(str(ws.cwd / "data" / "ref.txt"), f"{remote_cwd}/data/ref.txt"),
-                              (str(ws.cwd / "data" / "x.txt"), f"{remote_cwd}/data/x.txt")]
+    assert transport.puts == [(str(ref), cached(ref)), (str(x), cached(x))]
+    assert (remote_cwd / "data" / "ref.txt").read_text() == "reference"
     second.inputs = ["data/ref.txt"]
     staging.stage(second)
     assert len(transport.puts) == 2  # already there, unchanged
-    (ws.cwd / "data" / "ref.txt").write_text("reference, changed")
+    ref.write_text("reference, changed")
     third.inputs = ["data/ref.txt"]
     staging.stage(third)
-    assert transport.puts[2:] == [(str(ws.cwd / "data" / "ref.txt"), f"{remote_cwd}/data/ref.txt")]
-
+    assert transport.puts[2:] == [(str(ref), cached(ref))]
+    assert (remote_cwd / "data" / "ref.txt").read_text() == "reference, changed"
+    later = RemoteStaging(transport, ws.work_root, ws.cwd, "another-run", str(rem), "succeeded")
+    later.stage(first)
+    assert len(transport.puts) == 3  # both contents were in the cache
+    assert (rem / "another-run" / "cwd" / "data" / "x.txt").read_text() == "x"
 
 
 class _Copying(LocalTransport):

@@ -5,7 +5,9 @@ batch executor keeps every attempt directory on the login node's side, under
 ``<remote_workdir>/<run id>/work/<same relative path as locally>``, and runs the tasks in
 ``<remote_workdir>/<run id>/cwd``. The task's input files (``TaskSpec.inputs``: declared shell
 inputs, ``Path`` arguments) are copied there first, with their directories; a file copied (or
-fetched back from there) earlier in the run and unchanged since is not copied again. Payloads,
+fetched back from there) earlier in the run and unchanged since is not copied again, and a file
+whose content the login node's content cache (``<remote_workdir>/.corral-cache``) has, from
+this run or an earlier one, is linked from there instead of being sent again. Payloads,
 job scripts and array listings are written there by SFTP.
 
 When an attempt ends, its markers, result and logs (``exit.json``, ``started.json``,
@@ -37,9 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from corral.errors import CorralError, ExecutorError
+from corral.errors import CommandError, CorralError, ExecutorError
 from corral.executors.base import Completion, Outcome, TaskSpec
 from corral.transport.base import Transport
+from corral.transport.ssh_helper import REMOTE_HELPER, parse_answer
 from corral.transport.staging import (
     Stamp,
     argument_files,
@@ -50,6 +53,7 @@ from corral.transport.staging import (
     returned_problem,
     stamps,
 )
+from corral.transport.transfer import CACHE_DIR, send_once
 from corral.worker.execute import (
     MARKER_FILE,
     PAYLOAD_FILE,
@@ -102,6 +106,8 @@ class RemoteStaging:
         self._kept_arrays: set[str] = set()
         self._ready = False
         self._sent: dict[str, Stamp] = {}
+        self._cache_ok = True
+        """Whether input files go through the content cache (until the helper fails once)."""
         """Local files whose copy in the remote task directory is current: (size, mtime)."""
 
     # ------------------------------------------------------------------ paths
@@ -135,8 +141,35 @@ class RemoteStaging:
         pairs = input_pairs(inputs, self.cwd, self.remote_cwd, spec.attempt_id, self._sent)
         if pairs:
             copied = stamps(local for local, _ in pairs)
-            self.transport.put_many(pairs)
+            self._put(pairs)
             self._sent.update(copied)
+
+    def _put(self, pairs: list[tuple[str, str]]) -> None:
+        """Copy input files through the login node's content cache
+        (``<remote_workdir>/.corral-cache``, :mod:`corral.transport.transfer`: a content it has
+        is not sent again, in this run or a later one); directories, and everything if the
+        login node has no ``python3`` for the helper, are copied as they are."""
+        files = [(loc, rem) for loc, rem in pairs if not os.path.isdir(loc)]
+        plain = [(loc, rem) for loc, rem in pairs if os.path.isdir(loc)]
+        if files and self._cache_ok:
+            cache = posixpath.join(posixpath.dirname(self.base), CACHE_DIR)
+            try:
+                send_once(self.transport, self._helper, cache, list(files))
+                files = []
+            except CommandError as exc:
+                self._cache_ok = False
+                log.warning("copying input files without the content cache (the helper failed "
+                            "on the login node; it needs python3 there): %s", exc)
+        self.transport.put_many([*plain, *files])
+
+    def _helper(self, action: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """The remote helper run with the login node's ``python3`` (one SSH command)."""
+        res = self.transport.run(["python3", "-c", REMOTE_HELPER, action], input=json.dumps(items),
+                                 timeout=300.0)
+        try:
+            return parse_answer(res.stdout)
+        except ValueError as exc:
+            raise CommandError(res.argv[:1] + [action], res.returncode, res.stdout, str(exc)) from exc
 
     def track(self, attempt_id: str, local_dir: Path, payload: bytes | None,
               array_dir: str | None = None, sched_err: Path | None = None) -> None:
