@@ -2,6 +2,7 @@
 
     python bench/data.py                                  # 500 MB output, 2 GB input, 1 GB array
     python bench/data.py --out-mb 50 --in-mb 200 --array-mb 100   # quicker
+    python bench/data.py --only-transfer --transfer-mb 200        # transfer rows (staged ssh)
 
 Each Corral case runs in a fresh process that calls ``corral.run`` and reports its wall time and
 its own peak RSS (``VmHWM``: the engine, not its pool workers) and the bytes under
@@ -17,6 +18,12 @@ its own peak RSS (``VmHWM``: the engine, not its pool workers) and the bytes und
   127.0.0.1 with ``shared_filesystem = true`` (``CORRAL_TEST_SSH_*`` variables of
   ``/run/corral-rig/env``): the value goes through the shared file system. Each of these runs
   ``--repeat`` times, alternating, after an ``os.sync()``; the median is shown.
+
+With ``--transfer-mb``, the transfer rows: ``--transfer-tasks`` tasks reading one input file
+over ssh to the rig's sshd *without* a shared file system (staged; a fresh remote work
+directory), run twice (the second time with new parameters, so the tasks run again while the
+content is in the host's cache), next to one ``scp`` of the file: what reached the remote side
+is the growth of its content cache (``.corral-cache``).
 
 Everything is written under a temporary directory (on the file system of ``--dir``), removed at
 the end.
@@ -66,6 +73,14 @@ PIPES = textwrap.dedent('''
     @pipeline
     def array(mb: int = 1):
         return consume(produce(mb))
+
+    @task
+    def nbytes(p: Path, i: int, salt: int) -> int:
+        return Path(p).stat().st_size + i + salt
+
+    @pipeline
+    def fan_in(n: int = 5, salt: int = 0):
+        return [nbytes(Path("in.dat"), i, salt) for i in range(n)]
     ''')
 
 DRIVER = textwrap.dedent('''
@@ -106,9 +121,10 @@ def tree_bytes(path: Path) -> int:
 
 
 def corral_case(root: Path, name: str, params: dict[str, object], executor: str = "local",
-                env: dict[str, str] | None = None) -> dict[str, float]:
+                env: dict[str, str] | None = None, options: dict[str, object] | None = None
+                ) -> dict[str, float]:
     before = tree_bytes(root / ".corral")
-    options = executor_options(executor)
+    options = {**executor_options(executor), **(options or {})}
     out = subprocess.run(  # noqa: S603 - our own argv
         [sys.executable, "-c", DRIVER, str(root / "pipes.py"), name, json.dumps(params),
          executor, json.dumps(options)],
@@ -175,6 +191,40 @@ def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
     return sorted(runs, key=lambda r: r["wall"])[len(runs) // 2]
 
 
+def transfer_rows(base: Path, mb: int, tasks: int) -> list[tuple[str, dict[str, float]]]:
+    """``tasks`` tasks reading one ``mb`` MB input over staged ssh to the rig's sshd (a fresh
+    remote work directory), then again (new parameters: the tasks run again, the content is in
+    the host's cache), next to one ``scp`` of the file. ``written`` is what reached the remote
+    side: the growth of its content cache (for scp: the file)."""
+    env = os.environ
+    d = fresh(base, "xfer")
+    with open(d / "in.dat", "wb") as fh:
+        block = os.urandom(1 << 20)
+        for _ in range(mb):
+            fh.write(block)
+    remote = base / "xfer-remote"
+    remote.mkdir()
+    known = env.get("CORRAL_TEST_SSH_KNOWN_HOSTS")
+    scp = ["scp", "-q", "-P", env["CORRAL_TEST_SSH_PORT"], "-i", env["CORRAL_TEST_SSH_KEY"],
+           "-o", f"UserKnownHostsFile={known}" if known else "StrictHostKeyChecking=no",
+           "-o", "BatchMode=yes", str(d / "in.dat"),
+           f"{env['CORRAL_TEST_SSH_USER']}@127.0.0.1:{remote / 'peer.dat'}"]
+    os.sync()
+    peer = plain(scp, d)
+    peer["written"] = (remote / "peer.dat").stat().st_size
+    (remote / "peer.dat").unlink()
+    options: dict[str, object] = {"shared_filesystem": False, "remote_workdir": str(remote)}
+    rows = [(f"scp of the {mb} MB file, once", peer)]
+    for salt, what in ((0, "first run"), (1, "re-run, tasks run again")):
+        cache = remote / ".corral-cache"
+        before = tree_bytes(cache)
+        os.sync()
+        res = corral_case(d, "fan_in", {"n": tasks, "salt": salt}, executor="ssh", options=options)
+        res["written"] = tree_bytes(cache) - before
+        rows.append((f"corral: {tasks} tasks read the {mb} MB file, staged ssh, {what}", res))
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out-mb", type=int, default=500)
@@ -184,20 +234,30 @@ def main() -> None:
     ap.add_argument("--slurm", action="store_true", help="the array round trip on SLURM too")
     ap.add_argument("--ssh", action="store_true", help="and over ssh to the rig's sshd")
     ap.add_argument("--only-arrays", action="store_true", help="skip the file cases")
+    ap.add_argument("--transfer-mb", type=int, default=0,
+                    help="the transfer rows: a file of this size over staged ssh to the rig's sshd")
+    ap.add_argument("--transfer-tasks", type=int, default=5)
+    ap.add_argument("--only-transfer", action="store_true", help="only the transfer rows")
     ap.add_argument("--dir", default=tempfile.gettempdir())
     ns = ap.parse_args()
     rows: list[tuple[str, dict[str, float]]] = []
     with tempfile.TemporaryDirectory(prefix="corral-bench-data-", dir=ns.dir) as tmp:
         base = Path(tmp)
-        if not ns.only_arrays:
+        if not ns.only_arrays and not ns.only_transfer:
             rows += file_rows(base, ns.out_mb, ns.in_mb)
         executors = ["local"] + ["slurm"] * ns.slurm + ["ssh"] * ns.ssh
-        rows += array_rows(base, ns.array_mb, ns.repeat, executors)
+        if not ns.only_transfer:
+            rows += array_rows(base, ns.array_mb, ns.repeat, executors)
+        if ns.transfer_mb:
+            rows += transfer_rows(base, ns.transfer_mb, ns.transfer_tasks)
     print("| case | wall (s) | peak RSS (MiB) | written under .corral (MiB) |")
     print("|---|---|---|---|")
     for name, r in rows:
         print(f"| {name} | {r['wall']:.2f} | {r['rss'] / 2**20:.0f} | {r['written'] / 2**20:.1f} |")
     print("\npeak RSS: the process itself (plain rows: the command; corral rows: the engine)")
+    if ns.transfer_mb:
+        print("transfer rows: the last column is what reached the remote side (MiB): the growth of "
+              "its content cache, for scp the file")
 
 
 def file_rows(base: Path, out_mb: int, in_mb: int) -> list[tuple[str, dict[str, float]]]:
