@@ -75,7 +75,9 @@ def test_paging(gateway: Gateway) -> None:
 
 
 def test_another_users_job_is_404(gateway: Gateway) -> None:
-    job = gateway.client.post("/api/v1/jobs", json=JOB, headers=gateway.auth(gateway.alice)).json()
+    gateway.store.create_project("alone", 10.0, members=["alice"])  # bob shares "lab": he may read its jobs
+    job = gateway.client.post("/api/v1/jobs", json={**JOB, "project": "alone"},
+                              headers=gateway.auth(gateway.alice)).json()
     for method in ("GET", "DELETE"):
         r = gateway.client.request(method, f"/api/v1/jobs/{job['id']}", headers=gateway.auth(gateway.bob))
         assert r.status_code == 404, method

@@ -23,9 +23,9 @@ from corral.gateway.store import GatewayStore, JobRequest
 from .conftest import Gateway
 
 
-def _job_with_files(gateway: Gateway, tmp_path: Path) -> str:
+def _job_with_files(gateway: Gateway, tmp_path: Path, project: str | None = None) -> str:
     who = gateway.store.authenticate(gateway.alice)
-    job_id = str(gateway.store.submit(who, JobRequest("true"))["id"])
+    job_id = str(gateway.store.submit(who, JobRequest("true", project=project))["id"])
     jobdir = Settings(workdir=tmp_path).jobs_dir / job_id
     (jobdir / "sub").mkdir(parents=True)
     (jobdir / ATTEMPT_DIR).mkdir()
@@ -60,8 +60,8 @@ def test_result_files_are_confined_to_the_job_directory(gateway: Gateway, tmp_pa
 
 
 def test_another_users_job_file_and_project_answer_404(gateway: Gateway, tmp_path: Path) -> None:
-    job_id = _job_with_files(gateway, tmp_path)
-    gateway.store.create_project("secret-lab", 10.0, members=["alice"])
+    gateway.store.create_project("secret-lab", 10.0, members=["alice"])  # bob is not a member
+    job_id = _job_with_files(gateway, tmp_path, project="secret-lab")
     bob = gateway.auth(gateway.bob)
     for path in [f"/api/v1/jobs/{job_id}", f"/api/v1/jobs/{job_id}/files", f"/api/v1/jobs/{job_id}/files/out.txt",
                  f"/api/v1/jobs/{job_id}/logs/stdout", f"/api/v1/jobs/{job_id}/history", "/api/v1/projects/secret-lab",
@@ -69,6 +69,36 @@ def test_another_users_job_file_and_project_answer_404(gateway: Gateway, tmp_pat
         r = gateway.client.get(path, headers=bob)
         assert r.status_code == 404 and "result" not in r.text, (path, r.text)
     assert gateway.client.get("/api/v1/projects/secret-lab/quotas", headers=gateway.auth(gateway.alice)).json() == []
+
+
+def test_project_members_read_its_jobs_and_only_the_owner_cancels(gateway: Gateway, tmp_path: Path) -> None:
+    """A project's members read its jobs (the job, history, files, logs), through the API and in
+    the store's listing; a non-member gets 404 for each; a member's cancel is a 404 and changes nothing."""
+    store, client = gateway.store, gateway.client
+    store.create_project("shared", 10.0, members=["alice", "carol"])
+    store.create_project("secret-lab", 10.0, members=["alice"])
+    carol_token = store.create_token("carol")
+    shared = _job_with_files(gateway, tmp_path, project="shared")
+    private = _job_with_files(gateway, tmp_path, project="secret-lab")
+    carol, bob = gateway.auth(carol_token), gateway.auth(gateway.bob)
+
+    def reads(job_id: str) -> list[str]:
+        return [f"/api/v1/jobs/{job_id}", f"/api/v1/jobs/{job_id}/history", f"/api/v1/jobs/{job_id}/files",
+                f"/api/v1/jobs/{job_id}/files/out.txt", f"/api/v1/jobs/{job_id}/logs/stdout"]
+
+    for path in reads(shared):
+        assert client.get(path, headers=carol).status_code == 200, path
+    assert client.get(f"/api/v1/jobs/{shared}/files/out.txt", headers=carol).text == "result\n"
+    assert client.delete(f"/api/v1/jobs/{shared}", headers=carol).status_code == 404  # only the owner cancels
+    assert client.get(f"/api/v1/jobs/{shared}", headers=gateway.auth(gateway.alice)).json()["state"] == "queued"
+    for who, job_id in ((carol, private), (bob, private), (bob, shared)):  # not members: as if it did not exist
+        for path in reads(job_id):
+            r = client.get(path, headers=who)
+            assert r.status_code == 404 and "result" not in r.text, (path, r.text)
+    carol_id, bob_id = (store.authenticate(t).user_id for t in (carol_token, gateway.bob))
+    assert [j["id"] for j in store.list_jobs(None, limit=10, offset=0, viewer=carol_id)[0]] == [shared]
+    assert store.list_jobs(None, limit=10, offset=0, viewer=bob_id) == ([], 0)  # bob shares only "lab"
+    assert client.get("/api/v1/jobs", headers=carol).json()["total"] == 0  # the API lists a user's own jobs
 
 
 def test_admin_actions_are_audited(gateway: Gateway) -> None:

@@ -236,9 +236,11 @@ def test_a_pipeline_job_from_the_form_watched_to_its_graph(gateway: Gateway, bro
                                                           tmp_path: Path) -> None:
     """A pipeline of the gateway's pipelines directory submitted through the form (its parameters
     checked beside the field), followed to completion on the job's page, its run's graph and
-    timeline drawn by corral.web's run page; a second user gets 404 for all of it."""
+    timeline drawn by corral.web's run page; a second user gets 404 for all of it, a member of
+    the job's project reads it but cannot cancel it."""
     page, url = browser.page, gateway.url
-    gateway.store.create_project("bench", 10.0, members=["alice"])  # on the local system
+    gateway.store.create_project("bench", 10.0, members=["alice", "carol"])  # on the local system
+    carol = gateway.store.create_token("carol")
     _login(browser, url, gateway.alice)
     page.goto(f"{url}/jobs/new")
     page.get_by_label("Project (HPC system)").select_option("bench")
@@ -284,4 +286,10 @@ def test_a_pipeline_job_from_the_form_watched_to_its_graph(gateway: Gateway, bro
     for path in (f"/jobs/{job_id}", f"/jobs/{job_id}/runs/{run_id}", f"/jobs/{job_id}/runs/{run_id}/events",
                  f"/jobs/{job_id}/runs/{run_id}/report.html", f"/jobs/{job_id}/runs/{run_id}/ro-crate.zip"):
         assert page.request.get(url + path).status == 404, path
+    _logout(browser)
+
+    _login(browser, url, carol)  # a member of the job's project reads it, and cannot cancel it
+    assert "alice" in page.locator(f'tr[data-job="{job_id}"]').inner_text()
+    assert page.request.get(f"{url}/jobs/{job_id}/runs/{run_id}").status == 200
+    assert page.request.get(f"{url}/jobs/{job_id}/cancel").status == 403
     assert browser.errors == []

@@ -102,7 +102,7 @@ def live(request: Request, user: Caller, job_id: str) -> dict[str, Any]:
 
 
 def find_job(request: Request, user: Caller, job_id: str) -> dict[str, Any]:
-    """A job the caller may see (any job for an admin); another answers 404."""
+    """A job the caller may see (their own, their projects', any for an admin); another answers 404."""
     return store_of(request).get_job(None if user.admin else user.who, job_id)
 
 
@@ -147,9 +147,9 @@ def _list(request: Request, user: Caller, state: str, raw_page: str, owner: str 
         return page(request, "message.html.j2", user, status=400, title="Jobs",
                     message=f"page must be a whole number from 1, not {raw_page!r}")
     number = int(raw_page)
-    owner_id = None if owner is not None else user.who.user_id
-    items, total = store_of(request).list_jobs(owner_id, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE,
-                                               state=state or None, owner=owner or None)
+    viewer = None if owner is not None else user.who.user_id  # a user's own and their projects' jobs
+    items, total = store_of(request).list_jobs(None, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE,
+                                               state=state or None, owner=owner or None, viewer=viewer)
     keep = {k: v for k, v in (("state", state), ("user", owner or "")) if v}
     return page(request, "jobs.html.j2", user, title="All jobs" if owner is not None else "Jobs",
                 jobs=items, total=total, page=number, pages=max(1, -(-total // PAGE_SIZE)), state=state,
@@ -191,6 +191,9 @@ def _job_routes(app: FastAPI) -> None:
     def confirm_cancel(request: Request, job_id: str) -> Response:
         user = caller(request)
         job = find_job(request, user, job_id)
+        if job["owner"] != user.who.name:  # a project's other members read its jobs, only the owner cancels
+            return page(request, "message.html.j2", user, status=403, title="Cancel job",
+                        message=f"only the job's owner ({job['owner']}) can cancel job {job['id']}")
         return page(request, "cancel.html.j2", user, title="Cancel job", job=job)
 
     @app.post("/jobs/{job_id}/cancel", include_in_schema=False)

@@ -388,10 +388,11 @@ class GatewayStore(AdminMixin, IngestMixin):
 
     def list_jobs(self, owner_id: int | None, *, limit: int, offset: int, state: str | None = None,
                   owner: str | None = None, project: str | None = None, system: str | None = None,
-                  since: datetime | None = None, until: datetime | None = None,
+                  since: datetime | None = None, until: datetime | None = None, viewer: int | None = None,
                   ) -> tuple[list[dict[str, Any]], int]:
         """A page of jobs, newest first, and how many there are: one user's (``owner_id``), or
-        everyone's (``None``, the admin listing; ``owner`` filters it by user name); filtered by
+        everyone's (``None``, the admin listing; ``owner`` filters it by user name); ``viewer``
+        keeps those the user ``viewer`` may read (their own and their projects'); filtered by
         state, project name, HPC system and submission time (``since`` <= submitted < ``until``)."""
         q = self._job_query()
         count = (sa.select(sa.func.count()).select_from(Job).join(User, Job.owner_id == User.id)
@@ -406,6 +407,8 @@ class GatewayStore(AdminMixin, IngestMixin):
             conds.append(Job.submitted < until.replace(tzinfo=None))
         if owner_id is not None:
             conds.append(Job.owner_id == owner_id)
+        if viewer is not None:
+            conds.append(self.visible_to(viewer))
         if owner is not None:
             conds.append(User.name == owner)
         if state is not None:
@@ -452,12 +455,21 @@ class GatewayStore(AdminMixin, IngestMixin):
             self._add_tags(s, rows)
             return rows[0]
 
+    @staticmethod
+    def visible_to(user_id: int) -> sa.ColumnElement[bool]:
+        """The jobs user ``user_id`` may read: their own, and those of the projects they are a
+        member of (read-only: cancelling stays the owner's)."""
+        member = sa.select(ProjectMember.project_id).where(
+            ProjectMember.project_id == Job.project_id, ProjectMember.user_id == user_id).exists()
+        return sa.or_(Job.owner_id == user_id, member)
+
     def get_job(self, who: Principal | None, job_id: str) -> dict[str, Any]:
-        """One job; another user's job is not found (``who`` None: any job, for the runner)."""
+        """One job the caller may read (their own, or one of a project they are a member of);
+        another is not found (``who`` None: any job, for the runner and admins)."""
         with self.session() as s:
             q = self._job_query().where(Job.id == job_id)
             if who is not None:
-                q = q.where(Job.owner_id == who.user_id)
+                q = q.where(self.visible_to(who.user_id))
             rows = self._job_rows(s, q)
             if not rows:
                 raise NotFound(f"no job {job_id}")
