@@ -6,11 +6,15 @@ The g0005 migration upgrades a g0004 database on SQLite and the rig's PostgreSQL
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +24,12 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
+from corral.cli.report_to import Reporter
+from corral.engine.engine import Progress
 from corral.gateway.store import GatewayStore, default_url
 from corral.gateway.store.ingest import MAX_TASKS_PER_REPORT
 from corral.gateway.store.migrate import HEAD_REVISION, MIGRATIONS, current_version
+from corral.states import RunState, TaskState
 
 from .conftest import Gateway
 
@@ -42,17 +49,37 @@ def squares(n: int = 3) -> int:
     return total(square.map(x=range(n)))
 '''
 
+WAITING = '''
+import time
+from pathlib import Path
+from corral import pipeline, task
 
-def _corral_run(tmp_path: Path, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+@task
+def wait_for(path: str) -> int:
+    deadline = time.monotonic() + 20
+    while not Path(path).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return 1
+
+@pipeline
+def waiting(path: str) -> int:
+    return wait_for(path)
+'''
+
+
+def _argv(tmp_path: Path, source: str, *args: str, token: str | None = None) -> tuple[list[str], dict[str, str]]:
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
-    (work / "pipe.py").write_text(PIPELINE)
+    (work / "pipe.py").write_text(source)
     env = {k: v for k, v in os.environ.items() if k != "CORRAL_REPORT_TOKEN"}
     if token is not None:
         env["CORRAL_REPORT_TOKEN"] = token
-    return subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "corral", "run", str(work / "pipe.py"), "--n", "3", "-C", str(work), "--json", *args],
-        capture_output=True, text=True, timeout=120, env=env, check=False)
+    return [sys.executable, "-m", "corral", "run", str(work / "pipe.py"), "-C", str(work), "--json", *args], env
+
+
+def _corral_run(tmp_path: Path, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+    argv, env = _argv(tmp_path, PIPELINE, "--n", "3", *args, token=token)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env, check=False)  # noqa: S603
 
 
 def _free_port() -> int:
@@ -95,6 +122,79 @@ def test_a_gateway_that_is_down_costs_one_warning_line_and_the_run_succeeds(tmp_
     assert json.loads(proc.stdout)["state"] == "succeeded"
     warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
     assert len(warnings) == 1 and f"not reporting to {down}" in warnings[0], proc.stderr
+
+
+def test_a_refused_report_costs_one_warning_line_and_the_run_succeeds(server: str, tmp_path: Path) -> None:
+    proc = _corral_run(tmp_path, "--report-to", server, token="crl_not_a_token")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["state"] == "succeeded", proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "refused the report (401" in warnings[0], proc.stderr
+
+
+def test_a_running_run_shows_its_progress_and_an_interrupted_one_ends_interrupted(
+        server: str, store: GatewayStore, tmp_path: Path) -> None:
+    alice = store.create_token("alice")
+    release = tmp_path / "release"
+    argv, env = _argv(tmp_path, WAITING, "--path", str(release), "--report-to", server, token=alice)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # noqa: S603
+    try:
+        deadline, seen = time.monotonic() + 30, None
+        while seen is None or sum(seen["counts"].values()) != 1:  # the one task, as soon as the run starts
+            assert time.monotonic() < deadline and proc.poll() is None, (seen, proc.communicate())
+            time.sleep(0.2)
+            items = httpx.get(f"{server}/api/v1/reports", headers={"Authorization": f"Bearer {alice}"},
+                              timeout=10).json()["items"]
+            seen = items[0] if items else None
+        assert seen["state"] == "running" and seen["ended"] is None
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        release.touch()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130 and "warning" not in err, err
+    got = httpx.get(f"{server}/api/v1/reports/{seen['run_id']}", headers={"Authorization": f"Bearer {alice}"},
+                    timeout=10).json()
+    assert got["state"] == "interrupted" and not got["ended_state"], got
+
+
+class _Counting(http.server.BaseHTTPRequestHandler):
+    """A real HTTP server on loopback that counts the PUTs it answers (204)."""
+
+    puts: list[float] = []
+
+    def do_PUT(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.puts.append(time.monotonic())
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_progress_reports_are_throttled() -> None:
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Counting)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        reporter = Reporter(f"http://127.0.0.1:{srv.server_address[1]}", "crl_x", interval=0.5)
+        reporter.start("r1", "p", "local")
+        progress = Progress()
+        assert not _Counting.puts  # nothing before the engine's first progress callback
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 1.2:  # 1.2 s of progress callbacks, thousands of them
+            progress.count("t", None, TaskState.RUNNING)
+            reporter.progress(progress)
+            time.sleep(0.001)
+        reporter.finish(RunState.SUCCEEDED)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    puts = _Counting.puts
+    assert 2 <= len(puts) <= 5, puts  # start, at most one per 0.5 s, the final one
+    gaps = [b - a for a, b in zip(puts[:-2], puts[1:-1], strict=True)]
+    assert all(g >= 0.45 for g in gaps), gaps
 
 
 def test_a_bad_url_or_no_token_is_a_usage_error_before_the_run(tmp_path: Path) -> None:

@@ -72,11 +72,11 @@ class Reporter:
         self._thread = threading.Thread(target=self._loop, name="corral-report-to", daemon=True)
 
     def start(self, run_id: str, pipeline: str, executor: str) -> None:
-        """The run has an id: report it (from the background thread)."""
+        """The run has an id: the background thread reports it at the engine's first progress
+        callback (which comes at once, with the tasks counted)."""
         self.run_id = run_id
         self._base = {"pipeline": pipeline[:200], "executor": executor[:100], "project": self.project,
                       "started": datetime.now(UTC).isoformat()}
-        self._wake.set()
         self._thread.start()
 
     def progress(self, p: Progress) -> None:
