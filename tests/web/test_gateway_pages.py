@@ -293,3 +293,57 @@ def test_a_pipeline_job_from_the_form_watched_to_its_graph(gateway: Gateway, bro
     assert page.request.get(f"{url}/jobs/{job_id}/runs/{run_id}").status == 200
     assert page.request.get(f"{url}/jobs/{job_id}/cancel").status == 403
     assert browser.errors == []
+
+
+def test_admin_creates_and_edits_a_project(gateway: Gateway, browser: Browser, tmp_path: Path) -> None:
+    """An admin creates a project (a bad budget and an unknown member list refused beside their
+    fields first), then edits its budget, limit, system and members; both are in the audit log and
+    the new member sees the project; a non-admin's post is refused."""
+    page, url = browser.page, gateway.url
+    _login(browser, url, gateway.admin)
+    page.get_by_role("link", name="Projects").click()
+    page.get_by_label("Project name").fill("new lab")  # a space: not a project name
+    page.get_by_label("Budget (core-hours)").fill("-3")
+    page.get_by_label("Concurrent-job limit").fill("0")
+    page.get_by_role("button", name="Save project").click()
+    assert "letters, digits" in page.locator("#pe-name").inner_text()
+    assert "between 0 and" in page.locator("#pe-budget_core_hours").inner_text()
+    assert "from 1 to" in page.locator("#pe-max_concurrent_jobs").inner_text()
+    assert page.get_by_label("Project name").get_attribute("aria-invalid") == "true"
+    page.screenshot(path=str(tmp_path / "project-errors.png"), full_page=True)
+    page.get_by_label("Project name").fill("newlab")
+    page.get_by_label("HPC system").select_option("local")
+    page.get_by_label("Budget (core-hours)").fill("40")
+    page.get_by_label("Concurrent-job limit").fill("2")
+    page.get_by_label("Members").fill("alice")
+    page.get_by_role("button", name="Save project").click()
+    assert "Project newlab saved" in page.locator("[role=status]").inner_text()
+    created = gateway.store.get_project(gateway.store.authenticate(gateway.admin), "newlab")
+    assert (created["system"], created["budget_core_hours"], created["max_concurrent_jobs"],
+            created["members"]) == ("local", 40.0, 2, ["alice"])
+
+    page.get_by_role("link", name="Edit newlab").click()  # the form filled with the project
+    assert page.get_by_label("Members").input_value() == "alice"
+    page.get_by_label("HPC system").select_option("cluster")
+    page.get_by_label("Budget (core-hours)").fill("60")
+    page.get_by_label("Concurrent-job limit").fill("5")
+    page.get_by_label("Members").fill("bob, carol")
+    page.get_by_role("button", name="Save project").click()
+    assert "Project newlab saved" in page.locator("[role=status]").inner_text()
+    edited = gateway.store.get_project(gateway.store.authenticate(gateway.admin), "newlab")
+    assert (edited["system"], edited["budget_core_hours"], edited["max_concurrent_jobs"],
+            edited["members"]) == ("cluster", 60.0, 5, ["bob", "carol"])
+    page.screenshot(path=str(tmp_path / "projects-edited.png"), full_page=True)
+    page.get_by_role("link", name="Audit log").click()
+    audit = page.locator("tbody").inner_text()
+    assert "project.create" in audit and "project.update" in audit and "newlab" in audit
+    _logout(browser)
+
+    _login(browser, url, gateway.bob)  # now a member: sees it; cannot post the admin form
+    page.get_by_role("link", name="Projects").click()
+    assert "newlab" in page.locator("main").inner_text()
+    assert page.get_by_role("button", name="Save project").count() == 0
+    refused = page.request.post(f"{url}/admin/projects", form={"name": "x", "token": ""})
+    assert refused.status == 403 and "x" not in [p["name"] for p in gateway.store.list_projects(
+        gateway.store.authenticate(gateway.admin))]
+    assert browser.errors == []
