@@ -105,7 +105,9 @@ class Reporter:
             return
         self._stop.set()
         self._wake.set()
-        self._thread.join(timeout=TIMEOUT)
+        # not waiting for a progress report still under way: the gateway ignores a progress
+        # report that arrives after the final one (an ended run stays ended)
+        self._thread.join(timeout=0.2)
         tasks: list[dict[str, Any]] = []
         if store is not None:
             tasks = self._task_metrics(store)
@@ -167,8 +169,9 @@ class Reporter:
         return False
 
     def _warn(self, what: str) -> None:
-        if not self._warned:
-            self._warned = True
+        with self._lock:
+            first, self._warned = not self._warned, True
+        if first:
             err_console.print(f"[yellow]warning: not reporting to {escape(self.url)}: {escape(what)}; "
                               "the run goes on[/]", highlight=False)
 
