@@ -123,3 +123,44 @@ def test_a_large_send_shows_progress_on_a_terminal_only(ssh_rig: SSHRig, tmp_pat
         assert "corral: sending 1 file(s) to" in proc.stderr and "73.4" in proc.stderr, proc.stderr[-500:]
     else:
         assert proc.stderr == ""
+
+
+VALUES = '''
+    from corral import pipeline, task
+
+    @task
+    def produce(n: int) -> bytes:
+        return bytes(range(256)) * (n // 256)
+
+    @task
+    def consume(b: bytes, i: int) -> int:
+        return sum(b[::997]) + len(b) + i
+
+    @pipeline
+    def flow(n: int = 0):
+        value = produce(n)
+        return [consume(value, i) for i in range(3)]
+'''
+
+
+def test_a_value_made_on_the_host_is_not_sent_back(ssh_rig: SSHRig, tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    """A 2 MiB value made on the host goes to three tasks there by reference: the host kept it
+    in its cache when its result was fetched, so nothing is sent, and the values are right."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "flow.py").write_text(textwrap.dedent(VALUES))
+    remote = tmp_path / "remote"
+    options: dict[str, Any] = {
+        "hosts": [ssh_rig.url], "python": sys.executable, "shared_filesystem": False,
+        "remote_workdir": str(remote), "poll_interval": 0.3, **ssh_rig.options}
+    n = 2 * 2**20
+    with caplog.at_level(logging.INFO, logger="corral.transport.transfer"):
+        r = corral.run(corral.load_pipeline(project / "flow.py"), {"n": n}, executor="ssh",
+                       executor_options=options, jobs=3, workdir=project)
+    assert r.ok, r.errors
+    data = bytes(range(256)) * (n // 256)
+    assert r.value == [sum(data[::997]) + n + i for i in range(3)]
+    files, size, reused = _sent(caplog.records)
+    assert (files, size) == (0, 0) and reused >= 1  # once per launch batch of consumers
+    assert len(_cache(remote)) == 1

@@ -71,7 +71,7 @@ from corral.transport.ssh import SSHTransport
 from corral.transport.ssh import parse_transport_url as _parse_url
 from corral.transport.ssh_helper import REMOTE_HELPER, parse_answer
 from corral.transport.staging import StagedRun, input_pairs
-from corral.transport.transfer import CACHE_DIR, Helper, cache_path
+from corral.transport.transfer import CACHE_DIR, Helper, cache_path, keep_remote
 from corral.worker.execute import (
     MARKER_FILE,
     PAYLOAD_FILE,
@@ -615,9 +615,28 @@ class SSHExecutor(Executor):
             log.warning("ssh executor: fetching results from %s failed: %s", host.label, exc)
             return  # the attempts stay in flight; the next check tries again
         done = [(att, self._fetched_completion(att, end, got)) for att, end in ended]
+        self._keep_values(host, ended, got)
         host.run.remove([(a.remote_dir, c.outcome is Outcome.SUCCEEDED) for a, c in done])
         for att, completion in done:
             self._complete(att, completion)
+
+    @staticmethod
+    def _keep_values(host: _Host, ended: list[tuple[_Attempt, _End]], got: set[str]) -> None:
+        """Keep the large results of ``ended`` (fetched back) in the host's content cache before
+        their attempt directories go: a later task there that takes one as input needs nothing
+        sent. A failure only costs that send."""
+        files: list[tuple[str, str, int]] = []
+        for att, end in ended:
+            value = None if isinstance(end, Completion) else end.get("value")
+            result = f"{att.remote_dir}/{RESULT_FILE}"
+            if isinstance(value, dict) and result in got:
+                files.append((result, str(value["digest"]), int(value["size"])))
+        if not files or host.run.helper is None:
+            return
+        try:
+            keep_remote(host.run.helper, host.run.cache, files)
+        except CorralError as exc:
+            log.warning("ssh executor: could not keep results in %s's cache: %s", host.label, exc)
 
     def _fetch(self, host: _Host, ended: list[tuple[_Attempt, _End]]) -> set[str]:
         """Copy back markers, results and logs of ``ended`` and the outputs of successful shell

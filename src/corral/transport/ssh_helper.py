@@ -22,7 +22,9 @@ RSS seen), in the same call. Without ``/proc`` memory is not measured.
 ``place`` serves content-addressed transfers (:mod:`corral.transport.transfer`): for each item,
 whether the host's cache holds the content (``cache``: the file named by its digest, of the
 expected ``size``; one of another size is removed, to be sent again) and, if so, a hard link
-(a copy across file systems) of it at ``dest``, put in place by rename.
+(a copy across file systems) of it at ``dest``, put in place by rename. An item with ``src``
+instead keeps a file made on the host (a large result) in the cache: hard-linked there under its
+digest unless the cache has it, so it is not sent back to the host later.
 """
 
 from __future__ import annotations
@@ -219,8 +221,21 @@ def probe(it):
             "root": os.path.realpath(os.path.expanduser(root)) if root else None,
             "corral": importlib.util.find_spec("corral.worker") is not None,
             "python": sys.version.split()[0]}
+def keep(it):
+    cached, src = it["cache"], it["src"]
+    try:
+        if os.stat(src).st_size != it["size"]:
+            return {"placed": False}
+        if not os.path.exists(cached):
+            os.makedirs(os.path.dirname(cached), exist_ok=True)
+            os.link(src, cached)
+    except OSError:
+        return {"placed": os.path.exists(cached)}
+    return {"placed": True}
 def place(it):
     cached = it["cache"]
+    if it.get("src"):
+        return keep(it)
     try:
         if os.stat(cached).st_size != it["size"]:
             os.unlink(cached)  # a partial or damaged copy: sent again

@@ -90,4 +90,17 @@ def send_once(transport: Transport, helper: Helper, cache: str,
     return sent
 
 
-__all__ = ["CACHE_DIR", "Helper", "Sent", "cache_path", "send_once"]
+def keep_remote(helper: Helper, cache: str, files: Sequence[tuple[str, str, int]]) -> int:
+    """Keep files made on the host (``(remote path, digest, size)``: large results, fetched
+    back) in its cache, hard-linked under their digest, so that sending them to that host again
+    (as a later task's input value) sends nothing. Returns how many are kept there."""
+    if not files:
+        return 0
+    items: list[dict[str, Any]] = [
+        {"id": str(i), "src": src, "cache": cache_path(cache, digest), "size": size}
+        for i, (src, digest, size) in enumerate(files)]
+    answer = helper("place", items)
+    return sum(1 for it in items if (answer.get(it["id"]) or {}).get("placed"))
+
+
+__all__ = ["CACHE_DIR", "Helper", "Sent", "cache_path", "keep_remote", "send_once"]
