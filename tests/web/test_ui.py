@@ -203,3 +203,25 @@ def test_corral_ui_on_a_busy_port_says_so(workdir: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip() == (f"error: port {port} on 127.0.0.1 cannot be used (Address already in use); "
                                    "choose another with --port, or leave --port out for a free one")
+
+
+def test_the_run_page_builds_only_the_figures_it_shows(workdir: Path) -> None:
+    """The run page asks the report's context for its two figures (the report builds all three,
+    the same ones); an unknown figure name is refused naming the known ones."""
+    from corral.errors import UsageError
+    from corral.report import load_run, report_context
+    from corral.report.metrics import compute_metrics
+    from corral.web import views
+
+    store = Store.open(workdir)
+    try:
+        data = load_run(store, _run_ids(workdir)["sums-succeeded"])
+        m = compute_metrics(data)
+        page = views.run_parts(store, data.run_id)["figures"]
+        full = report_context(data, m)["figures"]
+        assert page["distributions"] is None and full["distributions"] is not None
+        assert (page["graph"], page["timeline"]) == (full["graph"], full["timeline"])
+        with pytest.raises(UsageError, match="unknown report figure 'gantt'; use some of timeline"):
+            report_context(data, m, figures=("gantt",))
+    finally:
+        store.close()

@@ -9,12 +9,15 @@ their heavy dependencies (plotly, rocrate, prov) lazily, so ``corral status`` st
 from __future__ import annotations
 
 __all__ = [
+    "RunData",
     "collect_environment",
     "compare_runs",
     "explain_task",
     "export_prov",
     "export_ro_crate",
     "lineage",
+    "load_run",
+    "report_context",
     "run_metrics",
     "write_report",
 ]
@@ -23,13 +26,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from corral.environment import collect_environment
+    from corral.report._data import RunData, load_run
     from corral.report.compare import compare_runs, explain_task
-    from corral.report.html import write_report
+    from corral.report.html import report_context, write_report
     from corral.report.lineage import lineage
     from corral.report.metrics import run_metrics
     from corral.report.rocrate import export_prov, export_ro_crate
 
 _WHERE = {
+    "RunData": "_data",
+    "load_run": "_data",
+    "report_context": "html",
     "collect_environment": "environment",
     "compare_runs": "compare",
     "explain_task": "compare",

@@ -13,7 +13,7 @@ import datetime as _dt
 import json
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,8 @@ MAX_FAILED_SHOWN = 25
 LOG_TAIL_LINES = 40
 LOG_TAIL_BYTES = 16 * 1024
 ERROR_TAIL_LINES = 30
+FIGURES = ("timeline", "distributions", "graph")
+"""The report's Plotly figures, by name (``report_context(..., figures=)``)."""
 
 
 @dataclass(frozen=True)
@@ -149,10 +151,15 @@ def _params(params: dict[str, Any]) -> list[tuple[str, str]]:
     return out
 
 
-def report_context(data: RunData, m: RunMetrics) -> dict[str, Any]:
-    """Everything the template shows, computed from the rows of one run."""
-    timeline, timeline_note = _figures.timeline_figure(m)
-    graph, graph_note = _figures.graph_figure(m, data.edges)
+def report_context(data: RunData, m: RunMetrics, *, figures: Collection[str] = FIGURES) -> dict[str, Any]:
+    """Everything the template shows, computed from the rows of one run. ``figures`` names the
+    Plotly figures to build (of :data:`FIGURES`; building them is most of the time): the others
+    are None, as are their notes."""
+    unknown = sorted(set(figures) - set(FIGURES))
+    if unknown:
+        raise UsageError(f"unknown report figure {unknown[0]!r}; use some of {', '.join(FIGURES)}")
+    timeline, timeline_note = _figures.timeline_figure(m) if "timeline" in figures else (None, None)
+    graph, graph_note = _figures.graph_figure(m, data.edges) if "graph" in figures else (None, None)
     failed, n_failed = failed_tasks(data)
     rows = table_tasks(m)
     durations = {tm.name: tm.duration for tm in m.tasks}
@@ -162,7 +169,7 @@ def report_context(data: RunData, m: RunMetrics) -> dict[str, Any]:
         "environment": _environment(data.run.get("environment")),
         "figures": {
             "timeline": timeline,
-            "distributions": _figures.distributions_figure(m) if m.attempts else None,
+            "distributions": _figures.distributions_figure(m) if m.attempts and "distributions" in figures else None,
             "graph": graph,
         },
         "timeline_note": timeline_note, "graph_note": graph_note,

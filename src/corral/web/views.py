@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from corral.errors import CorralError, UsageError
-from corral.report.html import report_context
+from corral.report import load_run, report_context
 from corral.report.metrics import compute_metrics
 from corral.states import TERMINAL_RUN_STATES, RunState, TaskState
 from corral.store.listing import RunFilter
@@ -32,6 +32,8 @@ LIVE_RUN_STATES = frozenset({RunState.PENDING, RunState.RUNNING, RunState.PAUSED
 ENDED_RUNS_CACHED = 32
 """Ended runs whose page parts are kept in memory."""
 CONTROLS = {"pause": "Pause", "resume": "Resume", "cancel": "Cancel"}
+SHOWN_FIGURES = ("timeline", "graph")
+"""The report's figures the run page draws (the distributions are the HTML report's only)."""
 
 
 @dataclass(frozen=True)
@@ -136,10 +138,8 @@ def run_page(store: Store, run_id: str) -> dict[str, Any]:
 
 def run_parts(store: Store, run_id: str) -> dict[str, Any]:
     """The report's context of a run (figures, tables, failures), its outputs and task names."""
-    from corral.report._data import load_run
-
     data = load_run(store, run_id)
-    ctx = report_context(data, compute_metrics(data))
+    ctx = report_context(data, compute_metrics(data), figures=SHOWN_FIGURES)
     outputs = sorted({str(a["path"]) for a in store.artifacts(data.run_id)
                       if a.get("kind") == "file" and a.get("path")})
     return {**ctx, "outputs": outputs[:500], "task_names": sorted({str(t["name"]) for t in data.tasks})[:2000]}
