@@ -5,8 +5,10 @@ request, so a revoked token ends its sessions), a user's jobs with state and cor
 page (state history, timeline, progress followed with server-sent events, standard output and
 error, result files to download, cancel with confirmation), a submit form checked field by field
 (and against the project's HPC system when the gateway has a checker), projects with their budgets
-as bars, and for admins every user's jobs and the ledger. A user sees only their own jobs and
-their own projects; another user's job answers 404, as one that does not exist.
+as bars, and for admins every user's jobs, the ledger, the audit log and forms to create and edit
+projects and set quotas. A pipeline job's run has the run page of :mod:`corral.web`. A user sees
+their own jobs and their projects' (only the owner cancels) and their own projects; any other job
+answers 404, as one that does not exist.
 
 Templates and assets are those of :mod:`corral.web` (one look for both), plus this package's.
 """
