@@ -16,7 +16,9 @@ its own peak RSS (``VmHWM``: the engine, not its pool workers) and the bytes und
   before the load, and with ``np.load(mmap_mode="r")``): on the local executor, and with
   ``--slurm`` on the real SLURM of the test rig, with ``--ssh`` over ssh to the rig's sshd on
   127.0.0.1 with ``shared_filesystem = true`` (``CORRAL_TEST_SSH_*`` variables of
-  ``/run/corral-rig/env``): the value goes through the shared file system. Each of these runs
+  ``/run/corral-rig/env``): the value goes through the shared file system; with
+  ``--ssh-staged`` the same without a shared file system (the value is fetched back into the
+  store and kept in the host's content cache, the consumer maps it there). Each of these runs
   ``--repeat`` times, alternating, after an ``os.sync()``; the median is shown.
 
 With ``--transfer-mb``, the transfer rows: ``--transfer-tasks`` tasks reading one input file
@@ -124,6 +126,9 @@ def corral_case(root: Path, name: str, params: dict[str, object], executor: str 
                 env: dict[str, str] | None = None, options: dict[str, object] | None = None
                 ) -> dict[str, float]:
     before = tree_bytes(root / ".corral")
+    if executor == "ssh-staged":  # no shared file system: staged under root/remote
+        executor, options = "ssh", {"shared_filesystem": False, "remote_workdir": str(root / "remote"),
+                                    **(options or {})}
     options = {**executor_options(executor), **(options or {})}
     out = subprocess.run(  # noqa: S603 - our own argv
         [sys.executable, "-c", DRIVER, str(root / "pipes.py"), name, json.dumps(params),
@@ -233,6 +238,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs of each array case")
     ap.add_argument("--slurm", action="store_true", help="the array round trip on SLURM too")
     ap.add_argument("--ssh", action="store_true", help="and over ssh to the rig's sshd")
+    ap.add_argument("--ssh-staged", action="store_true",
+                    help="and over ssh to the rig's sshd without a shared file system")
     ap.add_argument("--only-arrays", action="store_true", help="skip the file cases")
     ap.add_argument("--transfer-mb", type=int, default=0,
                     help="the transfer rows: a file of this size over staged ssh to the rig's sshd")
@@ -245,7 +252,7 @@ def main() -> None:
         base = Path(tmp)
         if not ns.only_arrays and not ns.only_transfer:
             rows += file_rows(base, ns.out_mb, ns.in_mb)
-        executors = ["local"] + ["slurm"] * ns.slurm + ["ssh"] * ns.ssh
+        executors = ["local"] + ["slurm"] * ns.slurm + ["ssh"] * ns.ssh + ["ssh-staged"] * ns.ssh_staged
         if not ns.only_transfer:
             rows += array_rows(base, ns.array_mb, ns.repeat, executors)
         if ns.transfer_mb:
