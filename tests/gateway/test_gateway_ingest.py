@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
+from corral.cli.report_to import TIMEOUT as REPORT_TIMEOUT
 from corral.cli.report_to import Reporter
 from corral.engine.engine import Progress
 from corral.gateway.store import GatewayStore, default_url
@@ -197,6 +198,19 @@ def test_progress_reports_are_throttled() -> None:
     assert all(g >= 0.45 for g in gaps), gaps
 
 
+def test_a_silent_gateway_delays_the_end_of_the_run_by_one_timeout_at_most(tmp_path: Path) -> None:
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        t0 = time.monotonic()
+        proc = _corral_run(tmp_path, "--report-to", f"http://127.0.0.1:{silent.getsockname()[1]}", token="crl_x")
+        elapsed = time.monotonic() - t0
+    assert proc.returncode == 0 and json.loads(proc.stdout)["state"] == "succeeded", proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "does not answer" in warnings[0], proc.stderr
+    assert elapsed < REPORT_TIMEOUT + 8, elapsed  # the run itself takes 1 to 2 s
+
+
 def test_a_bad_url_or_no_token_is_a_usage_error_before_the_run(tmp_path: Path) -> None:
     proc = _corral_run(tmp_path, "--report-to", "ftp://127.0.0.1/x", token="crl_x")
     assert proc.returncode == 2 and "not an http:// or https:// URL" in proc.stderr, proc.stderr
@@ -273,5 +287,31 @@ def test_g0005_upgrades_a_g0004_database(url: str) -> None:
                            tasks=(TaskReport("a", TaskState.SUCCEEDED, wall=1.0, peak_memory=5 * 2**40),))
         assert store.report_run(who, report)["changed"] and not store.report_run(who, report)["changed"]
         assert store.get_report(who, "r1")["tasks"][0]["peak_memory"] == 5 * 2**40
+    finally:
+        store.close()
+
+
+def test_concurrent_first_reports_of_a_run_make_one_run(url: str) -> None:
+    """The client's progress thread and its final report may reach the gateway at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from corral.gateway.store.ingest import RunReport
+
+    store = GatewayStore(url)
+    try:
+        who = store.authenticate(store.create_token("alice"))
+        reports = [RunReport("same", "p", "local", state, {TaskState.PENDING: 1})
+                   for state in [RunState.RUNNING] * 7 + [RunState.SUCCEEDED]]
+        together = threading.Barrier(len(reports))
+
+        def report(r: RunReport) -> dict[str, Any]:
+            together.wait()
+            return store.report_run(who, r)
+
+        with ThreadPoolExecutor(len(reports)) as pool:
+            results = list(pool.map(report, reports))
+        assert len(results) == 8
+        assert store.get_report(who, "same")["state"] == "succeeded"  # the ended state wins, whatever the order
+        assert store.list_reports(who, limit=10, offset=0)[1] == 1
     finally:
         store.close()

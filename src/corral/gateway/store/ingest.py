@@ -156,6 +156,12 @@ class IngestMixin:
         if len(report.tasks) > MAX_TASKS_PER_REPORT:
             raise PayloadTooLarge(f"{len(report.tasks)} tasks in one report, over the limit of "
                                   f"{MAX_TASKS_PER_REPORT}: send them in batches")
+        try:
+            return self._report_once(who, report)
+        except sa.exc.IntegrityError:  # a concurrent report of the same run inserted its row first
+            return self._report_once(who, report)
+
+    def _report_once(self, who: Caller, report: RunReport) -> dict[str, Any]:
         with self.session() as s:
             project_id = self._member_project(s, who, report.project)
             run = s.scalar(sa.select(ReportedRun).where(ReportedRun.run_id == report.run_id))
