@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import cloudpickle
 import pytest
 from remote_helpers import (
     Recorder,
@@ -41,7 +42,9 @@ from corral.executors.batch.staging import RemoteStaging
 from corral.hashing import read_digest
 from corral.transport.local import LocalTransport
 from corral.transport.ssh import SSHTransport
+from corral.transport.staging import staged_payload
 from corral.transport.transfer import CACHE_DIR, cache_path
+from corral.worker.execute import ResultRef, resolve_refs
 
 pytestmark = pytest.mark.ssh
 PROBES = {"sge": ["qstat", "-f"], "slurm": ["sinfo", "-h"]}
@@ -301,6 +304,28 @@ def test_an_unchanged_input_is_copied_once(tmp_path: Path) -> None:
     later.stage(first)
     assert len(transport.puts) == 3  # both contents were in the cache
     assert (rem / "another-run" / "cwd" / "data" / "x.txt").read_text() == "x"
+
+
+def test_values_by_reference_go_to_the_cache_once(tmp_path: Path) -> None:
+    """An engine's value file named by reference in a payload is sent to the login node's
+    content cache once (a real python3 helper), and the staged payload names that copy, which
+    the worker loads in the ref's place."""
+    ws = new_workspace(tmp_path)
+    blob = tmp_path / "blob.pkl"
+    blob.write_bytes(pickle.dumps(list(range(50_000))))
+    payload = python_payload(square, ResultRef(str(blob)))
+    transport = _CountingPuts()
+    rem = tmp_path / "rem"
+    staging = RemoteStaging(transport, ws.work_root, ws.cwd, ws.run_id, str(rem), "succeeded")
+    values = staging.stage_values(payload)
+    copy = cache_path(str(rem / CACHE_DIR), read_digest(blob))
+    assert values == {str(blob): copy} and transport.puts == [(str(blob), copy)]
+    assert staging.stage_values(payload) == values and len(transport.puts) == 1
+    staged = pickle.loads(staged_payload(payload, staging.cwd, staging.remote_cwd, values))
+    args, _ = cloudpickle.loads(staged.args)
+    assert args == (ResultRef(copy),)
+    assert resolve_refs(args) == (list(range(50_000)),)
+    assert staging.stage_values(python_payload(square, 3)) == {}
 
 
 class _Copying(LocalTransport):

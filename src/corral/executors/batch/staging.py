@@ -41,6 +41,7 @@ from typing import Any
 
 from corral.errors import CommandError, CorralError, ExecutorError
 from corral.executors.base import Completion, Outcome, TaskSpec
+from corral.hashing import file_digest
 from corral.transport.base import Transport
 from corral.transport.ssh_helper import REMOTE_HELPER, parse_answer
 from corral.transport.staging import (
@@ -52,8 +53,9 @@ from corral.transport.staging import (
     returned_pairs,
     returned_problem,
     stamps,
+    value_refs,
 )
-from corral.transport.transfer import CACHE_DIR, send_once
+from corral.transport.transfer import CACHE_DIR, cache_path, send_once
 from corral.worker.execute import (
     MARKER_FILE,
     PAYLOAD_FILE,
@@ -143,6 +145,28 @@ class RemoteStaging:
             copied = stamps(local for local, _ in pairs)
             self._put(pairs)
             self._sent.update(copied)
+
+    def stage_values(self, payload: bytes) -> dict[str, str]:
+        """Send the engine's value files a Python payload names by reference
+        (:func:`~corral.transport.staging.value_refs`) to the login node's content cache, each
+        content once (plainly, without the helper); returns local file -> remote copy, for
+        :func:`~corral.transport.staging.staged_payload`. Used once the engine passes values by
+        reference to this executor (``stages_engine_files``)."""
+        refs = [r for r in value_refs(payload) if os.path.isfile(r)]
+        if not refs:
+            return {}
+        cache = posixpath.join(posixpath.dirname(self.base), CACHE_DIR)
+        values = {r: cache_path(cache, file_digest(r)) for r in refs}
+        if self._cache_ok:
+            try:
+                send_once(self.transport, self._helper, cache, [(r, None) for r in refs])
+                return values
+            except CommandError as exc:
+                self._cache_ok = False
+                log.warning("sending values without the content cache (the helper failed on the "
+                            "login node; it needs python3 there): %s", exc)
+        self.transport.put_many(list(values.items()))
+        return values
 
     def _put(self, pairs: list[tuple[str, str]]) -> None:
         """Copy input files through the login node's content cache
