@@ -124,3 +124,34 @@ def test_a_large_array_goes_between_tasks(ssh_rig: SSHRig, tmp_path: Path, share
     assert (value["sum"], value["last"]) == (float(sum(range(0, n, 4096))), float(n - 1))
     assert value["mapped"] == "mmap"
     assert out["rss"] < MB * 2**20, f"the engine's peak RSS was {out['rss'] >> 20} MiB"
+
+
+SHELL_PIPE = '''
+    from corral import pipeline, shell, task
+
+    @task
+    def big(n: int) -> str:
+        return "x" * n
+
+    @pipeline
+    def flow(n: int = 1):
+        return shell("printf %s {params[s]} | wc -c > {output}", params={"s": big(n)},
+                     outputs="n.txt")
+'''
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_a_large_value_reaches_a_shell_command_whole(ssh_rig: SSHRig, tmp_path: Path, shared: bool) -> None:
+    """A value over the inline limit substituted into a shell command is the value itself, not
+    a reference to its stored file (the command line is written by the engine)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "flow.py").write_text(textwrap.dedent(SHELL_PIPE))
+    options: dict[str, Any] = {
+        "hosts": [ssh_rig.url], "python": sys.executable, "shared_filesystem": shared,
+        "remote_workdir": str(tmp_path / "remote"), "poll_interval": 0.3, **ssh_rig.options}
+    n = INLINE_LIMIT + 4096  # (one argument of a command line is at most 128 KiB)
+    r = corral.run(corral.load_pipeline(project / "flow.py"), {"n": n}, executor="ssh",
+                   executor_options=options, workdir=project)
+    assert r.ok, r.errors
+    assert (project / "n.txt").read_text().strip() == str(n)

@@ -417,7 +417,7 @@ class Engine:
         try:
             resources = node_resources(node, real)
             self.executor.validate(resources)
-            kind, payload = self.payloads.payload(node, self._argument_loader())
+            kind, payload = self.payloads.payload(node, self._argument_loader(node))
         except CorralError as exc:
             self._fail(idx, str(exc))
             return None
@@ -473,14 +473,15 @@ class Engine:
             return self.store.load_value(key), None  # (which says what is missing)
         return b"", self.store.cas.path(row["digest"])
 
-    def _argument_loader(self) -> Callable[[Future], Any]:
+    def _argument_loader(self, node: Node) -> Callable[[Future], Any]:
         """How upstream values become a task's arguments: by reference to their stored blob
         for the local executor and those whose workers see this machine's files
         (``reads_engine_files``) or are sent them (``stages_engine_files``), by value elsewhere
-        (a remote worker cannot read them)."""
+        (a remote worker cannot read them) and for a shell task (its command line is written
+        here, with the values in it)."""
         ex = self.executor
         shared = ex.kind == "local" or ex.reads_engine_files or ex.stages_engine_files
-        return self.load_arg if shared else self.load_future
+        return self.load_arg if shared and node.kind is not NodeKind.SHELL else self.load_future
 
     def load_arg(self, fut: Future) -> Any:
         """The value of a future as an argument of a task (see :meth:`specs.Payloads.payload`):
