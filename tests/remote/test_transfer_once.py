@@ -98,14 +98,15 @@ import json, sys
 from corral.transport.ssh import SSHTransport
 t = SSHTransport.from_url(sys.argv[1], json.loads(sys.argv[2]))
 t.put_many([(sys.argv[3], sys.argv[4])])
+t.get_many([(sys.argv[4], sys.argv[3] + ".back")])
 t.close()
 '''
 
 
 @pytest.mark.parametrize("terminal", [True, False])
 def test_a_large_send_shows_progress_on_a_terminal_only(ssh_rig: SSHRig, tmp_path: Path, terminal: bool) -> None:
-    """A 70 MB file: a progress line on standard error when it is a terminal (forced with
-    FORCE_COLOR, as rich honours it), nothing when it is piped."""
+    """A 70 MB file sent and fetched back: a progress line each way on standard error when it
+    is a terminal (forced with FORCE_COLOR, as rich honours it), nothing when it is piped."""
     big = tmp_path / "big.bin"
     with big.open("wb") as fh:
         fh.truncate(70 * 2**20)
@@ -119,8 +120,10 @@ def test_a_large_send_shows_progress_on_a_terminal_only(ssh_rig: SSHRig, tmp_pat
                           check=False, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "remote" / "big.bin").stat().st_size == 70 * 2**20
+    assert (tmp_path / "big.bin.back").stat().st_size == 70 * 2**20
     if terminal:
         assert "corral: sending 1 file(s) to" in proc.stderr and "73.4" in proc.stderr, proc.stderr[-500:]
+        assert "corral: fetching from" in proc.stderr, proc.stderr[-500:]
     else:
         assert proc.stderr == ""
 

@@ -1,4 +1,4 @@
-"""A one-line progress display on standard error for large transfers.
+"""A one-line progress display on standard error for large transfers (sends and fetches).
 
 Shown only when the batch of files is at least :data:`PROGRESS_MIN` bytes and standard error is
 a terminal (as rich decides it: ``FORCE_COLOR`` or ``TTY_COMPATIBLE=1`` force one); quiet
@@ -55,4 +55,37 @@ def transfer_progress(what: str, total: int, console: Console | None = None) -> 
         progress.update(task, completed=total)
 
 
-__all__ = ["PROGRESS_MIN", "Advance", "batch_size", "transfer_progress"]
+class LazyProgress:
+    """A progress line for a batch whose sizes are only learnt as the copies run (files
+    fetched from a host): shown from the first file of :data:`PROGRESS_MIN` bytes or more, when
+    standard error is a terminal; smaller files are not counted. Use it as a context manager
+    and call :meth:`advance` as copies progress (from any thread)."""
+
+    def __init__(self, what: str, console: Console | None = None) -> None:
+        self.what = what
+        self.console = console or Console(stderr=True)
+        self.progress: Progress | None = None
+        self.totals: dict[str, int] = {}
+        self.done: dict[str, int] = {}
+
+    def advance(self, name: str, copied: int, total: int) -> None:
+        if total < PROGRESS_MIN or not self.console.is_terminal:
+            return
+        if self.progress is None:
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                     TransferSpeedColumn(), console=self.console)
+            self.progress.start()
+            self.progress.add_task(self.what, total=0)
+        self.totals[name], self.done[name] = total, copied
+        task = self.progress.task_ids[0]
+        self.progress.update(task, total=sum(self.totals.values()), completed=sum(self.done.values()))
+
+    def __enter__(self) -> LazyProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+__all__ = ["PROGRESS_MIN", "Advance", "LazyProgress", "batch_size", "transfer_progress"]

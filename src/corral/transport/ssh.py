@@ -10,8 +10,9 @@ and the SSH executor use it like ``LocalTransport``.
 - A connection found dropped (closed, lost, channel refused) is re-opened once and the operation
   retried once. Callers whose commands must not run twice make them idempotent.
 - Files move over SFTP. ``write_bytes`` and ``put`` are atomic: a temporary name, then a rename.
-  A ``put_many`` batch of :data:`~corral.transport.progress.PROGRESS_MIN` bytes or more shows a
-  progress line on standard error when it is a terminal (:mod:`corral.transport.progress`).
+  A ``put_many`` batch of :data:`~corral.transport.progress.PROGRESS_MIN` bytes or more, and a
+  ``get_many`` of files that large, show a progress line on standard error when it is a
+  terminal (:mod:`corral.transport.progress`).
 - Host keys are checked against ``known_hosts`` (default ``~/.ssh/known_hosts``). Checking is off
   only when the setting is explicitly ``None`` (or the string ``"none"``), and a warning is logged.
 
@@ -40,7 +41,7 @@ import asyncssh
 
 from corral.errors import CommandError, ConfigError, ExecutorError
 from corral.transport.base import CommandResult, Transport
-from corral.transport.progress import Advance, batch_size, transfer_progress
+from corral.transport.progress import Advance, LazyProgress, batch_size, transfer_progress
 
 log = logging.getLogger(__name__)
 
@@ -464,11 +465,13 @@ class SSHTransport(Transport):
         if not pairs:
             return []
 
-        async def op(sftp: asyncssh.SFTPClient) -> list[str]:
-            got = await asyncio.gather(*(_get_one(sftp, rem, loc) for rem, loc in pairs))
-            return [rem for (rem, _), ok in zip(pairs, got, strict=True) if ok]
+        with LazyProgress(f"corral: fetching from {self.settings.host}") as progress:
 
-        return self._sftp_call("get", pairs[0][0], op)
+            async def op(sftp: asyncssh.SFTPClient) -> list[str]:
+                got = await asyncio.gather(*(_get_one(sftp, rem, loc, progress) for rem, loc in pairs))
+                return [rem for (rem, _), ok in zip(pairs, got, strict=True) if ok]
+
+            return self._sftp_call("get", pairs[0][0], op)
 
     def close(self) -> None:
         """Close the connection and stop the event loop thread."""
@@ -547,11 +550,15 @@ async def _put_one(sftp: asyncssh.SFTPClient, local: str, remote: str, advance: 
     await _replace(sftp, tmp, remote)
 
 
-async def _get_one(sftp: asyncssh.SFTPClient, remote: str, local: str) -> bool:
+async def _get_one(sftp: asyncssh.SFTPClient, remote: str, local: str, progress: LazyProgress) -> bool:
     Path(local).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(local).with_name(f".{Path(local).name}.{uuid.uuid4().hex[:12]}.tmp")
+
+    def handler(src: bytes, dst: bytes, copied: int, total: int) -> None:
+        progress.advance(remote, copied, total)
+
     try:
-        await sftp.get(remote, str(tmp))
+        await sftp.get(remote, str(tmp), progress_handler=handler)
     except asyncssh.SFTPNoSuchFile:
         return False
     os.replace(tmp, local)
