@@ -109,6 +109,37 @@ def timed(get: Callable[[], Any], repeat: int) -> list[float]:
     return out
 
 
+def timed_call(call: Callable[[], Any], repeat: int) -> list[float]:
+    call()  # warm-up
+    out = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        call()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def context_rows(wd: Path, run_id: str, repeat: int) -> list[tuple[str, list[float]]]:
+    """The report's context of the real run with the run page's two figures and with all three
+    (the HTML report's), interleaved so that both see the same load."""
+    from corral.report import load_run, report_context
+    from corral.report.metrics import compute_metrics
+    from corral.store import Store
+    from corral.web.views import SHOWN_FIGURES
+
+    store = Store.open(wd)
+    data = load_run(store, run_id)
+    m = compute_metrics(data)
+    page: list[float] = []
+    full: list[float] = []
+    for _ in range(repeat):
+        page += timed_call(lambda: report_context(data, m, figures=SHOWN_FIGURES), 1)
+        full += timed_call(lambda: report_context(data, m), 1)
+    store.close()
+    return [("report context of 201 tasks, the page's 2 figures", page),
+            ("report context of 201 tasks, all 3 (the HTML report's)", full)]
+
+
 def first_view(client: Any, run_id: str) -> Any:
     """The run page drawn anew: the dashboard keeps an ended run's figures after its first view."""
     from corral.web.views import ended_run_parts
@@ -126,7 +157,6 @@ def measure(wd: Path, runs: int, jobs: int, repeat: int) -> list[tuple[str, list
     from fastapi.testclient import TestClient
 
     from corral.gateway.app import create_app as gateway_app
-    from corral.gateway.pages import mount
     from corral.gateway.settings import Settings
     from corral.web.app import create_app
 
@@ -145,6 +175,7 @@ def measure(wd: Path, runs: int, jobs: int, repeat: int) -> list[tuple[str, list
         ("run page, real run of 201 tasks, first view", timed(lambda: first_view(ui, real), repeat)),
         ("run page, real run of 201 tasks, again", timed(lambda: ui.get(f"/runs/{real}"), repeat)),
         ("run page, a run of 6 tasks, first view", timed(lambda: first_view(ui, some), repeat)),
+        *context_rows(wd, real, repeat),
     ]
     if jobs:
         gw = wd / "gateway"
@@ -152,11 +183,11 @@ def measure(wd: Path, runs: int, jobs: int, repeat: int) -> list[tuple[str, list
         t0 = time.perf_counter()
         store, user, admin = fill_jobs(gw, jobs)
         print(f"filled {jobs:,} jobs in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-        app = gateway_app(Settings(workdir=gw, run_jobs=False), store=store)
-        mount(app)
+        app = gateway_app(Settings(workdir=gw, run_jobs=False), store=store)  # its pages at /
         with TestClient(app) as client:
             login(client, user)
-            rows.append((f"gateway: a user's jobs ({jobs // 20:,})", timed(lambda: client.get("/jobs"), repeat)))
+            rows.append((f"gateway: a user's and their project's jobs ({jobs // 5:,})",
+                         timed(lambda: client.get("/jobs"), repeat)))
             job = client.get("/jobs").text.split('data-job="', 1)[1].split('"', 1)[0]
             rows.append(("gateway: a job's page", timed(lambda: client.get(f"/jobs/{job}"), repeat)))
             login(client, admin)
