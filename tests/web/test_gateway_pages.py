@@ -232,14 +232,17 @@ def test_admin_sets_a_quota_that_the_member_sees(gateway: Gateway, browser: Brow
     assert browser.errors == []
 
 
+@pytest.mark.parametrize("system", ["local", "cluster"])
 def test_a_pipeline_job_from_the_form_watched_to_its_graph(gateway: Gateway, browser: Browser,
-                                                          tmp_path: Path) -> None:
+                                                          tmp_path: Path, system: str) -> None:
     """A pipeline of the gateway's pipelines directory submitted through the form (its parameters
-    checked beside the field), followed to completion on the job's page, its run's graph and
-    timeline drawn by corral.web's run page; a second user gets 404 for all of it, a member of
-    the job's project reads it but cannot cancel it."""
+    checked beside the field) on the local system and on the rig's SLURM, followed to completion
+    on the job's page, its run's graph and timeline drawn by corral.web's run page; a second user
+    gets 404 for all of it, a member of the job's project reads it but cannot cancel it."""
+    if system == "cluster":
+        require_slurm()  # the pipeline's tasks as SLURM jobs
     page, url = browser.page, gateway.url
-    gateway.store.create_project("bench", 10.0, members=["alice", "carol"])  # on the local system
+    gateway.store.create_project("bench", 10.0, members=["alice", "carol"], system=system)
     carol = gateway.store.create_token("carol")
     _login(browser, url, gateway.alice)
     page.goto(f"{url}/jobs/new")
@@ -274,6 +277,8 @@ def test_a_pipeline_job_from_the_form_watched_to_its_graph(gateway: Gateway, bro
     page.wait_for_selector("#graph .main-svg")  # drawn by Plotly from the report's figure
     page.wait_for_selector("#timeline .main-svg")
     assert page.locator("#run-state").inner_text() == "succeeded"
+    executor = "slurm" if system == "cluster" else "local"  # the project's HPC system ran its tasks
+    assert executor in page.locator("dl.facts").inner_text()
     assert page.get_by_role("link", name="Cancel run").count() == 0  # cancelled through its job
     assert page.get_by_role("button", name="Log out").count() == 1  # the gateway's layout
     report = page.request.get(f"{url}/jobs/{job_id}/runs/{run_id}/report.html")
