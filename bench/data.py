@@ -102,7 +102,7 @@ DRIVER = textwrap.dedent('''
     print(json.dumps({"wall": wall, "rss": rss}))
     ''')
 
-SLURM_OPTIONS = {"poll_interval": 0.3, "max_poll_interval": 1.0, "marker_interval": 0.2}
+SLURM_OPTIONS: dict[str, object] = {"poll_interval": 0.3, "max_poll_interval": 1.0, "marker_interval": 0.2}
 
 
 def executor_options(executor: str) -> dict[str, object]:

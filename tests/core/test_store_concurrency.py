@@ -29,7 +29,7 @@ from corral.store.outage import OUTAGE_LIMIT_ENV, outage_limit
 from .corehelp import need, rig_env, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-ENGINES, ROUNDS = 8, 20
+ENGINES, ROUNDS = 8, 10  # 80 engines on a fresh store per database; the suite has a time budget
 
 TINY = '''
 from corral import pipeline, task
