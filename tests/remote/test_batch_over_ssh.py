@@ -87,6 +87,32 @@ def test_profile_with_ssh_transport_runs_a_pipeline(ssh_rig: SSHRig, tmp_path: P
     assert attempts and all(a["native_id"] for a in attempts)
 
 
+def test_a_large_value_goes_between_tasks_by_reference(ssh_rig: SSHRig, tmp_path: Path) -> None:
+    """SLURM through an ssh transport (no shared file system): a value over the inline limit
+    reaches the next task as a file sent to the login node's content cache, named in the
+    payload by reference, not written into the payload itself."""
+    import corral
+
+    options = {"transport": ssh_rig.url, "transport_options": {
+        **{k: v for k, v in ssh_rig.options.items() if v is not None}, "shared_filesystem": False},
+        "poll_interval": 0.2, "max_poll_interval": 1.0, "marker_interval": 0.1,
+        "remote_workdir": str(tmp_path / "remote")}
+    (tmp_path / "pipe.py").write_text(
+        "from corral import task, pipeline\n"
+        "@task\ndef big(n: int) -> str:\n    return 'x' * n\n"
+        "@task\ndef size(s: str) -> int:\n    return len(s)\n"
+        "@pipeline\ndef p(n: int = 1):\n    return size(big(n))\n"
+    )
+    pipe = corral.load_pipeline(tmp_path / "pipe.py")
+    n = 3 * 2**20  # far over the 64 KiB inline limit
+    result = corral.run(pipe, {"n": n}, executor="slurm", executor_options=options, jobs=4,
+                        workdir=tmp_path)
+    assert result.ok, result.errors
+    assert result.value == n
+    cached = [f for f in (tmp_path / "remote").rglob(".corral-cache/*/*") if f.is_file()]
+    assert any(f.stat().st_size > n for f in cached), cached  # the value went as a file
+
+
 def test_profile_transport_errors_are_one_line(tmp_path: Path) -> None:
     from corral.errors import ConfigError
     from corral.executors import create_executor

@@ -164,6 +164,7 @@ class BatchExecutor(Executor):
             settings.remote_cleanup)
         """Attempt directories on the scheduler's side when the work directory is not shared."""
         self.reads_engine_files = self.transport.shared_filesystem
+        self.stages_engine_files = not self.transport.shared_filesystem  # sent once per content
         self._fetching: list[Completion] = []
         self.submit_calls = 0
         """Number of submit commands run (one per single job or array job)."""
@@ -355,7 +356,8 @@ class BatchExecutor(Executor):
         self.transport.makedirs(workdir)
         payload = self.launched(spec, workdir)
         if self.staging is not None:
-            payload = staged_payload(payload, self.staging.cwd, self.staging.remote_cwd)
+            values = self.staging.stage_values(payload)  # upstream values passed by reference
+            payload = staged_payload(payload, self.staging.cwd, self.staging.remote_cwd, values)
         self.transport.write_bytes(os.path.join(workdir, PAYLOAD_FILE), payload)
         if self.staging is not None:
             self.staging.stage(spec)
