@@ -22,7 +22,7 @@ from corral import pipeline, task
 
 @task
 def nap(i: int) -> int:
-    time.sleep(6)
+    time.sleep(3)
     return i
 
 @pipeline

@@ -20,4 +20,4 @@ def test_small_web_benchmark_serves_every_page() -> None:
     assert any(n.startswith("runs list, page 1 of 121 runs") for n in names), names
     assert any(n.startswith("run page, real run of 201 tasks") for n in names), names
     assert any(n.startswith("gateway: all jobs (40)") for n in names), names
-    assert len(rows) == 11, proc.stdout
+    assert len(rows) == 13, proc.stdout  # its pages and the two report-context rows
