@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 import pytest
 
@@ -23,3 +28,31 @@ def _signal_dispositions_unchanged(request: pytest.FixtureRequest) -> Iterator[N
     if changed:
         pytest.fail(f"{request.node.nodeid} changed the handling of {', '.join(changed)}; "
                     "restore it in the test", pytrace=False)
+
+
+@contextmanager
+def _served(app: Any) -> Iterator[str]:
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+@pytest.fixture
+def serve() -> Callable[[Any], AbstractContextManager[str]]:
+    """Serve an ASGI app (a gateway) with uvicorn on a free loopback port, for a real client:
+    ``with serve(app) as url: ...``."""
+    return _served

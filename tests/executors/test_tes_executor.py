@@ -9,16 +9,15 @@ import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-import uvicorn
 
 import corral
 from corral.errors import ConfigError
@@ -67,28 +66,18 @@ class _Counting:
 
 
 @pytest.fixture
-def remote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Remote]:
+def remote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+           serve: Callable[[Any], AbstractContextManager[str]]) -> Iterator[Remote]:
     home = tmp_path / "gateway"
     home.mkdir()
     store = GatewayStore(default_url(home))
     store.create_project("lab", 1000.0, members=["alice"], max_concurrent_jobs=10)
     token = store.create_token("alice")
     monkeypatch.setenv(TOKEN_ENV, token)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     seen: list[tuple[str, str, dict[str, list[str]]]] = []
     app = _Counting(create_app(Settings(workdir=home, poll_seconds=0.05), store=store), seen)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield Remote(f"http://127.0.0.1:{port}", store, token, seen)
-    server.should_exit = True
-    thread.join(timeout=20)
+    with serve(app) as url:
+        yield Remote(url, store, token, seen)
     store.close()
 
 

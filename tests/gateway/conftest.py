@@ -6,18 +6,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import threading
-import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from fastapi.testclient import TestClient
 
 from corral.gateway.app import create_app
@@ -110,18 +108,7 @@ def gateway(tmp_path: Path, store: GatewayStore) -> Iterator[Gateway]:
 
 
 @pytest.fixture
-def server(tmp_path: Path, store: GatewayStore) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    app = create_app(Settings(workdir=tmp_path, poll_seconds=0.05), store=store)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=20)
+def server(tmp_path: Path, store: GatewayStore,
+           serve: Callable[[Any], AbstractContextManager[str]]) -> Iterator[str]:
+    with serve(create_app(Settings(workdir=tmp_path, poll_seconds=0.05), store=store)) as url:
+        yield url

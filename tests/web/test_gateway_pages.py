@@ -8,15 +8,13 @@ screenshotted and has no console error."""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
-import uvicorn
 
 from corral.gateway.app import create_app
 from corral.gateway.settings import Settings
@@ -57,7 +55,7 @@ class Gateway:
 
 
 @pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[Gateway]:
+def gateway(tmp_path: Path, serve: Callable[[Any], AbstractContextManager[str]]) -> Iterator[Gateway]:
     (tmp_path / "gateway.toml").write_text(SYSTEMS)
     (tmp_path / "pipelines").mkdir()
     (tmp_path / "pipelines" / "chain.py").write_text(CHAIN)
@@ -66,19 +64,8 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
     store.create_project("elsewhere", 50.0, members=["bob"])
     tokens = store.create_token("alice"), store.create_token("bob"), store.create_token("root", admin=True)
     app = create_app(Settings(workdir=tmp_path, poll_seconds=0.05), store=store)  # pages at /
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield Gateway(f"http://127.0.0.1:{port}", store, *tokens)
-    server.should_exit = True
-    thread.join(timeout=20)
+    with serve(app) as url:
+        yield Gateway(url, store, *tokens)
     store.close()
 
 
