@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from corral.export import export_script
 from corral.store import Store
 from examples.test_datapipe import EXAMPLE, SHARDS, _check_outputs, server  # noqa: F401
 
-from .test_detach import _wait, sched  # noqa: F401 - sched is a fixture
+from .test_detach import _drained, _wait, sched  # noqa: F401 - sched is a fixture
 
 WIDE = '''
 import os
@@ -125,9 +126,9 @@ def _attempt_states(store: Store, run_id: str) -> dict[str, list[str]]:
     return out
 
 
-@pytest.mark.slow
-def test_thousand_element_map_is_two_submissions(tmp_path: Path, sched: str,
-                                                 submissions: Path) -> None:
+def _submit_thousand(tmp_path: Path, sched: str, submissions: Path) -> tuple[str, Any, str]:
+    """A detached 1,000-element map plus its gather: checks the two submissions and the array
+    job's script; returns the run's id, its state and the array's job id."""
     run_id = submit_detached(_load(tmp_path, "wide"), {"n": 1000}, _cfg(tmp_path, sched))
     calls = _calls(submissions)
     assert len(calls) == 2, calls  # the squares' array job, then total waiting on it
@@ -143,6 +144,16 @@ def test_thousand_element_map_is_two_submissions(tmp_path: Path, sched: str,
     assert [t.native_id for t in squares] == [f"{array_id}{sep}{i}" for i in range(1, 1001)]
     script = next(Path(state.cwd, ".corral").rglob("arrays/*/job.sh")).read_text()
     assert ("#SBATCH --array=1-1000%50" if sched == "slurm" else "#$ -tc 50") in script, script
+    return run_id, state, array_id
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sched", ["slurm"], indirect=True)
+def test_thousand_element_map_is_two_submissions(tmp_path: Path, sched: str,
+                                                 submissions: Path) -> None:
+    """Run to its end (about two minutes on the rig: 1,000 worker start-ups on two cores)."""
+    run_id, state, _ = _submit_thousand(tmp_path, sched, submissions)
+    store = Store.open(tmp_path)
     # few reconciles (each reads up to 1,000 markers and asks the scheduler once, taking CPU
     # from the elements): watch total's marker, reconcile every 30 s in case the run failed
     total = next(t for t in state.tasks.values() if t.name == "total")
@@ -158,6 +169,43 @@ def test_thousand_element_map_is_two_submissions(tmp_path: Path, sched: str,
     assert corral.Client(tmp_path).run(run_id).task_result("total") == sum(
         i * i for i in range(1000))
     assert len(_calls(submissions)) == 2  # reconciling submitted nothing
+
+
+@pytest.mark.parametrize("sched", ["sge"], indirect=True)
+def test_thousand_element_array_cancelled_midway(tmp_path: Path, sched: str,
+                                                 submissions: Path) -> None:
+    """The same 1,000-element array on Grid Engine, cancelled once its first elements ran:
+    what finished stays succeeded (a rerun reuses it), the rest and the held gather are
+    deleted. (Running all 1,000 to the end is the SLURM test's job: two minutes of worker
+    start-ups on this machine's two cores.)"""
+    run_id, state, array_id = _submit_thousand(tmp_path, sched, submissions)
+    markers = [Path(t.workdir, "exit.json") for t in state.tasks.values() if t.name != "total"]
+    deadline = time.time() + 120
+    while sum(m.exists() for m in markers) < 40:
+        assert time.time() < deadline, "fewer than 40 elements ran in 120 s"
+        time.sleep(0.5)
+    out = subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "corral.cli.app", "cancel", run_id, "--workdir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    total = next(t for t in state.tasks.values() if t.name == "total")
+    _drained(sched, [array_id, (total.native_id or "").split(".")[0]], timeout=60)
+    store = Store.open(tmp_path)
+    assert store.get_run(run_id)["state"] == "cancelled"
+    done = {m.parent.name for m in markers if m.exists()}
+    states = {t["name"]: t["state"] for t in store.tasks(run_id)}
+    succeeded = [name for name, st in states.items() if st == "succeeded"]
+    assert len(succeeded) >= 40, states
+    assert set(states.values()) == {"succeeded", "cancelled"}, set(states.values())
+    assert states["total"] == "cancelled"
+    assert len(succeeded) <= len(done)  # only elements that wrote their marker succeeded
+    run = corral.Client(tmp_path).run(run_id)
+    for name in succeeded[:5]:  # their results are recorded: a rerun takes them from the cache
+        i = int(name.removeprefix("square[").removesuffix("]"))
+        assert run.task_result(name) == i * i
+    assert not Path(total.workdir, "exit.json").exists()
+    assert len(_calls(submissions)) == 2  # cancelling submitted nothing
 
 
 def test_failed_elements_retried_alone_as_one_array(tmp_path: Path, sched: str,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from corral.errors import CorralError, TaskFailed, UsageError
-from corral.states import TERMINAL_RUN_STATES, RunState
+from corral.states import TERMINAL_RUN_STATES, AttemptState, RunState
 from corral.store.rows import RunRow
 from corral.store.store import HEARTBEAT_STALE, Store
 
@@ -207,6 +207,8 @@ def cancel_run(store: Store, run_id: str) -> Cancelled:
         return Cancelled(rid, True, 0)
     if RunState(run_row["state"]) in TERMINAL_RUN_STATES:
         raise UsageError(f"run {rid} already ended ({run_row['state']}); nothing to cancel")
+    if RunState(run_row["state"]) in (RunState.DETACHED, RunState.EXPORTED):
+        return _cancel_detached(store, rid)
     rows = [r for r in store.inflight_attempts(rid) if r["native_id"]]
     if rows:
         from corral.executors.base import AttemptRef
@@ -219,3 +221,18 @@ def cancel_run(store: Store, run_id: str) -> Cancelled:
     store.mark_cancelled(rid)
     store.update_run(rid, state=RunState.CANCELLED.value, control="none")
     return Cancelled(rid, False, len(rows))
+
+
+def _cancel_detached(store: Store, run_id: str) -> Cancelled:
+    """A detached or exported run: the tasks whose jobs already wrote their exit markers are
+    recorded as they ended (so a rerun reuses their results), the other jobs are deleted and
+    their tasks cancelled. The reconciler does it under the run's claim; if another process
+    holds the claim, it finds the request when it is done and cancels then."""
+    from .detached import reconcile as reconcile_detached
+
+    before = {r["id"] for r in store.inflight_attempts(run_id) if r["native_id"]}
+    store.update_run(run_id, control="cancel")
+    reconcile_detached(store, run_id)
+    cancelled = sum(1 for a in store.attempts(run_id)
+                    if a["id"] in before and a["state"] == AttemptState.CANCELLED.value)
+    return Cancelled(run_id, False, cancelled)

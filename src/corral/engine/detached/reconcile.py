@@ -76,6 +76,8 @@ def _reconcile(store: Store, run: dict[str, Any], state: DetachedRun,
     try:
         p = Reconciling(store, run, state, sched, lost_after)
         if run.get("control") == "cancel":
+            _read_markers(p)  # what finished is kept (a rerun reuses it), then the rest goes
+            p.rec.flush()
             return cancel_requested(p)
         pending = _read_markers(p)
         _skip_below_failures(p, pending)

@@ -39,7 +39,7 @@ from corral.errors import CorralError
 from corral.executors.base import Outcome, TaskKind, TaskSpec
 from corral.executors.batch.base import BatchExecutor
 from corral.resources import Resources
-from corral.states import LIVE_ATTEMPT_STATES, AttemptState, RunState, TaskState, check_task
+from corral.states import AttemptState, RunState, TaskState, check_task
 from corral.store import Store
 from corral.store.rows import plain
 from corral.worker.execute import PAYLOAD_FILE, RESULT_FILE
@@ -117,9 +117,9 @@ class Reconciling:
 
 
 def cancel_requested(p: Reconciling) -> str:
-    """``corral cancel`` found the claim held and left a request: do what it would have done."""
-    live = [a["native_id"] for a in p.attempts.values()
-            if a["state"] in LIVE_ATTEMPT_STATES and a["native_id"]]
+    """``corral cancel`` asked for it: delete the jobs of the attempts still live (those that
+    finished were recorded from their markers first) and cancel the unfinished tasks."""
+    live = [a["native_id"] for a in p.store.inflight_attempts(p.run["id"]) if a["native_id"]]
     p.sched.delete(live)
     run_id = p.run["id"]
     p.store.mark_cancelled(run_id)
