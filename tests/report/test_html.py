@@ -13,10 +13,10 @@ import pytest
 
 from corral.errors import UsageError
 from corral.report._figures import timeline_figure
-from corral.report._format import Clock, duration, timestamp
 from corral.report._layout import concurrency, layers, pack_lanes
 from corral.report.html import tail_file, write_report
 from corral.report.metrics import run_metrics
+from corral.report.units import Clock, duration, timestamp
 from corral.store import Store
 
 from .report_rows import RunBuilder, build_large

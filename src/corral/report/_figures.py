@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from corral.report import _format as fmt
+from corral.report import units as fmt
 from corral.report._layout import concurrency, layers, order_in_layers, pack_lanes
 from corral.report.metrics import AttemptMetrics, RunMetrics, TaskMetrics
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.report import _format as fmt
+from corral.report import units as fmt
 from corral.store.rows import plain
 from corral.store.store import Store
 

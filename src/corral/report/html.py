@@ -21,7 +21,7 @@ from typing import Any
 from corral.errors import UsageError
 from corral.optional import require
 from corral.report import _figures
-from corral.report import _format as fmt
+from corral.report import units as fmt
 from corral.report._data import RunData, load_run
 from corral.report.metrics import RunMetrics, TaskMetrics, compute_metrics
 from corral.store.store import Store

@@ -20,7 +20,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from corral.errors import RunNotFound
-from corral.report import _format as fmt
+from corral.report import units as fmt
 from corral.report._data import attempt_row
 from corral.store.rows import plain
 from corral.store.store import Store

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from corral.report import _format as fmt
+from corral.report import units as fmt
 from corral.report._data import (
     RunData,
     cores_of,

@@ -21,7 +21,7 @@ from typing import Any
 
 from corral.errors import UsageError
 from corral.optional import require
-from corral.report import _format as fmt
+from corral.report import units as fmt
 from corral.report._data import RunData, cpu_of, load_run, wall_of
 from corral.store.store import Store
 

@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from corral.report import _format as fmt
+from corral.report import units as fmt
 from corral.report.compare import Comparison, Explanation, Reason
 from corral.report.metrics import RunMetrics, RunSummary
 

@@ -25,31 +25,13 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 
 from corral.optional import require
+from corral.report.units import duration, percent
 
 STATIC_DIR = Path(__file__).with_name("static")
 EVENT_POLL_SECONDS = 1.0
 """How often an event stream looks at the store for a change."""
 EVENT_MAX_SECONDS = 3600.0
 """An event stream ends after this long (the page's script then reconnects)."""
-
-
-def duration(seconds: float | None) -> str:
-    """``0.35 s``, ``42 s``, ``3m 12s``, ``2h 05m``, ``3d 04h``; ``-`` when unknown."""
-    if seconds is None:
-        return "-"
-    s = max(0.0, float(seconds))
-    if s < 10:
-        return f"{s:.2f} s" if s < 1 else f"{s:.1f} s"
-    if s < 60:
-        return f"{s:.0f} s"
-    m, sec = divmod(int(round(s)), 60)
-    if m < 60:
-        return f"{m}m {sec:02d}s"
-    h, m = divmod(m, 60)
-    if h < 48:
-        return f"{h}h {m:02d}m"
-    d, h = divmod(h, 24)
-    return f"{d}d {h:02d}h"
 
 
 def when(unix: float | None) -> str:
@@ -68,10 +50,6 @@ def size(nbytes: float | None) -> str:
             return f"{value:.0f}{unit}" if unit == "B" or value >= 100 else f"{value:.1f}{unit}"
         value /= 1024
     return "-"
-
-
-def percent(ratio: float | None) -> str:
-    return "-" if ratio is None else f"{100 * ratio:.0f}%"
 
 
 def number(value: float | None, digits: int = 2) -> str:

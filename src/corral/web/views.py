@@ -16,13 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from corral.errors import CorralError, UsageError
-from corral.report import load_run, report_context
+from corral.report import load_run, report_context, units
 from corral.report.metrics import compute_metrics
 from corral.states import TERMINAL_RUN_STATES, RunState, TaskState
 from corral.store.listing import RunFilter
 from corral.store.store import Store
-
-from . import render
 
 PAGE_SIZE = 50
 ENDED_TASK_STATES = frozenset({TaskState.SUCCEEDED, TaskState.CACHED, TaskState.FAILED,
@@ -74,7 +72,7 @@ def progress(run: Mapping[str, Any], counts: Mapping[str, int], now: float) -> d
         "id": run["id"], "state": run["state"], "done": ended, "total": total,
         "failed": counts.get(TaskState.FAILED, 0), "cached": counts.get(TaskState.CACHED, 0),
         "percent": round(100 * ended / total) if total else 0,
-        "duration": seconds, "duration_text": render.duration(seconds),
+        "duration": seconds, "duration_text": units.duration(seconds),
     }
 
 

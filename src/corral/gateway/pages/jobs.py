@@ -12,6 +12,7 @@ from fastapi import FastAPI, Form, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 
 from corral.errors import CorralError
+from corral.report import units
 from corral.web import render
 from corral.web.views import ENDED_TASK_STATES
 
@@ -93,7 +94,7 @@ def snapshot(job: dict[str, Any], run: dict[str, Any] | None = None) -> dict[str
     if run is not None:
         done, total = sum(t["state"] in ENDED_TASK_STATES for t in run["tasks"]), len(run["tasks"])
     return {"id": job["id"], "state": job["state"], "ended": ended, "done": done, "total": total,
-            "duration": runtime, "duration_text": render.duration(runtime)}
+            "duration": runtime, "duration_text": units.duration(runtime)}
 
 
 def live(request: Request, user: Caller, job_id: str) -> dict[str, Any]:
