@@ -4,6 +4,7 @@ shell unquoted; the HPC system's limits refuse a job before anything is submitte
 
 from __future__ import annotations
 
+import subprocess
 import time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ max_nodes = 1
 max_cores_per_node = 2
 max_walltime_hours = 1
 queues = ["debug"]
+max_memory_gb = 2
 [systems.cluster.options]
 poll_interval = 0.2
 max_poll_interval = 1.0
@@ -101,13 +103,42 @@ def test_limits_refuse_before_submission(server: str, store: GatewayStore) -> No
     with httpx.Client(base_url=server, headers=headers, timeout=10) as client:
         cases: list[tuple[dict[str, object], str]] = [
             ({"nodes": 2}, "at most 1 node(s)"), ({"cores_per_node": 8}, "at most 2 core(s)"),
-                            ({"walltime_hours": 5}, "at most 1 h"), ({"queue": "long"}, "no queue 'long'")]
+            ({"walltime_hours": 5}, "at most 1 h"), ({"queue": "long"}, "no queue 'long'"),
+            ({"memory_gb": 3}, "allows at most 2 GB of memory per node; this job asks for 3 GB")]
         for body, words in cases:
             r = client.post("/api/v1/jobs", json={"command": "true", **body})
             assert r.status_code == 400 and words in r.json()["detail"], r.text
+        for params, words in [
+            ({"partition": "x", "qos": "normal"},
+             "takes no backend parameter partition; allowed: account, constraint, qos"),
+            ({"account": "lab\n#SBATCH --wrap=id"},
+             "backend parameter account='lab\\n#SBATCH --wrap=id' is not a plain"),
+            ({"qos": "a b"}, "is not a plain name")]:
+            r = client.post("/api/v1/jobs", json={"command": "true", "backend_parameters": params})
+            assert r.status_code == 422 and words in r.json()["detail"], r.text
         r = client.get("/api/v1/jobs")
         assert r.json()["total"] == 0  # nothing was queued, nothing reserved
         assert client.get("/api/v1/projects/hpc").json()["reserved_core_hours"] == 0
         [system] = client.get("/api/v1/systems").json()
         assert system == {"name": "cluster", "kind": "slurm", "max_nodes": 1, "max_cores_per_node": 2,
-                          "max_walltime_hours": 1.0, "queues": ["debug"]}
+                          "max_walltime_hours": 1.0, "queues": ["debug"], "max_memory_gb": 2.0,
+                          "backend_parameters": ["account", "constraint", "qos"]}
+
+
+def test_memory_and_backend_parameters_reach_slurm(server: str, store: GatewayStore, tmp_path: Path) -> None:
+    store.create_project("hpc", 10.0, members=["alice"], system="cluster")
+    headers = {"Authorization": f"Bearer {store.create_token('alice')}"}
+    with httpx.Client(base_url=server, headers=headers, timeout=10) as client:
+        r = client.post("/api/v1/jobs", json={"command": "true", "walltime_hours": 0.1, "memory_gb": 1,
+                                              "backend_parameters": {"qos": "normal"}})
+        assert r.status_code == 201, r.text
+        assert (r.json()["memory_gb"], r.json()["backend_parameters"]) == (1.0, {"qos": "normal"})
+        deadline = time.monotonic() + 180
+        while (job := client.get(f"/api/v1/jobs/{r.json()['id']}").json())["state"] != "completed":
+            assert not job["terminal_stage"] and time.monotonic() < deadline, job
+            time.sleep(0.2)
+    script = (tmp_path / ".corral" / "gateway-jobs" / job["id"] / ".corral" / "job.sh").read_text()
+    assert "#SBATCH --mem=1024M" in script and "#SBATCH --qos=normal" in script, script
+    shown = subprocess.run(["scontrol", "show", "job", job["native_id"]],  # noqa: S603
+                           capture_output=True, text=True, check=True, timeout=30).stdout.split()
+    assert {"MinMemoryNode=1G", "QOS=normal"} <= set(shown), shown  # what SLURM itself holds for the job

@@ -138,10 +138,10 @@ def _response(error: requests.HTTPError) -> requests.Response:
     return error.response
 
 
-def _refused(client: tes.HTTPClient, task: tes.Task) -> str:
+def _refused(client: tes.HTTPClient, task: tes.Task, status: int = 400) -> str:
     with pytest.raises(requests.HTTPError) as err:
         client.create_task(task)
-    assert _response(err.value).status_code == 400, _response(err.value).text
+    assert _response(err.value).status_code == status, _response(err.value).text
     detail: str = _response(err.value).json()["detail"]
     return detail
 
@@ -182,8 +182,13 @@ def test_backend_parameters_nodes_and_walltime(alice: tes.HTTPClient, store: Gat
     assert job["core_hours_reserved"] == 3.0
     got = alice.get_task(task_id, "BASIC").resources
     assert got.cpu_cores == 2 and got.backend_parameters == {"nodes": "3", "walltime_hours": "0.5"}
+    memory_id = alice.create_task(tes.Task(executors=[tes.Executor(image="a", command=["true"])],
+                                           resources=tes.Resources(ram_gb=1.5)))
+    assert store.get_job(None, memory_id)["memory_gb"] == 1.5
+    assert alice.get_task(memory_id, "BASIC").resources.ram_gb == 1.5
     assert "walltime_hours" in _refused(alice, task(walltime_hours="soon"))
     assert "out of range" in _refused(alice, task(nodes="0"))
-    assert "queue" in _refused(alice, task(queue="long"))  # strict: an unsupported parameter is refused
+    refused = _refused(alice, task(queue="long"), 422)  # strict: an unsupported parameter is refused
+    assert "no backend parameter queue; allowed: none" in refused, refused  # the local system takes none
     alice.create_task(tes.Task(executors=[tes.Executor(image="a", command=["true"])],
                                resources=tes.Resources(backend_parameters={"queue": "long"})))  # not strict: ignored

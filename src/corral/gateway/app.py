@@ -41,7 +41,7 @@ from .store import (
 from .systems import HpcSystem, checker, load_systems, load_tools, tool_command
 
 API = "/api/v1"
-MAX_NODES, MAX_CORES, MAX_WALLTIME_HOURS = 10_000, 1_024, 24.0 * 365
+MAX_NODES, MAX_CORES, MAX_WALLTIME_HOURS, MAX_MEMORY_GB = 10_000, 1_024, 24.0 * 365, 1_000_000.0
 
 
 class PipelineIn(BaseModel):
@@ -73,6 +73,11 @@ class JobIn(BaseModel):
     core_number: int | None = Field(default=None, ge=1, le=MAX_CORES)
     runtime: float | None = Field(default=None, gt=0, le=MAX_WALLTIME_HOURS)
     queue: str | None = Field(default=None, min_length=1, max_length=100)
+    memory_gb: float | None = Field(default=None, gt=0, le=MAX_MEMORY_GB)
+    """Memory per node, in GB (``--mem`` on SLURM); at most the HPC system's ``max_memory_gb``."""
+    backend_parameters: dict[str, str] = Field(default_factory=dict, max_length=20)
+    """Scheduler parameters of the system's allowlist (``GET /systems`` lists them), e.g.
+    ``{"account": "lab", "qos": "short"}`` on SLURM; another key answers 422."""
 
     def request(self) -> JobRequest:
         def pick(new: Any, legacy: Any, default: Any, name: str) -> Any:
@@ -91,7 +96,7 @@ class JobIn(BaseModel):
             nodes=pick(self.nodes, self.node_number, 1, "nodes/node_number"),
             cores_per_node=pick(self.cores_per_node, self.core_number, 1, "cores_per_node/core_number"),
             walltime_hours=pick(self.walltime_hours, self.runtime, 1.0, "walltime_hours/runtime"),
-            queue=self.queue,
+            queue=self.queue, memory_gb=self.memory_gb, backend=tuple(sorted(self.backend_parameters.items())),
         )
 
 
@@ -99,12 +104,20 @@ class ErrorOut(BaseModel):
     detail: str
 
 
+class InvalidOut(BaseModel):
+    """A 422: the request's fields as FastAPI validates them (a list), or one line naming a backend
+    parameter the HPC system does not take."""
+
+    detail: str | list[dict[str, Any]]
+
+
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorOut, "description": text} for code, text in [
+    code: {"model": InvalidOut if code == 422 else ErrorOut, "description": text} for code, text in [
         (400, "Inconsistent request, or over a limit of the HPC system"),
         (401, "Missing, unknown, expired or revoked token"),
         (403, "Scope, role or project membership missing"), (404, "No such object of yours"),
         (409, "Not in a state that allows this"),
+        (422, "Invalid request, or a backend parameter the HPC system does not take"),
         (429, "Over the project's budget, a quota, the concurrent-job limit or the token's request rate"),
     ]
 }

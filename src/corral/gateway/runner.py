@@ -19,6 +19,7 @@ process of the previous gateway) is recorded as ``system_error``, charged up to 
 from __future__ import annotations
 
 import logging
+import math
 import pickle
 import shlex
 import threading
@@ -35,7 +36,7 @@ from corral.worker.execute import STDERR_FILE, STDOUT_FILE, ShellPayload
 
 from .settings import ATTEMPT_DIR, Settings
 from .store import GatewayStore, JobState
-from .systems import HpcSystem
+from .systems import BACKEND_KEYS, HpcSystem
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,17 @@ def quoted(command: str) -> str:
     if not argv:
         raise ValueError("empty command")
     return shlex.join(argv)
+
+
+def job_resources(job: Mapping[str, Any], kind: str) -> Resources:
+    """The executor's resources of a command job on a system of ``kind``: nodes, cores, walltime,
+    queue, memory per node and the backend parameters (vetted at submission) as their fields."""
+    fields = BACKEND_KEYS.get(kind, {})
+    backend = {fields[key]: value for key, value in (job.get("backend_parameters") or {}).items() if key in fields}
+    memory = job.get("memory_gb")
+    return Resources(cores=int(job["cores_per_node"]), nodes=int(job["nodes"]),
+                     walltime=max(1, round(float(job["walltime_hours"]) * 3600)), queue=job["queue"],
+                     memory=None if memory is None else math.ceil(float(memory) * 1024**3), **backend)
 
 
 def _utc(seconds: float | None) -> datetime | None:
@@ -153,8 +165,7 @@ class JobRunner:
     def _spec(self, job: dict[str, Any], run_id: str) -> TaskSpec:
         jobdir = job_dir(self.settings, job["id"])
         (jobdir / ATTEMPT_DIR).mkdir(parents=True, exist_ok=True)
-        resources = Resources(cores=int(job["cores_per_node"]), nodes=int(job["nodes"]),
-                              walltime=max(1, round(float(job["walltime_hours"]) * 3600)), queue=job["queue"])
+        resources = job_resources(job, self.systems[job["system"]].kind)
         payload = pickle.dumps(ShellPayload(quoted(job["command"])))
         return TaskSpec(attempt_id=job["id"], run_id=run_id, task_key=job["id"].replace("-", ""),
                         name=job["title"] or "job", group=job["id"], kind=TaskKind.SHELL, payload=payload,

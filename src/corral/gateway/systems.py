@@ -10,19 +10,27 @@ A system is an executor profile of ``corral.toml`` (or a bare executor kind: ``l
     max_cores_per_node = 4
     max_walltime_hours = 12
     queues = ["debug"]          # allowed queues; the first is the default
+    max_memory_gb = 64          # memory per node a job may ask for (default: no limit)
     [systems.cluster.options]   # executor options on top of the profile's (optional)
     poll_interval = 1.0
 
 Without the file there is one system, ``local``: the gateway's machine, one node, its cores.
+
+A job's ``backend_parameters`` are scheduler parameters from the allowlist of its system's kind
+(:data:`BACKEND_KEYS`: ``account``, ``qos`` and ``constraint`` on SLURM, ``project`` on Grid
+Engine), each value a plain name (:data:`BACKEND_VALUE`), handed to the executor's typed
+:class:`corral.resources.Resources` (whose directives check them again): nothing reaches a job
+script unquoted.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +38,18 @@ from corral.config import load_config
 from corral.errors import ConfigError
 from corral.executors import ExecutorContext, executor_class
 
-from .store import GatewayError, JobRequest, SystemCheck
+from .store import GatewayError, JobRequest, SystemCheck, Unprocessable
 
 SYSTEMS_FILE = "gateway.toml"
-LIMIT_KEYS = ("max_nodes", "max_cores_per_node", "max_walltime_hours", "queues")
+LIMIT_KEYS = ("max_nodes", "max_cores_per_node", "max_walltime_hours", "queues", "max_memory_gb")
+BACKEND_KEYS: Mapping[str, Mapping[str, str]] = {
+    "slurm": {"account": "account", "qos": "qos", "constraint": "constraint"},
+    "sge": {"project": "account"},
+}
+"""Per executor kind, the backend parameters a job may give, and the field of
+:class:`corral.resources.Resources` each one sets."""
+BACKEND_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,99}")
+"""A backend parameter's value: a name of letters, digits and ``._@+-``, at most 100 characters."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +64,34 @@ class HpcSystem:
     max_walltime_hours: float = 24.0
     queues: tuple[str, ...] = ()
     """Queues (partitions) a job may name; the first is the default; empty: the executor's own."""
+    max_memory_gb: float | None = None
+    """Memory per node a job may ask for; None: no limit of the gateway's (the scheduler's apply)."""
+
+    @property
+    def backend_keys(self) -> tuple[str, ...]:
+        """The backend parameters a job on this system may give."""
+        return tuple(sorted(BACKEND_KEYS.get(self.kind, {})))
+
+    def vet(self, req: JobRequest) -> JobRequest:
+        """``req`` as it runs here: within the limits (:meth:`check`), its queue chosen, its
+        memory within ``max_memory_gb`` and its backend parameters of the allowlist (a 422
+        naming the allowed keys otherwise; unknown ones are dropped if not ``backend_strict``)."""
+        queue = self.check(req)
+        where = f"HPC system {self.name!r}"
+        if req.memory_gb is not None and self.max_memory_gb is not None and req.memory_gb > self.max_memory_gb:
+            raise GatewayError(f"{where} allows at most {self.max_memory_gb:g} GB of memory per node; "
+                               f"this job asks for {req.memory_gb:g} GB")
+        allowed = self.backend_keys
+        unknown = sorted(key for key, _ in req.backend if key not in allowed)
+        if unknown and req.backend_strict:
+            raise Unprocessable(f"{where} ({self.kind}) takes no backend parameter {', '.join(unknown)}; "
+                                f"allowed: {', '.join(allowed) or 'none'}")
+        kept = tuple(sorted((k, v) for k, v in req.backend if k in allowed))
+        for key, value in kept:
+            if not BACKEND_VALUE.fullmatch(value):
+                raise Unprocessable(f"backend parameter {key}={value[:120]!r} is not a plain name; use letters, "
+                                    "digits and ._@+- (at most 100 characters)")
+        return replace(req, queue=queue, backend=kept)
 
     def check(self, req: JobRequest) -> str | None:
         """The queue the job runs in (None: the executor's default); a 400 naming the limit a
@@ -74,7 +118,8 @@ class HpcSystem:
         name hosts and accounts)."""
         return {"name": self.name, "kind": self.kind, "max_nodes": self.max_nodes,
                 "max_cores_per_node": self.max_cores_per_node,
-                "max_walltime_hours": self.max_walltime_hours, "queues": list(self.queues)}
+                "max_walltime_hours": self.max_walltime_hours, "queues": list(self.queues),
+                "max_memory_gb": self.max_memory_gb, "backend_parameters": list(self.backend_keys)}
 
 
 def local_system() -> HpcSystem:
@@ -128,11 +173,14 @@ def _system(path: Path, name: str, table: Any, resolve: Any) -> HpcSystem:
                            max_nodes=int(table.get("max_nodes", default.max_nodes)),
                            max_cores_per_node=int(table.get("max_cores_per_node", default.max_cores_per_node)),
                            max_walltime_hours=float(table.get("max_walltime_hours", default.max_walltime_hours)),
-                           queues=tuple(str(q) for q in table.get("queues", ())))
+                           queues=tuple(str(q) for q in table.get("queues", ())),
+                           max_memory_gb=None if "max_memory_gb" not in table else float(table["max_memory_gb"]))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: limits must be numbers and queues a list of names ({exc})") from None
-    if min(system.max_nodes, system.max_cores_per_node) < 1 or system.max_walltime_hours <= 0:
-        raise ConfigError(f"{where}: max_nodes and max_cores_per_node must be >= 1, max_walltime_hours > 0")
+    if min(system.max_nodes, system.max_cores_per_node) < 1 or system.max_walltime_hours <= 0 or (
+            system.max_memory_gb is not None and system.max_memory_gb <= 0):
+        raise ConfigError(f"{where}: max_nodes and max_cores_per_node must be >= 1, max_walltime_hours and "
+                          "max_memory_gb > 0")
     return system
 
 
@@ -164,12 +212,12 @@ def tool_command(tools: Mapping[str, tuple[str, ...]], tool: str, args: str) -> 
 
 
 def checker(systems: Mapping[str, HpcSystem]) -> SystemCheck:
-    """The store's ``check`` of submissions against ``systems`` (see :meth:`HpcSystem.check`)."""
+    """The store's ``check`` of submissions against ``systems`` (see :meth:`HpcSystem.vet`)."""
 
-    def check(name: str, req: JobRequest) -> str | None:
+    def check(name: str, req: JobRequest) -> JobRequest:
         if name not in systems:
             raise GatewayError(f"the project's HPC system {name!r} is not configured on this gateway "
                                f"(systems: {', '.join(sorted(systems))}); an admin moves the project")
-        return systems[name].check(req)
+        return systems[name].vet(req)
 
     return check

@@ -2,8 +2,12 @@
 
 A task has one executor whose ``command`` (an argument list) becomes the job's command, quoted with
 :func:`shlex.join` (the runner splits it back: no shell ever sees it); ``resources.cpu_cores`` is
-the job's cores per node, ``resources.backend_parameters`` ``nodes`` and ``walltime_hours`` its
-nodes and walltime (1 and 1 hour by default), ``name`` its title, ``tags`` are stored with it and
+the job's cores per node, ``resources.ram_gb`` its memory per node (within the system's
+``max_memory_gb``), ``resources.backend_parameters`` ``nodes`` and ``walltime_hours`` its nodes and
+walltime (1 and 1 hour by default) and the other keys scheduler parameters of the allowlist of
+the task's HPC system (``account``, ``qos``, ``constraint`` on SLURM, ``project`` on Grid
+Engine: :data:`corral.gateway.systems.BACKEND_KEYS`; others are ignored, or refused with 422 if
+``backend_parameters_strict``), ``name`` its title, ``tags`` are stored with it and
 ``tags["project"]`` names the project to charge (the user's only project if omitted); the task
 runs on that project's HPC system, within its limits. What the gateway cannot honour is refused
 with 400: several executors, inputs, outputs, volumes, an executor's ``workdir``, ``env``,
@@ -35,7 +39,7 @@ from .store import (
 
 TES = "/ga4gh/tes/v1"
 BACKEND_PARAMETERS = ("nodes", "walltime_hours")
-"""``resources.backend_parameters`` the gateway honours; others are ignored (refused if strict)."""
+"""``resources.backend_parameters`` of every HPC system; the others go to the system's allowlist."""
 MAX_NODES, MAX_HOURS, MAX_COMMAND, MAX_TAG_KEY, MAX_TAG_VALUE = 10_000, 24.0 * 365, 100_000, 200, 1000
 LOG_LIMIT = 64 * 1024
 """FULL view: at most the last this many bytes of a task's standard output and error."""
@@ -85,7 +89,7 @@ class TesResources(BaseModel):
     model_config = ConfigDict(extra="ignore")
     cpu_cores: int | None = Field(default=None, ge=1, le=1024)
     preemptible: bool | None = None
-    ram_gb: float | None = Field(default=None, ge=0)
+    ram_gb: float | None = Field(default=None, ge=0, le=1_000_000)
     disk_gb: float | None = Field(default=None, ge=0)
     zones: list[str] | None = None
     backend_parameters: dict[str, str] | None = None
@@ -192,15 +196,13 @@ def _request(task: TesTaskIn) -> JobRequest:
         raise GatewayError(f"the command is {len(command)} characters quoted; at most {MAX_COMMAND}")
     res = task.resources or TesResources()
     params = dict(res.backend_parameters or {})
-    unknown = sorted(set(params) - set(BACKEND_PARAMETERS))
-    if unknown and res.backend_parameters_strict:
-        raise GatewayError(f"unsupported backend_parameters {', '.join(unknown)} (strict); "
-                           f"supported: {', '.join(BACKEND_PARAMETERS)}")
+    backend = tuple(sorted((k, v) for k, v in params.items() if k not in BACKEND_PARAMETERS))
     nodes = _number(params, "nodes", int, MAX_NODES) if "nodes" in params else 1
     hours = _number(params, "walltime_hours", float, MAX_HOURS) if "walltime_hours" in params else 1.0
     return JobRequest(command=command, title=task.name or "", project=tags.get("project"),
                       nodes=nodes, cores_per_node=res.cpu_cores or 1, walltime_hours=hours,
-                      tags=tuple(sorted(tags.items())))
+                      tags=tuple(sorted(tags.items())), memory_gb=res.ram_gb or None, backend=backend,
+                      backend_strict=bool(res.backend_parameters_strict))
 
 
 def _tail(path: Path) -> str:
@@ -228,8 +230,9 @@ def _task(job: dict[str, Any], view: View, settings: Settings) -> TaskOut:
         argv = [job["command"]]
     return TaskOut(
         id=job["id"], state=state, name=job["title"] or None, tags=tags, creation_time=job["submitted"],
-        resources={"cpu_cores": job["cores_per_node"],
-                   "backend_parameters": {"nodes": str(job["nodes"]), "walltime_hours": str(job["walltime_hours"])}},
+        resources={"cpu_cores": job["cores_per_node"], "ram_gb": job["memory_gb"],
+                   "backend_parameters": {**job["backend_parameters"], "nodes": str(job["nodes"]),
+                                          "walltime_hours": str(job["walltime_hours"])}},
         executors=[{"image": "", "command": argv}],
         logs=[TaskLogOut(logs=[log], start_time=job["started"], end_time=job["ended"],
                          metadata={"project": job["project_name"], "system": job["system"]})],
@@ -258,7 +261,8 @@ def tes_router(scope: Callable[[str], Callable[..., Awaitable[Principal]]],
             id="org.corral.gateway", name="Corral gateway", description="GA4GH TES on the Corral gateway's jobs",
             type={"group": "org.ga4gh", "artifact": "tes", "version": "1.1.0"},
             organization={"name": "Corral gateway", "url": str(request.base_url)}, version="0.1", storage=[],
-            tesResources_backend_parameters=list(BACKEND_PARAMETERS))
+            tesResources_backend_parameters=sorted({*BACKEND_PARAMETERS, *(
+                key for system in request.app.state.systems.values() for key in system.backend_keys)}))
 
     @router.post("/tasks")
     def create_task(task: TesTaskIn, who: Writer, store: Store, check: Check) -> CreateTaskOut:

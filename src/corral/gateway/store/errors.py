@@ -39,3 +39,9 @@ class Conflict(GatewayError):
     """The object is not in a state that allows the change (cancelling a finished job)."""
 
     status = 409
+
+
+class Unprocessable(GatewayError):
+    """A well-formed request naming something this gateway does not take (an unknown backend parameter)."""
+
+    status = 422

@@ -87,11 +87,17 @@ class JobRequest:
     pipeline_name: str | None = None
     pipeline_params: str | None = None
     """The pipeline's parameters as JSON."""
+    memory_gb: float | None = None
+    """Memory per node in GB; None: the system's default."""
+    backend: tuple[tuple[str, str], ...] = ()
+    """Scheduler parameters (``account``, ``qos`` ...): the HPC system's check keeps those of its
+    kind's allowlist and refuses (or, not ``backend_strict``, drops) the others."""
+    backend_strict: bool = True
 
 
-SystemCheck = Callable[[str, JobRequest], "str | None"]
+SystemCheck = Callable[[str, JobRequest], JobRequest]
 """Checks a request against the limits of the HPC system named (raising a GatewayError naming the
-limit) and returns the queue the job runs in."""
+limit) and returns it as the job runs: its queue chosen, its backend parameters vetted."""
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -108,6 +114,7 @@ def job_dict(job: Job, owner: str, project: Project) -> dict[str, Any]:
         "project": project.id, "project_name": project.name, "project_hpc": job.system,
         "system": job.system, "title": job.title, "command": job.command, "nodes": job.nodes,
         "cores_per_node": job.cores_per_node, "walltime_hours": job.walltime_hours, "queue": job.queue,
+        "memory_gb": job.memory_gb, "backend_parameters": json.loads(job.backend_parameters or "{}"),
         "pipeline": None if job.pipeline_file is None else {
             "file": job.pipeline_file, "name": job.pipeline_name,
             "params": json.loads(job.pipeline_params or "{}")},
@@ -306,7 +313,7 @@ class GatewayStore(AdminMixin, IngestMixin):
         need = core_hours(req.nodes, req.cores_per_node, req.walltime_hours)
         with self.session() as s:
             project = self._project_for(s, who, req.project)
-            queue = check(project.system, req) if check is not None else req.queue
+            req = check(project.system, req) if check is not None else req
             self._reserve_quota(s, project, who, need)
             reserved = s.execute(
                 sa.update(Project).where(
@@ -321,7 +328,9 @@ class GatewayStore(AdminMixin, IngestMixin):
                 raise OverLimit(self._refusal(project, need))
             job = Job(id=str(uuid.uuid4()), owner_id=who.user_id, project_id=project.id,
                       system=project.system, title=req.title, command=req.command, nodes=req.nodes,
-                      cores_per_node=req.cores_per_node, walltime_hours=req.walltime_hours, queue=queue,
+                      cores_per_node=req.cores_per_node, walltime_hours=req.walltime_hours, queue=req.queue,
+                      memory_gb=req.memory_gb,
+                      backend_parameters=json.dumps(dict(req.backend), sort_keys=True) if req.backend else None,
                       pipeline_file=req.pipeline_file, pipeline_name=req.pipeline_name,
                       pipeline_params=req.pipeline_params,
                       state=JobState.QUEUED, submitted=now(), reserved_core_hours=need)
@@ -556,17 +565,19 @@ class GatewayStore(AdminMixin, IngestMixin):
             return state
 
     def finish(self, job_id: str, state: JobState, exit_code: int | None, *, started: datetime | None = None,
-               ended: datetime | None = None, note: str = "") -> bool:
+               ended: datetime | None = None, note: str = "", used_core_hours: float | None = None) -> bool:
         """End a followed job: charge its actual runtime (``started`` to ``ended`` when its system
-        measured them, else the recorded start to now), release the rest. False if it had ended
-        already: a job is charged once."""
+        measured them, else the recorded start to now; or ``used_core_hours`` when given, a
+        pipeline's tasks' own use), at most its reservation, and release the rest. False if it
+        had ended already: a job is charged once."""
         with self.session() as s:
             job = s.get(Job, job_id, with_for_update=True)
             if job is None or job.state in TERMINAL_JOB_STATES:
                 return False
             begun = started or job.started
             hours = 0.0 if begun is None else max(0.0, ((ended or now()) - begun).total_seconds() / 3600.0)
-            charge = min(job.reserved_core_hours, core_hours(job.nodes, job.cores_per_node, hours))
+            used = core_hours(job.nodes, job.cores_per_node, hours) if used_core_hours is None else used_core_hours
+            charge = min(job.reserved_core_hours, max(0.0, used))
             return self._end(s, job, state, exit_code, charge, tuple(FOLLOWED_JOB_STATES), note,
                              started=begun, ended=ended)
 

@@ -23,7 +23,7 @@ from corral.errors import StoreError
 
 from .tables import Base
 
-HEAD_REVISION = "g0005"
+HEAD_REVISION = "g0006"
 """The newest revision under ``migrations/versions``; a database stamped with it is current."""
 FIRST_REVISION = "g0001"
 """The tables as the gateway created them before it had migrations."""

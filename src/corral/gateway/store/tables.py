@@ -106,6 +106,10 @@ class Job(Base):
     cores_per_node: Mapped[int] = mapped_column()
     walltime_hours: Mapped[float] = mapped_column(sa.Float)
     queue: Mapped[str | None] = mapped_column(sa.String(100), nullable=True)
+    memory_gb: Mapped[float | None] = mapped_column(sa.Float, nullable=True)
+    """Memory per node in GB (None: the system's default)."""
+    backend_parameters: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    """Scheduler parameters of the system's allowlist (account, qos ...), as a JSON object."""
     pipeline_file: Mapped[str | None] = mapped_column(sa.String(500), nullable=True)
     """A pipeline job: its file (relative to the gateway's pipelines directory); None: a command job."""
     pipeline_name: Mapped[str | None] = mapped_column(sa.String(200), nullable=True)
