@@ -6,20 +6,27 @@ The file must be inside ``<workdir>/pipelines/`` (admins install the pipelines u
 pipeline file is Python the gateway imports). The job's native id is ``run:<run id>``; its tasks
 and their states come from the run's store. The engine runs in a thread of the gateway: after a
 restart the job is queued again, and starting it again resumes its run (finished tasks come from
-the cache). The reservation is nodes x cores x walltime as for a command job; the charge is that
-many cores for the run's wall time (its tasks' own use on the cluster is not summed).
+the cache). The reservation is nodes x cores x walltime as for a command job; the charge is what
+its tasks used on the cluster: the sum over the run's attempts (:meth:`corral.api.RunHandle.attempts`)
+of each one's cores (nodes x cores, or ranks x cores per rank) x its wall time, at most the
+reservation. The job's walltime ends it: past it the run is cancelled (its cluster jobs with it)
+and the job ends ``timeout``; the walltime counts from the job's first start, across restarts.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from corral.api import RunHandle, attach, start
+from corral.errors import CorralError
 from corral.loading import load_pipeline
+from corral.resources import Resources
 from corral.states import TERMINAL_RUN_STATES, RunState
 
 from .files import resolve
@@ -31,6 +38,27 @@ log = logging.getLogger(__name__)
 RUN_PREFIX = "run:"
 STATE_OF_RUN = {RunState.SUCCEEDED: JobState.COMPLETED, RunState.FAILED: JobState.FAILED,
                 RunState.CANCELLED: JobState.CANCELLED, RunState.INTERRUPTED: JobState.SYSTEM_ERROR}
+
+
+def attempt_cores(resources: Mapping[str, Any] | None) -> int:
+    """The cores an attempt held: ranks x cores per rank for a parallel task, else nodes x cores."""
+    try:
+        r = Resources.from_dict(resources or {})
+    except (CorralError, TypeError, ValueError):
+        return 1
+    return r.total_cores if r.parallel else r.nodes * r.cores
+
+
+def used_core_hours(attempts: Iterable[Mapping[str, Any]]) -> float:
+    """What a run's attempts used: the sum of their cores x wall seconds (measured, else from
+    start to end; an attempt that never started used nothing), in hours."""
+    seconds = 0.0
+    for a in attempts:
+        wall = a.get("wall")
+        if wall is None and a.get("started_at") is not None and a.get("ended_at") is not None:
+            wall = max(0.0, float(a["ended_at"]) - float(a["started_at"]))
+        seconds += attempt_cores(a.get("resources")) * float(wall or 0.0)
+    return seconds / 3600.0
 
 
 def pipeline_path(pipelines_dir: Path, file: str) -> Path:
@@ -47,6 +75,9 @@ class PipelineRuns:
     def __init__(self, store: GatewayStore, pipelines_dir: Path) -> None:
         self.store, self.pipelines_dir = store, pipelines_dir
         self.handles: dict[str, RunHandle] = {}
+        self.deadlines: dict[str, float] = {}
+        """Job id -> the time (epoch seconds) its walltime ends."""
+        self.timed_out: set[str] = set()
 
     def start(self, job: dict[str, Any], system: HpcSystem, jobdir: Path) -> None:
         """Start (or resume) the job's run in a background thread of this process."""
@@ -58,17 +89,29 @@ class PipelineRuns:
                        workdir=jobdir, source=str(path), owner=job["owner"], project=job["project_name"])
         self.handles[job["id"]] = handle
         self.store.set_native_id(job["id"], RUN_PREFIX + handle.run_id)
-        self.store.mark_running(job["id"], datetime.now(UTC).replace(tzinfo=None))
+        begun = datetime.now(UTC) if job["started"] is None else datetime.fromisoformat(job["started"])
+        self.store.mark_running(job["id"], begun.astimezone(UTC).replace(tzinfo=None))
+        self.deadlines[job["id"]] = begun.timestamp() + float(job["walltime_hours"]) * 3600.0
 
     def poll(self) -> None:
-        """End the jobs whose runs have ended."""
+        """End the jobs whose runs have ended, charging their tasks' use; cancel the runs of
+        the jobs past their walltime."""
         for job_id, handle in list(self.handles.items()):
             state = handle.state
             if state in TERMINAL_RUN_STATES or state is RunState.INTERRUPTED:
                 del self.handles[job_id]
+                self.deadlines.pop(job_id, None)
                 ended = STATE_OF_RUN.get(state, JobState.FAILED)
-                self.store.finish(job_id, ended, 0 if ended is JobState.COMPLETED else None,
-                                  note=f"run {handle.run_id} {state}")
+                note = f"run {handle.run_id} {state}"
+                if job_id in self.timed_out:
+                    self.timed_out.discard(job_id)
+                    ended, note = JobState.TIMEOUT, f"{note}: past its walltime"
+                self.store.finish(job_id, ended, 0 if ended is JobState.COMPLETED else None, note=note,
+                                  used_core_hours=used_core_hours(handle.attempts()))
+            elif time.time() > self.deadlines.get(job_id, float("inf")) and job_id not in self.timed_out:
+                log.info("pipeline job %s is past its walltime: its run is cancelled", job_id)
+                self.timed_out.add(job_id)
+                handle.cancel()
 
     def cancel(self, job_id: str) -> bool:
         """Cancel the job's run if this gateway runs it."""
