@@ -34,7 +34,7 @@ from .common import (
     print_json,
 )
 from .layout import interactive
-from .statusview import big_status_view, counted_in_sql, status_view
+from .statusview import big_status_view, counted_in_sql, page_view, run_counts, status_view
 
 
 @app.command()
@@ -81,13 +81,21 @@ def status(run_id: Annotated[str, typer.Argument(help="Run id (or prefix, or 'la
            limit: Annotated[int, typer.Option(help="Tasks shown (0: all).")] = 50,
            watch: Annotated[bool, typer.Option("--watch", help="Refresh until the run ends; exit 0 if it succeeded, 1 otherwise.")] = False,  # noqa: E501
            interval: Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between refreshes (--watch).")] = 2.0,  # noqa: E501
+           offset: Annotated[int | None, typer.Option("--offset", min=0, help="List the tasks one by one from the N-th (0: the first), --limit at a time.")] = None,  # noqa: E501
            wide: WideOpt = False, tsv: TsvOpt = False) -> None:
     """Show a run and its tasks (state, duration, peak memory, cached or not).
 
-    A run with more tasks than --limit shows each map as one row with its counts by state.
+    A run with more tasks than --limit shows each map as one row with its counts by state;
+    --offset pages through its tasks one by one.
 
     Example: corral status latest --metrics"""
     with handled():
+        if offset is not None and (watch or metrics):
+            raise UsageError("--offset pages through a run's tasks; it does not go with --watch "
+                             "or --metrics: leave one of them out")
+        if offset is not None:
+            _page(run_id, workdir, db, offset, limit, as_json, wide, tsv)
+            return
         if not (watch or metrics) and _ended_run_read(run_id, workdir, db, limit, as_json, wide, tsv):
             return
         store = open_store(workdir, db)
@@ -127,15 +135,48 @@ def _ended_run_read(run_id: str, workdir: Path, db: str | None, limit: int, as_j
         return False
     with closing(reader):
         run_row = reader.get_run(run_id)
-        if RunState(run_row["state"]) not in TERMINAL_RUN_STATES or (
-                not (as_json or tsv) and counted_in_sql(run_row, limit)):
+        if RunState(run_row["state"]) not in TERMINAL_RUN_STATES:
             return False
+        if not (as_json or tsv) and counted_in_sql(run_row, limit):
+            if reader.task_groups(run_row["id"]) is None:
+                return False  # ended before runs were summarised: the store counts its tasks
+            big_status_view(console, reader, run_row, limit, wide)  # its summary: a few rows
+            return True
         rows = views.task_rows(reader.tasks(run_row["id"]), reader.attempts(run_row["id"]))
     if as_json:
         views.print_json(console, {"run": run_row, "tasks": rows})
     else:
         status_view(console, run_row, rows, limit, wide, tsv)
     return True
+
+
+def _page(run_id: str, workdir: Path, db: str | None, offset: int, limit: int, as_json: bool,
+          wide: bool, tsv: bool) -> None:
+    """``status --offset``: the run's counts and ``limit`` of its tasks from the ``offset``-th;
+    an ended run's from its summary without SQLAlchemy when it can."""
+    groups = None
+    reader = open_reader(workdir, db)
+    if reader is not None:
+        with closing(reader):
+            run_row = reader.get_run(run_id)
+            if RunState(run_row["state"]) in TERMINAL_RUN_STATES:
+                groups = reader.task_groups(run_row["id"])
+            if groups is not None:
+                tasks, attempts = reader.task_page(run_row["id"], offset, limit)
+    if groups is None:
+        from corral.engine.lifecycle import reconcile
+
+        store = open_store(workdir, db)
+        run_row = reconcile(store, run_id)
+        groups = store.task_groups(run_row["id"])
+        tasks, attempts = store.task_page(run_row["id"], offset, limit)
+    rows = views.task_rows(tasks, attempts)
+    if as_json:
+        views.print_json(console, {"run": run_row, "offset": offset, "tasks": rows})
+    elif tsv:
+        status_view(console, run_row, rows, 0, wide, tsv=True)
+    else:
+        page_view(console, run_row, run_counts(groups), rows, offset, wide)
 
 
 def _metrics(store: Store, run_id: str, as_json: bool, wide: bool) -> None:

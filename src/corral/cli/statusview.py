@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.console import Console, Group, RenderableType
 from rich.markup import escape
@@ -19,11 +19,22 @@ from rich.text import Text
 from corral.resources import format_memory
 
 if TYPE_CHECKING:
-    from corral.store import Store
+    from corral.store.rows import AttemptRow, TaskRow
 
 from . import layout, views
 from .layout import Column
 from .views import STATE_STYLE, duration, state_text, styled
+
+
+class TaskSource(Protocol):
+    """What a big run's status reads: :class:`corral.store.Store`, or the SQLite reader of an
+    ended run (:class:`corral.store.reader.SqliteReader`)."""
+
+    def task_groups(self, run_id: str) -> list[dict[str, Any]] | None: ...
+
+    def tasks_at(self, run_id: str, idxs: Iterable[int] = (), failed_in: Iterable[str] = ()
+                 ) -> tuple[list[TaskRow], list[AttemptRow]]: ...
+
 
 TASK_COLUMNS = (
     Column("task"), Column("state"), Column("tries", give=4, right=True),
@@ -36,7 +47,8 @@ MAP_MEMBER = re.compile(r"^(?P<base>.+)\[(?P<index>\d+)\]$")
 STATE_ORDER = ("failed", "running", "queued", "pending", "succeeded", "cached", "skipped",
                "cancelled")
 GROUPED_NOTE = ("maps grouped (tries, cpu: totals; wall, peak mem: the largest); "
-                "--limit 0 lists every task")
+                "--offset 0 lists the tasks one by one, --limit at a time")
+MORE_NOTE = "... {more} more row{s}; --offset 0 lists the tasks one by one, --limit at a time"
 
 
 def status_view(console: Console, run: Mapping[str, Any], rows: list[dict[str, Any]], limit: int,
@@ -59,10 +71,16 @@ def counted_in_sql(run: Mapping[str, Any], limit: int) -> bool:
     return 0 < limit < (run["n_tasks"] or 0)
 
 
-def big_status_view(console: Console, store: Store, run: Mapping[str, Any], limit: int,
+def big_status_view(console: Console, store: TaskSource, run: Mapping[str, Any], limit: int,
                     wide: bool = False) -> None:
     """:func:`status_view` of a run with more tasks than ``limit`` (see :func:`big_run_rows`)."""
     counts, cells, note = big_run_rows(store, str(run["id"]), limit)
+    _show(console, run, counts, cells, note, wide)
+
+
+def _show(console: Console, run: Mapping[str, Any], counts: Counter[str],
+          cells: list[list[Text]], note: str | None, wide: bool) -> None:
+    """The summary line of ``run`` (its tasks' ``counts``), its error and the table."""
     if layout.interactive(console):
         console.print(_big_view(console, run, counts, cells, note, wide), crop=False)
         return
@@ -71,7 +89,7 @@ def big_status_view(console: Console, store: Store, run: Mapping[str, Any], limi
     layout.show_table(console, TASK_COLUMNS, cells, note=note)
 
 
-def big_status_renderable(console: Console, store: Store, run: Mapping[str, Any], limit: int,
+def big_status_renderable(console: Console, store: TaskSource, run: Mapping[str, Any], limit: int,
                           footer: str | None = None, wide: bool = False) -> Group:
     """:func:`status_renderable` of a run with more tasks than ``limit`` (for --watch)."""
     counts, cells, note = big_run_rows(store, str(run["id"]), limit)
@@ -143,8 +161,7 @@ def display_rows(rows: list[dict[str, Any]], limit: int) -> tuple[list[list[Text
         out += [task_cells(r) for r in group if r["state"] == "failed"]  # for `corral logs`
     if len(out) > limit:
         more = len(out) - limit
-        rows_left = f"{more} more row" + ("s" if more > 1 else "")
-        return out[:limit], f"... {rows_left}; --limit 0 lists every task"
+        return out[:limit], MORE_NOTE.format(more=more, s="s" if more > 1 else "")
     return out, GROUPED_NOTE
 
 
@@ -180,15 +197,13 @@ def _group_row(label: str, counts: Mapping[str, int], tries: int, wall: float | 
             Text(format_memory(peak) if peak is not None else "-"), Text(where), Text("-")]
 
 
-def big_run_rows(store: Store, run_id: str, limit: int
+def big_run_rows(store: TaskSource, run_id: str, limit: int
                  ) -> tuple[Counter[str], list[list[Text]], str | None]:
     """A run with more tasks than ``limit``, counted and grouped in SQL so that a run of a
     million tasks is not loaded: its counts by state, the table's first ``limit`` rows (maps
     grouped, their failed members by name) and the note under it."""
-    groups = store.task_groups(run_id)
-    counts: Counter[str] = Counter()
-    for g in groups:
-        counts.update(g["states"])
+    groups = store.task_groups(run_id) or []
+    counts = run_counts(groups)
     failed = sum(g["states"].get("failed", 0) for g in groups if g["n"] > 1)
     shown = groups[:limit]
     ends = [i for g in shown for i in (g["first"], g["last"])]
@@ -209,5 +224,27 @@ def big_run_rows(store: Store, run_id: str, limit: int
                 if task["grp"] == g["grp"] and task["state"] == "failed"]
     more = len(groups) + failed - min(len(out), limit)
     if more > 0:
-        return counts, out[:limit], f"... {more} more row{'s' if more > 1 else ''}; --limit 0 lists every task"
+        return counts, out[:limit], MORE_NOTE.format(more=more, s="s" if more > 1 else "")
     return counts, out, GROUPED_NOTE
+
+
+def run_counts(groups: list[dict[str, Any]] | None) -> Counter[str]:
+    """A run's tasks counted by state, from its groups (:meth:`TaskSource.task_groups`)."""
+    counts: Counter[str] = Counter()
+    for g in groups or []:
+        counts.update(g["states"])
+    return counts
+
+
+def page_view(console: Console, run: Mapping[str, Any], counts: Counter[str],
+              rows: list[dict[str, Any]], offset: int, wide: bool = False) -> None:
+    """A page of a run's tasks one by one (``--offset``): the summary line over all of them,
+    then the tasks from the ``offset``-th, and under them where the next page starts."""
+    total = sum(counts.values())
+    last = offset + len(rows)
+    if not rows:
+        note = f"no tasks from --offset {offset}: the run has {total:,}"
+    else:
+        after = f"; the next: --offset {last}" if last < total else ""
+        note = f"tasks {offset + 1:,}..{last:,} of {total:,}{after}"
+    _show(console, run, counts, [task_cells(r) for r in rows], note, wide)

@@ -1,4 +1,5 @@
-"""Read queries of the reports and provenance (lineage, PROV, run comparison), in SQL."""
+"""Read queries of the reports and provenance (lineage, PROV, run comparison), and of a big run's
+status (its tasks by group, sealed in ``task_summary`` when it ends; a page of its tasks), in SQL."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from corral.states import TaskState
+
 from . import schema as t
+from .bulk import executemany
 
 
 def value_digests(c: Connection, keys: Iterable[str]) -> dict[str, str]:
@@ -109,7 +113,7 @@ def tasks_at(c: Connection, run_id: str, idxs: Iterable[int] = (),
     groups = sorted(set(failed_in))
     if groups:
         q = sa.select(t.tasks).where(t.tasks.c.run_id == run_id, t.tasks.c.grp.in_(groups),
-                                     t.tasks.c.state == "failed")
+                                     t.tasks.c.state == TaskState.FAILED.value)
         rows.update({r["idx"]: dict(r) for r in c.execute(q).mappings()})
     return [rows[i] for i in sorted(rows)]
 
@@ -122,3 +126,37 @@ def attempts_of(c: Connection, task_ids: Iterable[int]) -> list[dict[str, Any]]:
         q = sa.select(t.attempts).where(t.attempts.c.task_id.in_(wanted[i : i + 900]))
         out += [dict(r) for r in c.execute(q.order_by(t.attempts.c.number)).mappings()]
     return out
+
+
+SUMMARY_FIELDS = ("name", "grp", "n", "first", "last", "tries", "states", "wall", "cpu",
+                  "peak_rss", "hosts", "host")
+"""The columns of ``task_summary`` besides ``run_id``: the keys of a :func:`task_groups` group."""
+
+
+def seal_summary(c: Connection, run_id: str) -> None:
+    """Write an ended run's :func:`task_groups` to ``task_summary`` (replacing any), so that its
+    status reads one row per group instead of counting every task and attempt again."""
+    drop_summary(c, run_id)
+    rows = [{"run_id": run_id, **{k: g[k] for k in SUMMARY_FIELDS}} for g in task_groups(c, run_id)]
+    executemany(c, t.task_summary.insert(), rows, "task_summary.insert")
+
+
+def drop_summary(c: Connection, run_id: str) -> None:
+    """Forget a run's summary: its tasks change again (resumed, reset or cancelled)."""
+    c.execute(t.task_summary.delete().where(t.task_summary.c.run_id == run_id))
+
+
+def summary(c: Connection, run_id: str) -> list[dict[str, Any]] | None:
+    """The groups of an ended run as :func:`task_groups` counts them, from ``task_summary``;
+    None when the run has no summary (not ended, or ended before the summaries existed)."""
+    cols = [t.task_summary.c[k] for k in SUMMARY_FIELDS]
+    q = sa.select(*cols).where(t.task_summary.c.run_id == run_id).order_by(t.task_summary.c.first)
+    rows = [dict(r) for r in c.execute(q).mappings()]
+    return rows or None
+
+
+def task_page(c: Connection, run_id: str, offset: int, limit: int) -> list[dict[str, Any]]:
+    """The task rows of a run from the ``offset``-th in task order, at most ``limit`` (0: all)."""
+    q = sa.select(t.tasks).where(t.tasks.c.run_id == run_id).order_by(t.tasks.c.idx)
+    q = q.offset(offset).limit(limit if limit > 0 else None)
+    return [dict(r) for r in c.execute(q).mappings()]

@@ -16,23 +16,29 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, cast
 
 from corral.errors import RunNotFound
+from corral.states import TaskState
 from corral.store.rows import AttemptRow, RunRow, TaskRow
 from corral.store.version import HEAD_REVISION
+
+SUMMARY_FIELDS = ("name", "grp", "n", "first", "last", "tries", "states", "wall", "cpu",
+                  "peak_rss", "hosts", "host")
+"""The columns of ``task_summary`` a status reads (:data:`corral.store.queries.SUMMARY_FIELDS`)."""
 
 JSON_COLUMNS = {
     "runs": frozenset({"params", "executor", "environment", "options"}),
     "tasks": frozenset({"params", "inputs", "upstream", "resources"}),
     "attempts": frozenset({"resources", "extra"}),
+    "task_summary": frozenset({"states"}),
 }
 """The columns each table stores as JSON text (``sa.JSON`` in the schema)."""
 BOOLEAN_COLUMNS = {"runs": frozenset[str](), "tasks": frozenset({"cached"}),
-                   "attempts": frozenset[str]()}
+                   "attempts": frozenset[str](), "task_summary": frozenset[str]()}
 """The columns each table stores as 0/1 (``sa.Boolean`` in the schema)."""
 LATEST = ("latest", "last", "-")
 
@@ -110,6 +116,50 @@ class SqliteReader:
         rows = self._rows("attempts", "SELECT * FROM attempts WHERE run_id = ? ORDER BY number",
                           (run_id,))
         return cast(list[AttemptRow], rows)
+
+
+    def task_groups(self, run_id: str) -> list[dict[str, Any]] | None:
+        """An ended run's tasks by group, as :meth:`corral.store.Store.task_groups` gives them,
+        from its summary; None when it has none (the full store counts them)."""
+        cols = ", ".join(f'"{name}"' for name in SUMMARY_FIELDS)
+        rows = self._rows("task_summary", f"SELECT {cols} FROM task_summary WHERE run_id = ? "
+                          'ORDER BY "first"', (run_id,))
+        return rows or None
+
+    def tasks_at(self, run_id: str, idxs: Iterable[int] = (), failed_in: Iterable[str] = ()
+                 ) -> tuple[list[TaskRow], list[AttemptRow]]:
+        """As :meth:`corral.store.Store.tasks_at`."""
+        rows: dict[int, dict[str, Any]] = {}
+        wanted = sorted(set(idxs))
+        for i in range(0, len(wanted), 900):
+            part = wanted[i : i + 900]
+            sql = f"SELECT * FROM tasks WHERE run_id = ? AND idx IN ({', '.join('?' * len(part))})"
+            rows.update({r["idx"]: r for r in self._rows("tasks", sql, (run_id, *part))})
+        groups = sorted(set(failed_in))
+        for i in range(0, len(groups), 900):
+            names = groups[i : i + 900]
+            sql = (f"SELECT * FROM tasks WHERE run_id = ? AND state = ? "
+                   f"AND grp IN ({', '.join('?' * len(names))})")
+            args = (run_id, TaskState.FAILED.value, *names)
+            rows.update({r["idx"]: r for r in self._rows("tasks", sql, args)})
+        tasks = [rows[i] for i in sorted(rows)]
+        return cast(list[TaskRow], tasks), self._attempts_of([r["id"] for r in tasks])
+
+    def task_page(self, run_id: str, offset: int, limit: int
+                  ) -> tuple[list[TaskRow], list[AttemptRow]]:
+        """As :meth:`corral.store.Store.task_page`."""
+        tasks = self._rows("tasks", "SELECT * FROM tasks WHERE run_id = ? ORDER BY idx "
+                           "LIMIT ? OFFSET ?", (run_id, limit if limit > 0 else -1, offset))
+        return cast(list[TaskRow], tasks), self._attempts_of([r["id"] for r in tasks])
+
+    def _attempts_of(self, task_ids: list[int]) -> list[AttemptRow]:
+        out: list[dict[str, Any]] = []
+        for i in range(0, len(task_ids), 900):
+            part = task_ids[i : i + 900]
+            sql = (f"SELECT * FROM attempts WHERE task_id IN ({', '.join('?' * len(part))}) "
+                   "ORDER BY number")
+            out += self._rows("attempts", sql, tuple(part))
+        return cast(list[AttemptRow], out)
 
 
 def _decoded(table: str, row: sqlite3.Row) -> dict[str, Any]:

@@ -79,8 +79,32 @@ tasks = Table(
     Column("finished_at", Float),
     UniqueConstraint("run_id", "name", name="uq_task_run_name"),
     Index("ix_tasks_run_state", "run_id", "state"),
+    Index("ix_tasks_run_idx", "run_id", "idx"),
     Index("ix_tasks_key", "key"),
 )
+
+task_summary = Table(
+    "task_summary",
+    metadata,
+    Column("run_id", String(40), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("name", String(400), primary_key=True),
+    # The group's name: a map's ``grp``, or a task's own name when it is in no map.
+    Column("grp", String(300), nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("first", Integer, nullable=False),
+    Column("last", Integer, nullable=False),
+    Column("tries", Integer, nullable=False),
+    Column("states", JSON, nullable=False),
+    # {state: how many tasks of the group}.
+    Column("wall", Float),
+    Column("cpu", Float),
+    Column("peak_rss", BigInteger),
+    Column("hosts", Integer, nullable=False),
+    Column("host", String(200)),
+)
+"""An ended run's tasks by group (:func:`corral.store.queries.task_groups`), written with the
+run's final state and dropped when the run starts again, so that ``corral status`` of a
+million-task run reads a few rows, not a million."""
 
 attempts = Table(
     "attempts",

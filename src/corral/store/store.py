@@ -235,6 +235,11 @@ class Store:
                 if old is not None:
                     check_run(old, RunState(values["state"]), run_id)
             c.execute(t.runs.update().where(t.runs.c.id == run_id).values(**values))
+            if "state" in values:  # an ended run is summarised with its final state
+                if RunState(values["state"]) in TERMINAL_RUN_STATES:
+                    queries.seal_summary(c, run_id)
+                else:
+                    queries.drop_summary(c, run_id)
 
     def claim_run(self, run_id: str) -> str | None:
         """Make this process the run's engine. Returns a note when a stale lock was taken over.
@@ -315,6 +320,7 @@ class Store:
         """New task rows, and rows of a resumed run reset to ``pending`` (see
         :func:`corral.store.writes.write_tasks`)."""
         with self.transaction() as c:
+            queries.drop_summary(c, run_id)
             writes.write_tasks(c, run_id, fresh, reset, pending, n_tasks)
 
     def replace_edges(self, run_id: str, rows: list[dict[str, Any]]) -> None:
@@ -391,9 +397,19 @@ class Store:
             return [cast(AttemptRow, dict(r)) for r in rows]
 
     def task_groups(self, run_id: str) -> list[dict[str, Any]]:
-        """A big run's tasks by group, counted in SQL (see :func:`queries.task_groups`)."""
+        """A big run's tasks by group: an ended run's summary, or counted in SQL (see
+        :func:`queries.task_groups`)."""
         with self._read() as c:
-            return queries.task_groups(c, run_id)
+            return queries.summary(c, run_id) or queries.task_groups(c, run_id)
+
+    def task_page(self, run_id: str, offset: int, limit: int
+                  ) -> tuple[list[TaskRow], list[AttemptRow]]:
+        """The task rows of a run from the ``offset``-th in task order, at most ``limit`` (0:
+        all), with their attempts."""
+        with self._read() as c:
+            tasks = queries.task_page(c, run_id, offset, limit)
+            attempts = queries.attempts_of(c, [r["id"] for r in tasks])
+        return [cast(TaskRow, r) for r in tasks], [cast(AttemptRow, a) for a in attempts]
 
     def tasks_at(self, run_id: str, idxs: Iterable[int] = (),
                  failed_in: Iterable[str] = ()) -> tuple[list[TaskRow], list[AttemptRow]]:
@@ -416,6 +432,7 @@ class Store:
         cancelled (the rows that may, by the transition table of :mod:`corral.states`)."""
         now = time.time()
         with self.transaction() as c:
+            queries.drop_summary(c, run_id)
             c.execute(t.tasks.update().where(
                 t.tasks.c.run_id == run_id, t.tasks.c.state.in_(_values(UNFINISHED_TASK_STATES))
             ).values(state=TaskState.CANCELLED.value, finished_at=now))
