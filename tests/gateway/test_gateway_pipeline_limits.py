@@ -67,8 +67,9 @@ def test_pipeline_job_is_charged_its_tasks_core_hours(store: GatewayStore, tmp_p
     handle = Client(job_dir(Settings(workdir=tmp_path), job["id"])).run(job["native_id"].removeprefix("run:"))
     attempts = handle.attempts()
     assert len(attempts) == 3 and {a["state"] for a in attempts} == {"succeeded"}
-    expected = sum((a["resources"] or {}).get("cores", 1) * a["wall"] for a in attempts) / 3600
-    assert sum(a["wall"] for a in attempts if (a["resources"] or {}).get("cores") == 2) >= 0.6  # two 2-core naps
+    walls = [(int((a["resources"] or {}).get("cores", 1)), float(a["wall"] or 0)) for a in attempts]
+    expected = sum(cores * wall for cores, wall in walls) / 3600
+    assert sum(wall for cores, wall in walls if cores == 2) >= 0.6  # two 2-core naps of 0.3 s
     assert job["core_hours_charged"] == pytest.approx(expected)
     info = handle.info
     engine_wall = (info["finished_at"] or 0) - (info["started_at"] or 0)
@@ -89,7 +90,7 @@ def test_pipeline_job_past_its_walltime_ends_timeout(store: GatewayStore, tmp_pa
     handle = Client(job_dir(Settings(workdir=tmp_path), job["id"])).run(job["native_id"].removeprefix("run:"))
     assert handle.info["state"] == "cancelled"
     assert {t["state"] for t in handle.tasks()} <= {"cancelled", "pending", "blocked"}, handle.tasks()
-    used = sum((a["resources"] or {}).get("cores", 1) * (a["ended_at"] - a["started_at"])
+    used = sum((a["resources"] or {}).get("cores", 1) * ((a["ended_at"] or 0) - a["started_at"])
                for a in handle.attempts() if a["started_at"] is not None) / 3600
     assert used > 0 and job["core_hours_charged"] == pytest.approx(min(used, job["core_hours_reserved"]))
     [project] = store.list_projects(alice)
