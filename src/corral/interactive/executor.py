@@ -182,8 +182,14 @@ class Executor(concurrent.futures.Executor):
                 raise RuntimeError(f"the engine of run {self.run_id} stopped: {self._error}")
             for call in calls:
                 self._futures.add(call.future)
-                call.future.add_done_callback(self._futures.discard)
+                call.future.add_done_callback(self._call_done)
             self._engine.offer(calls)
+
+    def _call_done(self, fut: CFuture[Any]) -> None:
+        """A future is done (in the engine's thread, or the caller's when it cancels)."""
+        self._futures.discard(fut)
+        if fut.cancelled():
+            self._engine.cancelled(fut)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> CFuture[Any]:
         """Run ``fn(*args, **kwargs)`` as a task of this run; its future at once."""

@@ -30,6 +30,8 @@ IDLE_POLL = 0.05
 LINGER = 0.1
 """Seconds a cluster executor's ready calls wait after the latest ``submit`` for more: calls
 submitted close together (a loop of ``submit``) are handed over as one batch, one array job."""
+_LIVE = frozenset({TaskState.PENDING, TaskState.QUEUED, TaskState.RUNNING})
+"""States in which a call's future is not resolved yet."""
 
 
 class Call(NamedTuple):
@@ -68,6 +70,8 @@ class LiveEngine(Engine):
         self.tracebacks: dict[int, str] = {}
         self.user_cancelled: set[int] = set()
         self._counters: dict[str, int] = {}
+        self.shapes: set[tuple[TaskDef[Any, Any], int, tuple[str, ...]]] = set()
+        """Call shapes (task, positional count, keyword names) whose signature check passed."""
         self.last_offer = 0.0
         self.code_parts: dict[str, dict[str, str]] = {}
         self.linger = 0.0 if self.executor.kind == "local" else LINGER
@@ -75,19 +79,19 @@ class LiveEngine(Engine):
     # ------------------------------------------------------------- from other threads
 
     def offer(self, calls: list[Call]) -> None:
-        """Queue calls for the engine thread (one batch: admitted, and released, together)."""
-        for call in calls:
-            call.future.add_done_callback(self._on_caller_done)
+        """Queue calls for the engine thread (one batch: admitted, and released, together).
+        The caller passes each future's cancellation on with :meth:`cancelled`."""
         self.last_offer = time.monotonic()
         self.inbox.put(calls)
+
+    def cancelled(self, fut: CFuture[Any]) -> None:
+        """The caller cancelled the future of an offered call: its task ends cancelled (its
+        job is cancelled), or it is never admitted."""
+        self.cancel_box.put(fut)
 
     def close(self) -> None:
         """No more calls: the run ends when the queued ones are done."""
         self.closing.set()
-
-    def _on_caller_done(self, fut: CFuture[Any]) -> None:
-        if fut.cancelled():
-            self.cancel_box.put(fut)
 
     # ------------------------------------------------------------- the loop
 
@@ -157,27 +161,28 @@ class LiveEngine(Engine):
 
     def _add_nodes(self, calls: list[Call]) -> None:
         new: list[Node] = []
+        counters, shapes, graph = self._counters, self.shapes, self.graph
         for call in calls:
-            base = call.task.name
-            n = self._counters.get(base, 0)
-            self._counters[base] = n + 1
+            the_task = call.task
+            base = the_task.name
+            n = counters.get(base, 0)
+            counters[base] = n + 1
+            # the signature binds alike for calls passing as many arguments, by the same names
+            shape = (the_task, len(call.args), tuple(call.kwargs))
             try:
-                fut = call.task._add(self.graph, call.args, call.kwargs, f"{base}[{n}]")
+                fut = the_task._add(graph, call.args, call.kwargs, f"{base}[{n}]",
+                                    check=shape not in shapes)
             except CorralError as exc:
                 _resolve(call.future, exc=exc)
                 continue
+            shapes.add(shape)
             new.append(fut.node)
             self.futures[fut.node.idx] = call.future
             self.by_future[id(call.future)] = fut.node.idx
         if not new:
             return
         self._grow(new)
-        bad: dict[int, str] = {}
-        for node in new:
-            try:
-                key_nodes(self.plan, [node], set())
-            except CorralError as exc:  # an argument that cannot be hashed or pickled
-                bad[node.idx] = str(exc)
+        bad = self._key(new)
         self._persist_tasks(new)
         for idx, reason in bad.items():
             self._fail(idx, reason)
@@ -188,6 +193,22 @@ class LiveEngine(Engine):
             if self.state[node.idx] is TaskState.PENDING:
                 self._make_ready(node.idx)
         self.rec.flush()
+
+    def _key(self, new: list[Node]) -> dict[int, str]:
+        """Keys the new nodes; those whose arguments cannot be hashed or pickled, with why
+        (the calls are keyed together, one by one only when one of them is bad)."""
+        try:
+            key_nodes(self.plan, new, set())
+            return {}
+        except CorralError:
+            pass
+        bad: dict[int, str] = {}
+        for node in new:
+            try:
+                key_nodes(self.plan, [node], set())
+            except CorralError as exc:
+                bad[node.idx] = str(exc)
+        return bad
 
     def _record_code(self, new: list[Node]) -> None:
         """What the code keys of newly seen functions cover, in the run's options, for
@@ -240,9 +261,10 @@ class LiveEngine(Engine):
 
     def set_state(self, idx: int, new: TaskState, record: bool = True, **fields: Any) -> None:
         super().set_state(idx, new, record, **fields)
-        fut = self.futures.get(idx)
-        if fut is None or new in (TaskState.PENDING, TaskState.QUEUED, TaskState.RUNNING):
+        if new in _LIVE or idx not in self.futures:
             return
+        fut = self.futures.pop(idx)
+        self.by_future.pop(id(fut), None)
         node = self.graph.nodes[idx]
         if new in (TaskState.SUCCEEDED, TaskState.CACHED):
             try:
@@ -256,7 +278,6 @@ class LiveEngine(Engine):
         else:
             reason = str(fields.get("error") or new.value)
             _resolve(fut, exc=RemoteError(node.name, reason, self.tracebacks.pop(idx, "")))
-        del self.futures[idx]
 
 
 def _resolve(fut: CFuture[Any], value: Any = None, exc: BaseException | None = None) -> None:

@@ -82,6 +82,8 @@ class Sharer:
              ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """``args`` and ``kwargs`` with the large values shared; ``memo`` (by ``id``) spares
         hashing an object again within one batch (``map``'s ``repeat(data)``)."""
+        if not kwargs and all(type(a) in _PLAIN for a in args):  # nothing to weigh
+            return args, kwargs
         return (tuple(self.one(a, memo) for a in args),
                 {k: self.one(v, memo) for k, v in kwargs.items()})
 
