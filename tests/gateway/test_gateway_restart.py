@@ -168,3 +168,34 @@ def test_sigkill_mid_pipeline_resumes_its_run(serve: Serve, store: GatewayStore,
     assert set(log.read_text().split()) == {"0", "1", "2", "3"}
     kinds = [e["kind"] for e in store.ledger("lab") if e["job"] == job["id"]]
     assert kinds.count("charge") == 1 and kinds.count("reserve") == 1, kinds
+
+
+def test_sigkill_mid_local_job_follows_it_to_its_end(serve: Serve, store: GatewayStore, tmp_path: Path) -> None:
+    (tmp_path / "gateway.toml").unlink()  # only the local system: jobs are processes of this machine
+    store.create_project("lab", 10.0, members=["alice"])
+    headers = {"Authorization": f"Bearer {store.create_token('alice')}"}
+    serve.start()
+    with httpx.Client(base_url=serve.url, headers=headers, timeout=10) as client:
+        short = client.post("/api/v1/jobs", json={"command": "sh -c 'sleep 1; echo short'", "walltime_hours": 0.1})
+        long = client.post("/api/v1/jobs", json={"command": "sh -c 'sleep 4; echo long'", "walltime_hours": 0.1})
+        jobs = [r.json() for r in (short, long)]
+        running = [_until(client, job["id"], {"running"}) for job in jobs]
+        serve.kill()  # SIGKILL: no shutdown code runs
+        pids = [int(job["native_id"]) for job in running]
+        time.sleep(2.5)  # the short job ends while no gateway is there
+        assert os.path.exists(f"/proc/{pids[1]}")  # the long one outlived the gateway
+        serve.start()
+        client.base_url = httpx.URL(serve.url)
+        ended = [_until(client, job["id"], {"completed", "failed", "timeout", "system_error", "cancelled"})
+                 for job in jobs]
+        assert [job["state"] for job in ended] == ["completed", "completed"], ended
+        assert [job["native_id"] for job in ended] == [str(pid) for pid in pids]  # the same processes
+        outputs = [client.get(f"/api/v1/jobs/{job['id']}/logs/stdout").text for job in jobs]
+        project = client.get("/api/v1/projects/lab").json()
+    assert outputs == ["short\n", "long\n"]
+    assert project["active_jobs"] == 0 and project["reserved_core_hours"] == 0
+    ledger = store.ledger("lab")
+    for job in ended:
+        kinds = [e["kind"] for e in ledger if e["job"] == job["id"]]
+        assert kinds == ["reserve", "charge", "release"], kinds  # charged once
+        assert 0 < job["core_hours_charged"] < 10 / 3600  # its seconds of running, not the outage

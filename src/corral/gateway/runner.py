@@ -1,7 +1,9 @@
 """The runner: one background thread that hands queued jobs to Corral's executors and follows them.
 
-Each HPC system (:mod:`.systems`) gets one executor of its kind (``local``, ``slurm``, ``sge`` ...,
-built by :func:`corral.executors.create_executor` from its profile), shared by all its jobs. A job
+Each HPC system (:mod:`.systems`) gets one executor of its kind (``slurm``, ``sge``, ``ssh`` ...,
+built by :func:`corral.executors.create_executor` from its profile), shared by all its jobs; the
+``local`` system's command jobs run as detached processes that outlive the gateway
+(:mod:`.detached`). A job
 is one shell attempt whose command is ``shlex.join(shlex.split(command))``: every word is quoted,
 so the shell that runs it expands nothing and no ``;`` or ``$(...)`` of a user's command does
 anything; its title reaches the scheduler only through the executor's sanitised job name. The
@@ -12,8 +14,9 @@ Each round, the runner polls every executor once (a batch executor runs at most 
 query per interval for all of its jobs: no scheduler call per job, and none per API request), ends
 the jobs that completed (charging what they ran), passes on cancels, and submits queued jobs while
 the executor has room. At start it re-attaches to the jobs a previous gateway left running (a
-batch executor finds them by native id and exit marker); a job no executor can take back (a local
-process of the previous gateway) is recorded as ``system_error``, charged up to then.
+batch executor finds them by native id and exit marker, the local system by process id and exit
+marker); a job no executor can take back (its process gone without a marker, or an executor that
+cannot re-attach) is recorded as ``system_error``, charged up to then.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from corral.executors.base import AttemptRef, Completion, Executor, ExecutorCont
 from corral.resources import Resources
 from corral.worker.execute import STDERR_FILE, STDOUT_FILE, ShellPayload
 
+from .detached import DetachedLocal
 from .settings import ATTEMPT_DIR, Settings
 from .store import GatewayStore, JobState
 from .systems import BACKEND_KEYS, HpcSystem
@@ -117,17 +121,12 @@ class JobRunner:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the thread and the executors; cluster jobs keep running (the next start follows
-        them), local processes end with the executor and are recorded as ``system_error``."""
+        """Stop the thread and the executors; jobs keep running, on clusters and as detached
+        local processes alike (the next start follows them)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
-        for name, executor in self._executors.items():
-            if self.systems[name].kind == "local":  # its processes end with the executor
-                lost = [job for job, system in self._tracked.items() if system == name]
-                executor.cancel(lost)
-                for job_id in lost:
-                    self.store.finish(job_id, JobState.SYSTEM_ERROR, None, note="the gateway stopped")
+        for executor in self._executors.values():
             executor.shutdown()
 
     def _loop(self) -> None:
@@ -152,12 +151,10 @@ class JobRunner:
         """The executor of system ``name``, built and started on first use."""
         if name not in self._executors:
             system = self.systems[name]
-            options = dict(system.options)
-            if system.kind == "local":
-                options.setdefault("prestart", False)  # shell attempts only: no Python workers
             ctx = ExecutorContext(run_id=f"gw-{name}", work_root=self.settings.jobs_dir,
                                   cwd=self.settings.jobs_dir, max_parallel=self.settings.max_running)
-            executor = create_executor(system.kind, options, ctx)
+            executor: Executor = (DetachedLocal(ctx) if system.kind == "local"
+                                  else create_executor(system.kind, dict(system.options), ctx))
             executor.start(_Listener(self.store))
             self._executors[name] = executor
         return self._executors[name]
