@@ -1,10 +1,13 @@
-"""Per-token rate limits and OIDC bearer tokens validated locally against a JWKS file.
+"""Per-token rate limits, a short-lived cache of token lookups, and OIDC bearer tokens validated
+locally against a JWKS file.
 
 :class:`RateLimiter` is a token bucket per API token (by its SHA-256): ``rate`` requests a second
 on average, bursts of ``burst``; over it, 429 with ``Retry-After``. It lives in the gateway's
 process (one per ``serve``). :class:`OidcVerifier` checks a JWT's signature against the keys of a
 JWKS file (no network call), its issuer, audience and expiry, and refuses any algorithm outside
 the allowlist (``none`` and HMAC are never accepted: a public key must not double as a secret).
+:class:`TokenCache` keeps the user of a recently checked gateway token for a few seconds, so that
+status polling costs no token query per request (bench/gateway.py).
 """
 
 from __future__ import annotations
@@ -12,13 +15,15 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from corral.errors import ConfigError
 
-from .store import GatewayError, Unauthorized
+from .store import GatewayError, Principal, Unauthorized
 
 ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"})
 
@@ -55,6 +60,53 @@ class RateLimiter:
                 raise RateLimited(f"rate limit of {self.rate:g} requests/s per token (bursts of {self.burst}) "
                                   f"reached: retry in {wait:.1f} s", wait)
             self._buckets[key] = (level - 1.0, now)
+
+
+TOKEN_CACHE_SECONDS = 5.0
+"""How long a checked gateway token is trusted without a query: a token revoked by another process
+(``corral gateway token revoke``, another gateway on the same database) is refused at most this
+long after; one revoked through this gateway's store is refused at once."""
+
+
+class TokenCache:
+    """The callers of recently checked tokens, by the token's SHA-256 (never the token): each kept
+    ``ttl`` seconds, and never past the token's expiry. :meth:`clear` forgets them all (the store
+    calls it when a token is revoked or a role changes); a lookup that began before a clear is not
+    kept, so a revocation through this process takes effect at once. Unknown, revoked and expired
+    tokens are never kept. At most ``max_entries`` at once (all are dropped when full)."""
+
+    def __init__(self, ttl: float = TOKEN_CACHE_SECONDS, max_entries: int = 10_000) -> None:
+        if ttl < 0 or max_entries < 1:
+            raise ConfigError(f"token cache of {ttl} s and {max_entries} entries: the time must be >= 0 "
+                              "and the size >= 1")
+        self.ttl, self.max_entries = ttl, max_entries
+        self._entries: dict[str, tuple[Principal, float, float]] = {}
+        self._generation = 0
+        self._lock = threading.Lock()
+
+    def principal(self, key: str, load: Callable[[], tuple[Principal, datetime | None]]) -> Principal:
+        """The caller of the token hashed to ``key``: kept, or ``load()`` (which checks the token,
+        raising Unauthorized, and returns its caller and expiry, naive UTC or None)."""
+        now = time.monotonic()
+        with self._lock:
+            entry = self._entries.get(key)
+            generation = self._generation
+        if entry is not None and now < entry[1] and time.time() < entry[2]:
+            return entry[0]
+        who, expires = load()
+        until = float("inf") if expires is None else expires.replace(tzinfo=UTC).timestamp()
+        with self._lock:
+            if generation == self._generation and self.ttl > 0:
+                if len(self._entries) >= self.max_entries:
+                    self._entries.clear()
+                self._entries[key] = (who, now + self.ttl, until)
+        return who
+
+    def clear(self) -> None:
+        """Forget every kept token (and any lookup under way)."""
+        with self._lock:
+            self._entries.clear()
+            self._generation += 1
 
 
 @dataclass(frozen=True)

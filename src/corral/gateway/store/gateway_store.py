@@ -167,6 +167,8 @@ class GatewayStore(AdminMixin, IngestMixin):
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         ensure_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.on_revoke: list[Callable[[], None]] = []
+        """Called after a revocation commits (the gateway's token cache forgets its tokens)."""
 
     def close(self) -> None:
         self.engine.dispose()
@@ -223,7 +225,9 @@ class GatewayStore(AdminMixin, IngestMixin):
             for token in found:
                 token.revoked = True
                 write_audit(s, actor, "token.revoke", token.prefix)
-            return len(found)
+        for forget in self.on_revoke:
+            forget()
+        return len(found)
 
     def authenticate(self, token: str) -> Principal:
         with self.session() as s:
