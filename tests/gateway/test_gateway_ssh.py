@@ -56,10 +56,12 @@ def systems_toml(tmp_path: Path) -> str:
 
 def _until_ended(client: httpx.Client, job_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + 60
-    while not (job := client.get(f"/api/v1/jobs/{job_id}").json())["terminal_stage"]:
+    while True:
+        job: dict[str, Any] = client.get(f"/api/v1/jobs/{job_id}").json()
+        if job["terminal_stage"]:
+            return job
         assert time.monotonic() < deadline, job
         time.sleep(0.1)
-    return job
 
 
 def test_command_job_runs_over_ssh(server: str, store: GatewayStore, tmp_path: Path) -> None:
