@@ -4,22 +4,33 @@ and job submissions.
     python bench/gateway.py                     # 10,000 jobs, 5,000 status reads, 500 submissions
     python bench/gateway.py --jobs 200 --reads 200 --submissions 50   # a smoke test
     python bench/gateway.py --markdown          # a markdown table for docs/gateway.md
+    python bench/gateway.py --client threads    # the former client: httpx threads in this process
 
 Method: a fresh SQLite gateway database gets ``--jobs`` queued jobs of one user (through the
 store's own ``submit``, each reserving core-hours in its transaction as the API does). Then a real
-``corral gateway serve --no-run --rate-limit 0`` process listens on a free loopback port, and
-``--clients`` threads, each with its own keep-alive HTTP connection, send ``GET /api/v1/jobs/{id}``
-for random jobs of the user (``--reads`` in all), then ``POST /api/v1/jobs`` (``--submissions``
-in all). Each request's latency is measured on the client (network on loopback, token check,
-query, JSON); requests/s is the number of requests over the wall time of the phase. Client and
-server share this machine's cores, so the numbers are a floor. Goal (issue 14): at least 1,000
-status reads/s with p99 under 50 ms at 10,000 jobs.
+``corral gateway serve --no-run --rate-limit 0`` process (uvicorn, with httptools and uvloop when
+installed, its access log on) listens on a free loopback port, and ``--clients`` client processes,
+each with its own keep-alive ``http.client`` connection, send ``GET /api/v1/jobs/{id}`` for random
+jobs of the user (``--reads`` in all, after 200 to warm up), then ``POST /api/v1/jobs``
+(``--submissions`` in all). Each request's latency is measured in its client (loopback network,
+token check, query, JSON); requests/s is the number of requests over the wall time of the phase,
+from the moment every client is connected and ready. Client and server share this machine's cores,
+so the numbers are a floor; clients are separate light processes so that the load generator does
+not hold one interpreter lock with itself (``--client threads``, httpx threads in this process,
+was the former method: it measured the client as much as the server). The server's CPU time per
+request (user + system, from /proc) is printed too: it depends much less on the machine's load,
+the column to compare two versions by. Goal (issue 14): at least 1,000 status reads/s with p99
+under 50 ms at 10,000 jobs.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
+import json
+import multiprocessing
 import os
+import queue
 import random
 import socket
 import statistics
@@ -28,10 +39,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 GOAL_RPS, GOAL_P99_MS = 1000.0, 50.0
@@ -71,35 +83,70 @@ def serve(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
             time.sleep(0.1)
 
 
-def phase(url: str, token: str, clients: int, total: int,
-          call: Callable[[httpx.Client, int], httpx.Response]) -> tuple[float, list[float]]:
-    """``total`` requests over ``clients`` threads: (requests/s, latencies in ms)."""
-    latencies: list[float] = []
-    lock = threading.Lock()
-    errors: list[str] = []
+Call = tuple[str, str, bytes | None]
+"""One request: method, path and JSON body (or None)."""
 
-    def worker(k: int) -> None:
-        mine: list[float] = []
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
-            for i in range(k, total, clients):
-                t0 = time.perf_counter()
-                r = call(client, i)
-                mine.append((time.perf_counter() - t0) * 1000)
-                if r.status_code >= 300:
-                    errors.append(f"{r.status_code} {r.text[:200]}")
-        with lock:
-            latencies.extend(mine)
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
+def client(port: int, token: str, calls: list[Call], start: Any, out: Any) -> None:
+    """One client process: its own keep-alive connection (``http.client``, the lightest client of
+    the standard library), the same start as every other client, then each call's latency in ms."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    latencies, errors = [], []
+    start.wait()
+    for method, path, body in calls:
+        t0 = time.perf_counter()
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        text = response.read()
+        latencies.append((time.perf_counter() - t0) * 1000)
+        if response.status >= 300:
+            errors.append(f"{method} {path}: {response.status} {text[:200]!r}")
+    conn.close()
+    out.put((latencies, errors))
+
+
+def thread_client(url: str, token: str, calls: list[Call], start: Any, out: Any) -> None:
+    """The former method (``--client threads``): httpx in a thread of the benchmark's process."""
+    latencies, errors = [], []
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as session:
+        start.wait()
+        for method, path, body in calls:
+            t0 = time.perf_counter()
+            r = session.request(method, path, content=body, headers={"Content-Type": "application/json"})
+            latencies.append((time.perf_counter() - t0) * 1000)
+            if r.status_code >= 300:
+                errors.append(f"{method} {path}: {r.status_code} {r.text[:200]}")
+    out.put((latencies, errors))
+
+
+def phase(url: str, token: str, clients: int, calls: list[Call], server: psutil.Process,
+          kind: str = "processes") -> tuple[float, list[float], float]:
+    """``calls`` spread over ``clients`` concurrent clients: (requests/s, latencies in ms, server
+    CPU ms per request). The clock starts when every client is connected and ready."""
+    if kind == "threads":
+        start: Any = threading.Barrier(clients + 1)
+        out: Any = queue.Queue()
+        workers: list[Any] = [threading.Thread(target=thread_client, args=(url, token, calls[k::clients], start, out))
+                              for k in range(clients)]
+    else:
+        ctx = multiprocessing.get_context("fork")
+        start, out = ctx.Barrier(clients + 1), ctx.Queue()
+        port = int(url.rsplit(":", 1)[1])
+        workers = [ctx.Process(target=client, args=(port, token, calls[k::clients], start, out))
+                   for k in range(clients)]
+    for w in workers:
+        w.start()
+    start.wait()
+    cpu0, t0 = sum(server.cpu_times()[:2]), time.perf_counter()
+    results = [out.get(timeout=600) for _ in workers]
+    elapsed, cpu = time.perf_counter() - t0, sum(server.cpu_times()[:2]) - cpu0
+    for w in workers:
+        w.join()
+    errors = [e for _, errs in results for e in errs]
     if errors:
         raise SystemExit(f"{len(errors)} requests failed, e.g. {errors[0]}")
-    return total / elapsed, latencies
+    return len(calls) / elapsed, [x for lat, _ in results for x in lat], cpu * 1000 / len(calls)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -112,38 +159,44 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=10_000, help="jobs in the database")
     ap.add_argument("--reads", type=int, default=5_000, help="status reads in all")
     ap.add_argument("--submissions", type=int, default=500, help="submissions in all")
-    ap.add_argument("--clients", type=int, default=8, help="client threads")
+    ap.add_argument("--clients", type=int, default=8, help="concurrent clients (each its own connection)")
+    ap.add_argument("--client", choices=["processes", "threads"], default="processes",
+                    help="client processes with http.client (default), or httpx threads (the former method)")
     ap.add_argument("--markdown", action="store_true", help="print a markdown table")
     args = ap.parse_args()
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="corral-bench-gateway-") as tmp:
         workdir = Path(tmp)
         token, ids, fill_rate = fill(workdir, args.jobs)
         proc, url = serve(workdir)
         try:
+            server = psutil.Process(proc.pid)
             rng = random.Random(14)
-            picks = [rng.choice(ids) for _ in range(args.reads)]
-            phase(url, token, args.clients, min(200, args.reads), lambda c, i: c.get(f"/api/v1/jobs/{picks[i]}"))
-            reads = phase(url, token, args.clients, args.reads, lambda c, i: c.get(f"/api/v1/jobs/{picks[i]}"))
-            body = {"command": "echo hello", "walltime_hours": 0.1}
-            subs = phase(url, token, args.clients, args.submissions, lambda c, i: c.post("/api/v1/jobs", json=body))
+            reads: list[Call] = [("GET", f"/api/v1/jobs/{rng.choice(ids)}", None) for _ in range(args.reads)]
+            phase(url, token, args.clients, reads[:200], server, args.client)  # warm-up
+            status = phase(url, token, args.clients, reads, server, args.client)
+            body = json.dumps({"command": "echo hello", "walltime_hours": 0.1}).encode()
+            subs = phase(url, token, args.clients, [("POST", "/api/v1/jobs", body)] * args.submissions, server,
+                         args.client)
         finally:
             proc.terminate()
             proc.wait(timeout=30)
-    rows = [(f"GET /api/v1/jobs/{{id}} ({args.jobs:,} jobs in the database)", *reads),
+    rows = [(f"GET /api/v1/jobs/{{id}} ({args.jobs:,} jobs in the database)", *status),
             (f"POST /api/v1/jobs (after {args.jobs:,} jobs)", *subs)]
-    print(f"# {os.cpu_count()} CPUs, {args.clients} client threads; in-process store.submit while filling: "
-          f"{fill_rate:,.0f} jobs/s")
-    head = ("request", "requests/s", "p50 ms", "p99 ms", "max ms")
+    print(f"# {os.cpu_count()} CPUs, load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; "
+          f"{args.clients} client {args.client}; in-process store.submit while filling: {fill_rate:,.0f} jobs/s")
+    head = ("request", "requests/s", "p50 ms", "p99 ms", "max ms", "server CPU ms/request")
     if args.markdown:
         print("| " + " | ".join(head) + " |")
-        print("|---|---:|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|")
     else:
-        print(f"{head[0]:<58} {head[1]:>11} {head[2]:>8} {head[3]:>8} {head[4]:>8}")
-    for name, rps, lat in rows:
-        cells = (f"{rps:,.0f}", f"{statistics.median(lat):.1f}", f"{pct(lat, 0.99):.1f}", f"{max(lat):.1f}")
+        print(f"{head[0]:<58} {head[1]:>11} {head[2]:>8} {head[3]:>8} {head[4]:>8} {head[5]:>22}")
+    for name, rps, lat, cpu in rows:
+        cells = (f"{rps:,.0f}", f"{statistics.median(lat):.1f}", f"{pct(lat, 0.99):.1f}", f"{max(lat):.1f}",
+                 f"{cpu:.2f}")
         print("| " + " | ".join((name, *cells)) + " |" if args.markdown
-              else f"{name:<58} {cells[0]:>11} {cells[1]:>8} {cells[2]:>8} {cells[3]:>8}")
-    status_rps, status_p99 = reads[0], pct(reads[1], 0.99)
+              else f"{name:<58} {cells[0]:>11} {cells[1]:>8} {cells[2]:>8} {cells[3]:>8} {cells[4]:>22}")
+    status_rps, status_p99 = status[0], pct(status[1], 0.99)
     verdict = "met" if status_rps >= GOAL_RPS and status_p99 < GOAL_P99_MS else "NOT met"
     print(f"goal (>= {GOAL_RPS:,.0f} status reads/s, p99 < {GOAL_P99_MS:.0f} ms): {verdict}")
 
