@@ -103,6 +103,11 @@ class MapFuture:
         return self.gather
 
 
+SCALAR_TYPES = frozenset({int, float, str, bytes, bool, type(None)})
+"""Argument types (exact) that hold no future, scatter or path and always pickle: a call whose
+arguments are all of these skips the graph's and the planner's looks inside its arguments."""
+
+
 def normalize(value: Any) -> Any:
     """Replace scatters inside ``value`` by what tasks receive (see :meth:`MapFuture.as_arg`)."""
     if isinstance(value, MapFuture):
@@ -121,7 +126,7 @@ def _needs(value: Any) -> bool:
     return isinstance(value, MapFuture | list | tuple | dict)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Node:
     """One task call in the graph."""
 

@@ -14,6 +14,7 @@ from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 from corral.codehash import code_hash
 from corral.errors import GraphError, UsageError
 from corral.graph import (
+    SCALAR_TYPES,
     ExpandSpec,
     Future,
     Graph,
@@ -128,14 +129,20 @@ class TaskDef(Generic[P, R]):
         return cast(R, self._add(graph, args, kwargs, graph.unique_name(self.name)))
 
     def _add(self, graph: Graph, args: Sequence[Any], kwargs: dict[str, Any], name: str,
-             check: bool = True) -> Future:
+             check: bool = True, group: str | None = None) -> Future:
         if check:
             self._check_signature(args, kwargs, name)
+        group = graph.scoped(self.name) if group is None else group
+        if all(type(a) in SCALAR_TYPES for a in args) and all(
+                type(v) in SCALAR_TYPES for v in kwargs.values()):  # a scatter's element, mostly
+            node = graph.add(NodeKind.PYTHON, name, task=self, args=tuple(args),
+                             kwargs=dict(kwargs), group=group)
+            return Future(node)
         args = tuple(normalize(a) for a in args)
         kwargs = {k: normalize(v) for k, v in kwargs.items()}
         node = graph.add(
             NodeKind.PYTHON, name, task=self, args=args, kwargs=kwargs,
-            deps=dependencies(args, kwargs), group=graph.scoped(self.name),
+            deps=dependencies(args, kwargs), group=group,
         )
         return Future(node)
 
@@ -172,9 +179,10 @@ class TaskDef(Generic[P, R]):
         if dynamic:
             return self._map_dynamic(graph, args, kwargs, dynamic)
         base = graph.unique_name(self.name)
+        group = graph.scoped(self.name)
         # every call of a scatter passes the same argument names: check the signature once
         elements = [
-            self._add(graph, a, k, f"{base}[{i}]", check=i == 0)
+            self._add(graph, a, k, f"{base}[{i}]", check=i == 0, group=group)
             for i, (a, k) in enumerate(_expand(base, args, kwargs, mode))
         ]
         return MapFuture(base, elements, None)
@@ -237,9 +245,11 @@ def _expand(
     else:
         raise GraphError(f"task {name}: mode={mode!r} is not 'zip' or 'product'")
     calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    fixed_args = [_unwrap(x) for x in args]  # the mapped slots are overwritten in each call
+    fixed_kwargs = {key: _unwrap(v) for key, v in kwargs.items()}
     for combo in combos:
-        a = [_unwrap(x) for x in args]
-        kw: dict[str, Any] = {key: _unwrap(v) for key, v in kwargs.items()}
+        a = fixed_args.copy()
+        kw = fixed_kwargs.copy()
         for (slot, _), value in zip(slots, combo, strict=True):
             if isinstance(slot, int):
                 a[slot] = value

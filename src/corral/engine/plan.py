@@ -15,7 +15,7 @@ from typing import Any
 import cloudpickle
 
 from corral.errors import GraphError, HashingError, SerializationError
-from corral.graph import Future, Graph, Node, NodeKind
+from corral.graph import SCALAR_TYPES, Future, Graph, Node, NodeKind
 from corral.hashing import (
     _Unhashable,
     feed_into,
@@ -160,14 +160,24 @@ def _paths_in(value: Any, out: list[str]) -> None:
             _paths_in(v, out)
 
 
-def node_key(node: Node, inputs: dict[str, str]) -> str:
-    """The cache key of a node whose dependencies already have keys."""
-    h = new_hasher()
-    h.update(node.kind.value.encode())
-    try:
+def _plain(node: Node) -> bool:
+    return all(type(a) in SCALAR_TYPES for a in node.args) and all(
+        type(v) in SCALAR_TYPES for v in node.kwargs.values())
+
+
+def node_key(node: Node, inputs: dict[str, str], start: Any = None) -> str:
+    """The cache key of a node whose dependencies already have keys. ``start``: a hasher
+    already fed with a Python node's kind and code (see :func:`key_nodes`), copied."""
+    if start is not None and node.kind is NodeKind.PYTHON:
+        h = start.copy()
+    else:
+        h = new_hasher()
+        h.update(node.kind.value.encode())
         if node.kind is NodeKind.PYTHON:
             assert node.task is not None
             h.update(node.task.code.encode())
+    try:
+        if node.kind is NodeKind.PYTHON:
             feed_into(h, node.args)
             feed_into(h, node.kwargs)
         elif node.kind is NodeKind.SHELL:
@@ -208,17 +218,28 @@ def key_nodes(plan: Plan, nodes: Iterable[Node], producers: set[str]) -> None:
     """Compute keys of ``nodes`` (given in dependency order) and check their arguments."""
     graph = plan.graph
     seen: set[int] = set()
+    starts: dict[str, Any] = {}  # per task code: a hasher fed with the kind and the code
     for node in nodes:
         if node.kind is NodeKind.GATHER:
             deps_keys = "".join(graph.nodes[d].key for d in node.deps)
             node.key = hash_value(("gather", deps_keys))
             continue
-        check_picklable(node.args, f"task {node.name}", seen)
-        check_picklable(node.kwargs, f"task {node.name}", seen)
-        inputs = raw_inputs(node, plan.cwd, producers)
+        start = None
+        if node.kind is NodeKind.PYTHON:
+            assert node.task is not None
+            start = starts.get(node.task.code)
+            if start is None:
+                start = starts[node.task.code] = new_hasher()
+                start.update(NodeKind.PYTHON.value.encode() + node.task.code.encode())
+        if node.kind is NodeKind.PYTHON and not node.inputs and _plain(node):
+            inputs: dict[str, str] = {}  # (a scatter's elements, mostly)
+        else:
+            check_picklable(node.args, f"task {node.name}", seen)
+            check_picklable(node.kwargs, f"task {node.name}", seen)
+            inputs = raw_inputs(node, plan.cwd, producers)
         if inputs:
             plan.inputs[node.idx] = inputs
-        node.key = node_key(node, inputs)
+        node.key = node_key(node, inputs, start)
 
 
 def make_plan(graph: Graph, cwd: Path) -> Plan:
