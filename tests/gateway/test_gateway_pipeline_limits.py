@@ -16,8 +16,8 @@ import pytest
 from corral import Client
 from corral.gateway.runner import JobRunner, job_dir
 from corral.gateway.settings import Settings
-from corral.gateway.store import GatewayStore, JobRequest, Principal
-from corral.gateway.systems import local_system
+from corral.gateway.store import GatewayError, GatewayStore, JobRequest, Principal
+from corral.gateway.systems import checker, local_system
 
 PIPELINE = '''
 import time
@@ -76,6 +76,8 @@ def test_pipeline_job_is_charged_its_tasks_core_hours(store: GatewayStore, tmp_p
     assert job["core_hours_charged"] != pytest.approx(engine_wall / 3600)  # not the engine's wall time x 1 core
     ledger = [e for e in store.ledger("lab") if e["job"] == job["id"]]
     assert [e["kind"] for e in ledger] == ["reserve", "charge", "release"]
+    with pytest.raises(GatewayError, match="a pipeline job takes no memory_gb or backend_parameters"):
+        store.submit(alice, JobRequest("", pipeline_file="naps.py", memory_gb=1), checker({"local": local_system()}))
     assert ledger[1]["core_hours"] == pytest.approx(expected)
     assert ledger[2]["core_hours"] == pytest.approx(1.0 - expected)
 

@@ -78,6 +78,9 @@ class HpcSystem:
         naming the allowed keys otherwise; unknown ones are dropped if not ``backend_strict``)."""
         queue = self.check(req)
         where = f"HPC system {self.name!r}"
+        if req.pipeline_file is not None and (req.memory_gb is not None or req.backend):
+            raise GatewayError("a pipeline job takes no memory_gb or backend_parameters: its tasks declare "
+                               "their own resources (Resources in the pipeline file); leave them out")
         if req.memory_gb is not None and self.max_memory_gb is not None and req.memory_gb > self.max_memory_gb:
             raise GatewayError(f"{where} allows at most {self.max_memory_gb:g} GB of memory per node; "
                                f"this job asks for {req.memory_gb:g} GB")
