@@ -170,3 +170,25 @@ def test_plan_computes_keys_without_running(helper: Helper) -> None:
     assert len(set(keys)) == 3 and all(len(k) == 32 for k in keys)
     assert helper.attempts() == [] and helper.store.list_runs() == []
     assert [n.key for n in corral.plan(planned, {"n": 3}, helper.workdir).graph.nodes] == keys
+
+
+def test_scalar_calls_take_the_fast_path_to_the_same_keys(helper: Helper) -> None:
+    """A call whose arguments are all scalars skips the planner's looks inside them and keys
+    from a per-task copy of a hasher fed with the code: its key is the one the full path gives,
+    and calls with a path, a list or a future (the full path) are keyed as before."""
+    from corral.engine.plan import node_key
+    from corral.graph import NodeKind
+
+    @pipeline
+    def mixed(n: int = 2) -> list[str]:
+        firsts = use.map(value=list(range(n)))
+        use(value=Path("data.txt"))
+        use(value=[1, 2])
+        use.map(value=["a", None, 1.5, True, b"x"])
+        return use(value=firsts[0])
+
+    p = corral.plan(mixed, {"n": 3}, helper.workdir)
+    python = [n for n in p.graph.nodes if n.kind is NodeKind.PYTHON]
+    assert len(python) == 11
+    assert [n.key for n in python] == [node_key(n, p.inputs.get(n.idx, {})) for n in python]
+    assert len({n.key for n in python}) == 11
