@@ -180,7 +180,7 @@ def test_scalar_calls_take_the_fast_path_to_the_same_keys(helper: Helper) -> Non
     from corral.graph import NodeKind
 
     @pipeline
-    def mixed(n: int = 2) -> list[str]:
+    def mixed(n: int = 2) -> str:
         firsts = use.map(value=list(range(n)))
         use(value=Path("data.txt"))
         use(value=[1, 2])
