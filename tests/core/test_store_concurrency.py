@@ -25,6 +25,7 @@ from corral.errors import StoreError, UsageError
 from corral.store import Store
 from corral.store import schema as t
 from corral.store.outage import OUTAGE_LIMIT_ENV, outage_limit
+from corral.store.version import HEAD_REVISION
 
 from .corehelp import need, rig_env, wait_for
 
@@ -184,7 +185,7 @@ def test_a_newer_schema_is_one_line_naming_both_versions(tmp_path: Path) -> None
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '0042'"))
     db.dispose()
     with pytest.raises(StoreError, match=r"schema version 0042, newer than this Corral knows "
-                                         r"\(its newest is 0001\); upgrade Corral"):
+                                         rf"\(its newest is {HEAD_REVISION}\); upgrade Corral"):
         Store.open(tmp_path)
     cli = subprocess.run([sys.executable, "-m", "corral", "runs"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=60)
