@@ -101,7 +101,9 @@ def test_cli_runs_and_status_do_not_import_sqlalchemy(workdir: Path) -> None:
              "try:\n    runpy.run_module('corral', run_name='__main__')\n"
              "except SystemExit as e:\n    code = e.code\n"
              "print('SQLA' if 'sqlalchemy' in sys.modules else 'NOSQLA', code)")
-    for args in (["runs"], ["status", "latest", "--json"]):
+    # an ended run's tasks grouped (more than --limit), or a page of them, read its summary
+    for args in (["runs"], ["status", "latest", "--json"], ["status", "latest", "--limit", "2"],
+                 ["status", "latest", "--offset", "1", "--limit", "2"]):
         out = subprocess.run([sys.executable, "-c", probe, *args, "-C", str(workdir)],  # noqa: S603
                              capture_output=True, text=True, check=True).stdout
         assert out.split()[-2:] in (["NOSQLA", "0"], ["NOSQLA", "None"]), out

@@ -166,7 +166,12 @@ class Engine:
         existing = self.store.task_ids(self.run_id)
         fresh, changed = [], []
         cached = cached or set()
+        copied = None if existing else self._unchanged_rows(nodes, cached)
+        skip = set(copied[1]) if copied else set()
+        self._inserted_cached |= skip
         for node in nodes:
+            if node.idx in skip:
+                continue
             is_cached = node.idx in cached and node.name not in existing
             if is_cached:
                 self._inserted_cached.add(node.idx)
@@ -190,13 +195,30 @@ class Engine:
                 self.attempt_no[node.idx] = old["attempts"]
                 changed.append({"_id": old["id"], **{k: row[k] for k in ("idx", "key", "params")}})
         self.store.write_tasks(self.run_id, fresh, changed, TaskState.PENDING.value,
-                               len(self.graph.nodes))
-        if fresh:
+                               len(self.graph.nodes), copied)
+        if fresh or skip:
             names = self.graph.names
             for name, row_id in self.store.task_row_ids(self.run_id).items():
                 idx = names.get(name)
                 if idx is not None:
                     self.task_id[idx] = row_id
+
+    def _unchanged_rows(self, nodes: list[Node], cached: set[int]) -> tuple[str, list[int]] | None:
+        """A new run's cached nodes whose rows would be those of the previous run of the same
+        pipeline and parameters (same index, name, key, group, kind and resources; their
+        upstream tasks too): that run and their indices, for the store to copy them in SQL
+        instead of building and writing them again (a re-check)."""
+        if not cached or len(nodes) != len(self.graph.nodes):
+            return None
+        found = self.store.previous_task_rows(self.run_id, len(nodes))
+        if found is None:
+            return None
+        source, old = found
+        same = {n.idx for n in nodes if old.get(n.idx) == (
+            n.name, n.key, n.group, n.kind.value,
+            self._resources_json(n) if n.task or n.shell else None)}
+        return source, sorted(i for i in same & cached
+                              if all(d in same for d in nodes[i].deps))
 
     def _resources_json(self, node: Node) -> dict[str, Any]:
         """JSON form of a node's first-attempt resources, one dict per distinct Resources."""

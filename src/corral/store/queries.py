@@ -3,6 +3,7 @@ status (its tasks by group, sealed in ``task_summary`` when it ends; a page of i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -160,3 +161,26 @@ def task_page(c: Connection, run_id: str, offset: int, limit: int) -> list[dict[
     q = sa.select(t.tasks).where(t.tasks.c.run_id == run_id).order_by(t.tasks.c.idx)
     q = q.offset(offset).limit(limit if limit > 0 else None)
     return [dict(r) for r in c.execute(q).mappings()]
+
+
+def previous_task_rows(c: Connection, run_id: str, n_tasks: int
+                       ) -> tuple[str, dict[int, tuple[Any, ...]]] | None:
+    """The newest other run of the same pipeline, file and parameters with ``n_tasks`` tasks,
+    and its task rows by index as ``(name, key, grp, kind, resources)``; None without one."""
+    identity = sa.select(t.runs.c.identity).where(t.runs.c.id == run_id).scalar_subquery()
+    source = c.execute(
+        sa.select(t.runs.c.id).where(t.runs.c.identity == identity, t.runs.c.id != run_id,
+                                     t.runs.c.n_tasks == n_tasks)
+        .order_by(t.runs.c.created_at.desc()).limit(1)).scalar()
+    if source is None:
+        return None
+    tk = t.tasks.c
+    q = sa.select(tk.idx, tk.name, tk.key, tk.grp, tk.kind, sa.cast(tk.resources, sa.Text)).where(
+        tk.run_id == source)
+    decoded: dict[str | None, Any] = {None: None}  # each distinct resources text parsed once
+    rows: dict[int, tuple[Any, ...]] = {}
+    for idx, name, key, grp, kind, res in c.execute(q):
+        if res not in decoded:
+            decoded[res] = json.loads(res)
+        rows[idx] = (name, key, grp, kind, decoded[res])
+    return str(source), rows

@@ -316,12 +316,23 @@ class Store:
     # -------------------------------------------------------------- the engine's writes
 
     def write_tasks(self, run_id: str, fresh: list[dict[str, Any]], reset: list[dict[str, Any]],
-                    pending: str, n_tasks: int) -> None:
+                    pending: str, n_tasks: int, copied: tuple[str, list[int]] | None = None
+                    ) -> None:
         """New task rows, and rows of a resumed run reset to ``pending`` (see
-        :func:`corral.store.writes.write_tasks`)."""
+        :func:`corral.store.writes.write_tasks`); ``copied``: a run and the indices of its
+        rows that this run takes over as cached (see :func:`corral.store.writes.copy_tasks`)."""
         with self.transaction() as c:
             queries.drop_summary(c, run_id)
+            if copied:
+                writes.copy_tasks(c, run_id, copied[0], copied[1], TaskState.CACHED.value)
             writes.write_tasks(c, run_id, fresh, reset, pending, n_tasks)
+
+    def previous_task_rows(self, run_id: str, n_tasks: int
+                           ) -> tuple[str, dict[int, tuple[Any, ...]]] | None:
+        """The newest earlier run of the same pipeline, file and parameters with as many tasks,
+        and its rows (see :func:`corral.store.queries.previous_task_rows`)."""
+        with self._read() as c:
+            return queries.previous_task_rows(c, run_id, n_tasks)
 
     def replace_edges(self, run_id: str, rows: list[dict[str, Any]]) -> None:
         with self.transaction() as c:

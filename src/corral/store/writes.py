@@ -123,3 +123,25 @@ def release_own_claim(c: Connection, run_id: str) -> None:
 def control_of(c: Connection, run_id: str) -> str:
     value = c.execute(sa.select(t.runs.c.control).where(t.runs.c.id == run_id)).scalar()
     return str(value or "none")
+
+
+def copy_tasks(c: Connection, run_id: str, source: str, idxs: list[int], cached: str) -> None:
+    """Task rows of run ``source`` at the indices ``idxs`` become rows of ``run_id``, ``cached``
+    and not yet tried: one INSERT ... SELECT per range of consecutive indices, so that a
+    re-checked run does not build and send its unchanged rows again."""
+    ranges: list[dict[str, int]] = []
+    for i in idxs:
+        if ranges and ranges[-1]["b"] == i - 1:
+            ranges[-1]["b"] = i
+        else:
+            ranges.append({"a": i, "b": i})
+    if not ranges:
+        return
+    tk = t.tasks.c
+    same = [tk.idx, tk.name, tk.grp, tk.kind, tk.key, tk.code_hash, tk.params, tk.inputs,
+            tk.upstream, tk.resources]
+    rows = sa.select(sa.literal(run_id), *same, sa.literal(cached), sa.literal(True),
+                     sa.literal(0)).where(tk.run_id == source,
+                                          tk.idx.between(sa.bindparam("a"), sa.bindparam("b")))
+    names = ["run_id", *(col.name for col in same), "state", "cached", "attempts"]
+    c.execute(t.tasks.insert().from_select(names, rows), ranges)
