@@ -4,6 +4,7 @@
     python bench/interactive.py --count 200 --repeat 1    # a smoke test
     python bench/interactive.py --markdown       # a markdown table for docs/interactive.md
     python bench/interactive.py --profile prof/  # cProfile of one Corral round, top functions
+    python bench/interactive.py --sequential 2000    # submit(...).result() one call at a time
 
 Each round submits ``--count`` calls of a no-op one ``submit`` at a time, then waits for every
 future, timed from creating the executor to leaving its ``with`` block (start-up and shut-down
@@ -13,6 +14,11 @@ included): ``corral.Executor(jobs=2)`` on the local executor, in a fresh working
 the CPU time of the benchmark's process in the round (the caller and, for Corral, the engine's
 thread; not the worker processes), which depends much less on other load. Goal: Corral
 at most 1.5x the pool's time. Times are wall-clock seconds, the best of ``--repeat`` rounds.
+
+``--sequential N`` measures another pattern instead: N calls one after the other, each
+``submit(...).result()`` before the next (each call admitted by the engine on its own), and
+prints the milliseconds per call in each quarter of the N, for both executors: a cost per
+call that grows with the calls already made shows in the later quarters.
 """
 
 from __future__ import annotations
@@ -74,6 +80,39 @@ def pool_round(count: int) -> Timing:
     return one_round(lambda: concurrent.futures.ProcessPoolExecutor(JOBS), count)
 
 
+def sequential(make: Callable[[], Executor], count: int) -> list[float]:
+    """Milliseconds per ``submit(...).result()`` call, in each quarter of ``count`` calls."""
+    quarter = max(1, count // 4)
+    out: list[float] = []
+    with make() as ex:
+        ex.submit(noop, -1).result()  # started: the pool's workers, Corral's engine
+        begin = time.perf_counter()
+        for i in range(quarter * 4):
+            ex.submit(noop, i).result()
+            if (i + 1) % quarter == 0:
+                now = time.perf_counter()
+                out.append((now - begin) / quarter * 1e3)
+                begin = now
+    return out
+
+
+def sequential_table(count: int) -> str:
+    import corral
+
+    where = Path(tempfile.mkdtemp(prefix="corral-bench-interactive-"))
+    try:
+        rows = [("corral.Executor", sequential(
+                    lambda: corral.Executor(workdir=where, jobs=JOBS, progress=False), count)),
+                (f"ProcessPoolExecutor({JOBS})", sequential(
+                    lambda: concurrent.futures.ProcessPoolExecutor(JOBS), count))]
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+    lines = [f"{count:,} sequential calls, ms per call by quarter: 1st  2nd  3rd  4th"]
+    lines += [f"  {name:<24}" + "".join(f"{ms:7.1f}" for ms in quarters)
+              for name, quarters in rows]
+    return "\n".join(lines)
+
+
 def best(repeat: int, fn: Callable[[int], Timing], count: int) -> Timing:
     return min((fn(count) for _ in range(repeat)), key=lambda t: t.total)
 
@@ -124,10 +163,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="rounds; the best is shown")
     parser.add_argument("--markdown", action="store_true", help="a markdown table")
     parser.add_argument("--profile", type=Path, help="also profile one Corral round here")
+    parser.add_argument("--sequential", type=int, metavar="N",
+                        help="instead: N calls one at a time, ms per call by quarter")
     args = parser.parse_args(argv)
     if args.count < 1 or args.repeat < 1:
         parser.error("--count and --repeat must be >= 1")
     load = os.getloadavg()[0]
+    if args.sequential is not None:
+        if args.sequential < 4:
+            parser.error("--sequential must be >= 4 (a quarter is at least one call)")
+        print(sequential_table(args.sequential))
+        print(f"load average at the start: {load:.1f} on {os.cpu_count()} CPUs")
+        return 0
     pool = best(args.repeat, pool_round, args.count)
     corral = best(args.repeat, corral_round, args.count)
     print(table(args.count, corral, pool, args.markdown))

@@ -26,3 +26,22 @@ def test_a_tiny_round_prints_the_table() -> None:
     assert len(lines) == 3 and "50 no-op submits, 2 workers" in lines[2], proc.stdout
     assert lines[2].rstrip(" |").split("|")[-1].strip() in ("yes", "NO")
     assert "load average" in proc.stdout
+
+
+def test_sequential_calls_print_ms_per_quarter() -> None:
+    proc = subprocess.run(  # noqa: S603
+        [sys.executable, str(BENCH), "--sequential", "8"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("  ")]
+    assert [r[0] for r in rows] == ["corral.Executor", "ProcessPoolExecutor(2)"], proc.stdout
+    assert all(len(r) == 5 and all(float(x) > 0 for x in r[1:]) for r in rows), proc.stdout
+
+
+def test_sequential_needs_a_call_per_quarter() -> None:
+    proc = subprocess.run(  # noqa: S603
+        [sys.executable, str(BENCH), "--sequential", "3"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert proc.returncode == 2 and "--sequential must be >= 4" in proc.stderr, proc.stderr

@@ -64,6 +64,8 @@ class LiveEngine(Engine):
         self.inbox: queue.SimpleQueue[list[Call]] = queue.SimpleQueue()
         self.cancel_box: queue.SimpleQueue[CFuture[Any]] = queue.SimpleQueue()
         self.closing = threading.Event()
+        self.wake = threading.Event()
+        """Set by the other threads when they give the loop something to do (:meth:`_poll`)."""
         self.futures: dict[int, CFuture[Any]] = {}
         self.by_future: dict[int, int] = {}
         """id(future) -> node index, for cancellations by the caller."""
@@ -83,15 +85,18 @@ class LiveEngine(Engine):
         The caller passes each future's cancellation on with :meth:`cancelled`."""
         self.last_offer = time.monotonic()
         self.inbox.put(calls)
+        self.wake.set()
 
     def cancelled(self, fut: CFuture[Any]) -> None:
         """The caller cancelled the future of an offered call: its task ends cancelled (its
         job is cancelled), or it is never admitted."""
         self.cancel_box.put(fut)
+        self.wake.set()
 
     def close(self) -> None:
         """No more calls: the run ends when the queued ones are done."""
         self.closing.set()
+        self.wake.set()
 
     # ------------------------------------------------------------- the loop
 
@@ -110,7 +115,7 @@ class LiveEngine(Engine):
                 break
             room = self.ready and not self.paused and self._room() > 0 \
                 and not self._lingering()
-            for comp in self.executor.poll(0.0 if room else IDLE_POLL):
+            for comp in self._poll(bool(room)):
                 self._complete(comp)
             if self.rec.dirty and (not self.inflight
                                    or time.monotonic() - self.rec.last_flush > FLUSH_INTERVAL):
@@ -119,6 +124,19 @@ class LiveEngine(Engine):
         self.rec.flush()
         self._cancel_unadmitted()
         return self._final_state()
+
+    def _poll(self, room: bool) -> list[Completion]:
+        """The executor's completions. With nothing in flight the loop waits for a call (or
+        a cancellation, or the close) instead of sleeping: a call submitted to an idle run
+        is admitted at once, not after :data:`IDLE_POLL`."""
+        if room:
+            return self.executor.poll(0.0)
+        if self.inflight:
+            return self.executor.poll(IDLE_POLL)
+        self.wake.clear()
+        if self.inbox.empty() and self.cancel_box.empty() and not self.closing.is_set():
+            self.wake.wait(IDLE_POLL)
+        return self.executor.poll(0.0)
 
     def _lingering(self) -> bool:
         """Wait a moment for more calls before handing ready ones over (see :data:`LINGER`)."""
