@@ -3,7 +3,8 @@ by concern (:mod:`.run`, :mod:`.status`, :mod:`.control`, :mod:`.provenance`) ov
 :mod:`.common`; this module registers them and is the program's entry point.
 
 Importing it is cheap: the typer app and its commands are built on first use (``main()`` or
-``from corral.cli.app import app``), and ``corral --version`` answers without them. Each
+``from corral.cli.app import app``), and ``corral --version`` answers without them;
+``corral CMD ...`` registers the commands of CMD's module only. Each
 command imports what it needs (the store and SQLAlchemy, the engine, the executors) when it
 runs, so that ``corral --help`` pays for none of them (issue 12).
 
@@ -21,25 +22,40 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import typer
 
-_built: list[typer.Typer] = []
+_registered: list[str] = []
+"""The modules of :data:`COMMAND_MODULES` imported so far (their commands registered)."""
 
 COMMAND_MODULES = ("run", "status", "control", "provenance", "gateway", "ui")
 """The modules of this package that register commands, in the order of ``corral --help``."""
 
+COMMANDS = {"run": "run", "resume": "run", "runs": "status", "status": "status",
+            "logs": "status", "pause": "control", "cancel": "control", "clean": "control",
+            "report": "provenance", "lineage": "provenance", "why": "provenance",
+            "export": "provenance", "gateway": "gateway", "ui": "ui"}
+"""The module that registers each command: ``corral CMD ...`` imports that one only, and typer
+builds only its commands (a test checks this against the commands registered)."""
 
-def _build() -> typer.Typer:
-    """The typer app with every command registered (once)."""
-    if not _built:
-        import importlib
 
-        from .common import app
+def _build(only: str | None = None) -> typer.Typer:
+    """The typer app with the commands of module ``only`` registered, or all of them."""
+    import importlib
 
-        for name in COMMAND_MODULES:  # each registers its commands on import
-            importlib.import_module(f"{__package__}.{name}")
+    from .common import app
 
+    wanted = (only,) if only is not None else COMMAND_MODULES
+    new = [name for name in wanted if name not in _registered]
+    for name in new:  # each registers its commands on import
+        importlib.import_module(f"{__package__}.{name}")
+        _registered.append(name)
+    if new:
+        app.registered_commands.sort(key=_module_rank)  # as in COMMAND_MODULES, however they came
         _reflow_help(app)
-        _built.append(app)
-    return _built[0]
+    return app
+
+
+def _module_rank(info: Any) -> int:
+    module = getattr(info.callback, "__module__", "").rpartition(".")[2]
+    return COMMAND_MODULES.index(module) if module in COMMAND_MODULES else len(COMMAND_MODULES)
 
 
 def _reflow_help(app: typer.Typer) -> None:
@@ -84,7 +100,7 @@ def main() -> None:
         sys.stdout.write(f"corral {__version__}\n")
         return
     _plain_when_piped()
-    app = _build()
+    app = _build(COMMANDS.get(sys.argv[1]) if len(sys.argv) > 1 else None)
     from .common import err_console
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -20,12 +20,15 @@ from rich.markup import escape
 
 from corral.errors import CorralError, RunLockedError, RunNotFound, StoreError, UsageError
 
+from .plainparams import PlainParamsGroup
+
 if TYPE_CHECKING:
     from corral.store import Store
     from corral.store.reader import SqliteReader
 
 app = typer.Typer(
-    name="corral", no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+    name="corral", cls=PlainParamsGroup, no_args_is_help=True, add_completion=False,
+    rich_markup_mode="rich",
     help="Corral: Python workflows that run locally, on clusters, over SSH or on Dask.",
 )
 console = Console()

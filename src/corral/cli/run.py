@@ -28,6 +28,7 @@ from .common import (
     open_store,
     say,
 )
+from .plainparams import PlainParamsCommand
 
 if TYPE_CHECKING:
     from corral.engine.lifecycle import RunResult
@@ -36,7 +37,8 @@ if TYPE_CHECKING:
     from .report_to import Reporter
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+@app.command(cls=PlainParamsCommand,  # no pydantic to import: see .plainparams
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
                                "help_option_names": []})  # --help: see _run_help
 def run(
     ctx: typer.Context,
@@ -202,7 +204,7 @@ def _summarise(value: Any) -> str:
     return text if len(text) < 400 else text[:400] + "..."
 
 
-@app.command()
+@app.command(cls=PlainParamsCommand)
 def resume(run_id: str, workdir: WorkdirOpt = Path("."), db: DbOpt = None,
            jobs: Annotated[int | None, typer.Option("--jobs", "-j")] = None,
            as_json: JsonOpt = False) -> None:
