@@ -18,9 +18,9 @@ from ..store import GatewayError, JobRequest, OverLimit, SystemCheck
 from .auth import Caller, page, store_of
 
 MAX_PIPELINES_LISTED = 500
-MAX_NODES, MAX_CORES, MAX_WALLTIME_HOURS = 10_000, 1_024, 24.0 * 365
+MAX_NODES, MAX_CORES, MAX_WALLTIME_HOURS, MAX_MEMORY_GB = 10_000, 1_024, 24.0 * 365, 1_000_000.0
 """Bounds of any request (the REST API's); an HPC system's own limits are checked after."""
-FIELD_WORDS = (("node", "nodes"), ("core", "cores_per_node"), ("walltime", "walltime_hours"),
+FIELD_WORDS = (("memory", "memory_gb"), ("node", "nodes"), ("core", "cores_per_node"), ("walltime", "walltime_hours"),
                ("command", "command"), ("budget", "project"), ("project", "project"), ("queue", "command"))
 """A refusal's words, and the field it is shown next to."""
 
@@ -38,6 +38,8 @@ class JobForm:
     pipeline_name: str = ""
     params: str = ""
     """The pipeline's parameters, a JSON object."""
+    memory_gb: str = ""
+    """Memory per node in GB (empty: the system's default)."""
 
     @classmethod
     def empty(cls) -> JobForm:
@@ -47,7 +49,7 @@ class JobForm:
     def from_data(cls, data: Mapping[str, str]) -> JobForm:
         return cls(*(data.get(name, "").strip() for name in (
             "project", "title", "command", "nodes", "cores_per_node", "walltime_hours", "pipeline",
-            "pipeline_name", "params")))
+            "pipeline_name", "params", "memory_gb")))
 
 
 def pipeline_files(pipelines_dir: Path) -> list[str]:
@@ -112,13 +114,15 @@ def parse(form: JobForm, pipelines_dir: Path) -> tuple[JobRequest | None, dict[s
     nodes, e1 = _number(form.nodes, int, 1, MAX_NODES, "nodes")
     cores, e2 = _number(form.cores_per_node, int, 1, MAX_CORES, "cores per node")
     hours, e3 = _number(form.walltime_hours, float, 1e-3, MAX_WALLTIME_HOURS, "walltime (hours)")
-    for name, err in (("nodes", e1), ("cores_per_node", e2), ("walltime_hours", e3)):
+    memory, e4 = _number(form.memory_gb or "1", float, 1e-3, MAX_MEMORY_GB, "memory (GB)")
+    for name, err in (("nodes", e1), ("cores_per_node", e2), ("walltime_hours", e3), ("memory_gb", e4)):
         if err:
             errors[name] = err
     if errors:
         return None, errors
     return JobRequest(command=form.command, title=form.title, project=form.project or None, nodes=int(nodes),
-                      cores_per_node=int(cores), walltime_hours=float(hours), **pipeline), {}
+                      cores_per_node=int(cores), walltime_hours=float(hours),
+                      memory_gb=float(memory) if form.memory_gb else None, **pipeline), {}
 
 
 def field_of(message: str) -> str:
@@ -154,7 +158,8 @@ def limits(request: Request) -> dict[str, str]:
     for name, system in systems.items():
         d = system.describe()
         queues = f"; queues {', '.join(d['queues'])}" if d["queues"] else ""
-        out[name] = (f"at most {d['max_nodes']} node(s), {d['max_cores_per_node']} core(s) per node, "
+        memory = f", {d['max_memory_gb']:g} GB per node" if d.get("max_memory_gb") else ""
+        out[name] = (f"at most {d['max_nodes']} node(s), {d['max_cores_per_node']} core(s) per node{memory}, "
                      f"{d['max_walltime_hours']:g} h{queues}")
     return out
 
