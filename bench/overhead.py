@@ -19,6 +19,10 @@ Rows:
 5. A fully cached 20-task ``corral run -j 2`` as a fresh process (the command line's start-up,
    the store, the cache check and recording the run). Goal (issue 12): <= 0.40 s, the median
    of 7 runs after a warm-up (3 with ``--quick``), with byte-code caching on.
+6. 10,000 no-op calls given one ``submit`` at a time to ``corral.Executor(jobs=2)`` (each a
+   recorded task of one run) vs ``ProcessPoolExecutor(2)``, from creating the executor to
+   leaving its ``with`` block (the rounds of ``bench/interactive.py``). Goal (issue 13):
+   <= 1.5x the pool.
 
 Times are wall-clock seconds, the best of ``--repeat`` runs. "Corral engine CPU" is the CPU
 time of this process during an in-process Corral run: the engine's own work (graph, planning,
@@ -383,6 +387,14 @@ def corral_cached_cli(runs: int) -> Timing:
         return Timing(seconds)
 
 
+def interactive_submits(corral: bool, n: int) -> Timing:
+    """One round of ``bench/interactive.py`` (workload 6): ``n`` no-op submits."""
+    import interactive  # bench/interactive.py: this script's directory is on sys.path
+
+    t = interactive.corral_round(n) if corral else interactive.pool_round(n)
+    return Timing(t.total, t.cpu)
+
+
 # ---------------------------------------------------------------------------- the table
 
 def littlewood_rows(
@@ -465,6 +477,17 @@ def measure(sizes: Sizes, repeat: int, errors: list[str], only: set[int], extra:
             corral_half("cached run CLI", lambda: corral_cached_cli(runs), errors),
             None, "-", "<= 0.40 s", lambda c, p: c <= 0.40,
         ))
+    if 6 in only:
+        n = sizes.noop_tasks
+        rows.append(Row(
+            f"{n:,} no-op `corral.Executor` submits, {JOBS} workers",
+            corral_half("interactive submits",
+                        lambda: best_of(repeat, lambda: interactive_submits(True, n)), errors),
+            best_of(repeat, lambda: interactive_submits(False, n)),
+            f"ProcessPoolExecutor({JOBS})",
+            "<= 1.5x pool",
+            lambda c, p: p is not None and c <= 1.5 * p,
+        ))
     return rows
 
 
@@ -519,8 +542,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small counts (a smoke test)")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
     parser.add_argument("--repeat", type=int, default=1, help="best of N runs (default 1)")
-    parser.add_argument("--only", default="1,2,3,4,5",
-                        help="comma-separated workloads to run, of 1-5 (default: all)")
+    parser.add_argument("--only", default="1,2,3,4,5,6",
+                        help="comma-separated workloads to run, of 1-6 (default: all)")
     parser.add_argument("--no-extra", action="store_true",
                         help="skip the heavier Littlewood run (degree + 2) of the full benchmark")
     parser.add_argument("--profile", type=Path, metavar="DIR",
@@ -533,8 +556,8 @@ def main(argv: list[str] | None = None) -> int:
         only = {int(x) for x in ns.only.split(",") if x.strip()}
     except ValueError:
         parser.error(f"--only {ns.only!r}: give workload numbers like 1,3")
-    if not only <= {1, 2, 3, 4, 5}:
-        parser.error(f"--only {ns.only!r}: workloads are numbered 1 to 5")
+    if not only <= {1, 2, 3, 4, 5, 6}:
+        parser.error(f"--only {ns.only!r}: workloads are numbered 1 to 6")
     sizes = QUICK if ns.quick else FULL
     errors: list[str] = []
     # Corral's running API (SQLAlchemy, the engine) is imported on first use; import it here,

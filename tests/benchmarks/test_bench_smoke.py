@@ -28,9 +28,9 @@ def test_quick_benchmark_prints_the_table() -> None:
     lines = [line for line in proc.stdout.splitlines() if line.startswith("|")]
     assert lines[0].startswith("| Workload | Corral | Corral engine CPU | Peer |")
     rows = lines[2:]
-    assert len(rows) == 7, proc.stdout
+    assert len(rows) == 8, proc.stdout
     for needle in ("no-op Python tasks", "`true` shell tasks", "Littlewood degree",
-                   "Build + plan", "Re-check", "Fully cached"):
+                   "Build + plan", "Re-check", "Fully cached", "`corral.Executor` submits"):
         assert any(needle in r for r in rows), (needle, proc.stdout)
     for row in rows:
         corral_cell = row.split("|")[2].strip()
