@@ -81,6 +81,15 @@ def _signal(pid: int, signum: int) -> None:
         pass
 
 
+def recorded_pid(workdir: Path) -> str | None:
+    """The process id ``detached.json`` of attempt directory ``workdir`` records, if any (a job
+    started by a gateway that stopped before it stored the native id)."""
+    try:
+        return str(int(json.loads((workdir / PROCESS_FILE).read_bytes())["pid"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 class DetachedLocal(Executor):
     """Runs shell attempts as detached worker processes on this machine (see the module)."""
 
@@ -129,6 +138,8 @@ class DetachedLocal(Executor):
         """The job's completion if it has ended; otherwise report its start and enforce its walltime."""
         running = job.proc.poll() is None if job.proc is not None else _alive(job.pid, job.created)
         marker = read_marker(job.workdir)
+        if not job.started:
+            self._report_start(job)  # also for a job that ended between two rounds: it ran
         if marker is not None:
             metrics = Metrics.from_dict(dict(marker.get("metrics") or {}))
             try:
@@ -138,8 +149,6 @@ class DetachedLocal(Executor):
             return Completion(job.attempt_id, outcome, metrics, None, marker.get("error"))
         if not running:
             return self._markerless(job)
-        if not job.started:
-            self._report_start(job)
         now = time.time()
         if job.stop is None and job.deadline is not None and now > job.deadline:
             self._stop(job, Outcome.TIMEOUT)

@@ -37,7 +37,7 @@ from corral.executors.base import AttemptRef, Completion, Executor, ExecutorCont
 from corral.resources import Resources
 from corral.worker.execute import STDERR_FILE, STDOUT_FILE, ShellPayload
 
-from .detached import DetachedLocal
+from .detached import DetachedLocal, recorded_pid
 from .settings import ATTEMPT_DIR, Settings
 from .store import GatewayStore, JobState
 from .systems import BACKEND_KEYS, HpcSystem
@@ -223,6 +223,9 @@ class JobRunner:
         again; a submission that may not have happened is queued again; the rest are lost."""
         by_system: dict[str, list[AttemptRef]] = {}
         for job in self.store.followed():
+            attempt_dir = job_dir(self.settings, job["id"]) / ATTEMPT_DIR
+            if job["native_id"] is None:
+                job["native_id"] = self._started_unrecorded(job, attempt_dir)
             if job["system"] not in self.systems:
                 self.store.finish(job["id"], JobState.SYSTEM_ERROR, None,
                                   note=f"HPC system {job['system']!r} is no longer configured")
@@ -231,7 +234,7 @@ class JobRunner:
             elif job["pipeline"] and job["state"] != JobState.CANCELLING:
                 self.store.requeue(job["id"], "the gateway stopped while its run went on: it resumes")
             else:
-                ref = AttemptRef(job["id"], job["native_id"] or "", job_dir(self.settings, job["id"]) / ATTEMPT_DIR,
+                ref = AttemptRef(job["id"], job["native_id"] or "", attempt_dir,
                                  job["submitted"].replace(tzinfo=UTC).timestamp())
                 by_system.setdefault(job["system"], []).append(ref)
         for name, refs in by_system.items():
@@ -243,6 +246,15 @@ class JobRunner:
                     log.warning("job %s of the previous gateway cannot be followed: system_error", ref.attempt_id)
                     self.store.finish(ref.attempt_id, JobState.SYSTEM_ERROR, None,
                                       note="running when the gateway stopped; its executor cannot follow it")
+
+    def _started_unrecorded(self, job: Mapping[str, Any], attempt_dir: Path) -> str | None:
+        """The process id of a local job the previous gateway started but stopped before it stored
+        the id (its ``detached.json`` is written), now stored; None for any other job."""
+        system = self.systems.get(job["system"])
+        pid = recorded_pid(attempt_dir) if system is not None and system.kind == "local" else None
+        if pid is not None:
+            self.store.set_native_id(job["id"], pid)
+        return pid
 
     def _take_back(self, name: str, refs: Sequence[AttemptRef]) -> list[str]:
         try:
