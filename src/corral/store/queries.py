@@ -184,3 +184,26 @@ def previous_task_rows(c: Connection, run_id: str, n_tasks: int
             decoded[res] = json.loads(res)
         rows[idx] = (name, key, grp, kind, decoded[res])
     return str(source), rows
+
+
+def completed(c: Connection, keys: list[str]) -> dict[str, dict[str, str]]:
+    """Stored results among ``keys`` with their recorded output files: ``{key: {path:
+    digest}}``. On SQLite one prepared statement per 900 keys, its JSON decoded once per
+    distinct text (the dicts are shared: read them only): a re-check asks for every key of a
+    run, a hundred thousand or more."""
+    found: dict[str, dict[str, str]] = {}
+    if c.dialect.name != "sqlite":
+        for i in range(0, len(keys), 900):
+            q = sa.select(t.results.c.key, t.results.c.outputs).where(
+                t.results.c.key.in_(keys[i : i + 900]))
+            found.update((key, outputs or {}) for key, outputs in c.execute(q))
+        return found
+    decoded: dict[str | None, dict[str, str]] = {None: {}}
+    for i in range(0, len(keys), 900):
+        part = tuple(keys[i : i + 900])
+        sql = f"SELECT key, outputs FROM results WHERE key IN ({', '.join('?' * len(part))})"
+        for key, text in c.exec_driver_sql(sql, part).fetchall():
+            if text not in decoded:
+                decoded[text] = json.loads(text) or {}
+            found[key] = decoded[text]
+    return found

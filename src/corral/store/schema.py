@@ -22,9 +22,15 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
+from corral.states import TaskState
+
 metadata = MetaData()
+RAN = text(f"state = '{TaskState.SUCCEEDED.value}'")
+"""A task row that ran and succeeded: the condition of the partial index ``ix_tasks_key``, as
+a constant that the queries using the index repeat (a bound parameter would not match it)."""
 
 runs = Table(
     "runs",
@@ -80,7 +86,9 @@ tasks = Table(
     UniqueConstraint("run_id", "name", name="uq_task_run_name"),
     Index("ix_tasks_run_state", "run_id", "state"),
     Index("ix_tasks_run_idx", "run_id", "idx"),
-    Index("ix_tasks_key", "key"),
+    Index("ix_tasks_key", "key", sqlite_where=RAN, postgresql_where=RAN),
+    # only the rows that ran: a task's producer is looked up by key (lineage); the cached rows
+    # of a re-checked run, a row per task, are not indexed by their random keys
 )
 
 task_summary = Table(

@@ -473,15 +473,8 @@ class Store:
     def completed(self, keys: Iterable[str]) -> dict[str, dict[str, str]]:
         """Stored results among ``keys``, with their recorded output files ({} for none):
         ``{key: {path: digest}}``, in one pass over the results table."""
-        found: dict[str, dict[str, str]] = {}
-        keys = list(keys)
         with self._read() as c:
-            for i in range(0, len(keys), 900):
-                q = sa.select(t.results.c.key, t.results.c.outputs).where(
-                    t.results.c.key.in_(keys[i : i + 900]))
-                for key, outputs in c.execute(q):
-                    found[key] = outputs or {}
-        return found
+            return queries.completed(c, list(keys))
 
     def result_row(self, key: str) -> dict[str, Any] | None:
         with self._read() as c:
@@ -528,7 +521,7 @@ class Store:
         """The most recent task row that ran (not reused) and produced the result ``key``."""
         q = (
             sa.select(t.tasks)
-            .where(t.tasks.c.key == key, t.tasks.c.state == TaskState.SUCCEEDED.value)
+            .where(t.tasks.c.key == key, t.RAN)  # the partial index ix_tasks_key
             .order_by(t.tasks.c.finished_at.desc())
             .limit(1)
         )

@@ -1,4 +1,5 @@
-"""an ended run's tasks by group (task_summary); tasks indexed by run and index
+"""an ended run's tasks by group (task_summary); tasks indexed by run and index, and by key
+only where they ran
 
 Revision ID: 0002
 Revises: 0001
@@ -18,6 +19,8 @@ revision = '0002'
 down_revision = '0001'
 branch_labels = None
 depends_on = None
+RAN = sa.text("state = 'succeeded'")
+"""Only the task rows that ran are indexed by key (a re-checked run's cached rows are not)."""
 
 
 def upgrade() -> None:
@@ -39,8 +42,13 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('run_id', 'name')
     )
     op.create_index('ix_tasks_run_idx', 'tasks', ['run_id', 'idx'], unique=False)
+    op.drop_index('ix_tasks_key', table_name='tasks')
+    op.create_index('ix_tasks_key', 'tasks', ['key'], unique=False, sqlite_where=RAN,
+                    postgresql_where=RAN)
 
 
 def downgrade() -> None:
+    op.drop_index('ix_tasks_key', table_name='tasks')
+    op.create_index('ix_tasks_key', 'tasks', ['key'], unique=False)
     op.drop_index('ix_tasks_run_idx', table_name='tasks')
     op.drop_table('task_summary')
