@@ -16,7 +16,9 @@ For each size N, each step runs in a fresh Python process (so that its peak memo
 * ``recheck``: the same pipeline with cacheable tasks run once, then run again: every task
   cached; the second run is timed.
 * ``status``: ``corral status`` of that run as a command (a fresh process, its output thrown
-  away): what a user waits for.
+  away): what a user waits for. An ended run's tasks are read by group from its summary.
+* ``page`` (only with ``--only``): ``corral status --offset N/2`` of that run, a page of
+  ``--limit`` (50) tasks from the middle, as a command.
 
 The per-task columns (microseconds per task, kilobytes per task) show whether the cost stays
 flat as N grows. Goals (issue 12): 1M-task run <= 180 s at <= 2 GB engine peak RSS; plan of
@@ -41,9 +43,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 JOBS = 2
 STEPS = ("plan", "run", "recheck", "status")
+EXTRA_STEPS = ("page",)
+"""Steps measured only when ``--only`` names them."""
 GOALS = {  # (step, tasks) -> seconds, for the goal column
     ("run", 1_000_000): 180.0, ("plan", 1_000_000): 10.0, ("recheck", 100_000): 3.0,
-    ("status", 1_000_000): 1.0,
+    ("status", 1_000_000): 1.0, ("page", 1_000_000): 1.0,
 }
 RSS_GOAL = 2 * 1024 ** 3
 """The engine's peak resident memory on a 1M-task run (bytes)."""
@@ -135,9 +139,11 @@ def in_child(step: str, n: int, where: Path, profile: Path | None) -> dict[str, 
     return figures
 
 
-def status_of(where: Path) -> dict[str, Any]:
-    """``corral status latest`` of the run in ``where``, as a command."""
-    argv = [sys.executable, "-m", "corral.cli.app", "status", "latest", "--workdir", str(where)]
+def status_of(where: Path, *extra: str) -> dict[str, Any]:
+    """``corral status latest`` of the run in ``where`` (with the options ``extra``), as a
+    command."""
+    argv = [sys.executable, "-m", "corral.cli.app", "status", "latest", "--workdir", str(where),
+            *extra]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(argv, capture_output=True, text=True, check=False,  # noqa: S603
@@ -161,22 +167,30 @@ def measure(sizes: list[int], steps: list[str], profile: Path | None) -> list[di
                 where = Path(d) / step
                 where.mkdir(exist_ok=True)
                 try:
-                    if step == "status":
+                    if step in ("status", "page"):
                         if not ran:
                             in_child("run", n, where, None)
-                        figures = status_of(where)
+                            ran = _share_run(Path(d), where, steps)
+                        figures = status_of(where, *(() if step == "status" else
+                                                     ("--offset", str(n // 2))))
                     else:
                         figures = in_child(step, n, where, profile)
-                        if step == "run" and "status" in steps:
-                            # the status step reads this run
-                            (Path(d) / "status").symlink_to(where, target_is_directory=True)
-                            ran = True
+                        if step == "run":
+                            ran = _share_run(Path(d), where, steps)
                 except RuntimeError as exc:
                     print(f"error: {exc}", file=sys.stderr)
                     figures = {}
                 rows.append({"step": step, "tasks": n, **figures})
                 print_row(rows[-1], sys.stderr)
     return rows
+
+
+def _share_run(root: Path, where: Path, steps: list[str]) -> bool:
+    """The status steps read the run in ``where``: link their folders to it."""
+    for step in ("status", "page"):
+        if step in steps and not (root / step).exists():
+            (root / step).symlink_to(where, target_is_directory=True)
+    return True
 
 
 def goal_text(row: dict[str, Any]) -> str:
@@ -221,7 +235,8 @@ def print_table(rows: list[dict[str, Any]], markdown: bool) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="10000,100000", help="task counts, comma-separated")
-    ap.add_argument("--only", default=",".join(STEPS), help=f"steps, of {','.join(STEPS)}")
+    ap.add_argument("--only", default=",".join(STEPS),
+                    help=f"steps, of {','.join(STEPS + EXTRA_STEPS)}")
     ap.add_argument("--quick", action="store_true", help="1,000 and 2,000 tasks")
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--profile", type=Path, help="dump each step's cProfile stats here")
@@ -234,9 +249,9 @@ def main() -> int:
         return 0
     sizes = [1000, 2000] if args.quick else [int(s) for s in args.sizes.split(",")]
     steps = [s for s in args.only.split(",") if s]
-    unknown = set(steps) - set(STEPS)
+    unknown = set(steps) - set(STEPS) - set(EXTRA_STEPS)
     if unknown:
-        ap.error(f"unknown steps {sorted(unknown)}; choose from {','.join(STEPS)}")
+        ap.error(f"unknown steps {sorted(unknown)}; choose from {','.join(STEPS + EXTRA_STEPS)}")
     rows = measure(sizes, steps, args.profile)
     print_table(rows, args.markdown)
     return 1 if any("seconds" not in r for r in rows) else 0
