@@ -155,6 +155,38 @@ def profile(count: int, out: Path) -> None:
         prof.dump_stats(path)
         print(f"\n{name} thread of one Corral round: {path}")
         pstats.Stats(str(path)).sort_stats("tottime").print_stats(20)
+    print(phases(pstats.Stats(str(out / "interactive-engine.prof"))))
+
+
+PHASES = [
+    ("the engine thread, in all", "interactive/live.py", "run"),
+    ("admitting calls (graph nodes, keys, task rows, cache look-up)", "interactive/live.py",
+     "_admit"),
+    ("  of which writing the task rows", "engine/engine.py", "_persist_tasks"),
+    ("handing calls over (attempt specs, pickled payloads)", "engine/engine.py", "_release"),
+    ("the local executor (dispatch to workers, results, start notices)",
+     "executors/local.py", "poll"),
+    ("completions (result rows, states, the callers' futures)", "interactive/live.py",
+     "_complete"),
+    ("  of which resolving the futures", "interactive/live.py", "_resolve"),
+    ("SQLite writes of the batched state changes (also inside the above)",
+     "engine/recorder.py", "flush"),
+]
+"""(label, file, function) of the engine thread's phases, by cumulative profiled time."""
+
+
+def phases(stats: pstats.Stats) -> str:
+    """The engine thread's time by phase (cumulative, profiled: cProfile inflates it)."""
+    table: dict[tuple[str, str], float] = {}
+    for (file, _line, func), row in stats.stats.items():  # type: ignore[attr-defined]
+        for _, suffix, name in PHASES:
+            if func == name and file.endswith(suffix):
+                table[suffix, name] = table.get((suffix, name), 0.0) + row[3]
+    total = table.get(PHASES[0][1:], 0.0) or 1.0
+    lines = ["\nthe engine thread by phase (cumulative profiled seconds, share):"]
+    lines += [f"  {label:<70} {table.get((suffix, name), 0.0):6.2f} s "
+              f"{table.get((suffix, name), 0.0) / total:5.0%}" for label, suffix, name in PHASES]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
