@@ -5,6 +5,7 @@
     python bench/interactive.py --markdown       # a markdown table for docs/interactive.md
     python bench/interactive.py --profile prof/  # cProfile of one Corral round, top functions
     python bench/interactive.py --sequential 2000    # submit(...).result() one call at a time
+    python bench/interactive.py --idle 20        # one call after 0.15 s of idleness, 20 times
 
 Each round submits ``--count`` calls of a no-op one ``submit`` at a time, then waits for every
 future, timed from creating the executor to leaving its ``with`` block (start-up and shut-down
@@ -18,7 +19,9 @@ at most 1.5x the pool's time. Times are wall-clock seconds, the best of ``--repe
 ``--sequential N`` measures another pattern instead: N calls one after the other, each
 ``submit(...).result()`` before the next (each call admitted by the engine on its own), and
 prints the milliseconds per call in each quarter of the N, for both executors: a cost per
-call that grows with the calls already made shows in the later quarters.
+call that grows with the calls already made shows in the later quarters. ``--idle N``: N
+calls, each after :data:`IDLE` seconds without any, the milliseconds from ``submit`` to its
+result (median and worst), for both executors.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import cProfile
 import os
 import pstats
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -39,6 +43,8 @@ from typing import Any, NamedTuple
 
 GOAL = 1.5
 JOBS = 2
+IDLE = 0.15
+"""Seconds without a call before each call of ``--idle``."""
 
 
 def noop(i: int) -> None:
@@ -110,6 +116,36 @@ def sequential_table(count: int) -> str:
     lines = [f"{count:,} sequential calls, ms per call by quarter: 1st  2nd  3rd  4th"]
     lines += [f"  {name:<24}" + "".join(f"{ms:7.1f}" for ms in quarters)
               for name, quarters in rows]
+    return "\n".join(lines)
+
+
+def after_idle(make: Callable[[], Executor], count: int) -> list[float]:
+    """Milliseconds from ``submit`` to the result of ``count`` calls, each after :data:`IDLE`
+    seconds without any."""
+    out: list[float] = []
+    with make() as ex:
+        ex.submit(noop, -1).result()
+        for i in range(count):
+            time.sleep(IDLE)
+            begin = time.perf_counter()
+            ex.submit(noop, i).result()
+            out.append((time.perf_counter() - begin) * 1e3)
+    return out
+
+
+def idle_table(count: int) -> str:
+    import corral
+
+    where = Path(tempfile.mkdtemp(prefix="corral-bench-interactive-"))
+    try:
+        rows = [("corral.Executor", after_idle(
+                    lambda: corral.Executor(workdir=where, jobs=JOBS, progress=False), count)),
+                (f"ProcessPoolExecutor({JOBS})", after_idle(
+                    lambda: concurrent.futures.ProcessPoolExecutor(JOBS), count))]
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+    lines = [f"{count} calls after {IDLE} s idle, ms from submit to result: median  worst"]
+    lines += [f"  {name:<24}{statistics.median(ms):8.1f}{max(ms):7.1f}" for name, ms in rows]
     return "\n".join(lines)
 
 
@@ -197,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, help="also profile one Corral round here")
     parser.add_argument("--sequential", type=int, metavar="N",
                         help="instead: N calls one at a time, ms per call by quarter")
+    parser.add_argument("--idle", type=int, metavar="N",
+                        help=f"instead: N calls each after {IDLE} s idle, ms to the result")
     args = parser.parse_args(argv)
     if args.count < 1 or args.repeat < 1:
         parser.error("--count and --repeat must be >= 1")
@@ -205,6 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.sequential < 4:
             parser.error("--sequential must be >= 4 (a quarter is at least one call)")
         print(sequential_table(args.sequential))
+        print(f"load average at the start: {load:.1f} on {os.cpu_count()} CPUs")
+        return 0
+    if args.idle is not None:
+        if args.idle < 1:
+            parser.error("--idle must be >= 1")
+        print(idle_table(args.idle))
         print(f"load average at the start: {load:.1f} on {os.cpu_count()} CPUs")
         return 0
     pool = best(args.repeat, pool_round, args.count)

@@ -45,3 +45,14 @@ def test_sequential_needs_a_call_per_quarter() -> None:
         capture_output=True, text=True, timeout=60, cwd=ROOT,
     )
     assert proc.returncode == 2 and "--sequential must be >= 4" in proc.stderr, proc.stderr
+
+
+def test_calls_after_idleness_print_their_latency() -> None:
+    proc = subprocess.run(  # noqa: S603
+        [sys.executable, str(BENCH), "--idle", "2"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("  ")]
+    assert [r[0] for r in rows] == ["corral.Executor", "ProcessPoolExecutor(2)"], proc.stdout
+    assert all(len(r) == 3 and 0 < float(r[1]) <= float(r[2]) for r in rows), proc.stdout
