@@ -18,5 +18,5 @@ def test_small_gateway_benchmark_prints_its_table() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = [line.split("|")[1].strip() for line in proc.stdout.splitlines() if line.startswith("| ")]
     assert rows == ["request", "GET /api/v1/jobs/{id} (50 jobs in the database)", "POST /api/v1/jobs (after 50 jobs)"]
-    assert "| server CPU ms/request |" in proc.stdout and "2 client processes" in proc.stdout
+    assert "| server CPU ms/request | client CPU ms/request |" in proc.stdout and "2 client processes" in proc.stdout
     assert "goal (>= 1,000 status reads/s" in proc.stdout
