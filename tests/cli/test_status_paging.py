@@ -12,7 +12,9 @@ import pytest
 
 import corral
 from corral.cli.common import EXIT_USAGE
+from corral.cli.statusview import big_run_rows
 from corral.store import Store
+from corral.store.reader import open_reader
 
 from .clihelp import invoke, one_line_error
 
@@ -83,3 +85,28 @@ def test_offset_does_not_go_with_watch_or_metrics(ran: tuple[Path, list[str], An
         one_line_error(result.stderr, "--offset", "--watch", "leave one of them out")
     result = invoke("status", "--offset", -1, "-C", wd)
     assert result.exit_code == EXIT_USAGE and "greater than or equal to 0" in result.stderr
+
+
+def test_an_ended_runs_summary_shows_what_counting_shows(
+        ran: tuple[Path, list[str], Counter[str]]) -> None:
+    """The grouped table of an ended run read from its summary without SQLAlchemy is the one
+    the full store counts, and its counts are the rows' (what the old per-row path gave)."""
+    wd, _, counts = ran
+    store = Store.open(wd)
+    reader = open_reader(wd, None)
+    assert reader is not None
+    try:
+        run_id = store.get_run("latest")["id"]
+        for limit in (1, 2, 3, 10):
+            got = big_run_rows(reader, run_id, limit)
+            want = big_run_rows(store, run_id, limit)
+            assert got[0] == want[0] == counts
+            assert [[str(c) for c in row] for row in got[1]] == [[str(c) for c in row]
+                                                                  for row in want[1]]
+            assert got[2] == want[2]
+        _, cells, note = big_run_rows(reader, run_id, 10)
+        assert [str(row[0]) for row in cells] == ["one", "sq[0..59]", "sq[7]", "sq[31]"]
+        assert note is not None and "--offset 0 lists the tasks one by one" in note
+    finally:
+        reader.close()
+        store.close()
