@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from alembic import command
 from alembic.config import Config
 
 import corral
+from core.corehelp import need, rig_env
 from corral.store import Store, queries
 from corral.store.migrate import MIGRATIONS
 from corral.store.reader import open_reader
@@ -185,3 +188,50 @@ def test_a_store_of_the_previous_schema_is_upgraded(runs: tuple[Path, list[str],
     reader = open_reader(wd, None)
     assert reader is not None and reader.task_groups(second) is None
     reader.close()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL URL of the rig whose search_path is a fresh schema, dropped afterwards."""
+    url = rig_env("CORRAL_TEST_PG_URL")
+    need(bool(url), "CORRAL_TEST_PG_URL is not set (scripts/rig/start-postgres.sh)")
+    assert url is not None
+    schema = f"summary_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(url)
+    try:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        need(False, f"PostgreSQL at {url} is not reachable: {str(exc).splitlines()[0]}")
+    sep = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.mark.postgres
+def test_summaries_and_copied_rows_on_postgres(pg_url: str, tmp_path: Path) -> None:
+    (tmp_path / "p.py").write_text(PIPE)
+    pipe = corral.load_pipeline(tmp_path / "p.py")
+    ids = [corral.run(pipe, {"n": 20}, workdir=tmp_path, jobs=2, new=True, db=pg_url).run_id
+           for _ in range(2)]
+    store = Store.open(tmp_path, pg_url)
+    try:
+        for run_id in ids:
+            assert _summary(store, run_id) == _live(store, run_id)
+        assert {g["name"]: g["states"] for g in store.task_groups(ids[1])}["sq"] == {
+            "cached": 19, "failed": 1}
+        before = {r["name"]: r for r in store.tasks(ids[0])}
+        for row in store.tasks(ids[1]):
+            if row["cached"]:
+                assert {k: v for k, v in row.items() if k not in NOT_COPIED} == {
+                    k: v for k, v in before[row["name"]].items() if k not in NOT_COPIED}
+        ran = before["sq[3]"]
+        producer = store.producer_of_key(ran["key"])  # through the partial key index
+        assert producer is not None and producer["id"] == ran["id"]
+    finally:
+        store.close()
