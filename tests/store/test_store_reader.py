@@ -79,7 +79,7 @@ def test_unknown_and_ambiguous_runs_are_refused_as_by_the_store(workdir: Path) -
 
 
 def test_converted_columns_are_the_schemas() -> None:
-    for table in (t.runs, t.tasks, t.attempts):
+    for table in (t.runs, t.tasks, t.attempts, t.task_summary):
         json_cols = {c.name for c in table.columns if isinstance(c.type, sa.JSON)}
         bool_cols = {c.name for c in table.columns if isinstance(c.type, sa.Boolean)}
         assert JSON_COLUMNS[table.name] == json_cols
