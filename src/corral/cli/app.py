@@ -19,6 +19,8 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
+from . import startup
+
 if TYPE_CHECKING:
     import typer
 
@@ -100,6 +102,7 @@ def main() -> None:
         sys.stdout.write(f"corral {__version__}\n")
         return
     _plain_when_piped()
+    startup.pause()  # until the command runs (corral run: until its engine is ready)
     app = _build(COMMANDS.get(sys.argv[1]) if len(sys.argv) > 1 else None)
     from .common import err_console
 

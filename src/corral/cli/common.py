@@ -20,6 +20,7 @@ from rich.markup import escape
 
 from corral.errors import CorralError, RunLockedError, RunNotFound, StoreError, UsageError
 
+from . import startup
 from .plainparams import PlainParamsGroup
 
 if TYPE_CHECKING:
@@ -54,11 +55,18 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option(
         "--version", callback=_print_version, is_eager=True, help="Print the version and exit.",
     )] = False,
 ) -> None:
     """Corral: Python workflows that run locally, on clusters, over SSH or on Dask."""
+    if ctx.invoked_subcommand not in STARTS_LATER:
+        startup.over()
+
+
+STARTS_LATER = frozenset({"run", "resume"})
+"""The commands whose start-up lasts until their engine is ready (:mod:`.startup`)."""
 
 
 def fail(message: str, code: int) -> typer.Exit:

@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from corral.errors import CorralError
 
-from . import views
+from . import startup, views
 from .common import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -141,6 +141,7 @@ def _run_with_display(pipe: Any, params: dict[str, Any], cfg: RunConfig, quiet: 
     started: list[str] = []
 
     def ready(engine: Any) -> None:
+        startup.over()  # the collector back on, the start-up's objects out of its sight
         started.append(engine.run_id)
         if reporter is not None:
             reporter.start(engine.run_id, pipe.name, cfg.executor)
@@ -168,6 +169,7 @@ def _run_with_display(pipe: Any, params: dict[str, Any], cfg: RunConfig, quiet: 
         raise typer.Exit(130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+        startup.over()  # if the engine never became ready
 
 
 def _stop(signum: int, _frame: Any) -> None:
