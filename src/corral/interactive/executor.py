@@ -58,11 +58,24 @@ class _Listener:
         self.engine.attempt_started(attempt_id, when, host)
 
 
+HELD_MAX = 1024
+"""Tasks of functions remembered by each of the executor's two look-ups (then forgotten: a
+function met again is wrapped again, its code hashed again)."""
+
+
 class CallOptions(NamedTuple):
     """What a call gets: its resources and extra attempts (see :meth:`Executor.options`)."""
 
     resources: Resources | None
     retries: int
+
+
+class _Held(NamedTuple):
+    """A function, the options it was given with, and its task (which holds both)."""
+
+    fn: Callable[..., Any]
+    opts: CallOptions
+    task: TaskDef[Any, Any]
 
 
 class Executor(concurrent.futures.Executor):
@@ -86,8 +99,13 @@ class Executor(concurrent.futures.Executor):
         if progress is not None and not isinstance(progress, bool):
             raise UsageError(f"progress={progress!r} must be True, False or None (automatic)")
         self._defaults, self._cache = CallOptions(resources, retries), cache
-        self._tasks: dict[tuple[int, int],
-                          tuple[Callable[..., Any], CallOptions, TaskDef[Any, Any]]] = {}
+        self._tasks: dict[tuple[int, int], _Held] = {}
+        """(id(fn), id(options)) -> the task of the function with these options (at most
+        :data:`HELD_MAX`; a miss looks in :attr:`_by_value`)."""
+        self._by_value: dict[tuple[int, int, str | None], _Held] = {}
+        """(id(fn), retries, repr(resources)) -> the same: ``ex.options(...).submit`` makes
+        new options every call, yet the function's task (its code hash, its pickle) is made
+        once."""
         self._lock = threading.Lock()
         self._shutdown = False
         self._error: BaseException | None = None
@@ -166,13 +184,26 @@ class Executor(concurrent.futures.Executor):
         key = (id(fn), id(opts))  # held below, so neither id is reused meanwhile
         held = self._tasks.get(key)
         if held is None or held[0] is not fn or held[1] is not opts:
+            held = self._task_by_value(fn, opts)
+            if len(self._tasks) >= HELD_MAX:
+                self._tasks.clear()
+            self._tasks[key] = held
+        return held[2]
+
+    def _task_by_value(self, fn: Callable[..., Any], opts: CallOptions) -> _Held:
+        res = None if opts.resources is None else repr(opts.resources)
+        key = (id(fn), opts.retries, res)
+        held = self._by_value.get(key)
+        if held is None or held[0] is not fn:
             name = getattr(fn, "__name__", type(fn).__name__)
             _send_by_value(fn)
             wrap = task(name=str(name), resources=opts.resources, retries=opts.retries,
                         cache=self._cache)
-            held = (fn, opts, wrap(fn))
-            self._tasks[key] = held
-        return held[2]
+            held = _Held(fn, opts, wrap(fn))
+            if len(self._by_value) >= HELD_MAX:  # (a new function per call: a lambda)
+                self._by_value.clear()
+            self._by_value[key] = held
+        return held
 
     def _offer(self, calls: list[Call]) -> None:
         with self._lock:

@@ -85,7 +85,8 @@ class LiveEngine(Engine):
         The caller passes each future's cancellation on with :meth:`cancelled`."""
         self.last_offer = time.monotonic()
         self.inbox.put(calls)
-        self.wake.set()
+        if not self.wake.is_set():  # (set until the loop goes idle again)
+            self.wake.set()
 
     def cancelled(self, fut: CFuture[Any]) -> None:
         """The caller cancelled the future of an offered call: its task ends cancelled (its
