@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,8 @@ log = logging.getLogger("corral.engine")
 CONTROL_INTERVAL = 0.5
 FLUSH_INTERVAL = 0.25
 _NO_UPSTREAM: dict[str, str] = {}
+PERSIST_CHUNK = 20_000
+"""Task rows built and written at a time when a run's tasks are persisted."""
 """The ``upstream`` of every task row without dependencies: one object, serialised once."""
 
 
@@ -162,46 +164,58 @@ class Engine:
 
     def _persist_tasks(self, nodes: list[Node], cached: set[int] | None = None) -> None:
         """Insert (or, on resume, update) task rows. New rows of ``cached`` nodes are written
-        as cached at once, which spares a second write of every row of a cached run."""
-        existing = self.store.task_ids(self.run_id)
-        fresh, changed = [], []
+        as cached at once, which spares a second write of every row of a cached run. New rows
+        are built and written :data:`PERSIST_CHUNK` at a time, in one transaction, so that a
+        million-task run never holds a million row dicts."""
+        # tasks added to a running run (a dynamic scatter's elements, an interactive executor's
+        # calls) look up their own rows only, not the run's every row again
+        wanted = None if len(nodes) == len(self.graph.nodes) else [n.name for n in nodes]
+        existing = self.store.task_ids(self.run_id, wanted)
         cached = cached or set()
         copied = None if existing else self._unchanged_rows(nodes, cached)
         skip = set(copied[1]) if copied else set()
         self._inserted_cached |= skip
+        changed = []
         for node in nodes:
-            if node.idx in skip:
-                continue
-            is_cached = node.idx in cached and node.name not in existing
-            if is_cached:
-                self._inserted_cached.add(node.idx)
-            row = {
-                "run_id": self.run_id, "idx": node.idx, "name": node.name, "grp": node.group,
-                "kind": node.kind.value, "key": node.key, "cached": is_cached,
-                "state": (TaskState.CACHED if is_cached else TaskState.PENDING).value,
-                "code_hash": _code_of(node), "params": short_params(node),
-                "inputs": self.plan.inputs.get(node.idx),
-                "upstream": {self.graph.nodes[d].name: self.graph.nodes[d].key
-                             for d in node.deps} if node.deps else _NO_UPSTREAM,
-                "resources": self._resources_json(node) if node.task or node.shell else None,
-            }
             old = existing.get(node.name)
-            if old is None:
-                fresh.append(row)
-            else:
-                if old["state"] == TaskState.SUCCEEDED.value and old["key"] == node.key:
-                    self._ran_here.add(node.idx)
-                self.task_id[node.idx] = old["id"]
-                self.attempt_no[node.idx] = old["attempts"]
-                changed.append({"_id": old["id"], **{k: row[k] for k in ("idx", "key", "params")}})
-        self.store.write_tasks(self.run_id, fresh, changed, TaskState.PENDING.value,
-                               len(self.graph.nodes), copied)
-        if fresh or skip:
+            if old is None or node.idx in skip:
+                continue
+            if old["state"] == TaskState.SUCCEEDED.value and old["key"] == node.key:
+                self._ran_here.add(node.idx)
+            self.task_id[node.idx] = old["id"]
+            self.attempt_no[node.idx] = old["attempts"]
+            changed.append({"_id": old["id"], "idx": node.idx, "key": node.key,
+                            "params": short_params(node)})
+        new = [n for n in nodes if n.idx not in skip and n.name not in existing]
+        self.store.write_tasks(self.run_id, self._new_rows(new, cached), changed,
+                               TaskState.PENDING.value, len(self.graph.nodes), copied)
+        if new or skip:
             names = self.graph.names
-            for name, row_id in self.store.task_row_ids(self.run_id).items():
+            for name, row_id in self.store.task_row_ids(self.run_id, wanted).items():
                 idx = names.get(name)
                 if idx is not None:
                     self.task_id[idx] = row_id
+
+    def _new_rows(self, nodes: list[Node], cached: set[int]) -> Iterator[list[dict[str, Any]]]:
+        """The task rows of ``nodes`` (none has a row yet), :data:`PERSIST_CHUNK` at a time."""
+        for start in range(0, len(nodes), PERSIST_CHUNK):
+            rows = []
+            for node in nodes[start:start + PERSIST_CHUNK]:
+                is_cached = node.idx in cached
+                if is_cached:
+                    self._inserted_cached.add(node.idx)
+                rows.append({
+                    "run_id": self.run_id, "idx": node.idx, "name": node.name,
+                    "grp": node.group, "kind": node.kind.value, "key": node.key,
+                    "cached": is_cached,
+                    "state": (TaskState.CACHED if is_cached else TaskState.PENDING).value,
+                    "code_hash": _code_of(node), "params": short_params(node),
+                    "inputs": self.plan.inputs.get(node.idx),
+                    "upstream": {self.graph.nodes[d].name: self.graph.nodes[d].key
+                                 for d in node.deps} if node.deps else _NO_UPSTREAM,
+                    "resources": self._resources_json(node) if node.task or node.shell else None,
+                })
+            yield rows
 
     def _unchanged_rows(self, nodes: list[Node], cached: set[int]) -> tuple[str, list[int]] | None:
         """A new run's cached nodes whose rows would be those of the previous run of the same

@@ -10,7 +10,7 @@ import errno
 import os
 import socket
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -315,10 +315,11 @@ class Store:
 
     # -------------------------------------------------------------- the engine's writes
 
-    def write_tasks(self, run_id: str, fresh: list[dict[str, Any]], reset: list[dict[str, Any]],
-                    pending: str, n_tasks: int, copied: tuple[str, list[int]] | None = None
-                    ) -> None:
-        """New task rows, and rows of a resumed run reset to ``pending`` (see
+    def write_tasks(self, run_id: str, fresh: Iterable[list[dict[str, Any]]],
+                    reset: list[dict[str, Any]], pending: str, n_tasks: int,
+                    copied: tuple[str, list[int]] | None = None) -> None:
+        """New task rows (in chunks, all in this one transaction), and rows of a resumed run
+        reset to ``pending`` (see
         :func:`corral.store.writes.write_tasks`); ``copied``: a run and the indices of its
         rows that this run takes over as cached (see :func:`corral.store.writes.copy_tasks`)."""
         with self.transaction() as c:
@@ -367,18 +368,29 @@ class Store:
 
     # ------------------------------------------------------------------ tasks
 
-    def task_ids(self, run_id: str) -> dict[str, dict[str, Any]]:
-        q = sa.select(
-            t.tasks.c.id, t.tasks.c.name, t.tasks.c.state, t.tasks.c.key, t.tasks.c.attempts
-        ).where(t.tasks.c.run_id == run_id)
+    def task_ids(self, run_id: str, names: Sequence[str] | None = None
+                 ) -> dict[str, dict[str, Any]]:
+        """``{task name: {id, name, state, key, attempts}}`` of a run's rows (only of ``names``
+        when given: a few tasks added to a big run)."""
+        cols = (t.tasks.c.id, t.tasks.c.name, t.tasks.c.state, t.tasks.c.key, t.tasks.c.attempts)
         with self._read() as c:
-            return {r.name: dict(r._mapping) for r in c.execute(q)}
+            return {r.name: dict(r._mapping) for r in self._rows_named(c, cols, run_id, names)}
 
-    def task_row_ids(self, run_id: str) -> dict[str, int]:
+    def task_row_ids(self, run_id: str, names: Sequence[str] | None = None) -> dict[str, int]:
         """``{task name: row id}`` of a run (the lean form of :meth:`task_ids`)."""
-        q = sa.select(t.tasks.c.name, t.tasks.c.id).where(t.tasks.c.run_id == run_id)
         with self._read() as c:
-            return {name: row_id for name, row_id in c.execute(q)}
+            return {r.name: r.id for r in
+                    self._rows_named(c, (t.tasks.c.name, t.tasks.c.id), run_id, names)}
+
+    @staticmethod
+    def _rows_named(c: Connection, cols: Sequence[Any], run_id: str,
+                    names: Sequence[str] | None) -> Iterator[Any]:
+        q = sa.select(*cols).where(t.tasks.c.run_id == run_id)
+        if names is None:
+            yield from c.execute(q)
+            return
+        for start in range(0, len(names), 900):  # SQLite's bound-parameter limit, safely
+            yield from c.execute(q.where(t.tasks.c.name.in_(names[start:start + 900])))
 
     def tasks(self, run_id: str, name: str | None = None) -> list[TaskRow]:
         q = sa.select(t.tasks).where(t.tasks.c.run_id == run_id).order_by(t.tasks.c.idx)

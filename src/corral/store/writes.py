@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -42,12 +42,13 @@ def insert_ignore(conn: Connection, table: sa.Table, rows: list[dict[str, Any]],
             conn.execute(table.insert(), fresh)
 
 
-def write_tasks(c: Connection, run_id: str, fresh: list[dict[str, Any]],
+def write_tasks(c: Connection, run_id: str, fresh: Iterable[list[dict[str, Any]]],
                 reset: list[dict[str, Any]], pending: str, n_tasks: int) -> None:
-    """Insert new task rows; ``reset`` rows (``_id``, ``idx``, ``key``, ``params``) of a resumed
-    run become ``pending`` again; the run's task count."""
-    if fresh:
-        executemany(c, t.tasks.insert(), fresh, "tasks.insert")
+    """Insert new task rows (given in chunks, each built when it is written); ``reset`` rows
+    (``_id``, ``idx``, ``key``, ``params``) of a resumed run become ``pending`` again; the
+    run's task count."""
+    for chunk in fresh:
+        executemany(c, t.tasks.insert(), chunk, "tasks.insert")
     if reset:
         c.execute(
             t.tasks.update().where(t.tasks.c.id == sa.bindparam("_id")).values(
