@@ -124,3 +124,27 @@ def test_a_lookup_overtaken_by_a_revocation_is_not_kept() -> None:
 
     with pytest.raises(Unauthorized, match="token revoked"):
         cache.principal("h", refuse)
+
+
+def test_a_change_of_role_clears_the_cache(tmp_path: Path) -> None:
+    """Making a user admin (or changing any role) forgets the cached callers, so a token's
+    cached role is never older than the change; an unchanged role leaves them."""
+    store = GatewayStore(default_url(tmp_path))
+    try:
+        cache = TokenCache(ttl=60.0)
+        store.on_access_change.append(cache.clear)
+        token = store.create_token("carol")
+        key = "k"
+        first = cache.principal(key, lambda: (store.authenticate(token), None))
+        assert first.role == "user"
+        store.ensure_user("carol")  # no change of role: the cached caller stays
+        assert cache.principal(key, _no_lookup) is first
+        store.create_token("carol", admin=True)  # carol becomes an admin
+        again = cache.principal(key, lambda: (store.authenticate(token), None))
+        assert again.role == "admin"
+    finally:
+        store.close()
+
+
+def _no_lookup() -> tuple[Principal, None]:
+    raise AssertionError("the cached caller was forgotten")

@@ -365,7 +365,7 @@ def create_app(settings: Settings | None = None, store: GatewayStore | None = No
     app.state.limiter = RateLimiter(settings.rate_limit, settings.rate_burst) if settings.rate_limit else None
     app.state.oidc = OidcVerifier(settings.oidc) if settings.oidc is not None else None
     app.state.token_cache = TokenCache()
-    store.on_revoke.append(app.state.token_cache.clear)
+    store.on_access_change.append(app.state.token_cache.clear)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_credentials=False,
                            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],

@@ -71,7 +71,7 @@ long after; one revoked through this gateway's store is refused at once."""
 class TokenCache:
     """The callers of recently checked tokens, by the token's SHA-256 (never the token): each kept
     ``ttl`` seconds, and never past the token's expiry. :meth:`clear` forgets them all (the store
-    calls it when a token is revoked or a role changes); a lookup that began before a clear is not
+    calls it when a token is revoked or a user's role changes); a lookup that began before a clear is not
     kept, so a revocation through this process takes effect at once. Unknown, revoked and expired
     tokens are never kept. At most ``max_entries`` at once (all are dropped when full)."""
 

@@ -167,8 +167,9 @@ class GatewayStore(AdminMixin, IngestMixin):
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         ensure_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self.on_revoke: list[Callable[[], None]] = []
-        """Called after a revocation commits (the gateway's token cache forgets its tokens)."""
+        self.on_access_change: list[Callable[[], None]] = []
+        """Called after a token's revocation or a user's change of role commits (the gateway's
+        token cache forgets its tokens)."""
 
     def close(self) -> None:
         self.engine.dispose()
@@ -184,15 +185,20 @@ class GatewayStore(AdminMixin, IngestMixin):
         """The user's id, creating the user (role ``user`` unless given); ``role`` updates it."""
         if role is not None and role not in ROLES:
             raise Forbidden(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+        changed = False
         with self.session() as s:
             user = s.scalar(sa.select(User).where(User.name == name))
             if user is None:
                 user = User(name=name, role=role or "user", created=now())
                 s.add(user)
                 s.flush()
-            elif role is not None:
-                user.role = role
-            return user.id
+            elif role is not None and user.role != role:
+                user.role, changed = role, True
+            user_id = user.id
+        if changed:  # a demoted admin's cached tokens must not keep the admin role
+            for forget in self.on_access_change:
+                forget()
+        return user_id
 
     def create_token(self, user: str, scopes: list[str] | None = None, *, admin: bool = False,
                      expires_days: float | None = None, actor: str = "cli") -> str:
@@ -225,7 +231,7 @@ class GatewayStore(AdminMixin, IngestMixin):
             for token in found:
                 token.revoked = True
                 write_audit(s, actor, "token.revoke", token.prefix)
-        for forget in self.on_revoke:
+        for forget in self.on_access_change:
             forget()
         return len(found)
 
