@@ -45,22 +45,31 @@ def _plain_params() -> list[tuple[str, TyperArgument | TyperOption]]:
     return found
 
 
+def _cases(annotation: Any, many: bool) -> list[Any]:
+    if many:  # list[X]
+        return [tuple(SAMPLES[annotation.__args__[0]][:3]), (), "not-a-list", None]
+    if getattr(annotation, "__origin__", None) is tuple:  # tuple[X, Y]
+        columns = [SAMPLES[arg] for arg in annotation.__args__]
+        pairs = [tuple(column[i] for column in columns) for i in range(3)]
+        return [*pairs, pairs[0][:1], (*pairs[0], pairs[0][0]), "ab", ["a", "b"], None]
+    return [*SAMPLES[annotation], None]
+
+
 def test_plain_values_are_typers_values() -> None:
     """Every parameter the command line converts itself (those of the commands declared with
     ``PlainParamsCommand``, and the group's own) gives typer's value or typer's error
     for each sample, well formed or not (pydantic decides the odd ones, as before)."""
     params = _plain_params()
     names = {name for name, _ in params}
-    assert {"run jobs", "run force", "run file", "run workdir", "corral help"} <= names
+    assert {"run jobs", "run force", "run file", "run workdir", "corral help", "runs compare",
+            "logs attempt"} <= names
     ctx = typer.main.get_command(app).make_context("corral", [], resilient_parsing=True)
     for name, param in params:
         ours = param.get_runtime_param()
         assert isinstance(ours, PlainCoercion)
         typers = type(param).get_runtime_param(param)  # the class's: typer's own conversion
-        leaf: Any = param.type_descriptor.annotation
-        many = ours.many
-        samples = SAMPLES[leaf.__args__[0] if many else leaf]
-        cases = [tuple(samples[:3]), (), "not-a-list", None] if many else [*samples, None]
+        annotation: Any = param.type_descriptor.annotation
+        cases = _cases(annotation, ours.many)
         for value in cases:
             assert _converted(ours.coerce, value, param, ctx) == \
                 _converted(typers.coerce, value, param, ctx), (name, value)
@@ -68,7 +77,7 @@ def test_plain_values_are_typers_values() -> None:
 
 def test_cached_run_imports_no_pydantic(project: Project) -> None:
     """A run converts its options without pydantic (and registers the commands of its own
-    module only); a bad value still gets typer's error."""
+    module only), and so does ``corral runs``; a bad value still gets typer's error."""
     pipe = project.file("sums.py")
     assert invoke("run", pipe, "--n", "2", "-q").exit_code == 0
     probe = ("import sys, runpy; sys.argv = ['corral', *sys.argv[1:]]\n"
@@ -81,6 +90,9 @@ def test_cached_run_imports_no_pydantic(project: Project) -> None:
                          capture_output=True, text=True, check=True, cwd=project.wd).stdout
     assert '"state": "succeeded"' in out and out.split()[-3:] in (
         ["NOPYDANTIC", "RUNONLY", "None"], ["NOPYDANTIC", "RUNONLY", "0"]), out
+    out = subprocess.run([sys.executable, "-c", probe, "runs", "-C", str(project.wd)],  # noqa: S603
+                         capture_output=True, text=True, check=True, cwd=project.wd).stdout
+    assert out.split()[-3:][:2] == ["NOPYDANTIC", "STATUS"], out  # corral runs neither
     bad = corral("run", pipe, "-j", "two", cwd=project.wd)
     assert bad.returncode == 2
     assert "Invalid value for '--jobs' / '-j'" in bad.stderr and "integer" in bad.stderr

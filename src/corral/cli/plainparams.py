@@ -4,7 +4,7 @@ typer 0.29 converts every parameter of a command through a pydantic ``TypeAdapte
 command is invoked: the first one imports pydantic (about 65 ms on this project's machine) and
 each costs a few milliseconds more to build; ``corral run`` has a dozen. Declaring a command with
 ``cls=PlainParamsCommand`` gives its parameters of the plain kinds (``str``, ``int``, ``bool``,
-``Path`` and ``list`` of those, optional or not, with none of typer's checks such as ``min`` or
+``Path``, and ``list`` or ``tuple`` of those, optional or not, with none of typer's checks such as ``min`` or
 ``exists``) a conversion of their own. The values are the ones typer gives (a test compares them
 for every parameter so declared); a value that is not plainly well formed (``--jobs x``)
 goes on to typer's own conversion, so that its error message is typer's.
@@ -49,6 +49,17 @@ def _plain_path(value: Any) -> Any:
     return path
 
 
+def _plain_tuple(leaves: tuple[Callable[[Any], Any], ...]) -> Callable[[Any], Any]:
+    """The conversion of a fixed number of values (``tuple[str, str]``), each by its leaf."""
+    def convert(value: Any) -> Any:
+        if not isinstance(value, (list, tuple)) or len(value) != len(leaves):
+            return _UNSURE
+        items = tuple(leaf(v) for leaf, v in zip(leaves, value, strict=True))
+        return _UNSURE if any(item is _UNSURE for item in items) else items
+
+    return convert
+
+
 LEAVES: dict[Any, Callable[[Any], Any]] = {
     str: _plain_str, int: _plain_int, bool: _plain_bool, Path: _plain_path,
 }
@@ -89,6 +100,11 @@ def plain_leaf(param: TyperArgument | TyperOption) -> tuple[Callable[[Any], Any]
             or descriptor.is_file or not path_defaults):
         return None
     annotation: Any = descriptor.annotation
+    if get_origin(annotation) is tuple:
+        leaves = [LEAVES.get(arg) for arg in get_args(annotation)]
+        plain = [leaf for leaf in leaves if leaf is not None]
+        return (_plain_tuple(tuple(plain)), False) if plain and len(plain) == len(leaves) \
+            else None
     many = get_origin(annotation) is list
     if many:
         (annotation,) = get_args(annotation) or (None,)

@@ -34,10 +34,11 @@ from .common import (
     print_json,
 )
 from .layout import interactive
+from .plainparams import PlainParamsCommand
 from .statusview import big_status_view, counted_in_sql, page_view, run_counts, status_view
 
 
-@app.command()
+@app.command(cls=PlainParamsCommand)  # no pydantic to import: see .plainparams
 def runs(workdir: WorkdirOpt = Path("."), db: DbOpt = None, as_json: JsonOpt = False,
          limit: Annotated[int, typer.Option(help="How many runs.")] = 20,
          compare: Annotated[tuple[str, str] | None, typer.Option("--compare", help="Compare two runs: A B.")] = None,
@@ -192,7 +193,7 @@ def _metrics(store: Store, run_id: str, as_json: bool, wide: bool) -> None:
                       crop=False, soft_wrap=plain)
 
 
-@app.command()
+@app.command(cls=PlainParamsCommand)
 def logs(run_id: Annotated[str, typer.Argument(help="Run id.")],
          task: Annotated[str, typer.Argument(help="Task name (or unique prefix).")],
          attempt: Annotated[int | None, typer.Option(help="Attempt number (default: all).")] = None,
