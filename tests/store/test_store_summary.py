@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import subprocess
+import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -233,5 +235,40 @@ def test_summaries_and_copied_rows_on_postgres(pg_url: str, tmp_path: Path) -> N
         ran = before["sq[3]"]
         producer = store.producer_of_key(ran["key"])  # through the partial key index
         assert producer is not None and producer["id"] == ran["id"]
+    finally:
+        store.close()
+
+
+def _key_index(store: Store) -> str:
+    with store.engine.connect() as c:
+        if c.dialect.name == "postgresql":
+            q = "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_tasks_key' " \
+                "AND schemaname = current_schema()"
+        else:
+            q = "SELECT sql FROM sqlite_master WHERE name = 'ix_tasks_key'"
+        return str(c.execute(sa.text(q)).scalar_one())
+
+
+def test_the_key_index_is_partial_without_importing_postgresql(tmp_path: Path) -> None:
+    """A fresh SQLite store's key index has its condition, and opening a store imports no
+    PostgreSQL dialect (its condition there is added only when a PostgreSQL store is made)."""
+    store = Store.open(tmp_path)
+    try:
+        assert "WHERE state = 'succeeded'" in _key_index(store)
+    finally:
+        store.close()
+    code = ("import sys; from pathlib import Path; from corral.store import Store; "
+            "Store.open(Path(sys.argv[1])).close(); "
+            "print('sqlalchemy.dialects.postgresql' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,  # noqa: S603
+                         text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr
+
+
+@pytest.mark.postgres
+def test_a_fresh_postgres_store_has_the_partial_key_index(pg_url: str, tmp_path: Path) -> None:
+    store = Store.open(tmp_path, pg_url)
+    try:
+        assert "WHERE" in _key_index(store) and "succeeded" in _key_index(store)
     finally:
         store.close()

@@ -77,6 +77,8 @@ def _upgrade(conn: Connection, where: str) -> None:
 def _create_fresh(conn: Connection) -> None:
     """A new database gets the current schema and is stamped at head, as Alembic's docs
     advise ("building an up-to-date database from scratch"); existing ones are migrated."""
+    if conn.dialect.name == "postgresql":
+        t.partial_on_postgresql()
     t.metadata.create_all(conn)
     _VERSION.create(conn)
     conn.execute(_VERSION.insert().values(version_num=HEAD_REVISION))
