@@ -505,7 +505,9 @@ class Engine:
         if data is not None:
             return data, None
         row = self.store.result_row(key)
-        if row is None or row["value"] is not None or not row["digest"]:
+        if row is not None and row["value"] is not None:
+            return bytes(row["value"]), None
+        if row is None or not row["digest"]:
             return self.store.load_value(key), None  # (which says what is missing)
         return b"", self.store.cas.path(row["digest"])
 
