@@ -5,7 +5,7 @@ Each job is ``python -m corral.worker <attempt dir> --cwd <job dir>`` in a sessi
 worker runs the quoted command, writes ``started.json`` when it begins and the exit marker
 (``exit.json``: outcome, metrics, exit code) when it ends, as on a cluster node. Beside them this
 module writes ``detached.json``: the process id, its start time (so a reused pid is not taken
-for it) and the end of its walltime. The job's native id is its process id.
+for it) and its walltime, counted from the start the worker records. The job's native id is its process id.
 
 The gateway follows the jobs by these files: a marker is the job's end; a process gone without
 one was killed (``cancelled`` if the gateway cancelled it, ``timeout`` past its walltime,
@@ -43,7 +43,7 @@ from corral.executors.base import (
 from corral.worker.execute import PAYLOAD_FILE, STARTED_FILE, atomic_write, read_marker
 
 PROCESS_FILE = "detached.json"
-"""The process of a detached job: ``{"pid", "created", "deadline"}``, in its attempt directory."""
+"""The process of a detached job: ``{"pid", "created", "walltime"}``, in its attempt directory."""
 WORKER_LOG = "worker.log"
 """What the worker itself printed (not the command's output: that is ``stdout.log``)."""
 KILL_GRACE = 5.0
@@ -56,10 +56,13 @@ class _Job:
     workdir: Path
     pid: int
     created: float
-    deadline: float | None
+    walltime: float | None
+    """Seconds the command may run, counted from its start (``started.json``; until the worker
+    writes it, from the process's creation)."""
     proc: subprocess.Popen[bytes] | None = None
     """Set for a process this gateway started (it reaps it); None for one taken back."""
     started: bool = False
+    started_at: float | None = None
     stop: Outcome | None = None
     """Why the gateway stopped it (cancelled, timeout), if it did."""
     stop_sent: float | None = None
@@ -118,10 +121,9 @@ class DetachedLocal(Executor):
                                         start_new_session=True, close_fds=True)
             created = psutil.Process(proc.pid).create_time()
             walltime = spec.resources.walltime_seconds
-            deadline = None if walltime is None else time.time() + walltime
             atomic_write(workdir / PROCESS_FILE,
-                         json.dumps({"pid": proc.pid, "created": created, "deadline": deadline}).encode())
-            self._jobs[spec.attempt_id] = _Job(spec.attempt_id, workdir, proc.pid, created, deadline, proc)
+                         json.dumps({"pid": proc.pid, "created": created, "walltime": walltime}).encode())
+            self._jobs[spec.attempt_id] = _Job(spec.attempt_id, workdir, proc.pid, created, walltime, proc)
             if self._listener is not None:
                 self._listener.submitted(spec.attempt_id, str(proc.pid))
 
@@ -146,11 +148,17 @@ class DetachedLocal(Executor):
                 outcome = Outcome(str(marker.get("outcome")))
             except ValueError:
                 outcome = Outcome.FAILED
+            stopped = self._stopped_by_us(job, metrics)
+            if outcome is not Outcome.SUCCEEDED and stopped is not None:
+                # the worker wrote its marker when our SIGTERM ended the command: it ended
+                # because we stopped it (cancel, walltime), not because the command failed
+                return Completion(job.attempt_id, stopped, metrics, None, _why(stopped))
             return Completion(job.attempt_id, outcome, metrics, None, marker.get("error"))
         if not running:
             return self._markerless(job)
         now = time.time()
-        if job.stop is None and job.deadline is not None and now > job.deadline:
+        deadline = self._deadline(job)
+        if job.stop is None and deadline is not None and now > deadline:
             self._stop(job, Outcome.TIMEOUT)
         elif job.stop_sent is not None and now > job.stop_sent + KILL_GRACE:
             _signal(job.pid, signal.SIGKILL)
@@ -160,11 +168,29 @@ class DetachedLocal(Executor):
         started = self._started_at(job)
         metrics = Metrics(started=started, ended=time.time(), native_id=str(job.pid))
         if job.stop is not None:
-            why = "cancelled" if job.stop is Outcome.CANCELLED else "killed at the end of its walltime"
-            return Completion(job.attempt_id, job.stop, metrics, None, why)
+            return Completion(job.attempt_id, job.stop, metrics, None, _why(job.stop))
         return Completion(job.attempt_id, Outcome.LOST, metrics, None,
                           f"process {job.pid} ended without an exit marker (killed outside the gateway?); "
                           f"see {job.workdir / WORKER_LOG}")
+
+    @staticmethod
+    def _stopped_by_us(job: _Job, metrics: Metrics) -> Outcome | None:
+        """Why the gateway stopped the job, if it did: in this process (cancel, walltime), or
+        a job taken back after a restart whose marker was written past its walltime."""
+        if job.stop is not None:
+            return job.stop
+        deadline = DetachedLocal._deadline(job)
+        if deadline is not None and metrics.ended is not None and metrics.ended > deadline:
+            return Outcome.TIMEOUT
+        return None
+
+    @staticmethod
+    def _deadline(job: _Job) -> float | None:
+        """When the job's walltime ends: its command's start plus the walltime (the start as
+        the worker recorded it, the process's creation until then)."""
+        if job.walltime is None:
+            return None
+        return (job.started_at or job.created) + job.walltime
 
     @staticmethod
     def _started_at(job: _Job) -> float | None:
@@ -177,7 +203,7 @@ class DetachedLocal(Executor):
     def _report_start(self, job: _Job) -> None:
         started = self._started_at(job)
         if started is not None:
-            job.started = True
+            job.started, job.started_at = True, started
             if self._listener is not None:
                 self._listener.started(job.attempt_id, started, None)
 
@@ -199,17 +225,21 @@ class DetachedLocal(Executor):
             try:
                 data = json.loads((workdir / PROCESS_FILE).read_bytes())
                 pid, created = int(data["pid"]), float(data["created"])
-                deadline = None if data.get("deadline") is None else float(data["deadline"])
+                walltime = None if data.get("walltime") is None else float(data["walltime"])
             except (OSError, ValueError, KeyError, TypeError):
                 continue
             if str(pid) != ref.native_id:
                 continue
             if read_marker(workdir) is None and not _alive(pid, created):
                 continue
-            self._jobs[ref.attempt_id] = _Job(ref.attempt_id, workdir, pid, created, deadline)
+            self._jobs[ref.attempt_id] = _Job(ref.attempt_id, workdir, pid, created, walltime)
             taken.append(ref.attempt_id)
         return taken
 
     def shutdown(self) -> None:
         """Nothing stops: the jobs run on, and the next gateway takes them back."""
         self._jobs.clear()
+
+
+def _why(stopped: Outcome) -> str:
+    return "cancelled" if stopped is Outcome.CANCELLED else "killed at the end of its walltime"
