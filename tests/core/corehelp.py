@@ -9,11 +9,13 @@ import sqlite3
 import textwrap
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 import corral
 from corral.api import RunResult
@@ -108,6 +110,34 @@ def need(condition: bool, reason: str) -> None:
     if os.environ.get("CORRAL_REQUIRE_CLUSTERS") == "1":
         pytest.fail(f"{reason} (CORRAL_REQUIRE_CLUSTERS=1)")
     pytest.skip(reason)
+
+
+def pg_url() -> str:
+    """The rig's PostgreSQL URL (skips, or fails with CORRAL_REQUIRE_CLUSTERS=1, without it)."""
+    url = rig_env("CORRAL_TEST_PG_URL")
+    need(bool(url), "CORRAL_TEST_PG_URL is not set (scripts/rig/start-postgres.sh)")
+    assert url is not None
+    return url
+
+
+@contextmanager
+def pg_schema(url: str, prefix: str) -> Iterator[str]:
+    """A URL of ``url``'s server whose search_path is a new, empty schema (dropped afterwards)."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(url, pool_pre_ping=True)  # the server may have restarted since
+    try:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    except sa.exc.OperationalError as exc:
+        admin.dispose()
+        need(False, f"PostgreSQL at {url} is not reachable: {str(exc).splitlines()[0]}")
+    sep = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05,

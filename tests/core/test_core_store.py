@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,8 @@ from corral.errors import StoreError
 from corral.store import Store, default_url
 from corral.store.store import HEAD_REVISION
 
-from .corehelp import Helper, need, rig_env
+from .corehelp import Helper, pg_schema
+from .corehelp import pg_url as rig_pg_url
 
 PIPE = '''
 from corral import task, pipeline, shell, each
@@ -107,25 +107,9 @@ def test_bad_database_url_is_a_store_error(tmp_path: Path) -> None:
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
-    url = rig_env("CORRAL_TEST_PG_URL")
-    need(bool(url), "CORRAL_TEST_PG_URL is not set (scripts/rig/start-postgres.sh)")
-    assert url is not None
-    schema = f"core_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(url)
-    try:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        need(False, f"PostgreSQL at {url} is not reachable: {str(exc).splitlines()[0]}")
-    sep = "&" if "?" in url else "?"
-    try:
-        yield f"{url}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    """A PostgreSQL URL of the rig whose search_path is a fresh schema, dropped afterwards."""
+    with pg_schema(rig_pg_url(), "core") as url:
+        yield url
 
 
 @pytest.mark.postgres

@@ -10,7 +10,6 @@ import queue
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,7 +26,7 @@ from corral.store import schema as t
 from corral.store.outage import OUTAGE_LIMIT_ENV, outage_limit
 from corral.store.version import HEAD_REVISION
 
-from .corehelp import need, rig_env, wait_for
+from .corehelp import need, pg_schema, pg_url, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINES, ROUNDS = 8, 10  # 80 engines on a fresh store per database; the suite has a time budget
@@ -66,33 +65,6 @@ def slow(log: str, n: int = 40) -> int:
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def _pg_url() -> str:
-    url = rig_env("CORRAL_TEST_PG_URL")
-    need(bool(url), "CORRAL_TEST_PG_URL is not set (scripts/rig/start-postgres.sh)")
-    assert url is not None
-    return url
-
-
-@contextmanager
-def _pg_schema(url: str) -> Iterator[str]:
-    """A URL whose search_path is a new, empty schema (dropped afterwards)."""
-    schema = f"race_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(url, pool_pre_ping=True)  # the server may have restarted since
-    try:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        need(False, f"PostgreSQL at {url} is not reachable: {str(exc).splitlines()[0]}")
-    sep = "&" if "?" in url else "?"
-    try:
-        yield f"{url}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
 
 
 def _engine(pipe_file: Path, workdir: Path, db: str | None, i: int, gate: Any,
@@ -162,8 +134,8 @@ def test_engines_at_once_on_a_fresh_sqlite_store(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_engines_at_once_on_a_fresh_postgres_schema(tmp_path: Path) -> None:
-    url = _pg_url()
-    _race(tmp_path, ROUNDS, lambda: _pg_schema(url))
+    url = pg_url()
+    _race(tmp_path, ROUNDS, lambda: pg_schema(url, "race"))
 
 
 def test_a_current_schema_is_not_migrated_again(tmp_path: Path,
@@ -213,7 +185,7 @@ def _result_row(key: str) -> dict[str, Any]:
 
 @pytest.mark.postgres
 def test_a_transaction_survives_its_connection_being_killed(tmp_path: Path) -> None:
-    with _pg_schema(_pg_url()) as url:
+    with pg_schema(pg_url(), "race") as url:
         store = Store.open(tmp_path, url)
         admin = sa.create_engine(url)
         try:
@@ -243,7 +215,7 @@ def test_an_outage_past_the_limit_is_one_store_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(OUTAGE_LIMIT_ENV, "0.6")
-    with _pg_schema(_pg_url()) as url:
+    with pg_schema(pg_url(), "race") as url:
         store = Store.open(tmp_path, url)
         try:
             def refused() -> Any:
@@ -290,7 +262,7 @@ def _pg_ctl(action: str) -> None:
 def pg_server() -> Iterator[Any]:
     """Stops and starts the rig's PostgreSQL; it is running again after the test, whatever
     happened (other tests use it)."""
-    _pg_url()
+    pg_url()
     if os.geteuid() != 0:
         pytest.skip("needs root to stop and start the rig's PostgreSQL")
     _cluster()
@@ -314,7 +286,7 @@ def _ran(log: Path) -> list[str]:
 def test_postgres_restarted_mid_run_the_run_finishes(tmp_path: Path, pg_server: Any) -> None:
     log = tmp_path / "ran.log"
     (tmp_path / "slow.py").write_text(SLOW)
-    with _pg_schema(_pg_url()) as url:
+    with pg_schema(pg_url(), "race") as url:
         run = _corral_run(["slow.py", "--log", str(log), "-j", "2", "-q", "--db", url],
                           tmp_path, {OUTAGE_LIMIT_ENV: "60"})
         try:
@@ -342,7 +314,7 @@ def test_postgres_away_past_the_limit_stops_and_the_same_command_resumes(
 ) -> None:
     log = tmp_path / "ran.log"
     (tmp_path / "slow.py").write_text(SLOW)
-    with _pg_schema(_pg_url()) as url:
+    with pg_schema(pg_url(), "race") as url:
         args = ["slow.py", "--log", str(log), "-j", "2", "-q", "--db", url, "--n", "16"]
         run = _corral_run(args, tmp_path, {OUTAGE_LIMIT_ENV: "2"})
         try:

@@ -8,7 +8,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,8 @@ from alembic import command
 from alembic.config import Config
 
 import corral
-from core.corehelp import need, rig_env
+from core.corehelp import pg_schema
+from core.corehelp import pg_url as rig_pg_url
 from corral.store import Store, queries
 from corral.store.migrate import MIGRATIONS
 from corral.store.reader import open_reader
@@ -195,24 +195,8 @@ def test_a_store_of_the_previous_schema_is_upgraded(runs: tuple[Path, list[str],
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A PostgreSQL URL of the rig whose search_path is a fresh schema, dropped afterwards."""
-    url = rig_env("CORRAL_TEST_PG_URL")
-    need(bool(url), "CORRAL_TEST_PG_URL is not set (scripts/rig/start-postgres.sh)")
-    assert url is not None
-    schema = f"summary_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(url)
-    try:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    except sa.exc.OperationalError as exc:
-        admin.dispose()
-        need(False, f"PostgreSQL at {url} is not reachable: {str(exc).splitlines()[0]}")
-    sep = "&" if "?" in url else "?"
-    try:
-        yield f"{url}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with pg_schema(rig_pg_url(), "summary") as url:
+        yield url
 
 
 @pytest.mark.postgres
