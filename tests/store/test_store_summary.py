@@ -19,35 +19,13 @@ from alembic import command
 from alembic.config import Config
 
 import corral
+from cli.test_status_big import PIPE  # the same failed run with maps, cached tasks
 from core.corehelp import pg_schema
 from core.corehelp import pg_url as rig_pg_url
 from corral.store import Store, queries
 from corral.store.migrate import MIGRATIONS
 from corral.store.reader import open_reader
 
-PIPE = '''
-from corral import pipeline, task
-
-@task(retries=1)
-def sq(x: int) -> int:
-    if x in (7, 31):
-        raise ValueError(f"{x} is not squared")
-    return x * x
-
-@task
-def cube(x: int) -> int:
-    return x ** 3
-
-@task
-def one() -> int:
-    return 1
-
-@pipeline
-def p(n: int = 60):
-    one()
-    cube.map(x=range(5))
-    return sq.map(x=range(n))
-'''
 NOT_COPIED = ("id", "run_id", "state", "cached", "attempts", "error", "started_at", "finished_at")
 
 
