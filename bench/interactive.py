@@ -102,17 +102,23 @@ def sequential(make: Callable[[], Executor], count: int) -> list[float]:
     return out
 
 
-def sequential_table(count: int) -> str:
+def side_by_side(measure: Callable[[Callable[[], Executor], int], list[float]],
+                 count: int) -> list[tuple[str, list[float]]]:
+    """``measure(make_executor, count)`` for a corral.Executor and for the pool, in that order."""
     import corral
 
     where = Path(tempfile.mkdtemp(prefix="corral-bench-interactive-"))
     try:
-        rows = [("corral.Executor", sequential(
+        return [("corral.Executor", measure(
                     lambda: corral.Executor(workdir=where, jobs=JOBS, progress=False), count)),
-                (f"ProcessPoolExecutor({JOBS})", sequential(
+                (f"ProcessPoolExecutor({JOBS})", measure(
                     lambda: concurrent.futures.ProcessPoolExecutor(JOBS), count))]
     finally:
         shutil.rmtree(where, ignore_errors=True)
+
+
+def sequential_table(count: int) -> str:
+    rows = side_by_side(sequential, count)
     lines = [f"{count:,} sequential calls, ms per call by quarter: 1st  2nd  3rd  4th"]
     lines += [f"  {name:<24}" + "".join(f"{ms:7.1f}" for ms in quarters)
               for name, quarters in rows]
@@ -134,16 +140,7 @@ def after_idle(make: Callable[[], Executor], count: int) -> list[float]:
 
 
 def idle_table(count: int) -> str:
-    import corral
-
-    where = Path(tempfile.mkdtemp(prefix="corral-bench-interactive-"))
-    try:
-        rows = [("corral.Executor", after_idle(
-                    lambda: corral.Executor(workdir=where, jobs=JOBS, progress=False), count)),
-                (f"ProcessPoolExecutor({JOBS})", after_idle(
-                    lambda: concurrent.futures.ProcessPoolExecutor(JOBS), count))]
-    finally:
-        shutil.rmtree(where, ignore_errors=True)
+    rows = side_by_side(after_idle, count)
     lines = [f"{count} calls after {IDLE} s idle, ms from submit to result: median  worst"]
     lines += [f"  {name:<24}{statistics.median(ms):8.1f}{max(ms):7.1f}" for name, ms in rows]
     return "\n".join(lines)
