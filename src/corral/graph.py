@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import enum
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +106,12 @@ class MapFuture:
 SCALAR_TYPES = frozenset({int, float, str, bytes, bool, type(None)})
 """Argument types (exact) that hold no future, scatter or path and always pickle: a call whose
 arguments are all of these skips the graph's and the planner's looks inside its arguments."""
+
+
+def scalars_only(args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+    """Whether every argument of a call is of :data:`SCALAR_TYPES`."""
+    return all(type(a) in SCALAR_TYPES for a in args) and all(
+        type(v) in SCALAR_TYPES for v in kwargs.values())
 
 
 def normalize(value: Any) -> Any:

@@ -14,7 +14,6 @@ from typing import Any, Generic, Literal, ParamSpec, TypeVar, cast, overload
 from corral.codehash import code_hash
 from corral.errors import GraphError, UsageError
 from corral.graph import (
-    SCALAR_TYPES,
     ExpandSpec,
     Future,
     Graph,
@@ -24,6 +23,7 @@ from corral.graph import (
     building,
     dependencies,
     normalize,
+    scalars_only,
 )
 from corral.resources import Resources, ResourcesSpec
 
@@ -133,8 +133,7 @@ class TaskDef(Generic[P, R]):
         if check:
             self._check_signature(args, kwargs, name)
         group = graph.scoped(self.name) if group is None else group
-        if all(type(a) in SCALAR_TYPES for a in args) and all(
-                type(v) in SCALAR_TYPES for v in kwargs.values()):  # a scatter's element, mostly
+        if scalars_only(args, kwargs):  # a scatter's element, mostly
             node = graph.add(NodeKind.PYTHON, name, task=self, args=tuple(args),
                              kwargs=dict(kwargs), group=group)
             return Future(node)

@@ -15,7 +15,7 @@ from typing import Any
 import cloudpickle
 
 from corral.errors import GraphError, HashingError, SerializationError
-from corral.graph import SCALAR_TYPES, Future, Graph, Node, NodeKind
+from corral.graph import Future, Graph, Node, NodeKind, scalars_only
 from corral.hashing import (
     _Unhashable,
     feed_into,
@@ -160,11 +160,6 @@ def _paths_in(value: Any, out: list[str]) -> None:
             _paths_in(v, out)
 
 
-def _plain(node: Node) -> bool:
-    return all(type(a) in SCALAR_TYPES for a in node.args) and all(
-        type(v) in SCALAR_TYPES for v in node.kwargs.values())
-
-
 def node_key(node: Node, inputs: dict[str, str], start: Any = None) -> str:
     """The cache key of a node whose dependencies already have keys. ``start``: a hasher
     already fed with a Python node's kind and code (see :func:`key_nodes`), copied."""
@@ -231,7 +226,7 @@ def key_nodes(plan: Plan, nodes: Iterable[Node], producers: set[str]) -> None:
             if start is None:
                 start = starts[node.task.code] = new_hasher()
                 start.update(NodeKind.PYTHON.value.encode() + node.task.code.encode())
-        if node.kind is NodeKind.PYTHON and not node.inputs and _plain(node):
+        if node.kind is NodeKind.PYTHON and not node.inputs and scalars_only(node.args, node.kwargs):
             inputs: dict[str, str] = {}  # (a scatter's elements, mostly)
         else:
             check_picklable(node.args, f"task {node.name}", seen)
