@@ -124,28 +124,25 @@ def convert_plainly(params: list[Any]) -> None:
             param.get_runtime_param = lambda c=coercion: c  # type: ignore[method-assign,misc]
 
 
-class PlainParamsCommand(TyperCommand):
+class _PlainParams:
+    """Gives a typer command or group :class:`PlainCoercion` for its plain parameters."""
+
+    params: list[Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        convert_plainly(self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]  # made on first use
+        convert_plainly([option])
+        return option
+
+
+class PlainParamsCommand(_PlainParams, TyperCommand):
     """A typer command whose plain parameters are converted by :class:`PlainCoercion`."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        convert_plainly(self.params)
 
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)  # made on first use (``--help``)
-        convert_plainly([option])
-        return option
-
-
-class PlainParamsGroup(TyperGroup):
+class PlainParamsGroup(_PlainParams, TyperGroup):
     """The group of commands (``corral``), its own options (``--version``, ``--help``)
     converted by :class:`PlainCoercion`."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        convert_plainly(self.params)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)  # made on first use (``--help``)
-        convert_plainly([option])
-        return option
