@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -15,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from core.corehelp import pg_schema
+from core.corehelp import pg_url as rig_pg_url
 from corral.gateway.app import create_app
 from corral.gateway.settings import Settings
 from corral.gateway.store import GatewayStore, default_url
@@ -59,19 +59,8 @@ def require_cluster(kind: str) -> None:
 def pg_url() -> Iterator[str]:
     """A URL of the rig's PostgreSQL whose search_path is a new, empty schema (dropped afterwards);
     skipped without CORRAL_TEST_PG_URL (source /run/corral-rig/env)."""
-    url = os.environ.get("CORRAL_TEST_PG_URL")
-    if not url:
-        pytest.skip("CORRAL_TEST_PG_URL is not set (source /run/corral-rig/env)")
-    schema = f"gw_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(url, pool_pre_ping=True)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with pg_schema(rig_pg_url(), "gw") as url:
+        yield url
 
 
 GENEROUS_LOCAL = """
