@@ -315,3 +315,13 @@ def test_concurrent_first_reports_of_a_run_make_one_run(url: str) -> None:
         assert store.list_reports(who, limit=10, offset=0)[1] == 1
     finally:
         store.close()
+
+
+def test_a_peak_memory_beyond_a_bigint_is_refused(server: str, store: GatewayStore) -> None:
+    """Found by schemathesis: a task's peak memory over 2**63-1 reached SQLite (500); a 422 now."""
+    alice = store.create_token("alice")
+    body = {"pipeline": "p", "executor": "local", "state": "failed",
+            "tasks": [{"name": "t", "state": "failed", "peak_memory": 2**77}]}
+    got = httpx.put(f"{server}/api/v1/reports/r1", json=body,
+                    headers={"Authorization": f"Bearer {alice}"}, timeout=10)
+    assert got.status_code == 422, got.text

@@ -38,7 +38,7 @@ class TaskIn(BaseModel):
     state: TaskState
     wall: float | None = Field(default=None, ge=0)
     cpu: float | None = Field(default=None, ge=0)
-    peak_memory: int | None = Field(default=None, ge=0)
+    peak_memory: int | None = Field(default=None, ge=0, le=2**63 - 1)  # bytes; a BIGINT column
     host: str | None = Field(default=None, max_length=200)
     exit_code: int | None = Field(default=None, ge=-1_000_000, le=1_000_000)
     attempts: int = Field(default=0, ge=0, le=1_000_000)
