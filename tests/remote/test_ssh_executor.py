@@ -114,6 +114,22 @@ def test_shell_output(make_executor: Factory, workspace: Workspace, recorder: Re
     check_shell_output(make_executor(shared), workspace, recorder)
 
 
+def test_shell_tasks_do_not_run_the_login_files_again(
+    make_executor: Factory, workspace: Workspace, recorder: Recorder
+) -> None:
+    """bash sources ~/.bashrc when SSH_CLIENT is set and it is the top shell, which a task's
+    ``bash -c`` is (sshd's shell execs the helper): the host's start-up messages (pyenv's rehash
+    warning, in CI) landed in the task's stderr.log. The task keeps the login environment."""
+    executor = make_executor(False)
+    executor.start(recorder)
+    spec = workspace.spec(shell_payload('echo "[${SSH_CLIENT-}${SSH2_CLIENT-}] $HOME"; echo err >&2'), kind=TaskKind.SHELL)
+    executor.submit([spec])
+    assert wait_all(executor, {spec.attempt_id})[spec.attempt_id].outcome is Outcome.SUCCEEDED
+    out = read_text(spec.workdir / "stdout.log")
+    assert out.startswith("[] /") and out.count("\n") == 1, out  # no SSH_CLIENT; HOME is there
+    assert read_text(spec.workdir / "stderr.log") == "err\n"
+
+
 @pytest.mark.parametrize("shared", MODES)
 def test_cancel(make_executor: Factory, workspace: Workspace, recorder: Recorder, shared: bool) -> None:
     executor = make_executor(shared)

@@ -105,6 +105,11 @@ def watch(it, w):
         for fd in (0, 1, 2):
             os.dup2(null, fd)
         env = dict(os.environ)
+        # bash sources ~/.bashrc when SSH_CLIENT is set and it is the top shell: a task's
+        # `bash -c` would run the login files again (slow, and their messages land in the
+        # task's stderr). The login shell's environment is inherited already.
+        for name in ("SSH_CLIENT", "SSH2_CLIENT"):
+            env.pop(name, None)
         env.update(it["env"])
         out = open(it["stdout"], "ab")
         err = out if it["stderr"] == it["stdout"] else open(it["stderr"], "ab")
