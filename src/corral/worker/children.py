@@ -19,15 +19,12 @@ the attempt's logs).
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import signal
 import time
 from collections.abc import Iterable
 from typing import Any
-
-import psutil
 
 from corral.worker.metrics import process_tree
 
@@ -52,6 +49,8 @@ def become_subreaper() -> bool:
     kernel does not offer it: then only the processes still in its tree are found)."""
     global _owner
     _owner = True
+    import ctypes
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         return int(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
@@ -182,6 +181,8 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     except (OSError, IndexError):
+        import psutil
+
         try:
             return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
         except psutil.Error:

@@ -23,14 +23,12 @@ import mmap
 import os
 import pickle
 import pickletools
-import shutil
 import signal
 import struct
-import subprocess
 import sys
 import threading
 import time
-import traceback
+import traceback  # imported here: not at hand once memory ran out
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -514,6 +512,8 @@ def simple_command(command: str) -> list[str] | None:
 
 @functools.lru_cache(maxsize=256)
 def _which(name: str, path: str) -> str | None:
+    import shutil
+
     return shutil.which(name, path=path)
 
 
@@ -558,6 +558,8 @@ def run_shell(payload: ShellPayload, cwd: Path, stdout: Path, stderr: Path) -> A
     problem = make_output_dirs(payload.outputs, cwd)
     if problem:
         return AttemptResult("failed", probe.end(monitor), None, problem)
+    import subprocess  # only shell tasks need it: not imported by every array element
+
     with open(stdout, "wb") as out, open(stderr, "wb") as err:
         proc = subprocess.run(  # noqa: S603 - argv list, command is the task's own
             shell_argv(payload.command), cwd=cwd, stdout=out, stderr=err, check=False

@@ -13,8 +13,10 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import psutil
+if TYPE_CHECKING:  # psutil is the fallback where /proc cannot tell: imported only then
+    import psutil
 
 _HOST = socket.gethostname()
 
@@ -94,6 +96,8 @@ def process_tree(pid: int) -> list[int]:
     found = descendants(pid)
     if found is not None:
         return found
+    import psutil
+
     try:
         return [c.pid for c in psutil.Process(pid).children(recursive=True)]
     except psutil.Error:
@@ -117,10 +121,14 @@ def tree_rss(proc: psutil.Process | int) -> int:
     kids = descendants(pid)
     if kids is not None:
         return _statm_rss(pid) + sum(_statm_rss(k) for k in kids)
+    import psutil
+
     return _psutil_tree_rss(psutil.Process(pid) if isinstance(proc, int) else proc)
 
 
 def _psutil_tree_rss(proc: psutil.Process) -> int:
+    import psutil
+
     total = 0
     try:
         procs = [proc, *proc.children(recursive=True)]

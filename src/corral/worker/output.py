@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from corral.worker.metrics import hostname
@@ -64,6 +63,8 @@ class AttemptOutput:
         """Before an attempt: descriptors 1 and 2 go to this worker's scratch files in the
         folder of ``logdir`` (the temporary directory if None, or if that folder cannot be
         written). Returns the ``logdir`` to give :meth:`end`."""
+        import tempfile
+
         folder = str(Path(logdir).parent) if logdir else tempfile.gettempdir()
         if folder != self.folder:
             try:
