@@ -126,10 +126,14 @@ class TaskDef(Generic[P, R]):
         graph = active_graph()
         if graph is None:
             return self.func(*args, **kwargs)
-        return cast(R, self._add(graph, args, kwargs, graph.unique_name(self.name)))
+        return cast(R, self.add_call(graph, args, kwargs, graph.unique_name(self.name)))
 
-    def _add(self, graph: Graph, args: Sequence[Any], kwargs: dict[str, Any], name: str,
-             check: bool = True, group: str | None = None) -> Future:
+    def add_call(self, graph: Graph, args: Sequence[Any], kwargs: dict[str, Any], name: str,
+                 check: bool = True, group: str | None = None) -> Future:
+        """Add a call of this task to ``graph`` as node ``name`` and return its future: what
+        calling the task inside a pipeline does, and what the engine does for a dynamic
+        scatter's elements and an interactive executor's calls (``check=False``: the
+        arguments were checked against the signature already)."""
         if check:
             self._check_signature(args, kwargs, name)
         group = graph.scoped(self.name) if group is None else group
@@ -181,7 +185,7 @@ class TaskDef(Generic[P, R]):
         group = graph.scoped(self.name)
         # every call of a scatter passes the same argument names: check the signature once
         elements = [
-            self._add(graph, a, k, f"{base}[{i}]", check=i == 0, group=group)
+            self.add_call(graph, a, k, f"{base}[{i}]", check=i == 0, group=group)
             for i, (a, k) in enumerate(_expand(base, args, kwargs, mode))
         ]
         return MapFuture(base, elements, None)

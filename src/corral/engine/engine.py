@@ -711,7 +711,7 @@ class Engine:
         new: list[Node] = []
         for i, item in enumerate(items):
             kwargs = {**spec.fixed_kwargs, spec.arg_name: item}
-            fut = spec.task._add(self.graph, (), kwargs, f"{base}[{i}]")
+            fut = spec.task.add_call(self.graph, (), kwargs, f"{base}[{i}]")
             new.append(fut.node)
         gather.members = [n.idx for n in new]
         gather.deps = [idx, *gather.members]

@@ -67,7 +67,10 @@ class RunResult:
 
 # ---------------------------------------------------------------------- running
 
-class _Listener:
+class EngineListener:
+    """What an executor reports of the attempts as they go (its listener), handed to the
+    engine: attached runs and interactive executors alike."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -109,7 +112,7 @@ def execute(pipeline: Pipeline[Any, Any], params: Mapping[str, Any], cfg: RunCon
     try:
         with run_log(ctx.work_root):  # the libraries' chatter (dask) goes there, off the terminal
             try:
-                executor.start(_Listener(engine))
+                executor.start(EngineListener(engine))
                 state = engine.run()
             finally:
                 executor.shutdown()

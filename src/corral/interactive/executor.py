@@ -31,6 +31,7 @@ import cloudpickle
 
 from corral.config import load_config
 from corral.engine.engine import EngineOptions
+from corral.engine.lifecycle import EngineListener
 from corral.engine.plan import make_plan
 from corral.engine.prepare import check_jobs, executor_context
 from corral.errors import UsageError
@@ -45,18 +46,6 @@ from corral.store import Store
 from .live import Call, LiveEngine
 from .progress import make_display
 from .shared import Sharer, reads_local_files
-
-
-class _Listener:
-    def __init__(self, engine: LiveEngine) -> None:
-        self.engine = engine
-
-    def submitted(self, attempt_id: str, native_id: str) -> None:
-        self.engine.rec.attempt(attempt_id, native_id=native_id)
-
-    def started(self, attempt_id: str, when: float, host: str | None) -> None:
-        self.engine.attempt_started(attempt_id, when, host)
-
 
 HELD_MAX = 1024
 """Tasks of functions remembered by each of the executor's two look-ups (then forgotten: a
@@ -151,7 +140,7 @@ class Executor(concurrent.futures.Executor):
         state = RunState.INTERRUPTED
         try:
             try:
-                engine.executor.start(_Listener(engine))
+                engine.executor.start(EngineListener(engine))
                 state = engine.run()
             finally:
                 engine.executor.shutdown()

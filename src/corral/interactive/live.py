@@ -189,7 +189,7 @@ class LiveEngine(Engine):
             # the signature binds alike for calls passing as many arguments, by the same names
             shape = (the_task, len(call.args), tuple(call.kwargs))
             try:
-                fut = the_task._add(graph, call.args, call.kwargs, f"{base}[{n}]",
+                fut = the_task.add_call(graph, call.args, call.kwargs, f"{base}[{n}]",
                                     check=shape not in shapes)
             except CorralError as exc:
                 _resolve(call.future, exc=exc)
