@@ -17,7 +17,7 @@
 # started by some other script - leaves a working cluster untouched and exits 0.
 #
 # Knobs (environment):
-#   CORRAL_RIG_SGE_SLOTS=8       slots of the all.q queue instance (oversubscribes the cores)
+#   CORRAL_RIG_SGE_SLOTS=24      slots of the all.q queue instance (oversubscribes the cores)
 #   CORRAL_RIG_SGE_DRMAA=1       also install gridengine-drmaa1.0 (libdrmaa.so.1.0)
 #   CORRAL_RIG_SGE_TIMEOUT=60    seconds to wait for the queue instance to come up
 #
@@ -31,7 +31,7 @@ die()  { log "ERROR: $*"; tail -n 15 /var/spool/gridengine/qmaster/messages 2>/d
 [ "$(id -u)" = 0 ] || { echo "start-sge.sh: must run as root" >&2; exit 1; }
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-SLOTS=${CORRAL_RIG_SGE_SLOTS:-8}
+SLOTS=${CORRAL_RIG_SGE_SLOTS:-24}
 DRMAA=${CORRAL_RIG_SGE_DRMAA:-1}
 TIMEOUT=${CORRAL_RIG_SGE_TIMEOUT:-60}
 case "$SLOTS" in ''|*[!0-9]*) die "CORRAL_RIG_SGE_SLOTS must be a number";; esac

@@ -15,8 +15,10 @@
 #   CORRAL_RIG_SLURM_ACCOUNTING=dbd|none  dbd (default): slurmdbd + MariaDB (unix
 #                                   socket only), full sacct. none: no database,
 #                                   jobcomp/filetxt; only `sacct -c` works.
-#   CORRAL_RIG_SLURM_CPUS=8         CPUs declared for the node (oversubscribes the
-#                                   real cores: 8 one-CPU jobs run at once).
+#   CORRAL_RIG_SLURM_CPUS=24        CPUs declared for the node (oversubscribes the
+#                                   real cores: 24 one-CPU jobs run at once; a short
+#                                   job spends most of its life in slurmd/slurmstepd,
+#                                   so fewer leave the cores idle).
 #   CORRAL_RIG_SLURM_CGROUP=auto|yes|no  auto: cgroup v1 (proctrack/task cgroup,
 #                                   memory enforced -> OUT_OF_MEMORY) when
 #                                   /sys/fs/cgroup/{memory,freezer} are usable;
@@ -55,7 +57,7 @@ die()  {
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ACCT=${CORRAL_RIG_SLURM_ACCOUNTING:-dbd}
-NCPU=${CORRAL_RIG_SLURM_CPUS:-8}
+NCPU=${CORRAL_RIG_SLURM_CPUS:-24}
 CGROUP=${CORRAL_RIG_SLURM_CGROUP:-auto}
 CLEAN=${CORRAL_RIG_SLURM_CLEAN:-0}
 TIMEOUT=${CORRAL_RIG_SLURM_TIMEOUT:-90}

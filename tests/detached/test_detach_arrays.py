@@ -29,6 +29,7 @@ from .test_detach import _drained, _wait, sched  # noqa: F401 - sched is a fixtu
 
 WIDE = '''
 import os
+import time
 from corral import pipeline, task
 
 
@@ -40,6 +41,12 @@ def square(x: int) -> int:
 @task(retries=1)
 def flaky_retried(x: int) -> int:
     if x in (2, 4) and os.environ["CORRAL_ATTEMPT"] == "1":
+        # fail together: an element started late on a busy machine would be seen failed by
+        # a later reconcile, and retried in an array of its own
+        open(f"failing-{x}", "w").close()
+        deadline = time.time() + 60
+        while not all(os.path.exists(f"failing-{y}") for y in (2, 4)) and time.time() < deadline:
+            time.sleep(0.05)
         raise RuntimeError(f"element {x} fails on attempt 1")
     return x * 10
 

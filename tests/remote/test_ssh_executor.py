@@ -122,7 +122,8 @@ def test_shell_tasks_do_not_run_the_login_files_again(
     warning, in CI) landed in the task's stderr.log. The task keeps the login environment."""
     executor = make_executor(False)
     executor.start(recorder)
-    spec = workspace.spec(shell_payload('echo "[${SSH_CLIENT-}${SSH2_CLIENT-}] $HOME"; echo err >&2'), kind=TaskKind.SHELL)
+    command = 'echo "[${SSH_CLIENT-}${SSH2_CLIENT-}] $HOME"; echo err >&2'
+    spec = workspace.spec(shell_payload(command), kind=TaskKind.SHELL)
     executor.submit([spec])
     assert wait_all(executor, {spec.attempt_id})[spec.attempt_id].outcome is Outcome.SUCCEEDED
     out = read_text(spec.workdir / "stdout.log")
