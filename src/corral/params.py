@@ -105,6 +105,22 @@ def check_params(pipeline: Pipeline[Any, Any], given: Mapping[str, Any]) -> dict
     return values
 
 
+def shadowed_param(pipeline: Pipeline[Any, Any], flags: list[str], given: set[str]) -> str | None:
+    """The first of ``flags`` (long options the command line gave to the command itself, e.g.
+    ``--token`` of ``corral run``) that is also a flag of a parameter of ``pipeline``
+    (``--name``, ``--na-me``, ``--no-name`` of a bool) not in ``given``: a value the user
+    meant for the pipeline would be taken by the command, and the parameter left at its
+    default without a word."""
+    spec = signature_params(pipeline)
+    for flag in flags:
+        name = flag.removeprefix("--").replace("-", "_")
+        if name.startswith("no_") and name not in spec and spec.get(name[3:], (None,))[0] is bool:
+            name = name[3:]
+        if name in spec and name not in given:
+            return flag
+    return None
+
+
 def parse_cli_params(pipeline: Pipeline[Any, Any], args: list[str]) -> dict[str, Any]:
     """``["--degree", "14", "--flag"]`` or ``["--degree=14"]`` -> {"degree": "14", ...}."""
     spec = signature_params(pipeline)

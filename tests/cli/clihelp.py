@@ -113,6 +113,18 @@ PIPELINES = {
         def big(seed: int = 1):
             return blob(seed)
         '''),
+    # parameters named like options of corral run
+    "clash.py": textwrap.dedent('''
+        from corral import pipeline, task
+
+        @task
+        def show(token: str, jobs: int, cache: bool) -> str:
+            return f"{token}/{jobs}/{cache}"
+
+        @pipeline
+        def clash(token: str = "none", jobs: int = 1, cache: bool = True):
+            return show(token, jobs, cache)
+        '''),
 }
 
 

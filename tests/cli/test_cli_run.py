@@ -36,6 +36,33 @@ def test_run_json_result_and_cache(project: Project) -> None:
     assert {t["state"] for t in status(again["run"])["tasks"].values()} == {"cached"}
 
 
+@pytest.mark.parametrize("args", [
+    ["--token", "abc"], ["--jobs", "3"], ["-j", "3"], ["--no-cache"],
+])
+def test_a_parameter_named_like_an_option_of_run_is_not_taken_silently(
+    project: Project, args: list[str]
+) -> None:
+    """Without ``--`` the value would go to corral run's option and the pipeline would run
+    with its default: refused, before anything runs, with the way to say it."""
+    result = invoke("run", project.file("clash.py"), *args)
+    assert result.exit_code == 2, result.output
+    flag = {"-j": "--jobs"}.get(args[0], args[0])
+    one_line_error(result.stderr, f"{flag} is an option of corral run and a parameter of "
+                   "pipeline clash", f"-- {flag} VALUE")
+    assert invoke_json("runs") == []
+
+
+def test_a_parameter_named_like_an_option_of_run_goes_after_the_double_dash(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CORRAL_REPORT_TOKEN", "from-the-environment")  # not the parameter's
+    result = invoke("run", project.file("clash.py"), "-j", "2", "--no-cache", "--json",
+                    "--", "--token", "abc", "--jobs", "3", "--no-cache")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["result"] == "abc/3/False"
+    assert invoke_json("run", project.file("clash.py"))["result"] == "none/1/True"
+
+
 def test_run_text_output_names_the_pipeline_by_name(project: Project) -> None:
     result = invoke("run", project.file("sums.py"), "sums", "--n", "2", "--fail", "false")
     assert result.exit_code == 0, result.output

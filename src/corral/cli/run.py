@@ -62,7 +62,7 @@ def run(
     report_project: Annotated[str | None, typer.Option("--report-project", help="Gateway project whose members see the reported run.")] = None,  # noqa: E501
 ) -> None:
     """Run a pipeline: corral run FILE [PIPELINE] [--param value ...]. With FILE, --help also
-    lists the pipeline's parameters.
+    lists the pipeline's parameters; one named like an option below goes after `--`.
 
     Example: corral run pipeline.py --n 100 -j 8"""
     extra = list(ctx.args)
@@ -95,6 +95,7 @@ def run(
     with handled():
         pipe = load_pipeline(file, pipeline)
         params = parse_cli_params(pipe, extra)
+        _refuse_shadowed(ctx, pipe, params, file)
         cfg_file = load_config(workdir, config)
         kind, options = cfg_file.executor(executor)
         cfg = RunConfig(
@@ -111,6 +112,27 @@ def run(
             return
         result = _run_with_display(pipe, params, cfg, quiet or as_json, reporter)
     _print_outcome(result, as_json)
+
+
+def _refuse_shadowed(ctx: typer.Context, pipe: Any, params: dict[str, Any], file: Path) -> None:
+    """A parameter of the pipeline named like an option of ``corral run`` given on the command
+    line (``--token``, ``--jobs``...) must come after ``--``: else its value went to the
+    option, and the pipeline would run with the parameter's default."""
+    from corral.errors import ParameterError
+    from corral.params import shadowed_param
+
+    def typed(name: str | None) -> bool:  # (typer's own copy of click: compared by name)
+        source = ctx.get_parameter_source(name) if name else None
+        return source is not None and source.name == "COMMANDLINE"
+
+    flags = [o for p in ctx.command.params if typed(p.name)
+             for o in (*p.opts, *p.secondary_opts) if o.startswith("--")]
+    flag = shadowed_param(pipe, flags, set(params))
+    if flag is not None:
+        raise ParameterError(
+            f"{flag} is an option of corral run and a parameter of pipeline {pipe.name}: put the "
+            f"parameter after `--` (corral run {file} [options] -- {flag} VALUE)"
+        )
 
 
 def _run_help(ctx: typer.Context, file: Path | None, name: str | None) -> None:
