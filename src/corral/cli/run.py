@@ -62,7 +62,7 @@ def run(
     report_project: Annotated[str | None, typer.Option("--report-project", help="Gateway project whose members see the reported run.")] = None,  # noqa: E501
 ) -> None:
     """Run a pipeline: corral run FILE [PIPELINE] [--param value ...]. With FILE, --help also
-    lists the pipeline's parameters; one named like an option below goes after `--`.
+    lists the pipeline's parameters. A parameter named like one of run's options goes after `--`.
 
     Example: corral run pipeline.py --n 100 -j 8"""
     extra = list(ctx.args)
