@@ -61,6 +61,8 @@ CHUNK = 32
 CHUNK_SECONDS = 0.02
 """Work per chunk, by the durations seen (see LocalExecutor._chunk_size)."""
 LIMIT_CHECK_INTERVAL = 0.2
+QUEUED_PER_SLOT = 4
+"""Commands waiting at the spawner behind running ones, at most, per slot (see _hand_over)."""
 
 
 @dataclass
@@ -84,6 +86,9 @@ class _Shell:
     """Known once the spawner reports the start."""
     started: float
     limit_outcome: tuple[Outcome, str] | None = None
+    queued: bool = False
+    """Given to the spawner to start when another command ends (see ``_hand_over``); takes
+    no slot until then."""
 
 
 @dataclass
@@ -113,6 +118,8 @@ class LocalExecutor(Executor):
         self.pending: deque[TaskSpec] = deque()
         self.workers: list[_Worker] = []
         self.shells: dict[str, _Shell] = {}
+        self._followers: dict[str, str] = {}
+        """A running command's id -> the queued command the spawner starts when it ends."""
         self._spawner: Spawner | None = None
         self._base_env = dict(os.environ)
         self._solo: set[str] = set()
@@ -205,16 +212,25 @@ class LocalExecutor(Executor):
         for spec in [s for s in self.pending if s.attempt_id in ids]:
             self.pending.remove(spec)
             self.done.append(Completion(spec.attempt_id, Outcome.CANCELLED, error="cancelled"))
-        for sh in self.shells.values():
-            if sh.spec.attempt_id in ids and sh.pid is not None:
+        # commands queued behind running ones are dropped first: a running one killed before
+        # would start its follower (one that started meanwhile is killed when its pid comes)
+        mine = [sh for sh in self.shells.values() if sh.spec.attempt_id in ids]
+        for sh in mine:
+            if sh.queued and self._spawner is not None:
+                self._spawner.drop(sh.spec.attempt_id)
+        for sh in mine:
+            if not sh.queued and sh.pid is not None:
                 kill_group(sh.pid)
         for w in list(self.workers):
             if ids & set(w.running):
                 self._kill_worker(w, Outcome.CANCELLED, "cancelled", ids)
 
     def shutdown(self) -> None:
+        if self._spawner is not None:  # no command may start behind one killed below
+            for ident in [i for i, sh in self.shells.items() if sh.queued]:
+                self._spawner.drop(ident)
         for sh in self.shells.values():
-            if sh.pid is not None:
+            if not sh.queued and sh.pid is not None:
                 kill_group(sh.pid)
         if self._spawner is not None:
             self._spawner.close()
@@ -240,7 +256,7 @@ class LocalExecutor(Executor):
 
     def _busy(self) -> int:
         """Slots in use: a worker's chunk runs its attempts one after another."""
-        return sum(self._cost(sh.spec) for sh in self.shells.values()) + sum(
+        return sum(self._cost(sh.spec) for sh in self.shells.values() if not sh.queued) + sum(
             w.cost for w in self.workers if w.running)
 
     def _has_limits(self) -> bool:
@@ -259,7 +275,7 @@ class LocalExecutor(Executor):
                 continue
             worker = self._idle_worker()
             if worker is None:
-                return
+                break
             chunk = [self.pending.popleft()]
             if not self._alone(spec):
                 size = min(self._chunk_size(spec), len(self.pending) // self.slots + 1)
@@ -270,6 +286,26 @@ class LocalExecutor(Executor):
                         break
                     chunk.append(self.pending.popleft())
             self._send(worker, chunk)
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        """With every slot taken, give the spawner the next 1-core commands to start the moment
+        a running command ends, in chains behind the running ones: the slot passes from one to
+        the next without a round trip through the engine (a run of short commands is bound by
+        that latency). At most QUEUED_PER_SLOT per slot wait there."""
+        if self._spawner is None:
+            return
+        room = QUEUED_PER_SLOT * self.slots - sum(sh.queued for sh in self.shells.values())
+        # (not behind a cancelled one: its drop may reach the spawner first)
+        tails = [i for i in self.shells if i not in self._followers and i not in self.cancelled]
+        while room > 0 and tails and self.pending:
+            spec = self.pending[0]
+            if spec.kind is not TaskKind.SHELL or self._cost(spec) != 1:
+                return
+            self.pending.popleft()
+            self._start_shell(spec, after=tails.pop(0))
+            tails.append(spec.attempt_id)
+            room -= 1
 
     def _chunk_size(self, spec: TaskSpec) -> int:
         """How many attempts like ``spec`` to send a worker at once: about CHUNK_SECONDS of
@@ -325,7 +361,7 @@ class LocalExecutor(Executor):
             for s in chunk:
                 self._listener.started(s.attempt_id, worker.since, hostname())
 
-    def _start_shell(self, spec: TaskSpec) -> None:
+    def _start_shell(self, spec: TaskSpec, after: str | None = None) -> None:
         payload = pickle.loads(spec.payload)
         assert isinstance(payload, ShellPayload)
         try:
@@ -344,11 +380,33 @@ class LocalExecutor(Executor):
         self._spawner.start(
             spec.attempt_id, shell_argv(payload.command), str(spec.cwd),
             str(spec.workdir / STDOUT_FILE), str(spec.workdir / STDERR_FILE),
-            {**self._base_env, **spec.env},
+            {**self._base_env, **spec.env}, after=after,
         )
-        self.shells[spec.attempt_id] = _Shell(spec, None, started)
-        if self._listener is not None:
+        self.shells[spec.attempt_id] = _Shell(spec, None, started, queued=after is not None)
+        if after is not None:
+            self._followers[after] = spec.attempt_id
+        elif self._listener is not None:
             self._listener.started(spec.attempt_id, started, hostname())
+
+    def _unlink(self, gone: str) -> None:
+        """A queued command was dropped: what waited for it waits for its lead (as the spawner
+        does)."""
+        lead = next(k for k, v in self._followers.items() if v == gone)
+        del self._followers[lead]
+        nxt = self._followers.pop(gone, None)
+        if nxt is not None:
+            self._followers[lead] = nxt
+
+    def _promote(self, lead: str) -> None:
+        """``lead`` ended (or could not start): the spawner starts the command queued behind
+        it now, in its slot."""
+        follower = self._followers.pop(lead, None)
+        sh = self.shells.get(follower) if follower is not None else None
+        if sh is None:
+            return
+        sh.queued, sh.started = False, time.time()
+        if self._listener is not None:
+            self._listener.started(sh.spec.attempt_id, sh.started, hostname())
 
     # ------------------------------------------------------------------ collection
 
@@ -407,20 +465,28 @@ class LocalExecutor(Executor):
     def _collect_shells(self) -> None:
         if self._spawner is None:
             return
-        for msg in self._spawner.collect():
-            sh = self.shells.get(msg["id"])
+        for msg in self._spawner.collect():  # in the spawner's order (see its protocol)
+            ident = msg["id"]
+            sh = self.shells.get(ident)
             if sh is None:
                 continue
-            if "pid" in msg:
+            if "dropped" in msg:
+                if msg["dropped"]:  # a queued command cancelled before it started
+                    del self.shells[ident]
+                    self._unlink(ident)
+                    self.done.append(Completion(ident, Outcome.CANCELLED, error="cancelled"))
+            elif "pid" in msg:
                 sh.pid = int(msg["pid"])
-                if sh.spec.attempt_id in self.cancelled:
+                if ident in self.cancelled:
                     kill_group(sh.pid)
             elif "error" in msg:
-                del self.shells[msg["id"]]
-                self.done.append(Completion(sh.spec.attempt_id, Outcome.FAILED,
+                del self.shells[ident]
+                self._promote(ident)
+                self.done.append(Completion(ident, Outcome.FAILED,
                                             error=f"the command could not start: {msg['error']}"))
             else:
-                del self.shells[msg["id"]]
+                del self.shells[ident]
+                self._promote(ident)
                 self.done.append(self._shell_completion(sh, msg))
 
     def _shell_completion(self, sh: _Shell, usage: dict[str, Any]) -> Completion:

@@ -8,10 +8,16 @@ reports their exact CPU time and peak memory. One process serves the whole run, 
 costs a fork and an exec, not an interpreter start.
 
 Protocol, one JSON object per line. Requests on stdin: ``{"id", "argv", "cwd", "stdout",
-"stderr", "env"}``. Replies on stdout: ``{"id", "pid"}`` once started (or ``{"id", "error"}``),
-then ``{"id", "status", "utime", "stime", "maxrss"}`` when it ends (status as from
-``os.waitstatus_to_exitcode``: negative for a signal). When a command ends, what it left running
-in its process group (``cmd &``) gets SIGTERM, and SIGKILL a second later.
+"stderr", "env"}`` starts a command; with ``"after": ID`` it starts when the command ``ID`` ends
+or could not start (at once if that one is neither running nor waiting), so that the next
+command of a busy executor starts the moment a slot frees, without a round trip through the
+engine; ``{"drop": ID}`` forgets such a command not started yet (what waited for it waits for
+what it waited for). Replies on stdout: ``{"id", "pid"}`` once started (or ``{"id",
+"error"}``), then ``{"id", "status", "utime", "stime", "maxrss"}`` when it ends (status as from
+``os.waitstatus_to_exitcode``: negative for a signal), always before the start of the command
+that waited for it; ``{"id", "dropped": true|false}`` for a drop (false: it had started). When a
+command ends, what it left running in its process group (``cmd &``) gets SIGTERM, and SIGKILL
+a second later.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ signal.signal(signal.SIGINT, signal.SIG_IGN)
 inp = sys.stdin.buffer
 out = sys.stdout
 children = {}  # pidfd -> (id, pid)
+running = set()  # ids of the commands started and not ended
+waiting = {}  # id of a running or waiting command -> the request to start when it ends
+queued = set()  # ids of the requests in waiting
 leftovers = []  # (deadline, process group of an ended command): SIGKILL then
 buf = b""
 def killpg(pgid, sig):
@@ -46,9 +55,33 @@ def start(req):
             (os.POSIX_SPAWN_OPEN, 2, req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
         ])
     except OSError as exc:
-        reply({"id": req["id"], "error": str(exc)}); return
+        reply({"id": req["id"], "error": str(exc)})
+        follow(req["id"]); return
     children[os.pidfd_open(pid)] = (req["id"], pid)
+    running.add(req["id"])
     reply({"id": req["id"], "pid": pid})
+def follow(lead):
+    nxt = waiting.pop(lead, None)
+    if nxt is not None:
+        queued.discard(nxt["id"])
+        start(nxt)
+def handle(req):
+    if "drop" in req:
+        gone = req["drop"]
+        for lead, nxt in list(waiting.items()):
+            if nxt["id"] == gone:
+                queued.discard(gone)
+                del waiting[lead]
+                if gone in waiting:  # what waited for it waits for its lead now
+                    waiting[lead] = waiting.pop(gone)
+                reply({"id": gone, "dropped": True}); return
+        reply({"id": gone, "dropped": False}); return
+    lead = req.get("after")
+    if lead is not None and (lead in running or lead in queued):
+        waiting[lead] = req
+        queued.add(req["id"])
+    else:
+        start(req)
 while True:
     now = time.monotonic()
     while leftovers and leftovers[0][0] <= now:
@@ -67,7 +100,7 @@ while True:
             buf += chunk
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
-                start(json.loads(line))
+                handle(json.loads(line))
         else:
             cid, pid = children.pop(fd)
             os.close(fd)
@@ -75,8 +108,10 @@ while True:
             # what the command left running in its group (cmd &) ends with it: TERM, then KILL
             killpg(pid, signal.SIGTERM)
             leftovers.append((time.monotonic() + GRACE, pid))
+            running.discard(cid)
             reply({"id": cid, "status": os.waitstatus_to_exitcode(status), "utime": ru.ru_utime,
                    "stime": ru.ru_stime, "maxrss": ru.ru_maxrss * 1024})
+            follow(cid)
 '''
 
 
@@ -99,16 +134,27 @@ class Spawner:
         return self._out
 
     def start(self, ident: str, argv: list[str], cwd: str, stdout: str, stderr: str,
-              env: dict[str, str]) -> None:
-        """Ask for a command to be started; its pid comes back through :meth:`collect`."""
-        req = {"id": ident, "argv": argv, "cwd": cwd, "stdout": stdout, "stderr": stderr,
-               "env": env}
+              env: dict[str, str], after: str | None = None) -> None:
+        """Ask for a command to be started (``after``: when that command ends); its pid comes
+        back through :meth:`collect`."""
+        req: dict[str, Any] = {"id": ident, "argv": argv, "cwd": cwd, "stdout": stdout,
+                               "stderr": stderr, "env": env}
+        if after is not None:
+            req["after"] = after
+        self._send(req)
+
+    def drop(self, ident: str) -> None:
+        """Forget a command given ``after`` another, if it has not started; the answer
+        (``{"id", "dropped"}``) comes back through :meth:`collect`."""
+        self._send({"drop": ident})
+
+    def _send(self, req: dict[str, Any]) -> None:
         self._in.write(json.dumps(req).encode() + b"\n")
         self._in.flush()
 
     def collect(self) -> list[dict[str, Any]]:
-        """Reports received so far: ``{"id", "pid"}`` (started), ``{"id", "error"}`` (could not
-        start) and ``{"id", "status", ...}`` (ended)."""
+        """Reports received so far, in order: ``{"id", "pid"}`` (started), ``{"id", "error"}``
+        (could not start), ``{"id", "status", ...}`` (ended) and ``{"id", "dropped"}``."""
         self.finished.extend(m for m in self._read(block=False))
         done, self.finished = self.finished, []
         return done
