@@ -63,6 +63,8 @@ CHUNK_SECONDS = 0.02
 LIMIT_CHECK_INTERVAL = 0.2
 QUEUED_PER_SLOT = 4
 """Commands waiting at the spawner behind running ones, at most, per slot (see _hand_over)."""
+HAND_OVER_SECONDS = 0.5
+"""Only commands of a name seen to take less are handed over (a pause lets them run)."""
 
 
 @dataclass
@@ -292,7 +294,9 @@ class LocalExecutor(Executor):
         """With every slot taken, give the spawner the next 1-core commands to start the moment
         a running command ends, in chains behind the running ones: the slot passes from one to
         the next without a round trip through the engine (a run of short commands is bound by
-        that latency). At most QUEUED_PER_SLOT per slot wait there."""
+        that latency). At most QUEUED_PER_SLOT per slot wait there, and only commands of a
+        name seen to take under HAND_OVER_SECONDS: longer ones gain nothing from it, and a
+        pause would let them run."""
         if self._spawner is None:
             return
         room = QUEUED_PER_SLOT * self.slots - sum(sh.queued for sh in self.shells.values())
@@ -300,7 +304,9 @@ class LocalExecutor(Executor):
         tails = [i for i in self.shells if i not in self._followers and i not in self.cancelled]
         while room > 0 and tails and self.pending:
             spec = self.pending[0]
-            if spec.kind is not TaskKind.SHELL or self._cost(spec) != 1:
+            seen = self._durations.get(_kind_of(spec))
+            if spec.kind is not TaskKind.SHELL or self._cost(spec) != 1 or seen is None \
+                    or seen >= HAND_OVER_SECONDS:
                 return
             self.pending.popleft()
             self._start_shell(spec, after=tails.pop(0))
@@ -320,10 +326,13 @@ class LocalExecutor(Executor):
     def _observe(self, spec: TaskSpec, res: AttemptResult) -> None:
         started, ended = res.metrics.get("started"), res.metrics.get("ended")
         if isinstance(started, float) and isinstance(ended, float):
-            key = _kind_of(spec)
-            took = max(0.0, ended - started)
-            before = self._durations.get(key)
-            self._durations[key] = took if before is None else 0.8 * before + 0.2 * took
+            self._took(spec, ended - started)
+
+    def _took(self, spec: TaskSpec, seconds: float) -> None:
+        key = _kind_of(spec)
+        took = max(0.0, seconds)
+        before = self._durations.get(key)
+        self._durations[key] = took if before is None else 0.8 * before + 0.2 * took
 
     def _alone(self, spec: TaskSpec) -> bool:
         """Sent to a worker by itself: it has limits to enforce, or it was in a chunk whose
@@ -487,6 +496,7 @@ class LocalExecutor(Executor):
             else:
                 del self.shells[ident]
                 self._promote(ident)
+                self._took(sh.spec, time.time() - sh.started)
                 self.done.append(self._shell_completion(sh, msg))
 
     def _shell_completion(self, sh: _Shell, usage: dict[str, Any]) -> Completion:
