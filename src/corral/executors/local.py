@@ -121,7 +121,8 @@ class LocalExecutor(Executor):
         self.workers: list[_Worker] = []
         self.shells: dict[str, _Shell] = {}
         self._followers: dict[str, str] = {}
-        """A running command's id -> the queued command the spawner starts when it ends."""
+        """A command's id (running, or itself queued) -> the queued command the spawner starts
+        when it ends."""
         self._spawner: Spawner | None = None
         self._base_env = dict(os.environ)
         self._solo: set[str] = set()
@@ -309,9 +310,12 @@ class LocalExecutor(Executor):
                     or seen >= HAND_OVER_SECONDS:
                 return
             self.pending.popleft()
-            self._start_shell(spec, after=tails.pop(0))
-            tails.append(spec.attempt_id)
-            room -= 1
+            lead = tails.pop(0)
+            if self._start_shell(spec, after=lead):
+                tails.append(spec.attempt_id)
+                room -= 1
+            else:
+                tails.insert(0, lead)
 
     def _chunk_size(self, spec: TaskSpec) -> int:
         """How many attempts like ``spec`` to send a worker at once: about CHUNK_SECONDS of
@@ -370,7 +374,9 @@ class LocalExecutor(Executor):
             for s in chunk:
                 self._listener.started(s.attempt_id, worker.since, hostname())
 
-    def _start_shell(self, spec: TaskSpec, after: str | None = None) -> None:
+    def _start_shell(self, spec: TaskSpec, after: str | None = None) -> bool:
+        """Have the spawner start ``spec`` (``after``: when that command ends); False if it
+        failed before (its output folders could not be made)."""
         payload = pickle.loads(spec.payload)
         assert isinstance(payload, ShellPayload)
         try:
@@ -382,7 +388,7 @@ class LocalExecutor(Executor):
         problem = make_output_dirs(payload.outputs, spec.cwd)
         if problem:
             self.done.append(Completion(spec.attempt_id, Outcome.FAILED, error=problem))
-            return
+            return False
         started = time.time()
         if self._spawner is None:
             self._spawner = Spawner()
@@ -396,6 +402,7 @@ class LocalExecutor(Executor):
             self._followers[after] = spec.attempt_id
         elif self._listener is not None:
             self._listener.started(spec.attempt_id, started, hostname())
+        return True
 
     def _unlink(self, gone: str) -> None:
         """A queued command was dropped: what waited for it waits for its lead (as the spawner
