@@ -111,6 +111,8 @@ def shadowed_param(pipeline: Pipeline[Any, Any], flags: list[str], given: set[st
     (``--name``, ``--na-me``, ``--no-name`` of a bool) not in ``given``: a value the user
     meant for the pipeline would be taken by the command, and the parameter left at its
     default without a word."""
+    if not flags:
+        return None  # (the usual case: no need to read the signature a second time)
     spec = signature_params(pipeline)
     for flag in flags:
         name = flag.removeprefix("--").replace("-", "_")

@@ -101,10 +101,9 @@ def plain_leaf(param: TyperArgument | TyperOption) -> tuple[Callable[[Any], Any]
         return None
     annotation: Any = descriptor.annotation
     if get_origin(annotation) is tuple:
-        leaves = [LEAVES.get(arg) for arg in get_args(annotation)]
-        plain = [leaf for leaf in leaves if leaf is not None]
-        return (_plain_tuple(tuple(plain)), False) if plain and len(plain) == len(leaves) \
-            else None
+        args = get_args(annotation)
+        plain = tuple(LEAVES[arg] for arg in args if arg in LEAVES)
+        return (_plain_tuple(plain), False) if args and len(plain) == len(args) else None
     many = get_origin(annotation) is list
     if many:
         (annotation,) = get_args(annotation) or (None,)

@@ -49,9 +49,9 @@ log = logging.getLogger("corral.engine")
 CONTROL_INTERVAL = 0.5
 FLUSH_INTERVAL = 0.25
 _NO_UPSTREAM: dict[str, str] = {}
+"""The ``upstream`` of every task row without dependencies: one object, serialised once."""
 PERSIST_CHUNK = 20_000
 """Task rows built and written at a time when a run's tasks are persisted."""
-"""The ``upstream`` of every task row without dependencies: one object, serialised once."""
 
 
 @dataclass

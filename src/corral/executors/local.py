@@ -298,8 +298,8 @@ class LocalExecutor(Executor):
         that latency). At most QUEUED_PER_SLOT per slot wait there, and only commands of a
         name seen to take under HAND_OVER_SECONDS: longer ones gain nothing from it, and a
         pause would let them run."""
-        if self._spawner is None:
-            return
+        if self._spawner is None or not self.pending or self.pending[0].kind is not TaskKind.SHELL:
+            return  # (every poll of a run of Python tasks comes here)
         room = QUEUED_PER_SLOT * self.slots - sum(sh.queued for sh in self.shells.values())
         # (not behind a cancelled one: its drop may reach the spawner first)
         tails = [i for i in self.shells if i not in self._followers and i not in self.cancelled]

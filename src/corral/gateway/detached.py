@@ -61,8 +61,8 @@ class _Job:
     writes it, from the process's creation)."""
     proc: subprocess.Popen[bytes] | None = None
     """Set for a process this gateway started (it reaps it); None for one taken back."""
-    started: bool = False
     started_at: float | None = None
+    """When the command started (reported once known)."""
     stop: Outcome | None = None
     """Why the gateway stopped it (cancelled, timeout), if it did."""
     stop_sent: float | None = None
@@ -140,7 +140,7 @@ class DetachedLocal(Executor):
         """The job's completion if it has ended; otherwise report its start and enforce its walltime."""
         running = job.proc.poll() is None if job.proc is not None else _alive(job.pid, job.created)
         marker = read_marker(job.workdir)
-        if not job.started:
+        if job.started_at is None:
             self._report_start(job)  # also for a job that ended between two rounds: it ran
         if marker is not None:
             metrics = Metrics.from_dict(dict(marker.get("metrics") or {}))
@@ -203,7 +203,7 @@ class DetachedLocal(Executor):
     def _report_start(self, job: _Job) -> None:
         started = self._started_at(job)
         if started is not None:
-            job.started, job.started_at = True, started
+            job.started_at = started
             if self._listener is not None:
                 self._listener.started(job.attempt_id, started, None)
 

@@ -190,7 +190,7 @@ class LiveEngine(Engine):
             shape = (the_task, len(call.args), tuple(call.kwargs))
             try:
                 fut = the_task.add_call(graph, call.args, call.kwargs, f"{base}[{n}]",
-                                    check=shape not in shapes)
+                                        check=shape not in shapes)
             except CorralError as exc:
                 _resolve(call.future, exc=exc)
                 continue

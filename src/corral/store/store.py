@@ -82,6 +82,11 @@ def disk_full(exc: BaseException) -> bool:
         or "no space left" in text or "disk quota" in text
 
 
+NAMES_PER_QUERY = 900
+"""Task names looked up by one ``IN (...)``: under SQLite's bound-parameter limit (999 in older
+builds)."""
+
+
 class Store:
     """Database plus CAS. Cheap to create; share one per process."""
 
@@ -319,9 +324,9 @@ class Store:
                     reset: list[dict[str, Any]], pending: str, n_tasks: int,
                     copied: tuple[str, list[int]] | None = None) -> None:
         """New task rows (in chunks, all in this one transaction), and rows of a resumed run
-        reset to ``pending`` (see
-        :func:`corral.store.writes.write_tasks`); ``copied``: a run and the indices of its
-        rows that this run takes over as cached (see :func:`corral.store.writes.copy_tasks`)."""
+        reset to ``pending`` (see :func:`corral.store.writes.write_tasks`); ``copied``: a run
+        and the indices of its rows that this run takes over as cached (see
+        :func:`corral.store.writes.copy_tasks`)."""
         with self.transaction() as c:
             queries.drop_summary(c, run_id)
             if copied:
@@ -389,8 +394,9 @@ class Store:
         if names is None:
             yield from c.execute(q)
             return
-        for start in range(0, len(names), 900):  # SQLite's bound-parameter limit, safely
-            yield from c.execute(q.where(t.tasks.c.name.in_(names[start:start + 900])))
+        for start in range(0, len(names), NAMES_PER_QUERY):
+            chunk = names[start:start + NAMES_PER_QUERY]
+            yield from c.execute(q.where(t.tasks.c.name.in_(chunk)))
 
     def tasks(self, run_id: str, name: str | None = None) -> list[TaskRow]:
         q = sa.select(t.tasks).where(t.tasks.c.run_id == run_id).order_by(t.tasks.c.idx)
