@@ -28,6 +28,10 @@ def allocate(after: int, size: int) -> int:
     return len(block) + after
 
 @task
+def small(after: int) -> int:
+    return after + 1
+
+@task
 def sleeper() -> float:
     time.sleep(1.0)
     return 1.0
@@ -54,7 +58,7 @@ def measured():
         "import time; time.sleep(0.3)' && touch {{output}}",
         outputs="shell.done", name="shell_alloc")
     nap = shell("sleep 1 && touch {{output}}", outputs="nap.done", name="nap")
-    return big, sleeper(), spin(0.5), writer("big.bin", 5 * {MB}), sh, nap
+    return big, small(big), sleeper(), spin(0.5), writer("big.bin", 5 * {MB}), sh, nap
 '''
 
 
@@ -63,7 +67,8 @@ def test_metrics_per_attempt(helper: Helper) -> None:
     r = helper.run(pipe, jobs=1)
     assert r.ok, r.errors
     rows = {a["task"]: a for a in helper.attempts(r.run_id)}
-    assert set(rows) == {"empty", "allocate", "sleeper", "spin", "writer", "shell_alloc", "nap"}
+    assert set(rows) == {"empty", "allocate", "small", "sleeper", "spin", "writer", "shell_alloc",
+                         "nap"}
     host = socket.gethostname()
     for name, a in rows.items():
         assert a["state"] == "succeeded", name
@@ -86,6 +91,8 @@ def test_metrics_per_attempt(helper: Helper) -> None:
     baseline = rows["empty"]["peak_rss"]
     grown = rows["allocate"]["peak_rss"] - baseline
     assert abs(grown - ALLOC) <= 0.1 * ALLOC, (baseline, rows["allocate"]["peak_rss"])
+    # the next task in that worker (-j 1: one worker) starts from a reset high-water mark
+    assert rows["small"]["peak_rss"] - baseline < 0.1 * ALLOC, rows["small"]["peak_rss"]
 
     writer = rows["writer"]
     assert writer["write_bytes"] >= 5 * MB

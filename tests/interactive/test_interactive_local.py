@@ -3,6 +3,7 @@ tasks of one recorded Corral run."""
 
 from __future__ import annotations
 
+import os
 import time
 from concurrent.futures import as_completed, wait
 from pathlib import Path
@@ -113,6 +114,28 @@ def test_closure_works(wd: Path) -> None:
     triple = make_scaler(3)
     with corral.Executor(workdir=wd) as ex:
         assert list(ex.map(triple, [1, 2, 3])) == [3, 6, 9]
+
+
+def meddle(tag: int) -> tuple[int, str, str]:
+    """Changes the variables Corral set for it (its own business, not the next call's)."""
+    os.environ["CORRAL_CORES"] = "99"
+    os.environ["OMP_NUM_THREADS"] = "99"
+    return os.getpid(), "", ""
+
+
+def variables(tag: int) -> tuple[int, str, str]:
+    return os.getpid(), os.environ["CORRAL_CORES"], os.environ["OMP_NUM_THREADS"]
+
+
+def test_a_call_that_changes_its_variables_does_not_change_the_next_ones(wd: Path) -> None:
+    """The worker skips writing the variables of a call when the previous call had the same
+    ones: not when that call changed them meanwhile."""
+    with corral.Executor(workdir=wd, jobs=1, cache=False) as ex:
+        before = ex.submit(variables, 0).result(timeout=60)
+        meddled = ex.submit(meddle, 1).result(timeout=60)
+        after = ex.submit(variables, 2).result(timeout=60)
+    assert before[0] == meddled[0] == after[0]  # one worker ran them all
+    assert before[1:] == after[1:] == ("1", "1")
 
 
 def test_shutdown_cancel_futures_cancels_pending(wd: Path) -> None:

@@ -254,7 +254,7 @@ def dump_value(value: Any, spill: Path | None) -> bytes:
     return dumps(out) if isinstance(out, StoredResult) else out
 
 
-def spill_value(value: Any, spill: Path) -> bytes | StoredResult:
+def spill_value(value: Any, spill: Path | str) -> bytes | StoredResult:
     """The pickled ``value``, or, if it is larger than :data:`SPILL_MIN`, where it was written:
     the file ``spill``, complete and ``fsync``'ed.
 
@@ -268,7 +268,7 @@ def spill_value(value: Any, spill: Path) -> bytes | StoredResult:
     laid = _skeleton(value)
     if laid is not None and not laid[1] and len(laid[0]) <= SPILL_MIN:
         return laid[0]
-    sink = _SpillWriter(spill, -1 if laid is not None else SPILL_MIN)
+    sink = _SpillWriter(Path(spill), -1 if laid is not None else SPILL_MIN)
     try:
         if laid is None:
             Pickler(sink, protocol=pickle.HIGHEST_PROTOCOL).dump(value)
@@ -430,7 +430,7 @@ def _paths(value: Any) -> Iterator[PurePath]:
 
 
 def run_python(payload: PythonPayload, list_files: bool = False,
-               spill: Path | None = None) -> AttemptResult:
+               spill: Path | str | None = None) -> AttemptResult:
     """Call the task function, measuring it; exceptions become a FAILED result with traceback.
     What it writes goes to this process's descriptors 1 and 2 (the caller points them at the
     attempt's logs); the processes it started are ended when it returns (see

@@ -65,7 +65,7 @@ class AttemptOutput:
         written). Returns the ``logdir`` to give :meth:`end`."""
         import tempfile
 
-        folder = str(Path(logdir).parent) if logdir else tempfile.gettempdir()
+        folder = os.path.dirname(logdir) if logdir else tempfile.gettempdir()
         if folder != self.folder:
             try:
                 self._open(folder)
@@ -145,8 +145,9 @@ def _tail(fd: int, size: int) -> str:
 
 
 def _flush() -> None:
-    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
-        if stream is not None:
+    streams = (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__)
+    for i, stream in enumerate(streams):
+        if stream is not None and stream not in streams[:i]:  # (mostly the same two twice)
             with contextlib.suppress(Exception):
                 stream.flush()
 

@@ -14,7 +14,6 @@ import pickle
 import signal
 import time
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 from corral.worker.children import become_subreaper, keep_requested
@@ -73,7 +72,7 @@ def _serve(conn: Connection, attempt_env: AttemptEnv, output: AttemptOutput) -> 
         last = time.monotonic()
         for attempt_id, data, variables, *rest in chunk:
             logdir: str | None = rest[0] if rest else None
-            spill = Path(logdir, VALUE_FILE) if logdir else None
+            spill = os.path.join(logdir, VALUE_FILE) if logdir else None
             payload: PythonPayload = pickle.loads(data)
             attempt_env.apply(variables)
             logdir = output.begin(logdir)
@@ -102,8 +101,14 @@ class AttemptEnv:
     def __init__(self) -> None:
         self.applied: set[str] = set()
         self.saved: dict[str, str | None] = {}
+        self.last: dict[str, str] | None = None
+        """The variables applied last."""
 
     def apply(self, env: dict[str, str]) -> None:
+        environ = os.environ
+        if env == self.last and all(environ.get(k) == v for k, v in env.items()):
+            return  # (the elements of a map: a task that changed one of them changed it back)
+        self.last = env
         for key in self.applied - env.keys():
             old = self.saved.pop(key, None)
             if old is None:
