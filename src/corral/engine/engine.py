@@ -34,6 +34,7 @@ from .recorder import Recorder
 from .specs import (
     PayloadBuilder,
     attempt_dir,
+    attempt_env,
     make_spec,
     may_retry,
     node_cacheable,
@@ -120,6 +121,7 @@ class Engine:
         self._inserted_cached: set[int] = set()
         """Nodes whose task row was inserted already marked cached."""
         self._res_dicts: dict[int, tuple[Any, dict[str, Any]]] = {}
+        self._envs: dict[tuple[int, int], tuple[Resources, dict[str, str]]] = {}
         self.withdrawn: dict[int, int] = {}
         """Attempts per node that never really ran (withdrawn by a pause, or abandoned by a
         stopped engine): they do not count toward retries or resources-by-attempt."""
@@ -162,15 +164,17 @@ class Engine:
                     stack.append(c)
         return out
 
-    def _persist_tasks(self, nodes: list[Node], cached: set[int] | None = None) -> None:
+    def _persist_tasks(self, nodes: list[Node], cached: set[int] | None = None,
+                       fresh: bool = False) -> None:
         """Insert (or, on resume, update) task rows. New rows of ``cached`` nodes are written
         as cached at once, which spares a second write of every row of a cached run. New rows
         are built and written :data:`PERSIST_CHUNK` at a time, in one transaction, so that a
-        million-task run never holds a million row dicts."""
+        million-task run never holds a million row dicts. ``fresh``: none of ``nodes`` can
+        have a row yet (an interactive executor's calls: its run is never resumed)."""
         # tasks added to a running run (a dynamic scatter's elements, an interactive executor's
         # calls) look up their own rows only, not the run's every row again
         wanted = None if len(nodes) == len(self.graph.nodes) else [n.name for n in nodes]
-        existing = self.store.task_ids(self.run_id, wanted)
+        existing = {} if fresh else self.store.task_ids(self.run_id, wanted)
         cached = cached or set()
         copied = None if existing else self._unchanged_rows(nodes, cached)
         skip = set(copied[1]) if copied else set()
@@ -190,8 +194,10 @@ class Engine:
         self.store.write_tasks(self.run_id, self._new_rows(new, cached), changed,
                                TaskState.PENDING.value, len(self.graph.nodes), copied)
         if new or skip:
+            # (nodes are added at the end of the graph: their rows have the highest indices)
             names = self.graph.names
-            for name, row_id in self.store.task_row_ids(self.run_id, wanted).items():
+            first = None if wanted is None else min(n.idx for n in nodes)
+            for name, row_id in self.store.task_row_ids(self.run_id, first).items():
                 idx = names.get(name)
                 if idx is not None:
                     self.task_id[idx] = row_id
@@ -244,6 +250,15 @@ class Engine:
         cached = self._res_dicts.get(id(res))
         if cached is None or cached[0] is not res:
             cached = self._res_dicts[id(res)] = (res, res.to_dict())
+        return cached[1]
+
+    def _env(self, res: Resources, attempt: int) -> dict[str, str]:
+        """``attempt_env(attempt, res)``, one shared dict per Resources object and attempt (a
+        map's elements share theirs: built once, pickled once per chunk sent to a worker,
+        compared at once by the worker; nobody changes a spec's variables)."""
+        cached = self._envs.get((id(res), attempt))
+        if cached is None or cached[0] is not res:
+            cached = self._envs[id(res), attempt] = (res, attempt_env(attempt, res))
         return cached[1]
 
     def _persist_edges(self) -> None:
@@ -458,7 +473,7 @@ class Engine:
             self._fail(idx, str(exc))
             return None
         spec = make_spec(node, self.run_id, n, self.work_root, self.plan.cwd, kind, payload,
-                         resources, real, self.executor.stages_inputs)
+                         resources, real, self.executor.stages_inputs, self._env(resources, real))
         self.inflight[spec.attempt_id] = idx
         now = time.time()
         first: dict[str, Any] = {"started_at": now} if n == 1 else {}

@@ -108,17 +108,18 @@ def attempt_dir(work_root: Path, node: Node, attempt: int) -> Path:
 def make_spec(
     node: Node, run_id: str, attempt: int, work_root: Path, cwd: Path,
     kind: TaskKind, payload: bytes, resources: Resources,
-    real_attempt: int | None = None, inputs: bool = True,
+    real_attempt: int | None = None, inputs: bool = True, env: dict[str, str] | None = None,
 ) -> TaskSpec:
     """The spec of attempt ``attempt`` of ``node``. ``real_attempt`` is the number the task
     sees (attempts withdrawn by a pause do not count; default ``attempt``); ``inputs=False``
-    leaves :attr:`TaskSpec.inputs` empty, for executors that do not stage files."""
+    leaves :attr:`TaskSpec.inputs` empty, for executors that do not stage files; ``env``: its
+    :func:`attempt_env`, when the caller has it already (one dict shared by many specs)."""
     attempt_id = f"{run_id}.{node.idx}.{attempt}"
     workdir = attempt_dir(work_root, node, attempt)
     return TaskSpec(
         attempt_id=attempt_id, run_id=run_id, task_key=node.key, name=node.name,
         group=node.group, kind=kind, payload=payload, resources=resources, attempt=attempt,
-        workdir=workdir, cwd=cwd, env=attempt_env(real_attempt or attempt, resources),
+        workdir=workdir, cwd=cwd, env=env or attempt_env(real_attempt or attempt, resources),
         inputs=input_files(node) if inputs else [],
     )
 

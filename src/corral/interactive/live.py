@@ -202,7 +202,7 @@ class LiveEngine(Engine):
             return
         self._grow(new)
         bad = self._key(new)
-        self._persist_tasks(new)
+        self._persist_tasks(new, fresh=True)
         for idx, reason in bad.items():
             self._fail(idx, reason)
         good = [x for x in new if x.idx not in bad]

@@ -381,11 +381,15 @@ class Store:
         with self._read() as c:
             return {r.name: dict(r._mapping) for r in self._rows_named(c, cols, run_id, names)}
 
-    def task_row_ids(self, run_id: str, names: Sequence[str] | None = None) -> dict[str, int]:
-        """``{task name: row id}`` of a run (the lean form of :meth:`task_ids`)."""
+    def task_row_ids(self, run_id: str, first: int | None = None) -> dict[str, int]:
+        """``{task name: row id}`` of a run's rows (of those at index ``first`` and after, when
+        given: the tasks just added to a big run)."""
+        tk = t.tasks.c
+        q = sa.select(tk.name, tk.id).where(tk.run_id == run_id)
+        if first is not None:
+            q = q.where(tk.idx >= first)
         with self._read() as c:
-            return {r.name: r.id for r in
-                    self._rows_named(c, (t.tasks.c.name, t.tasks.c.id), run_id, names)}
+            return {name: row_id for name, row_id in c.execute(q)}
 
     @staticmethod
     def _rows_named(c: Connection, cols: Sequence[Any], run_id: str,
