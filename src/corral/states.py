@@ -147,7 +147,10 @@ UNFINISHED_TASK_STATES = frozenset(may_become(TaskState.CANCELLED)) - frozenset(
 
 def check_task(old: TaskState | str, new: TaskState, name: str = "") -> TaskState:
     """``new`` if a task may go from ``old`` to it; :class:`StateError` otherwise."""
-    if new not in TASK_TRANSITIONS[TaskState(old)]:
+    allowed = TASK_TRANSITIONS.get(old) if type(old) is TaskState else None  # (the engine's)
+    if allowed is None:
+        allowed = TASK_TRANSITIONS[TaskState(old)]
+    if new not in allowed:
         from corral.errors import StateError
 
         raise StateError(f"task {name or '?'}: no transition from {old} to {new.value}")

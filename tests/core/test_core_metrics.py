@@ -117,3 +117,32 @@ def test_shell_exit_code_recorded_on_failure(helper: Helper) -> None:
     (a,) = helper.attempts(r.run_id)
     assert a["exit_code"] == 7 and a["state"] == "failed" and a["wall"] is not None
     assert sys.executable  # the venv interpreter runs the shell allocation above
+
+
+def test_tiny_tasks_sent_together_each_get_their_own_start(helper: Helper) -> None:
+    """Tiny tasks travel to a worker in chunks; only the first of a chunk is reported started
+    when it is sent, the others when they end: each attempt still records where and when it
+    started and ended, in the order the worker ran them."""
+    pipe = helper.load('''
+        from corral import task, pipeline
+
+        @task
+        def tiny(i: int) -> int:
+            return i
+
+        @pipeline
+        def many():
+            return tiny.map(i=list(range(200)))
+    ''')
+    r = helper.run(pipe, jobs=1)
+    assert r.ok, r.errors
+    rows = sorted(helper.attempts(r.run_id), key=lambda a: a["started_at"])
+    assert len(rows) == 200
+    host = socket.gethostname()
+    for a in rows:
+        assert a["state"] == "succeeded" and a["host"] == host, a
+        assert a["submitted_at"] <= a["started_at"] <= a["ended_at"], a
+    # one worker (-j 1) ran them one after another: the starts are the worker's own
+    ends = [a["ended_at"] for a in rows]
+    assert ends == sorted(ends)
+    assert len({a["started_at"] for a in rows}) == len(rows)

@@ -138,6 +138,23 @@ def test_a_call_that_changes_its_variables_does_not_change_the_next_ones(wd: Pat
     assert before[1:] == after[1:] == ("1", "1")
 
 
+def test_the_collector_stays_on_while_calls_run(wd: Path) -> None:
+    """The engine pauses Python's cyclic garbage collector while it works (an allocation
+    burst), never for the time a call runs: the caller's own garbage is collected meanwhile."""
+    import gc
+
+    assert gc.isenabled()
+    with corral.Executor(workdir=wd, jobs=1) as ex:
+        fut = ex.submit(nap, 1.5)
+        time.sleep(0.5)
+        seen = []
+        while not fut.done():
+            seen.append(gc.isenabled())
+            time.sleep(0.05)
+    assert len(seen) > 5 and sum(seen) >= 0.9 * len(seen), seen
+    assert gc.isenabled()
+
+
 def test_shutdown_cancel_futures_cancels_pending(wd: Path) -> None:
     ex = corral.Executor(workdir=wd, jobs=1, cache=False)
     first = ex.submit(nap, 1.0)

@@ -370,9 +370,11 @@ class LocalExecutor(Executor):
         worker.since = time.time()
         # the worker writes each attempt's output straight into its attempt directory
         worker.conn.send([(s.attempt_id, s.payload, s.env, str(s.workdir)) for s in chunk])
-        if self._listener is not None:  # shown as running; exact start times come with results
-            for s in chunk:
-                self._listener.started(s.attempt_id, worker.since, hostname())
+        if self._listener is not None:
+            # the first attempt of the chunk starts now; the others wait their turn in the
+            # worker (tiny tasks: a chunk takes about CHUNK_SECONDS) and are seen started when
+            # their results come, with their exact start times
+            self._listener.started(chunk[0].attempt_id, worker.since, hostname())
 
     def _start_shell(self, spec: TaskSpec, after: str | None = None) -> bool:
         """Have the spawner start ``spec`` (``after``: when that command ends); False if it

@@ -106,32 +106,48 @@ class LiveEngine(Engine):
             self.prepare()
         self._report()
         while True:
-            self._admit()
-            self._control()
-            if self.cancelling and not self.inflight:
-                break
-            if not self.paused and not self.cancelling and not self._lingering():
-                self._release()
-            if self._finished():
-                break
-            room = self.ready and not self.paused and self._room() > 0 \
-                and not self._lingering()
-            for comp in self._poll(bool(room)):
-                self._complete(comp)
-            if self.rec.dirty and (not self.inflight
-                                   or time.monotonic() - self.rec.last_flush > FLUSH_INTERVAL):
-                self.rec.flush()
-            self._report()
+            # the collector is off while the loop works, on while it waits: each call makes a
+            # node, a spec, rows, long-lived objects and no garbage cycles, and the collector
+            # scanned the whole heap again and again (6 % of the loop's time, 10,000 calls)
+            with collection_paused():
+                if not self._step():
+                    break
+            done = self._poll(self._has_room())
+            with collection_paused():
+                for comp in done:
+                    self._complete(comp)
+                if self.rec.dirty and (not self.inflight or
+                                       time.monotonic() - self.rec.last_flush > FLUSH_INTERVAL):
+                    self.rec.flush()
+                self._report()
         self.rec.flush()
         self._cancel_unadmitted()
         return self._final_state()
 
+    def _step(self) -> bool:
+        """Admit calls, obey control requests, hand ready calls over; False: the run ended."""
+        self._admit()
+        self._control()
+        if self.cancelling and not self.inflight:
+            return False
+        if not self.paused and not self.cancelling and not self._lingering():
+            self._release()
+        return not self._finished()
+
+    def _has_room(self) -> bool:
+        """Ready calls could be handed over now (the loop must not wait for a completion)."""
+        return bool(self.ready and not self.paused and self._room() > 0
+                    and not self._lingering())
+
     def _poll(self, room: bool) -> list[Completion]:
         """The executor's completions. With nothing in flight the loop waits for a call (or
         a cancellation, or the close) instead of sleeping: a call submitted to an idle run
-        is admitted at once, not after :data:`IDLE_POLL`."""
-        if room:
-            return self.executor.poll(0.0)
+        is admitted at once, not after :data:`IDLE_POLL`. The collector is on while the loop
+        waits (see :meth:`run`), not while completions keep coming."""
+        with collection_paused():
+            done = self.executor.poll(0.0)
+        if done or room:
+            return done
         if self.inflight:
             return self.executor.poll(IDLE_POLL)
         self.wake.clear()

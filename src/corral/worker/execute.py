@@ -327,8 +327,13 @@ def load_file(path: str | os.PathLike[str]) -> Any:
     return pickle.loads(skeleton, buffers=[view[start:start + n] for start, n in spans])
 
 
+_ATOMS = frozenset({int, float, str, bytes, bool, type(None)})
+
+
 def resolve_refs(value: Any) -> Any:
     """A copy of ``value`` with every :class:`ResultRef` (in lists, tuples, dicts) loaded."""
+    if type(value) in _ATOMS:  # (most arguments: nothing to look into)
+        return value
     if isinstance(value, ResultRef):
         return load_file(value.path)
     if isinstance(value, list):
