@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 
+from core.corehelp import pg_schema
+from core.corehelp import pg_url as rig_pg_url
+
 _WATCHED = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -56,3 +59,13 @@ def serve() -> Callable[[Any], AbstractContextManager[str]]:
     """Serve an ASGI app (a gateway) with uvicorn on a free loopback port, for a real client:
     ``with serve(app) as url: ...``."""
     return _served
+
+
+@pytest.fixture
+def pg_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A URL of the rig's PostgreSQL whose search_path is a new, empty schema (dropped
+    afterwards), named after the test's package; skipped without CORRAL_TEST_PG_URL (source
+    /run/corral-rig/env), failed instead with CORRAL_REQUIRE_CLUSTERS=1."""
+    package = request.path.parent.name
+    with pg_schema(rig_pg_url(), package[:12]) as url:
+        yield url

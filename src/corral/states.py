@@ -141,7 +141,9 @@ def may_become(new: TaskState) -> frozenset[TaskState]:
     return frozenset(old for old, targets in TASK_TRANSITIONS.items() if new in targets)
 
 
-UNFINISHED_TASK_STATES = frozenset(may_become(TaskState.CANCELLED)) - frozenset(_TERMINAL_TASK)
+ENDED_TASK_STATES = frozenset(_TERMINAL_TASK)
+"""Tasks that ended, one way or another (their values too: these are string enums)."""
+UNFINISHED_TASK_STATES = frozenset(may_become(TaskState.CANCELLED)) - ENDED_TASK_STATES
 """Tasks a cancel without an engine marks cancelled: those that may be, and have not ended."""
 
 

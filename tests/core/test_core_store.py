@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,8 +13,7 @@ from corral.errors import StoreError
 from corral.store import Store, default_url
 from corral.store.store import HEAD_REVISION
 
-from .corehelp import Helper, pg_schema
-from .corehelp import pg_url as rig_pg_url
+from .corehelp import Helper
 
 PIPE = '''
 from corral import task, pipeline, shell, each
@@ -104,12 +102,6 @@ def test_bad_database_url_is_a_store_error(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------- PostgreSQL
 
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A PostgreSQL URL of the rig whose search_path is a fresh schema, dropped afterwards."""
-    with pg_schema(rig_pg_url(), "core") as url:
-        yield url
 
 
 @pytest.mark.postgres

@@ -16,8 +16,6 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from core.corehelp import pg_schema
-from core.corehelp import pg_url as rig_pg_url
 from corral.gateway.app import create_app
 from corral.gateway.settings import Settings
 from corral.gateway.store import GatewayStore, default_url
@@ -54,13 +52,6 @@ def require_cluster(kind: str) -> None:
             pytest.fail(f"{kind} cluster required (CORRAL_REQUIRE_CLUSTERS=1) but {reason}")
         pytest.skip(f"{kind} cluster not available: {reason}")
 
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A URL of the rig's PostgreSQL whose search_path is a new, empty schema (dropped afterwards);
-    skipped without CORRAL_TEST_PG_URL (source /run/corral-rig/env)."""
-    with pg_schema(rig_pg_url(), "gw") as url:
-        yield url
 
 
 GENEROUS_LOCAL = """

@@ -155,6 +155,69 @@ def test_the_collector_stays_on_while_calls_run(wd: Path) -> None:
     assert gc.isenabled()
 
 
+def _states_soon(wd: Path, run_id: str, name: str, wanted: set[str], within: float) -> str:
+    """The state of task ``name`` once it is one of ``wanted`` (fails after ``within`` s)."""
+    deadline = time.monotonic() + within
+    seen = None
+    while time.monotonic() < deadline:
+        seen = {t["name"]: t["state"] for t in _tasks(wd, run_id)}.get(name)
+        if seen in wanted:
+            return str(seen)
+        time.sleep(0.05)
+    raise AssertionError(f"{name} is {seen}, not one of {sorted(wanted)}, after {within} s")
+
+
+def test_rows_of_calls_are_written_when_they_end_or_soon(wd: Path) -> None:
+    """A call's row is written once its call ended (with its state), or ROWS_WAIT seconds
+    after the call was made if it is still queued or running: what `corral status` shows."""
+    from corral.engine.recorder import ROWS_WAIT
+
+    with corral.Executor(workdir=wd, jobs=1) as ex:
+        run_id = ex.run_id
+        assert ex.submit(square, 4).result(timeout=60) == 16
+        assert _states_soon(wd, run_id, "square[0]", {"succeeded"}, 1.5)
+        slow = ex.submit(nap, ROWS_WAIT + 2.5)
+        assert _states_soon(wd, run_id, "nap[0]", {"queued", "running"}, ROWS_WAIT + 1.5)
+        (row,) = [t for t in _tasks(wd, run_id) if t["name"] == "nap[0]"]
+        store = Store.open(wd)
+        try:  # its attempt is written with it
+            assert [a["state"] for a in store.attempts(run_id, row["id"])] in (
+                ["running"], ["submitted"])
+        finally:
+            store.close()
+        assert not slow.done()  # (seen while it ran)
+        slow.result(timeout=60)
+    states = {t["name"]: t["state"] for t in _tasks(wd, run_id)}
+    assert states == {"square[0]": "succeeded", "nap[0]": "succeeded"}
+
+
+@pytest.mark.postgres
+def test_calls_recorded_on_postgresql(wd: Path, pg_url: str) -> None:
+    """The rows of calls written with the batches (see the test above) on PostgreSQL too:
+    ended calls, a failed one, and one still running when its row is due."""
+    from corral.engine.recorder import ROWS_WAIT
+
+    with corral.Executor(workdir=wd, jobs=2, db=pg_url) as ex:
+        run_id = ex.run_id
+        assert list(ex.map(square, range(20))) == [x * x for x in range(20)]
+        bad = ex.submit(explode, 1)
+        slow = ex.submit(nap, ROWS_WAIT + 1.0)
+        with pytest.raises(RemoteError):
+            bad.result(timeout=60)
+        slow.result(timeout=60)
+    store = Store.open(wd, pg_url)
+    try:
+        rows = {t["name"]: t for t in store.tasks(run_id)}
+        attempts = store.attempts(run_id)
+    finally:
+        store.close()
+    assert len(rows) == 22 and len(attempts) == 22
+    assert {rows[f"square[{i}]"]["state"] for i in range(20)} == {"succeeded"}
+    assert rows["explode[0]"]["state"] == "failed" and rows["nap[0]"]["state"] == "succeeded"
+    by_id = {t["id"]: t["name"] for t in rows.values()}
+    assert {by_id[a["task_id"]] for a in attempts} == set(rows)
+
+
 def test_shutdown_cancel_futures_cancels_pending(wd: Path) -> None:
     ex = corral.Executor(workdir=wd, jobs=1, cache=False)
     first = ex.submit(nap, 1.0)

@@ -9,7 +9,6 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,6 @@ from alembic.config import Config
 
 import corral
 from cli.test_status_big import PIPE  # the same failed run with maps, cached tasks
-from core.corehelp import pg_schema
-from core.corehelp import pg_url as rig_pg_url
 from corral.store import Store, queries
 from corral.store.migrate import MIGRATIONS
 from corral.store.reader import open_reader
@@ -169,12 +166,6 @@ def test_a_store_of_the_previous_schema_is_upgraded(runs: tuple[Path, list[str],
     assert reader is not None and reader.task_groups(second) is None
     reader.close()
 
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A PostgreSQL URL of the rig whose search_path is a fresh schema, dropped afterwards."""
-    with pg_schema(rig_pg_url(), "summary") as url:
-        yield url
 
 
 @pytest.mark.postgres

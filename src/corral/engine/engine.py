@@ -27,6 +27,7 @@ from corral.resources import Resources
 from corral.states import DONE_TASK_STATES, AttemptState, RunState, TaskState, check_task
 from corral.store import Store
 from corral.store.store import disk_full
+from corral.store.writes import provisional_id
 
 from .gc_pause import collection_paused
 from .plan import Plan, key_nodes
@@ -51,6 +52,10 @@ CONTROL_INTERVAL = 0.5
 FLUSH_INTERVAL = 0.25
 _NO_UPSTREAM: dict[str, str] = {}
 """The ``upstream`` of every task row without dependencies: one object, serialised once."""
+_LATER_COLUMNS: dict[str, Any] = {"attempts": 0, "error": None, "started_at": None,
+                                  "finished_at": None}
+"""The columns a task row gets as its task goes, in a row written later (the rows of one
+insert have the same columns)."""
 PERSIST_CHUNK = 20_000
 """Task rows built and written at a time when a run's tasks are persisted."""
 
@@ -106,7 +111,7 @@ class Engine:
         self.ready: deque[int] = deque()
         self.inflight: dict[str, int] = {}
         self.values: dict[str, Any] = {}
-        self.rec = Recorder(store)
+        self.rec = Recorder(store, self._task_ids_written)
         self.payloads = PayloadBuilder()
         self.progress = Progress(total=n)
         for node in self.graph.nodes:
@@ -170,11 +175,15 @@ class Engine:
         as cached at once, which spares a second write of every row of a cached run. New rows
         are built and written :data:`PERSIST_CHUNK` at a time, in one transaction, so that a
         million-task run never holds a million row dicts. ``fresh``: none of ``nodes`` can
-        have a row yet (an interactive executor's calls: its run is never resumed)."""
+        have a row yet (an interactive executor's calls: its run is never resumed); their rows
+        are written later, with the state their tasks reached (see :meth:`_defer_rows`)."""
         # tasks added to a running run (a dynamic scatter's elements, an interactive executor's
         # calls) look up their own rows only, not the run's every row again
+        if fresh:
+            self._defer_rows(nodes)
+            return
         wanted = None if len(nodes) == len(self.graph.nodes) else [n.name for n in nodes]
-        existing = {} if fresh else self.store.task_ids(self.run_id, wanted)
+        existing = self.store.task_ids(self.run_id, wanted)
         cached = cached or set()
         copied = None if existing else self._unchanged_rows(nodes, cached)
         skip = set(copied[1]) if copied else set()
@@ -201,6 +210,26 @@ class Engine:
                 idx = names.get(name)
                 if idx is not None:
                     self.task_id[idx] = row_id
+
+    def _defer_rows(self, nodes: list[Node]) -> None:
+        """The rows of ``nodes`` (none has one yet) go to the recorder, which writes each when
+        its task has ended (or a moment later, see :meth:`Recorder.tasks_new`): written once,
+        not inserted and then updated. Until then a task goes by a provisional id."""
+        for rows in self._new_rows(nodes, set()):
+            waiting = {}
+            for row in rows:
+                row.update(_LATER_COLUMNS)
+                idx = row["idx"]
+                waiting[provisional_id(idx)] = row
+                self.task_id[idx] = provisional_id(idx)
+            self.rec.tasks_new(self.run_id, len(self.graph.nodes), waiting)
+
+    def _task_ids_written(self, ids: dict[int, int]) -> None:
+        """Rows of :meth:`_defer_rows` were written: their ids replace the provisional ones."""
+        task_id = self.task_id
+        for idx, row_id in ids.items():
+            if task_id[idx] == provisional_id(idx):
+                task_id[idx] = row_id
 
     def _new_rows(self, nodes: list[Node], cached: set[int]) -> Iterator[list[dict[str, Any]]]:
         """The task rows of ``nodes`` (none has a row yet), :data:`PERSIST_CHUNK` at a time."""

@@ -146,6 +146,10 @@ class Executor(concurrent.futures.Executor):
                 engine.executor.shutdown()
         except BaseException as exc:
             self._error = exc
+            try:  # keep what ended (rows of calls wait in memory to be written once)
+                engine.rec.flush()
+            except Exception:  # the store is what failed
+                pass
             for fut in self._futures.copy():
                 if not fut.done():
                     fut.set_exception(exc)

@@ -118,7 +118,7 @@ class LiveEngine(Engine):
                     self._complete(comp)
                 if self.rec.dirty and (not self.inflight or
                                        time.monotonic() - self.rec.last_flush > FLUSH_INTERVAL):
-                    self.rec.flush()
+                    self.rec.flush(wait_rows=True)
                 self._report()
         self.rec.flush()
         self._cancel_unadmitted()
@@ -227,7 +227,6 @@ class LiveEngine(Engine):
         for node in good:
             if self.state[node.idx] is TaskState.PENDING:
                 self._make_ready(node.idx)
-        self.rec.flush()
 
     def _key(self, new: list[Node]) -> dict[int, str]:
         """Keys the new nodes; those whose arguments cannot be hashed or pickled, with why

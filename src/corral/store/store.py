@@ -350,10 +350,13 @@ class Store:
 
     def write_batch(self, results: list[dict[str, Any]], new_attempts: dict[str, dict[str, Any]],
                     artifacts: list[dict[str, Any]], task_updates: dict[int, dict[str, Any]],
-                    attempt_updates: dict[str, dict[str, Any]]) -> None:
-        """One engine iteration's writes in one transaction (the blobs are on disk first)."""
+                    attempt_updates: dict[str, dict[str, Any]],
+                    new_tasks: writes.NewTasks | None = None) -> dict[int, int]:
+        """One engine iteration's writes in one transaction (the blobs are on disk first); the
+        ids of the ``new_tasks`` rows by task index (see :class:`writes.NewTasks`)."""
         with self.transaction() as c:
-            writes.write_batch(c, results, new_attempts, artifacts, task_updates, attempt_updates)
+            return writes.write_batch(c, results, new_attempts, artifacts, task_updates,
+                                      attempt_updates, new_tasks)
 
     def engine_alive(self, run: Mapping[str, Any]) -> bool:
         if not run.get("engine_pid"):

@@ -8,6 +8,7 @@ import os
 import socket
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,6 +16,7 @@ from sqlalchemy.engine import Connection
 
 from . import schema as t
 from .bulk import executemany
+from .queries import drop_summary
 
 
 def insert_ignore(conn: Connection, table: sa.Table, rows: list[dict[str, Any]], key: str) -> None:
@@ -71,22 +73,67 @@ def add_edges(c: Connection, rows: list[dict[str, Any]]) -> None:
         c.execute(t.edges.insert(), rows)
 
 
+def provisional_id(idx: int) -> int:
+    """The id the task row of index ``idx`` goes by until it is written with a batch (see
+    :class:`NewTasks`)."""
+    return -1 - idx
+
+
+@dataclass
+class NewTasks:
+    """Task rows written with a batch rather than ahead of it (an interactive executor's
+    calls: a row is inserted once, in the state its task reached by then, instead of inserted
+    pending and updated as the task goes). Until then a row goes by its
+    :func:`provisional_id`, also in the batch's attempt and artifact rows; :func:`write_batch`
+    gives the real ids."""
+
+    run_id: str
+    n_tasks: int
+    """The run's task count once these rows are in."""
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    """Each with every column it may be given before it is written."""
+
+
 def write_batch(c: Connection, results: list[dict[str, Any]],
                 new_attempts: Mapping[str, dict[str, Any]], artifacts: list[dict[str, Any]],
                 task_updates: Mapping[int, dict[str, Any]],
-                attempt_updates: Mapping[str, dict[str, Any]]) -> None:
-    """One engine iteration's writes, in one transaction."""
+                attempt_updates: Mapping[str, dict[str, Any]],
+                new_tasks: NewTasks | None = None) -> dict[int, int]:
+    """One engine iteration's writes, in one transaction; the ids of the ``new_tasks`` rows,
+    by task index."""
+    by_idx = _insert_tasks(c, new_tasks) if new_tasks and new_tasks.rows else {}
+    ids = {provisional_id(idx): row_id for idx, row_id in by_idx.items()}
     insert_ignore(c, t.results, results, "key")
     if new_attempts:
         # one executemany needs the same columns in every row: attempts updated before the
         # flush (started, or already finished) carry more columns than fresh ones
         cols = {k for row in new_attempts.values() for k in row}
-        rows = [{k: row.get(k) for k in cols} for row in new_attempts.values()]
+        rows: list[dict[str, Any]] = [{k: row.get(k) for k in cols}
+                                      for row in new_attempts.values()]
+        if ids:
+            for row in rows:
+                row["task_id"] = ids.get(row["task_id"], row["task_id"])
         executemany(c, t.attempts.insert(), rows, "attempts.insert")
     if artifacts:
+        if ids:
+            artifacts = [{**a, "task_id": ids.get(a["task_id"], a["task_id"])} for a in artifacts]
         executemany(c, t.artifacts.insert(), artifacts, "artifacts.insert")
     _updates(c, t.tasks, "id", task_updates)
     _updates(c, t.attempts, "id", attempt_updates)
+    return by_idx
+
+
+def _insert_tasks(c: Connection, new: NewTasks) -> dict[int, int]:
+    """Insert ``new``'s rows; their ids by index."""
+    executemany(c, t.tasks.insert(), new.rows, "tasks.insert")
+    tk = t.tasks.c
+    first = min(row["idx"] for row in new.rows)
+    # (rows given this way are new: nothing else of the run is at their indices or after)
+    found = c.execute(sa.select(tk.idx, tk.id).where(tk.run_id == new.run_id, tk.idx >= first))
+    wanted = {row["idx"] for row in new.rows}
+    c.execute(t.runs.update().where(t.runs.c.id == new.run_id).values(n_tasks=new.n_tasks))
+    drop_summary(c, new.run_id)
+    return {idx: row_id for idx, row_id in found if idx in wanted}
 
 
 def _updates(c: Connection, table: sa.Table, key: str, updates: Mapping[Any, dict[str, Any]]) -> None:
