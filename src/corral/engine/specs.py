@@ -44,8 +44,10 @@ class PayloadBuilder:
         if node.kind is NodeKind.PYTHON:
             assert node.task is not None
             digest, func = self.function(node.task)
-            args = substitute(node.args, load)
-            kwargs = substitute(node.kwargs, load)
+            if node.deps:
+                args, kwargs = substitute(node.args, load), substitute(node.kwargs, load)
+            else:  # (no future among the arguments: nothing to replace)
+                args, kwargs = node.args, node.kwargs
             try:
                 packed = dumps((args, kwargs))
             except Exception as exc:
