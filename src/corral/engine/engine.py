@@ -56,6 +56,9 @@ _LATER_COLUMNS: dict[str, Any] = {"attempts": 0, "error": None, "started_at": No
                                   "finished_at": None}
 """The columns a task row gets as its task goes, in a row written later (the rows of one
 insert have the same columns)."""
+SHARED_MAX = 1024
+"""Resources objects whose shared dicts are kept at most (a resources function makes one per
+attempt: the cache is emptied rather than grown without end)."""
 PERSIST_CHUNK = 20_000
 """Task rows built and written at a time when a run's tasks are persisted."""
 
@@ -278,6 +281,8 @@ class Engine:
         serialises it once for all the rows that carry it; the dicts are never modified)."""
         cached = self._res_dicts.get(id(res))
         if cached is None or cached[0] is not res:
+            if len(self._res_dicts) > SHARED_MAX:
+                self._res_dicts.clear()
             cached = self._res_dicts[id(res)] = (res, res.to_dict())
         return cached[1]
 
@@ -287,6 +292,8 @@ class Engine:
         compared at once by the worker; nobody changes a spec's variables)."""
         cached = self._envs.get((id(res), attempt))
         if cached is None or cached[0] is not res:
+            if len(self._envs) > SHARED_MAX:
+                self._envs.clear()
             cached = self._envs[id(res), attempt] = (res, attempt_env(attempt, res))
         return cached[1]
 
