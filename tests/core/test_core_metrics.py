@@ -146,3 +146,62 @@ def test_tiny_tasks_sent_together_each_get_their_own_start(helper: Helper) -> No
     ends = [a["ended_at"] for a in rows]
     assert ends == sorted(ends)
     assert len({a["started_at"] for a in rows}) == len(rows)
+
+
+def test_peak_memory_of_a_task_and_its_child_together(helper: Helper) -> None:
+    """A task's peak memory counts the processes it started while they ran beside it (the
+    worker's monitor thread sums the tree), not only the largest of them."""
+    pipe = helper.load(f'''
+        import subprocess, sys, time
+        from corral import task, pipeline
+
+        @task
+        def warm() -> int:
+            return 0
+
+        @task
+        def both(after: int) -> int:
+            mine = bytearray({ALLOC})
+            for i in range(0, len(mine), 4096):
+                mine[i] = 1
+            child = subprocess.Popen([sys.executable, "-c",
+                "b = bytearray({ALLOC})\\nfor i in range(0, len(b), 4096): b[i] = 1\\n"
+                "import time; time.sleep(1.0)"])
+            child.wait()
+            return len(mine) + after
+
+        @pipeline
+        def tree():
+            return both(warm())
+    ''')
+    r = helper.run(pipe, jobs=1)
+    assert r.ok, r.errors
+    rows = {a["task"]: a for a in helper.attempts(r.run_id)}
+    assert rows["both"]["peak_rss"] >= 1.8 * ALLOC, rows["both"]["peak_rss"]
+
+
+def test_the_monitor_samples_again_after_it_parked() -> None:
+    """The monitor thread parks when no task ran for a while, and samples the next task's
+    processes when it begins."""
+    import subprocess
+    import time
+
+    from corral.worker.metrics import TreeMonitor
+
+    monitor = TreeMonitor(interval=0.02)
+    monitor.PARK_AFTER = 0.1
+    monitor.begin()
+    monitor.end()
+    time.sleep(0.4)  # parked by now
+    child = subprocess.Popen([sys.executable, "-c",  # noqa: S603
+                              f"b = bytearray({ALLOC})\nfor i in range(0, len(b), 4096): b[i] = 1\n"
+                              "import time; time.sleep(1.0)"])
+    try:
+        time.sleep(0.5)  # (allocated by now)
+        monitor.begin()
+        time.sleep(0.3)
+        peak = monitor.end()
+    finally:
+        child.kill()
+        child.wait()
+    assert peak >= 0.9 * ALLOC, peak

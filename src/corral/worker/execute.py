@@ -36,7 +36,7 @@ from typing import Any
 
 import cloudpickle
 
-from corral.pickling import Pickler, dumps
+from corral.pickling import Pickler, dumps, plain
 from corral.worker.children import (
     become_subreaper,
     begin_attempt,
@@ -265,6 +265,10 @@ def spill_value(value: Any, spill: Path | str) -> bytes | StoredResult:
     each buffer lies and the pickle with the buffers out of band, protocol 5), and in which each
     buffer starts on a page boundary. The file is hashed while it is written (the CAS digest,
     :func:`corral.hashing.digest_bytes` of its bytes)."""
+    if plain(value):  # (no buffers to lay out; most values are small)
+        data = dumps(value)
+        if len(data) <= SPILL_MIN:
+            return data
     laid = _skeleton(value)
     if laid is not None and not laid[1] and len(laid[0]) <= SPILL_MIN:
         return laid[0]
@@ -382,10 +386,18 @@ Without any of them loaded, the variables set for the attempt are enough and thr
 (0.05-0.1 s to import) is not imported."""
 
 
+_NUMERIC_SEEN: tuple[int, bool] = (-1, False)
+"""len(sys.modules) when last looked, and whether one of :data:`_NUMERIC` was loaded."""
+
+
 def thread_limits(cores: str | None) -> contextlib.AbstractContextManager[Any]:
     """threadpoolctl limits of ``cores`` threads, or nothing if no numeric library is loaded."""
-    global _CONTROLLER
-    if not cores or not cores.isdigit() or not any(m in sys.modules for m in _NUMERIC):
+    global _CONTROLLER, _NUMERIC_SEEN
+    if not cores or not cores.isdigit():
+        return contextlib.nullcontext()
+    if _NUMERIC_SEEN[0] != len(sys.modules):  # new imports: look again
+        _NUMERIC_SEEN = (len(sys.modules), any(m in sys.modules for m in _NUMERIC))
+    if not _NUMERIC_SEEN[1]:
         return contextlib.nullcontext()
     if _CONTROLLER is None or _CONTROLLER[0] != len(sys.modules):  # new imports: look again
         from threadpoolctl import ThreadpoolController
@@ -449,7 +461,9 @@ def run_python(payload: PythonPayload, list_files: bool = False,
     spilled: StoredResult | None = None
     try:
         func = load_function(payload)
-        args, kwargs = resolve_refs(cloudpickle.loads(payload.args))
+        args, kwargs = cloudpickle.loads(payload.args)
+        if b"ResultRef" in payload.args:  # (the class is named in the pickle of one)
+            args, kwargs = resolve_refs((args, kwargs))
         value = func(*args, **kwargs)
         if list_files:
             files = returned_files(value, Path.cwd())

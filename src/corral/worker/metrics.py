@@ -8,6 +8,7 @@ whole process tree, and the largest child reaped during the task (``RUSAGE_CHILD
 from __future__ import annotations
 
 import os
+import re
 import resource
 import socket
 import threading
@@ -56,49 +57,40 @@ def _self_files() -> _SelfFiles:
     return _SELF
 
 
-def _field(text: bytes, name: bytes) -> int:
-    """The number after ``name`` (``b"rchar:"``) at the start of a line of ``text``."""
-    at = text.find(b"\n" + name)
-    if at < 0:
-        if not text.startswith(name):
-            raise ValueError(name)
-        at = -1
-    start = at + 1 + len(name)
-    end = text.find(b"\n", start)
-    return int(text[start:end if end >= 0 else None].split()[0])
+_IO = re.compile(rb"rchar:\s*(\d+)\s+wchar:\s*(\d+)")
+"""The first two lines of ``/proc/self/io``: characters read and written."""
+_HWM = re.compile(rb"\nVmHWM:\s*(\d+)")
 
 
-def _read_hwm() -> int | None:
+def _read_hwm(files: _SelfFiles) -> int | None:
     """The kernel's high-water mark of this process's resident memory (``VmHWM``), bytes."""
-    fd = _self_files().status
-    if fd is None:
+    if files.status is None:
         return None
     try:
-        return _field(os.pread(fd, 16384, 0), b"VmHWM:") * 1024
-    except (OSError, ValueError, IndexError):
+        found = _HWM.search(os.pread(files.status, 4096, 0))  # (it is near the top)
+    except OSError:
         return None
+    return int(found.group(1)) * 1024 if found else None
 
 
-def _reset_hwm() -> bool:
-    fd = _self_files().clear_refs
-    if fd is None:
+def _reset_hwm(files: _SelfFiles) -> bool:
+    if files.clear_refs is None:
         return False
     try:
-        os.write(fd, b"5")
+        os.write(files.clear_refs, b"5")
         return True
     except OSError:
         return False
 
 
-def _io_counters() -> tuple[int, int]:
-    fd = _self_files().io
-    if fd is None:
+def _io_counters(files: _SelfFiles) -> tuple[int, int]:
+    if files.io is None:
         return 0, 0
     try:
-        text = os.pread(fd, 4096, 0)
-        return _field(text, b"rchar:"), _field(text, b"wchar:")
-    except (OSError, ValueError, IndexError):
+        found = _IO.match(os.pread(files.io, 256, 0))
+    except OSError:
         return 0, 0
+    return (int(found.group(1)), int(found.group(2))) if found else (0, 0)
 
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -190,32 +182,46 @@ def _psutil_tree_rss(proc: psutil.Process) -> int:
 
 
 class TreeMonitor:
-    """A daemon thread sampling the RSS of this process's children while a task runs."""
+    """A daemon thread sampling the RSS of this process's children while a task runs. It
+    parks when no task has run for :data:`PARK_AFTER` seconds; between the tasks of a busy
+    worker it only wakes up (starting and stopping it for each of a map's tiny tasks cost a
+    twentieth of the task)."""
+
+    PARK_AFTER = 1.0
 
     def __init__(self, interval: float = 0.05) -> None:
         self.interval = interval
         self._active = threading.Event()
+        self._running = False
+        self._ended = 0.0
         self._peak = 0
         self._pid = os.getpid()
         self._thread: threading.Thread | None = None
 
     def begin(self) -> None:
         self._peak = 0
+        self._running = True
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="corral-monitor", daemon=True)
             self._thread.start()
-        self._active.set()
+        if not self._active.is_set():
+            self._active.set()
 
     def end(self) -> int:
-        self._active.clear()
+        self._running = False
+        self._ended = time.monotonic()
         return self._peak
 
     def _loop(self) -> None:
         while True:
             self._active.wait()
             time.sleep(self.interval)
-            if self._active.is_set():
+            if self._running:
                 self._peak = max(self._peak, self._sample())
+            elif time.monotonic() - self._ended > self.PARK_AFTER:
+                self._active.clear()
+                if self._running:  # a task began meanwhile: it may have seen the event set
+                    self._active.set()
 
     def _sample(self) -> int:
         """Tree RSS while the task has children; its own peak comes from the kernel's VmHWM,
@@ -242,20 +248,22 @@ class Probe:
     def begin(cls, monitor: TreeMonitor | None) -> Probe:
         if monitor is not None:
             monitor.begin()
+        files = _self_files()
         return cls(
             started=time.time(),
             ru_self=resource.getrusage(resource.RUSAGE_SELF),
             ru_children=resource.getrusage(resource.RUSAGE_CHILDREN),
-            io=_io_counters(),
-            hwm_reset=_reset_hwm(),
+            io=_io_counters(files),
+            hwm_reset=_reset_hwm(files),
         )
 
     def end(self, monitor: TreeMonitor | None) -> dict[str, float | int | str | None]:
         ended = time.time()
         ru_s = resource.getrusage(resource.RUSAGE_SELF)
         ru_c = resource.getrusage(resource.RUSAGE_CHILDREN)
-        rchar, wchar = _io_counters()
-        peak = _read_hwm() if self.hwm_reset else None
+        files = _self_files()
+        rchar, wchar = _io_counters(files)
+        peak = _read_hwm(files) if self.hwm_reset else None
         if peak is None:
             peak = ru_s.ru_maxrss * 1024
         if ru_c.ru_maxrss > self.ru_children.ru_maxrss:

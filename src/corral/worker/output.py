@@ -96,15 +96,16 @@ class AttemptOutput:
         _flush()
         if self.folder is None:
             return None, None
-        sizes = (os.fstat(1).st_size, os.fstat(2).st_size)
-        if logdir is not None and not rotate and sizes == (0, 0):
+        if logdir is not None and not rotate and _untouched(1) and _untouched(2):
             return None, None  # a quiet task: nothing to move
+        sizes = (os.fstat(1).st_size, os.fstat(2).st_size)
         texts: list[str | None] = []
         for fd, size, path, name in zip((1, 2), sizes, scratch_paths(self.folder, os.getpid()),
                                         (STDOUT_NAME, STDERR_NAME), strict=True):
             if logdir is None:
                 texts.append(_tail(fd, size) if size else None)
                 os.ftruncate(fd, 0)
+                os.lseek(fd, 0, os.SEEK_SET)  # (see _untouched)
                 continue
             texts.append(None)
             if size == 0 and not rotate:
@@ -135,6 +136,16 @@ class AttemptOutput:
                 if path.stat().st_size == 0:
                     path.unlink()
         self.folder = None
+
+
+def _untouched(fd: int) -> bool:
+    """Nothing was written to ``fd`` (a scratch file, opened for appending: every write, also
+    a child process's through the same open file, leaves the offset at the end; one cheap
+    system call where ``fstat`` builds a result of a dozen fields)."""
+    try:
+        return os.lseek(fd, 0, os.SEEK_CUR) == 0
+    except OSError:
+        return False
 
 
 def _tail(fd: int, size: int) -> str:
