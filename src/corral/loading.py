@@ -38,7 +38,7 @@ def load_pipeline(source: str | Path, name: str | None = None) -> Pipeline[Any, 
         sys.modules[mod_name] = module
         before = set(sys.modules)
         try:
-            spec.loader.exec_module(module)
+            _execute_source(path, module)
         except CorralError:
             raise
         except Exception as exc:
@@ -54,6 +54,17 @@ def load_pipeline(source: str | Path, name: str | None = None) -> Pipeline[Any, 
         if imports is not None:
             p.imports = imports
     return _choose(path, found, name)
+
+
+def _execute_source(path: Path, module: Any) -> None:
+    """Run the pipeline file's source in ``module``, compiled from the file as it is now.
+    Not through the import system's bytecode cache: that one trusts a ``.pyc`` whose source
+    has the same size and the same modification second, so a file edited within a second of
+    its last run (by a script, a test, an editor saving twice) ran its old code, while the
+    cache keys, computed from the source text, said it had changed: a rerun with stale code.
+    (And no ``__pycache__`` is written into the user's folder.)"""
+    code = compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+    exec(code, module.__dict__)  # (the user's own pipeline file)
 
 
 def _choose(path: Path, found: dict[str, Pipeline[Any, Any]],

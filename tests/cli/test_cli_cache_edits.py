@@ -6,6 +6,7 @@ those of the edited code, and ``corral why`` names what changed."""
 from __future__ import annotations
 
 import json
+import os
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -376,3 +377,24 @@ def test_a_name_corral_cannot_tell_about_reruns_every_time(tmp_path: Path) -> No
     assert _run(tmp_path) == ([False, 1], {"use_space": "succeeded", "plain": "cached"})
     why = _why(tmp_path, "use_space")
     assert "Corral cannot tell what SPACE is" in why and "runs every time" in why, why
+
+
+def test_an_edit_in_the_same_second_runs_the_new_code(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pipeline file edited within the second of its last run, to the same size, runs its
+    new code. (Python's bytecode cache trusts a .pyc whose source has the same size and
+    modification second: the file's old code ran while its cache key had changed. The edit's
+    modification time is set back to the first one's, as an edit in the same second has it.)"""
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)  # the runs may write .pyc
+    _write(tmp_path, FILES)
+    value, _ = _run(tmp_path)
+    assert value["decorated"] == 2
+    pipeline = tmp_path / "p.py"
+    before = pipeline.stat()
+    pipeline.write_text(FILES["p.py"].replace("return 2 * f(", "return 3 * f("))
+    assert pipeline.stat().st_size == before.st_size
+    os.utime(pipeline, ns=(before.st_atime_ns, before.st_mtime_ns))
+    value, states = _run(tmp_path)
+    assert states["decorated"] == "succeeded" and value["decorated"] == 3
+    assert not (tmp_path / "__pycache__").exists() or not list(
+        (tmp_path / "__pycache__").glob("p.*.pyc"))

@@ -180,11 +180,11 @@ class Engine:
         million-task run never holds a million row dicts. ``fresh``: none of ``nodes`` can
         have a row yet (an interactive executor's calls: its run is never resumed); their rows
         are written later, with the state their tasks reached (see :meth:`_defer_rows`)."""
-        # tasks added to a running run (a dynamic scatter's elements, an interactive executor's
-        # calls) look up their own rows only, not the run's every row again
         if fresh:
             self._defer_rows(nodes)
             return
+        # tasks added to a running run (a dynamic scatter's elements, an interactive executor's
+        # calls) look up their own rows only, not the run's every row again
         wanted = None if len(nodes) == len(self.graph.nodes) else [n.name for n in nodes]
         existing = self.store.task_ids(self.run_id, wanted)
         cached = cached or set()

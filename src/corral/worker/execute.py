@@ -36,7 +36,7 @@ from typing import Any
 
 import cloudpickle
 
-from corral.pickling import Pickler, dumps, plain
+from corral.pickling import Pickler, dumps
 from corral.worker.children import (
     become_subreaper,
     begin_attempt,
@@ -244,6 +244,10 @@ def _mapped_parts(pieces: list[bytes], buffers: list[memoryview]) -> list[Any]:
     return [_PROTO5 + _BINBYTES + _HEAD.pack(len(header)) + header + _POP, *body]
 
 
+_ATOMS = frozenset({int, float, str, bytes, bool, type(None)})
+"""Types of values with nothing inside them (no buffers, no references)."""
+
+
 def dump_value(value: Any, spill: Path | None) -> bytes:
     """The pickled ``value``; one larger than :data:`SPILL_MIN` is written to ``spill``
     instead (when given) and the pickle of a :class:`StoredResult` returned (see
@@ -265,10 +269,8 @@ def spill_value(value: Any, spill: Path | str) -> bytes | StoredResult:
     each buffer lies and the pickle with the buffers out of band, protocol 5), and in which each
     buffer starts on a page boundary. The file is hashed while it is written (the CAS digest,
     :func:`corral.hashing.digest_bytes` of its bytes)."""
-    if plain(value):  # (no buffers to lay out; most values are small)
-        data = dumps(value)
-        if len(data) <= SPILL_MIN:
-            return data
+    if type(value) in _ATOMS and not (isinstance(value, str | bytes) and len(value) > 4096):
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)  # (most values: small)
     laid = _skeleton(value)
     if laid is not None and not laid[1] and len(laid[0]) <= SPILL_MIN:
         return laid[0]
@@ -329,9 +331,6 @@ def load_file(path: str | os.PathLike[str]) -> Any:
             fh.seek(0)
             return pickle.load(fh)
     return pickle.loads(skeleton, buffers=[view[start:start + n] for start, n in spans])
-
-
-_ATOMS = frozenset({int, float, str, bytes, bool, type(None)})
 
 
 def resolve_refs(value: Any) -> Any:
