@@ -32,7 +32,8 @@ class Pickler(cloudpickle.Pickler):  # type: ignore[misc]
     dispatch_table = ChainMap({types.CodeType: _reduce_code}, cloudpickle.Pickler.dispatch_table)
 
 
-_PLAIN = frozenset({int, float, str, bytes, bool, type(None), complex})
+SCALARS = frozenset({int, float, str, bytes, bool, type(None), complex})
+"""Types of values with nothing inside them: no references, no buffers (exact types)."""
 _PLAIN_MAX = 1000
 """Most items :func:`plain` looks at before it gives up (and cloudpickle does the work)."""
 
@@ -49,7 +50,7 @@ def plain(value: Any) -> bool:
         if seen > _PLAIN_MAX:
             return False
         kind = type(v)
-        if kind in _PLAIN:
+        if kind in SCALARS:
             continue
         if kind is tuple or kind is list:
             todo.extend(v)

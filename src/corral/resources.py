@@ -18,9 +18,11 @@ import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from corral.errors import ResourceError
+
+_V = TypeVar("_V")
 
 LAUNCHERS = ("srun", "mpirun", "mpiexec", "mpi", "none")
 """Valid values of ``launcher`` (``mpi``: the executor's MPI launcher, ``srun`` on SLURM)."""
@@ -295,3 +297,24 @@ def resolve_resources(spec: ResourcesSpec, attempt: int) -> Resources:
             "return e.g. Resources(memory=f'{2*attempt}G')"
         )
     return result
+
+
+class PerResources(Generic[_V]):
+    """A value computed once per Resources object (and attempt), for the hot paths that ask
+    again for every task of a map (whose tasks share one Resources object): held with the
+    object, so its id is not reused meanwhile; emptied past :attr:`LIMIT` objects rather than
+    grown for ever (a resources function makes one object per attempt)."""
+
+    LIMIT = 1024
+
+    def __init__(self, make: Callable[[Resources, int], _V]) -> None:
+        self._make = make
+        self._values: dict[tuple[int, int], tuple[Resources, _V]] = {}
+
+    def get(self, res: Resources, attempt: int = 0) -> _V:
+        known = self._values.get((id(res), attempt))
+        if known is None or known[0] is not res:
+            if len(self._values) > self.LIMIT:
+                self._values.clear()
+            known = self._values[id(res), attempt] = (res, self._make(res, attempt))
+        return known[1]

@@ -23,7 +23,7 @@ from corral.errors import CorralError
 from corral.executors.base import AttemptRef, Completion, Executor, Outcome, TaskSpec
 from corral.graph import Future, Node, NodeKind
 from corral.hashing import file_digest, hash_value
-from corral.resources import Resources
+from corral.resources import PerResources, Resources
 from corral.states import DONE_TASK_STATES, AttemptState, RunState, TaskState, check_task
 from corral.store import Store
 from corral.store.store import disk_full
@@ -56,9 +56,6 @@ _LATER_COLUMNS: dict[str, Any] = {"attempts": 0, "error": None, "started_at": No
                                   "finished_at": None}
 """The columns a task row gets as its task goes, in a row written later (the rows of one
 insert have the same columns)."""
-SHARED_MAX = 1024
-"""Resources objects whose shared dicts are kept at most (a resources function makes one per
-attempt: the cache is emptied rather than grown without end)."""
 PERSIST_CHUNK = 20_000
 """Task rows built and written at a time when a run's tasks are persisted."""
 
@@ -128,8 +125,12 @@ class Engine:
         """Nodes that already succeeded in this run (before a resume), with the same key."""
         self._inserted_cached: set[int] = set()
         """Nodes whose task row was inserted already marked cached."""
-        self._res_dicts: dict[int, tuple[Any, dict[str, Any]]] = {}
-        self._envs: dict[tuple[int, int], tuple[Resources, dict[str, str]]] = {}
+        self._res_dicts = PerResources(lambda res, _: res.to_dict())
+        """``res.to_dict()`` shared by the rows that carry it (the bulk writer serialises it
+        once for all of them; the dicts are never modified)."""
+        self._envs = PerResources(lambda res, attempt: attempt_env(attempt, res))
+        """:func:`attempt_env` shared by the specs (built once, pickled once per chunk sent to
+        a worker, compared at once by the worker; nobody changes a spec's variables)."""
         self.withdrawn: dict[int, int] = {}
         """Attempts per node that never really ran (withdrawn by a pause, or abandoned by a
         stopped engine): they do not count toward retries or resources-by-attempt."""
@@ -277,25 +278,8 @@ class Engine:
         return self._res_dict(node_resources(node, 1))
 
     def _res_dict(self, res: Resources) -> dict[str, Any]:
-        """``res.to_dict()``, one shared dict per Resources object (so that the bulk writer
-        serialises it once for all the rows that carry it; the dicts are never modified)."""
-        cached = self._res_dicts.get(id(res))
-        if cached is None or cached[0] is not res:
-            if len(self._res_dicts) > SHARED_MAX:
-                self._res_dicts.clear()
-            cached = self._res_dicts[id(res)] = (res, res.to_dict())
-        return cached[1]
-
-    def _env(self, res: Resources, attempt: int) -> dict[str, str]:
-        """``attempt_env(attempt, res)``, one shared dict per Resources object and attempt (a
-        map's elements share theirs: built once, pickled once per chunk sent to a worker,
-        compared at once by the worker; nobody changes a spec's variables)."""
-        cached = self._envs.get((id(res), attempt))
-        if cached is None or cached[0] is not res:
-            if len(self._envs) > SHARED_MAX:
-                self._envs.clear()
-            cached = self._envs[id(res), attempt] = (res, attempt_env(attempt, res))
-        return cached[1]
+        """``res.to_dict()``, one shared dict per Resources object."""
+        return self._res_dicts.get(res)
 
     def _persist_edges(self) -> None:
         rows = [{"run_id": self.run_id, "parent": d, "child": n.idx}
@@ -509,7 +493,7 @@ class Engine:
             self._fail(idx, str(exc))
             return None
         spec = make_spec(node, self.run_id, n, self.work_root, self.plan.cwd, kind, payload,
-                         resources, real, self.executor.stages_inputs, self._env(resources, real))
+                         resources, real, self.executor.stages_inputs, self._envs.get(resources, real))
         self.inflight[spec.attempt_id] = idx
         now = time.time()
         first: dict[str, Any] = {"started_at": now} if n == 1 else {}

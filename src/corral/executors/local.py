@@ -42,7 +42,7 @@ from corral.executors.base import (
 )
 from corral.executors.processes import kill_group, kill_tree, over_memory_request
 from corral.launchers import check_launcher, effective_launcher, launch_argv, launched_payload
-from corral.resources import Resources
+from corral.resources import PerResources
 from corral.worker.execute import (
     STDERR_FILE,
     STDOUT_FILE,
@@ -134,7 +134,7 @@ class LocalExecutor(Executor):
         self._listener: Listener | None = None
         self._durations: dict[str, float] = {}
         """Running mean duration of the attempts of each task name (for chunk sizes)."""
-        self._costs: dict[int, tuple[Resources, int]] = {}
+        self._costs = PerResources(lambda res, _: min(max(1, res.total_cores), self.slots))
 
     @classmethod
     def from_options(cls, options: dict[str, Any], ctx: ExecutorContext) -> LocalExecutor:
@@ -258,13 +258,7 @@ class LocalExecutor(Executor):
         """Slots an attempt takes: its cores (ranks x cores of each rank), at most all of them
         (a task asking for more cores than ``-j`` still runs, alone). Once per Resources
         object (a map's elements share theirs; asked several times per attempt)."""
-        res = spec.resources
-        known = self._costs.get(id(res))
-        if known is None or known[0] is not res:
-            if len(self._costs) > 1024:  # (a resources function makes one per attempt)
-                self._costs.clear()
-            known = self._costs[id(res)] = (res, min(max(1, res.total_cores), self.slots))
-        return known[1]
+        return self._costs.get(spec.resources)
 
     def _busy(self) -> int:
         """Slots in use: a worker's chunk runs its attempts one after another."""

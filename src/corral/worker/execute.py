@@ -36,7 +36,7 @@ from typing import Any
 
 import cloudpickle
 
-from corral.pickling import Pickler, dumps
+from corral.pickling import SCALARS, Pickler, dumps
 from corral.worker.children import (
     become_subreaper,
     begin_attempt,
@@ -244,10 +244,6 @@ def _mapped_parts(pieces: list[bytes], buffers: list[memoryview]) -> list[Any]:
     return [_PROTO5 + _BINBYTES + _HEAD.pack(len(header)) + header + _POP, *body]
 
 
-_ATOMS = frozenset({int, float, str, bytes, bool, type(None)})
-"""Types of values with nothing inside them (no buffers, no references)."""
-
-
 def dump_value(value: Any, spill: Path | None) -> bytes:
     """The pickled ``value``; one larger than :data:`SPILL_MIN` is written to ``spill``
     instead (when given) and the pickle of a :class:`StoredResult` returned (see
@@ -269,7 +265,7 @@ def spill_value(value: Any, spill: Path | str) -> bytes | StoredResult:
     each buffer lies and the pickle with the buffers out of band, protocol 5), and in which each
     buffer starts on a page boundary. The file is hashed while it is written (the CAS digest,
     :func:`corral.hashing.digest_bytes` of its bytes)."""
-    if type(value) in _ATOMS and not (isinstance(value, str | bytes) and len(value) > 4096):
+    if type(value) in SCALARS and not (isinstance(value, str | bytes) and len(value) > 4096):
         return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)  # (most values: small)
     laid = _skeleton(value)
     if laid is not None and not laid[1] and len(laid[0]) <= SPILL_MIN:
@@ -335,7 +331,7 @@ def load_file(path: str | os.PathLike[str]) -> Any:
 
 def resolve_refs(value: Any) -> Any:
     """A copy of ``value`` with every :class:`ResultRef` (in lists, tuples, dicts) loaded."""
-    if type(value) in _ATOMS:  # (most arguments: nothing to look into)
+    if type(value) in SCALARS:  # (most arguments: nothing to look into)
         return value
     if isinstance(value, ResultRef):
         return load_file(value.path)
