@@ -7,8 +7,10 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -130,6 +132,32 @@ def _no_db() -> Iterator[None]:
 
 def test_engines_at_once_on_a_fresh_sqlite_store(tmp_path: Path) -> None:
     _race(tmp_path, ROUNDS, _no_db)
+
+
+def test_a_fresh_sqlite_file_another_engine_writes_is_waited_for(tmp_path: Path) -> None:
+    """The race behind a rare "database is locked" of the test above, made certain: another
+    engine holds the write lock of a fresh file while this one switches it to WAL. SQLite
+    answers that switch "locked" at once, busy timeout or not; the store waits and opens."""
+    db = tmp_path / ".corral" / "state.db"
+    db.parent.mkdir()
+    other = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.5, other.execute, ("COMMIT",))
+    release.start()
+    try:
+        started = time.monotonic()
+        store = Store.open(tmp_path)
+        try:
+            assert time.monotonic() - started >= 0.4  # it did wait for the other's lock
+            assert migrate.current_version(store.engine) == migrate.HEAD_REVISION
+            assert store.list_runs() == []
+        finally:
+            store.close()
+    finally:
+        release.join()
+        other.close()
+    mode = sqlite3.connect(db).execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
 
 
 @pytest.mark.postgres

@@ -20,6 +20,7 @@ import threading
 from pathlib import Path
 
 from corral.hashing import Signature
+from corral.store.wal import use_wal
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS digests (
     device INTEGER NOT NULL, inode INTEGER NOT NULL, size INTEGER NOT NULL,
@@ -46,7 +47,7 @@ class StatDigestCache:
             try:
                 conn = sqlite3.connect(self.path, timeout=2.0, check_same_thread=False,
                                        isolation_level=None)
-                conn.execute("PRAGMA journal_mode=WAL")
+                use_wal(conn.cursor(), 2.0)
                 conn.execute("PRAGMA synchronous=OFF")
                 conn.execute(_SCHEMA)
             except sqlite3.Error:

@@ -38,6 +38,7 @@ from corral.store.migrate import HEAD_REVISION as HEAD_REVISION
 from corral.store.migrate import ensure_schema
 from corral.store.outage import Outage, ReplayingConnection, outage_limit
 from corral.store.rows import AttemptRow, RunRow, TaskRow
+from corral.store.wal import use_wal
 
 INLINE_LIMIT = 64 * 1024
 """Results up to this size live in the database row; larger ones in the CAS."""
@@ -51,11 +52,15 @@ def default_url(workdir: Path) -> str:
     return f"sqlite:///{(workdir / '.corral' / 'state.db').resolve()}"
 
 
+SQLITE_BUSY_SECONDS = 30.0
+"""How long a SQLite connection waits for another's lock before it reports the database locked."""
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_SECONDS * 1000)}")
+    use_wal(cur, SQLITE_BUSY_SECONDS)
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 
@@ -129,7 +134,7 @@ class Store:
     @staticmethod
     def _create_engine(url: str) -> Engine:
         if url.startswith("sqlite"):
-            engine = sa.create_engine(url, connect_args={"timeout": 30})
+            engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS})
             sa.event.listen(engine, "connect", _sqlite_pragmas)
             return engine
         parsed = sa.engine.make_url(url)

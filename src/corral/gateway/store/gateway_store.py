@@ -21,6 +21,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from corral.store.wal import use_wal
+
 from .admin import AdminMixin, write_audit
 from .errors import Conflict, Forbidden, NotFound, OverLimit, Unauthorized
 from .ingest import IngestMixin
@@ -150,7 +152,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     no fsync of the whole database (synchronous=NORMAL is durable across a crash of the gateway;
     the last commits may be lost only to a power failure)."""
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    use_wal(cursor, 30.0)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
