@@ -22,10 +22,11 @@ from typing import Any
 
 import cloudpickle
 
-from corral.engine.engine import Engine, Progress
+from corral.engine.engine import Engine
 from corral.engine.lifecycle import Cancelled, RunResult, cancel_run, execute, reconcile, request_control
 from corral.engine.plan import Plan
 from corral.engine.prepare import RunConfig, build_plan
+from corral.engine.progress import Progress
 from corral.errors import RunLockedError
 from corral.graph import Future, MapFuture
 from corral.loading import load_pipeline

@@ -201,7 +201,7 @@ def test_progress_has_a_bar_per_task_name() -> None:
     from rich.console import Console
 
     from corral.cli.progress import LiveProgress
-    from corral.engine.engine import Progress
+    from corral.engine.progress import Progress
     from corral.states import TaskState
 
     console = Console(width=80, force_terminal=True, color_system=None, record=True)
@@ -227,7 +227,7 @@ def test_progress_per_task_name_has_its_eta() -> None:
     from rich.console import Console
 
     from corral.cli.progress import LiveProgress
-    from corral.engine.engine import Progress
+    from corral.engine.progress import Progress
     from corral.states import TaskState
 
     now = [100.0]

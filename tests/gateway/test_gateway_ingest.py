@@ -26,7 +26,7 @@ from alembic.config import Config
 
 from corral.cli.report_to import TIMEOUT as REPORT_TIMEOUT
 from corral.cli.report_to import Reporter
-from corral.engine.engine import Progress
+from corral.engine.progress import Progress
 from corral.gateway.store import GatewayStore, default_url
 from corral.gateway.store.ingest import MAX_TASKS_PER_REPORT
 from corral.gateway.store.migrate import HEAD_REVISION, MIGRATIONS, current_version

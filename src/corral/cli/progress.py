@@ -21,7 +21,7 @@ from rich.progress import (
 from rich.table import Column
 from rich.text import Text
 
-from corral.engine.engine import Progress as EngineProgress
+from corral.engine.progress import Progress as EngineProgress
 from corral.states import TaskState
 
 MAX_GROUPS = 12

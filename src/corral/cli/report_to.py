@@ -29,7 +29,7 @@ from corral.states import TERMINAL_RUN_STATES, RunState, TaskState
 from .common import err_console
 
 if TYPE_CHECKING:
-    from corral.engine.engine import Progress
+    from corral.engine.progress import Progress
     from corral.store.store import Store
 
 INTERVAL = 5.0

@@ -161,14 +161,22 @@ def _run_with_display(pipe: Any, params: dict[str, Any], cfg: RunConfig, quiet: 
     from .progress import LineProgress, LiveProgress
 
     started: list[str] = []
+    engines: list[Any] = []
 
     def ready(engine: Any) -> None:
         startup.over()  # the collector back on, the start-up's objects out of its sight
         started.append(engine.run_id)
+        engines.append(engine)
         if reporter is not None:
             reporter.start(engine.run_id, pipe.name, cfg.executor)
 
-    previous = signal.signal(signal.SIGTERM, _stop)
+    def stop(signum: int, _frame: Any) -> None:
+        if not engines:
+            raise KeyboardInterrupt(f"signal {signum}")
+        engines[0].interrupt()  # at the loop's next turn, or at once outside the loop
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    previous_int = signal.signal(signal.SIGINT, stop)
     try:
         if quiet:
             cfg.on_progress = reporter.progress if reporter is not None else None
@@ -191,11 +199,8 @@ def _run_with_display(pipe: Any, params: dict[str, Any], cfg: RunConfig, quiet: 
         raise typer.Exit(130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         startup.over()  # if the engine never became ready
-
-
-def _stop(signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _print_outcome(result: RunResult, as_json: bool) -> None:

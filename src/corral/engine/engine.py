@@ -31,6 +31,7 @@ from corral.store.writes import provisional_id
 
 from .gc_pause import collection_paused
 from .plan import Plan, key_nodes
+from .progress import Progress
 from .recorder import Recorder
 from .specs import (
     PayloadBuilder,
@@ -71,26 +72,6 @@ class EngineOptions:
     fail_fast: bool = False
 
 
-@dataclass
-class Progress:
-    total: int = 0
-    done: int = 0
-    cached: int = 0
-    running: int = 0
-    failed: int = 0
-    skipped: int = 0
-    started: float = field(default_factory=time.time)
-    paused: bool = False
-    groups: dict[str, dict[TaskState, int]] = field(default_factory=dict)
-    """Per task name (a map's elements share theirs): how many tasks are in each state."""
-
-    def count(self, group: str, old: TaskState | None, new: TaskState) -> None:
-        counts = self.groups.setdefault(group, {})
-        if old is not None:
-            counts[old] -= 1
-        counts[new] = counts.get(new, 0) + 1
-
-
 class Engine:
     """Runs one planned graph as one run of the store."""
 
@@ -118,6 +99,8 @@ class Engine:
             self.progress.count(node.group or node.name, None, TaskState.PENDING)
         self.paused = False
         self.cancelling = False
+        self._looping = False
+        self._interrupted = False
         self.errors: list[str] = []
         self._last_control = 0.0
         self._forced: set[int] = set()
@@ -369,7 +352,25 @@ class Engine:
         with collection_paused():
             self.prepare()
         self._report()
+        self._looping = True
+        try:
+            return self._loop()
+        finally:
+            self._looping = False
+
+    def interrupt(self) -> None:
+        """Stop with KeyboardInterrupt at the loop's next turn (within 0.2 s). For a signal
+        handler: raised there, at any instruction, the exception could leave a lock taken or a
+        transaction open that the clean-up then waits for. Outside the loop, or a second time
+        (Ctrl-C pressed again), it raises at once."""
+        if not self._looping or self._interrupted:
+            raise KeyboardInterrupt("interrupted")
+        self._interrupted = True
+
+    def _loop(self) -> RunState:
         while True:
+            if self._interrupted:
+                raise KeyboardInterrupt("interrupted")
             self._control()
             if self.cancelling and not self.inflight:
                 break

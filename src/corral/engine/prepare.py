@@ -25,9 +25,9 @@ from corral.params import check_params
 from corral.states import RunState
 from corral.store import Store
 
-from .engine import Progress
 from .gc_pause import collection_paused
 from .plan import Plan, make_plan
+from .progress import Progress
 
 
 @dataclass

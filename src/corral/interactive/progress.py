@@ -27,7 +27,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from corral.engine.engine import Progress as EngineProgress
+from corral.engine.progress import Progress as EngineProgress
 from corral.states import TaskState
 
 REFRESH = 0.2
